@@ -8,15 +8,18 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 module="$root/tools/dapr-runtime"
 runtime="${DAPR_RUNTIME_PATH:-$root/.runtime}"
-bin="$runtime/.dapr/bin"
-cli_version="v1.18.0"   # the newest dapr/cli the Go module proxy serves for the 1.18 line
+# The CLI zip of every 1.17/1.18 release is refused by the Go module proxy reached here;
+# v1.16.5 is the newest it serves. The CLI only launches daprd, so the skew is harmless.
+cli_version="v1.16.5"
 dapr_version="$(cd "$module" && go list -m -f '{{.Version}}' github.com/dapr/dapr)"
-mkdir -p "$bin" "$runtime/bin"
+real="$runtime/dapr-${dapr_version#v}"   # the binaries themselves
+bin="$runtime/.dapr/bin"                 # where the CLI looks for them
+mkdir -p "$real" "$bin" "$runtime/bin"
 
 # A stamp ties the binaries to the pinned versions: changing go.mod rebuilds them.
-stamp="$runtime/.built-$(cat "$module/go.mod" "$module/go.sum" | sha256sum | cut -c1-16)-cli-$cli_version"
+stamp="$runtime/.built-$(cat "$module/go.mod" "$module/go.sum" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)"
 if [[ -f "$stamp" ]]; then
-  echo "dapr: $dapr_version runtime and CLI $cli_version already built in $runtime"
+  echo "dapr: runtime ${dapr_version} and CLI ${cli_version} already built in $runtime"
   exit 0
 fi
 
@@ -24,18 +27,22 @@ fi
 export CGO_ENABLED=0
 ldflags="-s -w -X github.com/dapr/dapr/pkg/buildinfo.version=${dapr_version#v} -X github.com/dapr/kit/logger.DaprVersion=${dapr_version#v}"
 
-echo "dapr: downloading modules for $dapr_version (about 2 GB the first time)..."
-(cd "$module" && go mod download -x 2>&1 | grep -c '^# get' | xargs -I{} echo "dapr: {} module downloads")
+echo "dapr: downloading modules for ${dapr_version} (about 2 GB the first time)..."
+(cd "$module" && go mod download)
 
 for cmd in daprd placement scheduler sentry; do
+  if [[ -x "$real/$cmd" && "$real/$cmd" -nt "$module/go.sum" ]]; then
+    echo "dapr: $cmd is up to date"
+    continue
+  fi
   tags=""
   [[ "$cmd" == daprd ]] && tags="allcomponents"   # the component set official releases ship
-  echo "dapr: building $cmd ${tags:+(-tags $tags) }— the first daprd build takes a while; packages:"
+  echo "dapr: building $cmd ${tags:+(-tags $tags) }- the first daprd build takes about 20 minutes on 2 cores"
   start=$SECONDS
-  # -v names each package as it compiles: the progress of a long build.
   log="$runtime/build-$cmd.log"
+  # -v names each package as it compiles: every 100th is shown as progress.
   if ! (cd "$module" && go build -v -trimpath -tags "$tags" -ldflags "$ldflags" \
-      -o "$bin/$cmd" "github.com/dapr/dapr/cmd/$cmd") 2>&1 | tee "$log" \
+      -o "$real/$cmd" "github.com/dapr/dapr/cmd/$cmd") 2>&1 | tee "$log" \
       | awk '{ n++; if (n % 100 == 0) { printf "dapr:   %d packages compiled (%s)\n", n, $0; fflush() } }'; then
     tail -n 30 "$log" >&2
     echo "dapr: building $cmd failed; full log in $log" >&2
@@ -44,12 +51,23 @@ for cmd in daprd placement scheduler sentry; do
   echo "dapr: $cmd built in $((SECONDS - start)) s"
 done
 
-echo "dapr: building the dapr CLI $cli_version..."
+# daprd binds its internal gRPC and metrics servers to 0.0.0.0 unless told otherwise, and
+# `dapr run -f` has no run-file field for either; this launcher pins both to loopback
+# (flags given later on the command line still win).
+cat > "$bin/daprd" <<WRAPPER
+#!/bin/sh
+exec "$real/daprd" --dapr-internal-grpc-listen-address 127.0.0.1 --metrics-listen-address 127.0.0.1 "\$@"
+WRAPPER
+chmod +x "$bin/daprd"
+for cmd in placement scheduler sentry; do ln -sf "$real/$cmd" "$bin/$cmd"; done
+
+echo "dapr: building the dapr CLI ${cli_version}..."
 # dapr/cli has no replace lines, so go install works; its binary comes out named `cli`.
-GOBIN="$runtime/bin" go install -trimpath -ldflags "-s -w -X main.version=${cli_version#v} -X main.apiVersion=1.0" \
-  "github.com/dapr/cli@$cli_version"
+GOBIN="$runtime/bin" go install -trimpath \
+  -ldflags "-s -w -X main.version=${cli_version#v} -X main.apiVersion=1.0" \
+  "github.com/dapr/cli@${cli_version}"
 mv -f "$runtime/bin/cli" "$runtime/bin/dapr"
 
 rm -f "$runtime"/.built-*
 touch "$stamp"
-echo "dapr: done — $("$bin/daprd" --version) in $bin, CLI at $runtime/bin/dapr"
+echo "dapr: done - daprd $("$real/daprd" --version), CLI at $runtime/bin/dapr"

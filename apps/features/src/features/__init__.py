@@ -1,0 +1,1 @@
+"""Feature engineering: embeddings, keyword statistics, vector and keyword search."""

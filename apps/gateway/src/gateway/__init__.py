@@ -1,0 +1,1 @@
+"""The single entry point: API keys, routing through Dapr, the OpenAI-compatible front door."""

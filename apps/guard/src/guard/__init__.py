@@ -1,0 +1,1 @@
+"""Input and output rails: injection, PII, blocklists, schema checks."""

@@ -1,0 +1,9 @@
+"""Settings of the guard service."""
+
+from genai_platform.settings import ServiceSettings
+from pydantic import Field
+
+
+class GuardSettings(ServiceSettings):
+    app_id: str = Field("guard", validation_alias="APP_ID")
+    port: int = Field(8107, validation_alias="APP_PORT")

@@ -1,0 +1,1 @@
+"""LLM serving: continuous batching, streaming, hot swap of model versions."""

@@ -1,0 +1,1 @@
+"""Takes documents in, cleans, deduplicates and chunks them, and publishes them."""

@@ -1,0 +1,9 @@
+"""Settings of the ingestion service."""
+
+from genai_platform.settings import ServiceSettings
+from pydantic import Field
+
+
+class IngestionSettings(ServiceSettings):
+    app_id: str = Field("ingestion", validation_alias="APP_ID")
+    port: int = Field(8101, validation_alias="APP_PORT")

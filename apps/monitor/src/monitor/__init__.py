@@ -1,0 +1,1 @@
+"""One view of the system: readiness of every app, recent events, dead letters."""

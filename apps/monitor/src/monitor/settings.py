@@ -1,0 +1,9 @@
+"""Settings of the monitor service."""
+
+from genai_platform.settings import ServiceSettings
+from pydantic import Field
+
+
+class MonitorSettings(ServiceSettings):
+    app_id: str = Field("monitor", validation_alias="APP_ID")
+    port: int = Field(8108, validation_alias="APP_PORT")

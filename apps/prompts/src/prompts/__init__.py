@@ -1,0 +1,1 @@
+"""Prompt templates with immutable versions, labels and typed variables."""

@@ -1,0 +1,14 @@
+"""Entry point: `python -m prompts`."""
+
+from genai_platform.service import run
+
+from prompts.app import create_app
+from prompts.settings import PromptsSettings
+
+
+def main() -> None:
+    run(PromptsSettings, create_app)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+"""Settings of the prompts service."""
+
+from genai_platform.settings import ServiceSettings
+from pydantic import Field
+
+
+class PromptsSettings(ServiceSettings):
+    app_id: str = Field("prompts", validation_alias="APP_ID")
+    port: int = Field(8106, validation_alias="APP_PORT")

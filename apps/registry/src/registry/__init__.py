@@ -1,0 +1,1 @@
+"""Models, versions, aliases, lineage and artifacts."""

@@ -1,0 +1,1 @@
+"""Fine-tuning jobs: LoRA and full, checkpointed and resumable."""

@@ -1,0 +1,9 @@
+"""Settings of the training service."""
+
+from genai_platform.settings import ServiceSettings
+from pydantic import Field
+
+
+class TrainingSettings(ServiceSettings):
+    app_id: str = Field("training", validation_alias="APP_ID")
+    port: int = Field(8103, validation_alias="APP_PORT")

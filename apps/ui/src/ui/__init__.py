@@ -1,0 +1,1 @@
+"""The web front end: chat, documents, jobs, models, prompts and system health."""

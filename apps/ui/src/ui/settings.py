@@ -1,0 +1,9 @@
+"""Settings of the ui service."""
+
+from genai_platform.settings import ServiceSettings
+from pydantic import Field
+
+
+class UiSettings(ServiceSettings):
+    app_id: str = Field("ui", validation_alias="APP_ID")
+    port: int = Field(8090, validation_alias="APP_PORT")

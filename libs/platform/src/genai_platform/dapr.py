@@ -1,0 +1,235 @@
+"""An async client for this app's Dapr sidecar, over Dapr's HTTP API.
+
+HTTP rather than the SDK's gRPC client: it streams service-invocation responses (token
+streaming), and httpx's OpenTelemetry instrumentation carries the trace context to daprd.
+Every call sends `DAPR_API_TOKEN`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+
+from genai_platform.settings import ServiceSettings
+
+Concurrency = Literal["first-write", "last-write"]
+
+
+class DaprError(Exception):
+    """The sidecar refused or failed a call; `code` is Dapr's errorCode when it sent one."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class StateConflict(DaprError):
+    """A state write lost an optimistic-concurrency race (stale or missing ETag)."""
+
+
+@dataclass(frozen=True)
+class StateItem:
+    key: str
+    value: Any
+    etag: str | None
+
+
+@dataclass(frozen=True)
+class StateOperation:
+    """One step of a state transaction: all steps are written, or none."""
+
+    operation: Literal["upsert", "delete"]
+    key: str
+    value: Any = None
+    etag: str | None = None
+    concurrency: Concurrency | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        request: dict[str, Any] = {"key": self.key}
+        if self.operation == "upsert":
+            request["value"] = self.value
+        if self.etag is not None:
+            request["etag"] = self.etag
+        if self.concurrency is not None:
+            request["options"] = {"concurrency": self.concurrency}
+        return {"operation": self.operation, "request": request}
+
+
+class Sidecar:
+    """This app's view of its daprd: invoke, publish, state, secrets, health."""
+
+    def __init__(self, settings: ServiceSettings, client: httpx.AsyncClient | None = None) -> None:
+        headers = {}
+        if settings.dapr_api_token is not None:
+            headers["dapr-api-token"] = settings.dapr_api_token.get_secret_value()
+        self.pubsub = settings.pubsub_name
+        self.state_store = settings.state_store
+        self.secret_store = settings.secret_store
+        self._http = client or httpx.AsyncClient(
+            base_url=settings.dapr_url, headers=headers, timeout=httpx.Timeout(30.0, connect=5.0)
+        )
+        if client is not None:
+            self._http.headers.update(headers)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self._http
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # --- health -----------------------------------------------------------------------------
+
+    async def is_ready(self) -> bool:
+        """True once daprd has loaded its components (its outbound side works)."""
+        try:
+            response = await self._http.get("/v1.0/healthz/outbound", timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 204
+
+    # --- service invocation -------------------------------------------------------------------
+
+    async def invoke(
+        self,
+        app_id: str,
+        path: str,
+        *,
+        method: str = "POST",
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        """Call another app's route through Dapr; the response comes back as the app sent it."""
+        return await self._http.request(
+            method,
+            _invoke_url(app_id, path),
+            json=json_body,
+            headers=headers,
+            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+        )
+
+    @asynccontextmanager
+    async def invoke_stream(
+        self,
+        app_id: str,
+        path: str,
+        *,
+        method: str = "POST",
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[httpx.Response]:
+        """Like `invoke`, but the body is read as it arrives (server-sent events)."""
+        request = self._http.build_request(
+            method,
+            _invoke_url(app_id, path),
+            json=json_body,
+            headers=headers,
+            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+        )
+        response = await self._http.send(request, stream=True)
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    # --- pub/sub ------------------------------------------------------------------------------
+
+    async def publish(
+        self, topic: str, data: Any, *, metadata: Mapping[str, str] | None = None, pubsub: str | None = None
+    ) -> None:
+        """Publish `data` as the payload of a CloudEvent on `topic`."""
+        params = {f"metadata.{key}": value for key, value in (metadata or {}).items()}
+        response = await self._http.post(
+            f"/v1.0/publish/{pubsub or self.pubsub}/{quote(topic, safe='')}", json=data, params=params
+        )
+        _raise_for_dapr(response)
+
+    async def publish_many(self, topic: str, events: Iterable[tuple[str, Any]], pubsub: str | None = None) -> None:
+        """Bulk-publish `(entry_id, data)` pairs in one call; any failed entry raises."""
+        entries = [{"entryId": entry_id, "event": data, "contentType": "application/json"} for entry_id, data in events]
+        if not entries:
+            return
+        response = await self._http.post(
+            f"/v1.0-alpha1/publish/bulk/{pubsub or self.pubsub}/{quote(topic, safe='')}", json=entries
+        )
+        _raise_for_dapr(response)
+        failed = response.json().get("failedEntries") if response.content else None
+        if failed:
+            raise DaprError(500, "ERR_PUBSUB_PUBLISH_MESSAGE", f"{len(failed)} of {len(entries)} entries failed")
+
+    # --- state --------------------------------------------------------------------------------
+
+    async def get_state(self, key: str, *, store: str | None = None) -> StateItem | None:
+        response = await self._http.get(f"/v1.0/state/{store or self.state_store}/{quote(key, safe='')}")
+        _raise_for_dapr(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        return StateItem(key, response.json(), response.headers.get("etag"))
+
+    async def save_state(
+        self,
+        key: str,
+        value: Any,
+        *,
+        etag: str | None = None,
+        concurrency: Concurrency | None = None,
+        store: str | None = None,
+    ) -> None:
+        """Write one key; with an `etag` the write fails with StateConflict if the key moved on."""
+        item: dict[str, Any] = {"key": key, "value": value}
+        if etag is not None:
+            item["etag"] = etag
+        if concurrency is not None:
+            item["options"] = {"concurrency": concurrency}
+        response = await self._http.post(f"/v1.0/state/{store or self.state_store}", json=[item])
+        _raise_for_dapr(response)
+
+    async def delete_state(self, key: str, *, etag: str | None = None, store: str | None = None) -> None:
+        headers = {"If-Match": etag} if etag is not None else None
+        response = await self._http.delete(
+            f"/v1.0/state/{store or self.state_store}/{quote(key, safe='')}", headers=headers
+        )
+        _raise_for_dapr(response)
+
+    async def transact(self, operations: Iterable[StateOperation], *, store: str | None = None) -> None:
+        """Apply every operation or none of them."""
+        body = {"operations": [op.to_json() for op in operations]}
+        response = await self._http.post(f"/v1.0/state/{store or self.state_store}/transaction", json=body)
+        _raise_for_dapr(response)
+
+    # --- secrets ------------------------------------------------------------------------------
+
+    async def get_secret(self, name: str, *, store: str | None = None) -> dict[str, str]:
+        response = await self._http.get(f"/v1.0/secrets/{store or self.secret_store}/{quote(name, safe='')}")
+        _raise_for_dapr(response)
+        return response.json()
+
+
+def _invoke_url(app_id: str, path: str) -> str:
+    return f"/v1.0/invoke/{quote(app_id, safe='')}/method/{path.lstrip('/')}"
+
+
+def _raise_for_dapr(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    code, message = "ERR_UNKNOWN", response.reason_phrase
+    try:
+        body = response.json()
+        code = body.get("errorCode", code)
+        message = body.get("message", message)
+    except (json.JSONDecodeError, AttributeError):
+        pass
+    # Dapr answers an ETag mismatch with 409, and a malformed ETag with 400 ERR_STATE_SAVE + "etag".
+    if response.status_code == 409 or (code == "ERR_STATE_SAVE" and "etag" in message.lower()):
+        raise StateConflict(response.status_code, code, message)
+    raise DaprError(response.status_code, code, message)

@@ -1,0 +1,61 @@
+"""Prometheus metrics every service exposes on /metrics."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUESTS = Counter(
+    "http_requests_total",
+    "HTTP requests served, by route template and status.",
+    ["app_id", "method", "route", "status"],
+)
+LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Time to the end of the response, by route template.",
+    ["app_id", "method", "route"],
+)
+
+
+def _route_template(scope: Scope) -> str:
+    # Label by template (/v1/documents/{id}), never by raw path: ids would explode cardinality.
+    app = scope.get("app")
+    for route in getattr(getattr(app, "router", None), "routes", []):
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return getattr(route, "path", "unmatched")
+    return "unmatched"
+
+
+class RequestMetricsMiddleware:
+    def __init__(self, app: ASGIApp, app_id: str) -> None:
+        self.app = app
+        self.app_id = app_id
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == "/metrics":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            route = _route_template(scope)
+            REQUESTS.labels(self.app_id, scope["method"], route, str(status)).inc()
+            LATENCY.labels(self.app_id, scope["method"], route).observe(time.perf_counter() - started)
+
+
+def metrics_response() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,122 @@
+"""The app factory every service is built with, and the entry point that runs it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Annotated, Any
+
+import uvicorn
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from genai_platform.dapr import Sidecar
+from genai_platform.errors import install_error_handlers
+from genai_platform.logs import configure_logging
+from genai_platform.metrics import RequestMetricsMiddleware, metrics_response
+from genai_platform.security import OPEN_PATHS, AppTokenMiddleware
+from genai_platform.settings import ServiceSettings
+from genai_platform.telemetry import configure_tracing, instrument_app, instrument_client
+
+log = logging.getLogger(__name__)
+
+# A readiness check answers None when ready, or a short reason when not.
+ReadinessCheck = Callable[[FastAPI], Awaitable[str | None]]
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+async def sidecar_ready(app: FastAPI) -> str | None:
+    return None if await app.state.sidecar.is_ready() else "the Dapr sidecar is not ready"
+
+
+def create_service(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    description: str = "",
+    routers: Sequence[APIRouter] = (),
+    lifespan: Lifespan | None = None,
+    readiness: Sequence[ReadinessCheck] = (),
+    open_prefixes: tuple[str, ...] = (),
+) -> FastAPI:
+    """Build a service: health, readiness, metrics, errors, tracing and the app-token check.
+
+    `lifespan` opens the service's own resources (models, caches) once the sidecar client
+    exists; `readiness` adds the service's own conditions to /readyz. `open_prefixes` are paths
+    served to callers other than the sidecar (a gateway's public API), exempt from the app token.
+    """
+
+    @asynccontextmanager
+    async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.sidecar = Sidecar(settings)
+        instrument_client(app.state.sidecar.http)
+        try:
+            if lifespan is None:
+                yield
+            else:
+                async with lifespan(app):
+                    yield
+        finally:
+            await app.state.sidecar.aclose()
+
+    app = FastAPI(title=title, description=description, lifespan=_lifespan)
+    install_error_handlers(app)
+    checks: list[ReadinessCheck] = [sidecar_ready, *readiness]
+
+    @app.get("/healthz", tags=["health"], summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="Readiness: the sidecar and the service's own needs")
+    async def readyz() -> JSONResponse:
+        reasons = [reason for check in checks if (reason := await check(app)) is not None]
+        body: dict[str, Any] = {"app_id": settings.app_id, "ready": not reasons, "reasons": reasons}
+        return JSONResponse(body, status_code=200 if not reasons else 503)
+
+    @app.get("/metrics", tags=["health"], include_in_schema=False)
+    async def metrics() -> Any:
+        return metrics_response()
+
+    for router in routers:
+        app.include_router(router)
+
+    if settings.app_api_token is not None:
+        app.add_middleware(
+            AppTokenMiddleware,
+            token=settings.app_api_token.get_secret_value(),
+            open_paths=OPEN_PATHS,
+            open_prefixes=open_prefixes,
+        )
+    app.add_middleware(RequestMetricsMiddleware, app_id=settings.app_id)
+    instrument_app(app)
+    return app
+
+
+def get_sidecar(request: Request) -> Sidecar:
+    return request.app.state.sidecar
+
+
+def get_settings(request: Request) -> ServiceSettings:
+    return request.app.state.settings
+
+
+SidecarDep = Annotated[Sidecar, Depends(get_sidecar)]
+SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
+
+
+def run(settings_type: type[ServiceSettings], factory: Callable[[Any], FastAPI]) -> None:
+    """The entry point of every service: settings, logging and tracing once, then serve."""
+    settings = settings_type()
+    configure_logging(settings.app_id, settings.log_level)
+    configure_tracing(settings.app_id, settings.zipkin_endpoint)
+    log.info("starting", extra={"port": settings.port, "environment": str(settings.environment)})
+    uvicorn.run(
+        factory(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,39 @@
+"""OpenTelemetry tracing: spans join the sidecars' traces in Zipkin through W3C trace context."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import FastAPI
+from opentelemetry import trace
+from opentelemetry.exporter.zipkin.json import ZipkinExporter
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+# Probes and scrapes would drown the traces that matter.
+_UNTRACED = "healthz,readyz,metrics"
+
+
+def configure_tracing(app_id: str, zipkin_endpoint: str | None) -> None:
+    """Install this process's tracer provider; called once, by the entry point."""
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: app_id}))
+    if zipkin_endpoint:
+        provider.add_span_processor(BatchSpanProcessor(ZipkinExporter(endpoint=zipkin_endpoint)))
+    trace.set_tracer_provider(provider)
+
+
+def instrument_app(app: FastAPI) -> None:
+    """Continue the trace context the sidecar sends with each request."""
+    FastAPIInstrumentor.instrument_app(app, excluded_urls=_UNTRACED)
+
+
+def instrument_client(client: httpx.AsyncClient) -> None:
+    """Send the current trace context with each call to the sidecar."""
+    HTTPXClientInstrumentor.instrument_client(client)
+
+
+def current_trace_id() -> str | None:
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
