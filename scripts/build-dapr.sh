@@ -7,17 +7,18 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 module="$root/tools/dapr-runtime"
+cli_module="$root/tools/dapr-cli"
 runtime="${DAPR_RUNTIME_PATH:-$root/.runtime}"
 # The CLI zip of every 1.17/1.18 release is refused by the Go module proxy reached here;
 # v1.16.5 is the newest it serves. The CLI only launches daprd, so the skew is harmless.
-cli_version="v1.16.5"
+cli_version="$(cd "$cli_module" && go list -m -f '{{.Version}}' github.com/dapr/cli)"
 dapr_version="$(cd "$module" && go list -m -f '{{.Version}}' github.com/dapr/dapr)"
 real="$runtime/dapr-${dapr_version#v}"   # the binaries themselves
 bin="$runtime/.dapr/bin"                 # where the CLI looks for them
 mkdir -p "$real" "$bin" "$runtime/bin"
 
 # A stamp ties the binaries to the pinned versions: changing go.mod rebuilds them.
-stamp="$runtime/.built-$(cat "$module/go.mod" "$module/go.sum" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)"
+stamp="$runtime/.built-$(cat "$module"/go.{mod,sum} "$cli_module"/go.{mod,sum} "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)"
 if [[ -f "$stamp" ]]; then
   echo "dapr: runtime ${dapr_version} and CLI ${cli_version} already built in $runtime"
   exit 0
@@ -28,7 +29,7 @@ export CGO_ENABLED=0
 ldflags="-s -w -X github.com/dapr/dapr/pkg/buildinfo.version=${dapr_version#v} -X github.com/dapr/kit/logger.DaprVersion=${dapr_version#v}"
 
 echo "dapr: downloading modules for ${dapr_version} (about 2 GB the first time)..."
-(cd "$module" && go mod download)
+(cd "$module" && go mod download) && (cd "$cli_module" && go mod download)
 
 for cmd in daprd placement scheduler sentry; do
   if [[ -x "$real/$cmd" && "$real/$cmd" -nt "$module/go.sum" ]]; then
@@ -62,11 +63,8 @@ chmod +x "$bin/daprd"
 for cmd in placement scheduler sentry; do ln -sf "$real/$cmd" "$bin/$cmd"; done
 
 echo "dapr: building the dapr CLI ${cli_version}..."
-# dapr/cli has no replace lines, so go install works; its binary comes out named `cli`.
-GOBIN="$runtime/bin" go install -trimpath \
-  -ldflags "-s -w -X main.version=${cli_version#v} -X main.apiVersion=1.0" \
-  "github.com/dapr/cli@${cli_version}"
-mv -f "$runtime/bin/cli" "$runtime/bin/dapr"
+(cd "$cli_module" && go build -trimpath -ldflags "-s -w -X main.version=${cli_version#v}" \
+  -o "$runtime/bin/dapr" github.com/dapr/cli)
 
 rm -f "$runtime"/.built-*
 touch "$stamp"

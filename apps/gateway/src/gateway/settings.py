@@ -1,9 +1,17 @@
-"""Settings of the gateway service."""
+"""Settings of the gateway."""
 
 from genai_platform.settings import ServiceSettings
 from pydantic import Field
+
+PLATFORM_APPS = ("ingestion", "features", "training", "registry", "inference", "prompts", "guard", "ui", "monitor")
 
 
 class GatewaySettings(ServiceSettings):
     app_id: str = Field("gateway", validation_alias="APP_ID")
     port: int = Field(8080, validation_alias="APP_PORT")
+    # The secret (in the Dapr secret store) holding the comma-separated API keys.
+    api_keys_secret: str = Field("gateway-api-keys", validation_alias="GATEWAY_API_KEYS_SECRET")
+    # Keys are re-read this often, so a rotated key takes effect without a restart.
+    api_keys_ttl_seconds: float = Field(60.0, validation_alias="GATEWAY_API_KEYS_TTL_SECONDS")
+    platform_apps: tuple[str, ...] = Field(PLATFORM_APPS, validation_alias="GATEWAY_PLATFORM_APPS")
+    health_timeout_seconds: float = Field(3.0, validation_alias="GATEWAY_HEALTH_TIMEOUT_SECONDS")

@@ -1,0 +1,86 @@
+"""Fixtures shared by every test: real servers, real daprd, real services; nothing mocked."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import PROFILES, RESILIENCY_DIR, ROOT, AppWithSidecar, Daprd, ServiceApp, read_secrets
+
+# The servers each profile's components talk to (see components/ and components/profiles/).
+PROFILE_SERVERS = {"default": ["redis"], "rabbitmq-postgres": ["rabbitmq", "postgres"]}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A test's folder says what kind it is, so `-m unit` and friends need no decorator.
+    for item in items:
+        for kind in ("unit", "integration", "e2e"):
+            if f"{Path('tests') / kind}" in str(item.path):
+                item.add_marker(kind)
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("process-logs")
+
+
+@pytest.fixture(scope="session")
+def secrets() -> dict[str, str]:
+    # infra.sh creates the secrets file with fresh values the first time it runs.
+    subprocess.run(["bash", str(ROOT / "scripts" / "infra.sh"), "secrets"], check=True, capture_output=True)
+    return read_secrets()
+
+
+def start_servers(profile: str) -> None:
+    """Start (idempotently) the servers a profile needs; infra.sh polls them until ready."""
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "infra.sh"), "start", *PROFILE_SERVERS[profile]],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"starting the {profile} servers failed:\n{result.stdout}\n{result.stderr}")
+
+
+@pytest.fixture(scope="session")
+def default_broker() -> str:
+    start_servers("default")
+    return "default"
+
+
+@pytest.fixture(scope="session", params=sorted(PROFILES))
+def profile(request: pytest.FixtureRequest) -> str:
+    """Each profile in turn: the same tests, another broker and store, no code change."""
+    start_servers(request.param)
+    return request.param
+
+
+StartApp = Callable[..., AppWithSidecar]
+
+
+@pytest.fixture
+def start_app(log_dir: Path, secrets: dict[str, str]) -> Iterator[StartApp]:
+    """Start a platform service beside a real daprd; everything started is stopped afterwards."""
+    started: list[AppWithSidecar] = []
+
+    def start(app_id: str, profile: str = "default", *, env: dict[str, str] | None = None, **daprd) -> AppWithSidecar:
+        sidecar = Daprd(
+            app_id=app_id,
+            resources=[PROFILES[profile], RESILIENCY_DIR],
+            log_dir=log_dir,
+            dapr_api_token=secrets["dapr-api-token"],
+            app_api_token=secrets["app-api-token"],
+            **daprd,
+        )
+        app = ServiceApp(app_id=app_id, log_dir=log_dir, sidecar=sidecar, env=env or {})
+        sidecar.app_port = app.port
+        pair = AppWithSidecar(app, sidecar)
+        started.append(pair)
+        return pair.start()
+
+    yield start
+    for pair in reversed(started):
+        pair.stop()

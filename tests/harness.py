@@ -1,0 +1,271 @@
+"""Start real daprd and app processes for tests: free loopback ports, polled readiness, logs kept.
+
+Every process runs in its own process group and is killed with it on teardown. A wait fails
+fast, with the tail of each process's log, when one of them has died.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNTIME = Path(os.environ.get("DAPR_RUNTIME_PATH", ROOT / ".runtime"))
+DAPRD = RUNTIME / ".dapr" / "bin" / "daprd"
+SECRETS_FILE = ROOT / ".data" / "secrets.json"
+CONFIG = ROOT / "dapr-config" / "config.yaml"
+RESILIENCY_DIR = ROOT / "dapr-config"
+PROFILES = {
+    "default": ROOT / "components",
+    "rabbitmq-postgres": ROOT / "components" / "profiles" / "rabbitmq-postgres",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def read_secrets() -> dict[str, str]:
+    return json.loads(SECRETS_FILE.read_text())
+
+
+class ProcessDied(AssertionError):
+    pass
+
+
+@dataclass
+class ManagedProcess:
+    """One child process in its own group, its output in a log file."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    cwd: Path = ROOT
+    popen: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self) -> ManagedProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            self.argv, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def assert_alive(self) -> None:
+        if not self.alive:
+            code = self.popen.returncode if self.popen else None
+            raise ProcessDied(f"{self.name} exited with {code}; last log lines:\n{self.log_tail()}")
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.alive:
+            assert self.popen is not None
+            os.killpg(self.popen.pid, sig)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the group, then SIGKILL what is left after `timeout`."""
+        if self.popen is None:
+            return
+        if self.popen.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                self.popen.wait(5)
+        try:  # children that outlived the leader
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        self.signal(signal.SIGKILL)
+        if self.popen is not None:
+            self.popen.wait(5)
+
+
+def wait_until(
+    condition: Callable[[], Any],
+    *,
+    what: str,
+    timeout: float = 60.0,
+    interval: float = 0.1,
+    watch: Iterable[ManagedProcess] = (),
+) -> Any:
+    """Poll `condition` until it returns something truthy; fail fast if a watched process dies."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        for process in watch:
+            process.assert_alive()
+        try:
+            result = condition()
+            if result:
+                return result
+        except (httpx.HTTPError, OSError, ValueError, KeyError) as error:
+            last_error = error
+        time.sleep(interval)
+    logs = "\n".join(f"--- {p.name} ({p.log_path}):\n{p.log_tail()}" for p in watch)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error!r})\n{logs}")
+
+
+@dataclass
+class Daprd:
+    """A real daprd bound to 127.0.0.1 on free ports, with API and app tokens."""
+
+    app_id: str
+    resources: list[Path]
+    log_dir: Path
+    app_port: int | None = None
+    dapr_api_token: str | None = None
+    app_api_token: str | None = None
+    extra_args: list[str] = field(default_factory=list)
+    http_port: int = field(default_factory=free_port)
+    grpc_port: int = field(default_factory=free_port)
+    internal_grpc_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
+    process: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        headers = {"dapr-api-token": self.dapr_api_token} if self.dapr_api_token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30.0, **kwargs)
+
+    def start(self) -> Daprd:
+        if not DAPRD.exists():
+            raise FileNotFoundError(f"{DAPRD} is missing: run `make dapr` first")
+        argv = [
+            str(DAPRD),
+            "--app-id", self.app_id,
+            "--dapr-http-port", str(self.http_port),
+            "--dapr-grpc-port", str(self.grpc_port),
+            "--dapr-internal-grpc-port", str(self.internal_grpc_port),
+            "--metrics-port", str(self.metrics_port),
+            "--dapr-listen-addresses", "127.0.0.1",
+            "--config", str(CONFIG),
+            "--placement-host-address", "",
+            "--scheduler-host-address", "",
+            "--log-level", "info",
+            *[arg for path in self.resources for arg in ("--resources-path", str(path))],
+            *self.extra_args,
+        ]
+        if self.app_port is not None:
+            argv += ["--app-port", str(self.app_port), "--app-channel-address", "127.0.0.1"]
+        env = {k: v for k, v in os.environ.items() if k not in ("DAPR_API_TOKEN", "APP_API_TOKEN")}
+        if self.dapr_api_token:
+            env["DAPR_API_TOKEN"] = self.dapr_api_token
+        if self.app_api_token:
+            env["APP_API_TOKEN"] = self.app_api_token
+        self.process = ManagedProcess(
+            f"daprd[{self.app_id}]", argv, env, self.log_dir / f"daprd-{self.app_id}-{self.http_port}.log"
+        ).start()
+        return self
+
+    def wait_ready(self, timeout: float = 60.0, watch: Iterable[ManagedProcess] = ()) -> None:
+        """Wait for /v1.0/healthz: components loaded and, with an app port, the app reachable."""
+        assert self.process is not None
+        with httpx.Client(timeout=2.0) as http:
+            wait_until(
+                lambda: http.get(f"{self.url}/v1.0/healthz").status_code == 204,
+                what=f"daprd for {self.app_id} to be healthy",
+                timeout=timeout,
+                watch=[self.process, *watch],
+            )
+
+
+@dataclass
+class ServiceApp:
+    """One of the platform's services, run as `python -m <package>` like dapr.yaml does."""
+
+    app_id: str
+    log_dir: Path
+    sidecar: Daprd | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    module: str | None = None
+    process: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServiceApp:
+        env = {**os.environ, "APP_ID": self.app_id, "APP_PORT": str(self.port), "ZIPKIN_ENDPOINT": "", **self.env}
+        if self.sidecar is not None:
+            env["DAPR_HTTP_PORT"] = str(self.sidecar.http_port)
+            for name, value in (("DAPR_API_TOKEN", self.sidecar.dapr_api_token),
+                                ("APP_API_TOKEN", self.sidecar.app_api_token)):
+                if value:
+                    env[name] = value
+        argv = [sys.executable, "-m", self.module or self.app_id]
+        self.process = ManagedProcess(self.app_id, argv, env, self.log_dir / f"{self.app_id}-{self.port}.log").start()
+        return self
+
+    def wait_alive(self, timeout: float = 60.0) -> None:
+        assert self.process is not None
+        with httpx.Client(timeout=2.0) as http:
+            wait_until(
+                lambda: http.get(f"{self.url}/healthz").status_code == 200,
+                what=f"{self.app_id} to answer /healthz",
+                timeout=timeout,
+                watch=[self.process],
+            )
+
+
+@dataclass
+class AppWithSidecar:
+    """A service and its daprd, started together and stopped together."""
+
+    app: ServiceApp
+    sidecar: Daprd
+
+    @property
+    def processes(self) -> list[ManagedProcess]:
+        return [p for p in (self.app.process, self.sidecar.process) if p is not None]
+
+    def start(self, timeout: float = 90.0) -> AppWithSidecar:
+        self.app.start()
+        self.sidecar.start()
+        self.app.wait_alive(timeout)
+        self.sidecar.wait_ready(timeout, watch=[p for p in [self.app.process] if p])
+        return self
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        with httpx.Client(timeout=5.0) as http:
+            wait_until(
+                lambda: http.get(f"{self.app.url}/readyz").status_code == 200,
+                what=f"{self.app.app_id} to be ready",
+                timeout=timeout,
+                watch=self.processes,
+            )
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
