@@ -66,7 +66,14 @@ def start_app(log_dir: Path, secrets: dict[str, str]) -> Iterator[StartApp]:
     """Start a platform service beside a real daprd; everything started is stopped afterwards."""
     started: list[AppWithSidecar] = []
 
-    def start(app_id: str, profile: str = "default", *, env: dict[str, str] | None = None, **daprd) -> AppWithSidecar:
+    def start(
+        app_id: str,
+        profile: str = "default",
+        *,
+        env: dict[str, str] | None = None,
+        module: str | None = None,
+        **daprd,
+    ) -> AppWithSidecar:
         sidecar = Daprd(
             app_id=app_id,
             resources=[PROFILES[profile], RESILIENCY_DIR],
@@ -75,7 +82,7 @@ def start_app(log_dir: Path, secrets: dict[str, str]) -> Iterator[StartApp]:
             app_api_token=secrets["app-api-token"],
             **daprd,
         )
-        app = ServiceApp(app_id=app_id, log_dir=log_dir, sidecar=sidecar, env=env or {})
+        app = ServiceApp(app_id=app_id, log_dir=log_dir, sidecar=sidecar, env=env or {}, module=module)
         sidecar.app_port = app.port
         pair = AppWithSidecar(app, sidecar)
         started.append(pair)

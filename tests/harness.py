@@ -224,6 +224,8 @@ class ServiceApp:
                                 ("APP_API_TOKEN", self.sidecar.app_api_token)):
                 if value:
                     env[name] = value
+        if self.module is not None:  # a test double from tests/integration
+            env["PYTHONPATH"] = str(ROOT / "tests" / "integration")
         argv = [sys.executable, "-m", self.module or self.app_id]
         self.process = ManagedProcess(self.app_id, argv, env, self.log_dir / f"{self.app_id}-{self.port}.log").start()
         return self

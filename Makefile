@@ -1,0 +1,49 @@
+# Thin wrappers: the work is in scripts/ and in uv-run tools. Every target is idempotent.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+export UV_PYTHON_DOWNLOADS := never
+export DAPR_RUNTIME_PATH := $(CURDIR)/.runtime
+DAPR := $(DAPR_RUNTIME_PATH)/bin/dapr
+# Which broker/store set `make up` uses: default (Redis) or a folder under components/profiles/.
+PROFILE ?= default
+# Keep the model caches of every clone and run in one place.
+export HF_HUB_OFFLINE := 1
+
+.PHONY: help setup python dapr infra secrets up down test test-unit test-integration lint
+
+help:
+	@echo "make up     set up what is missing and start the whole platform (PROFILE=$(PROFILE))"
+	@echo "make test   set up what is missing and run every test"
+	@echo "make down   stop the servers started by make up"
+
+setup: python dapr infra  ## everything the platform and the tests need, installed once
+
+python:
+	@command -v uv >/dev/null || python3 -m pip install --quiet uv
+	@echo "python: syncing the workspace (uv.lock)"
+	@uv sync --all-packages --frozen
+
+dapr:
+	@bash scripts/build-dapr.sh
+
+infra:
+	@bash scripts/infra.sh install
+	@bash scripts/infra.sh secrets
+
+up: setup
+	@bash scripts/run-platform.sh $(PROFILE)
+
+down:
+	@bash scripts/infra.sh stop
+
+test: setup
+	@bash scripts/infra.sh start redis rabbitmq postgres zipkin
+	@uv run --frozen pytest
+
+test-unit: python
+	@uv run --frozen pytest -m unit
+
+lint: python
+	@uv run --frozen ruff check .
+	@uv run --frozen ruff format --check .

@@ -1,0 +1,66 @@
+"""Every error leaves a service as RFC 9457 problem+json, with no internal detail."""
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
+
+from genai_platform.errors import Problem, install_error_handlers
+
+
+class Body(BaseModel):
+    name: str
+    count: int
+
+
+def make_app() -> FastAPI:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/things")
+    async def create(body: Body) -> dict:
+        return body.model_dump()
+
+    @app.get("/limited")
+    async def limited() -> None:
+        raise Problem(429, "Too many requests for this key.", headers={"Retry-After": "3"}, limit="10/min")
+
+    @app.get("/broken")
+    async def broken() -> None:
+        raise RuntimeError("password=hunter2 in /etc/secret")
+
+    return app
+
+
+def test_domain_problem_keeps_status_headers_and_extensions() -> None:
+    response = TestClient(make_app()).get("/limited")
+    assert response.status_code == 429
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"] == "3"
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Too Many Requests",
+        "status": 429,
+        "detail": "Too many requests for this key.",
+        "limit": "10/min",
+        "instance": "/limited",
+    }
+
+
+def test_validation_error_names_the_field() -> None:
+    response = TestClient(make_app()).post("/things", json={"name": "x", "count": "many"})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert [e["location"] for e in response.json()["errors"]] == ["body.count"]
+
+
+def test_unexpected_error_hides_its_message() -> None:
+    response = TestClient(make_app(), raise_server_exceptions=False).get("/broken")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "hunter2" not in response.text and "Traceback" not in response.text
+
+
+def test_unknown_route_is_a_problem_too() -> None:
+    response = TestClient(make_app()).get("/nowhere")
+    assert response.status_code == 404
+    assert response.json()["status"] == 404

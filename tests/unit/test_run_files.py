@@ -1,0 +1,60 @@
+"""dapr.yaml and tye.yaml describe the same platform: same apps, ports, commands, Dapr settings."""
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = {"gateway", "ingestion", "features", "training", "registry", "inference", "prompts", "guard", "ui", "monitor"}
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((ROOT / name).read_text())
+
+
+def test_dapr_yaml_runs_every_service_once() -> None:
+    ids = [app["appID"] for app in load("dapr.yaml")["apps"]]
+    assert len(ids) == len(set(ids))
+    assert SERVICES <= set(ids)
+
+
+def test_tye_yaml_matches_dapr_yaml() -> None:
+    dapr_run = load("dapr.yaml")
+    tye = load("tye.yaml")
+    tye_services = {service["name"]: service for service in tye["services"]}
+    dapr_ext = next(ext for ext in tye["extensions"] if ext["name"] == "dapr")
+
+    assert set(tye_services) == {app["appID"] for app in dapr_run["apps"]}
+    for app in dapr_run["apps"]:
+        service = tye_services[app["appID"]]
+        assert " ".join(app["command"]) == f"{service['executable']} {service['args']}", app["appID"]
+        assert Path(app["appDirPath"]) == Path(service["workingDirectory"]), app["appID"]
+        if "appPort" not in app:
+            continue
+        assert service["bindings"][0]["port"] == app["appPort"], app["appID"]
+        sidecar = dapr_ext["services"][app["appID"]]
+        assert sidecar["app-id"] == app["appID"]
+        assert sidecar["http-port"] == app["daprHTTPPort"], app["appID"]
+        assert sidecar["grpc-port"] == app["daprGRPCPort"], app["appID"]
+        assert sidecar["metrics-port"] == app["metricsPort"], app["appID"]
+
+    common = dapr_run["common"]
+    assert Path(dapr_ext["config"]) == Path(common["configFilePath"])
+    assert Path(dapr_ext["resources-path"]) == Path(common["resourcesPaths"][0])
+    assert "components-path" not in dapr_ext, "components-path is deprecated: use resources-path"
+    assert dapr_ext["app-health-check-path"] == common["appHealthCheckPath"]
+
+
+def test_every_listener_is_loopback_and_ports_do_not_collide() -> None:
+    dapr_run = load("dapr.yaml")
+    assert dapr_run["common"]["apiListenAddresses"] == "127.0.0.1"
+    ports = [
+        app[key]
+        for app in dapr_run["apps"]
+        for key in ("appPort", "daprHTTPPort", "daprGRPCPort", "daprInternalGRPCPort", "metricsPort")
+        if key in app
+    ]
+    control_plane = [50005, 50006, 58080, 58081, 59090, 59091, 52379, 52380, 8201]
+    assert len(ports + control_plane) == len(set(ports + control_plane))
+    gateway = next(app for app in dapr_run["apps"] if app["appID"] == "gateway")
+    assert gateway["appPort"] == 8080
