@@ -44,7 +44,12 @@ def test_a_stale_etag_is_a_conflict_and_writes_nothing(start_app, profile) -> No
     asyncio.run(scenario())
 
 
-def test_a_transaction_is_all_or_nothing(start_app, profile) -> None:
+def test_a_transaction_is_all_or_nothing(start_app, profile, request) -> None:
+    if profile == "default":
+        # Dapr's Redis store runs a transaction as MULTI/EXEC of Lua scripts: a failed ETag check
+        # fails its own step and the others still apply ("Redis does not support transaction
+        # rollbacks", components-contrib state/redis). Strict: this fails once Redis rolls back.
+        request.applymarker(pytest.mark.xfail(strict=True, reason="Redis transactions do not roll back"))
     registry = start_app("registry", profile)
     prefix = f"tx-{uuid.uuid4()}"
 

@@ -203,9 +203,17 @@ class Sidecar:
 
     async def transact(self, operations: Iterable[StateOperation], *, store: str | None = None) -> None:
         """Apply every operation or none of them."""
+        operations = list(operations)
         body = {"operations": [op.to_json() for op in operations]}
         response = await self._http.post(f"/v1.0/state/{store or self.state_store}/transaction", json=body)
-        _raise_for_dapr(response)
+        try:
+            _raise_for_dapr(response)
+        except DaprError as error:
+            # Stores report a failed ETag check inside a transaction in words of their own
+            # (Redis: "failed to set key"); with ETags in play, re-read and retry is the answer.
+            if error.code == "ERR_STATE_TRANSACTION" and any(op.etag for op in operations):
+                raise StateConflict(error.status, error.code, error.message) from error
+            raise
 
     # --- secrets ------------------------------------------------------------------------------
 
