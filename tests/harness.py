@@ -6,6 +6,7 @@ fast, with the tail of each process's log, when one of them has died.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -96,10 +97,8 @@ class ManagedProcess:
             except subprocess.TimeoutExpired:
                 self.signal(signal.SIGKILL)
                 self.popen.wait(5)
-        try:  # children that outlived the leader
+        with contextlib.suppress(ProcessLookupError):  # children that outlived the leader
             os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
@@ -163,16 +162,26 @@ class Daprd:
             raise FileNotFoundError(f"{DAPRD} is missing: run `make dapr` first")
         argv = [
             str(DAPRD),
-            "--app-id", self.app_id,
-            "--dapr-http-port", str(self.http_port),
-            "--dapr-grpc-port", str(self.grpc_port),
-            "--dapr-internal-grpc-port", str(self.internal_grpc_port),
-            "--metrics-port", str(self.metrics_port),
-            "--dapr-listen-addresses", "127.0.0.1",
-            "--config", str(CONFIG),
-            "--placement-host-address", "",
-            "--scheduler-host-address", "",
-            "--log-level", "info",
+            "--app-id",
+            self.app_id,
+            "--dapr-http-port",
+            str(self.http_port),
+            "--dapr-grpc-port",
+            str(self.grpc_port),
+            "--dapr-internal-grpc-port",
+            str(self.internal_grpc_port),
+            "--metrics-port",
+            str(self.metrics_port),
+            "--dapr-listen-addresses",
+            "127.0.0.1",
+            "--config",
+            str(CONFIG),
+            "--placement-host-address",
+            "",
+            "--scheduler-host-address",
+            "",
+            "--log-level",
+            "info",
             *[arg for path in self.resources for arg in ("--resources-path", str(path))],
             *self.extra_args,
         ]
@@ -220,8 +229,10 @@ class ServiceApp:
         env = {**os.environ, "APP_ID": self.app_id, "APP_PORT": str(self.port), "ZIPKIN_ENDPOINT": "", **self.env}
         if self.sidecar is not None:
             env["DAPR_HTTP_PORT"] = str(self.sidecar.http_port)
-            for name, value in (("DAPR_API_TOKEN", self.sidecar.dapr_api_token),
-                                ("APP_API_TOKEN", self.sidecar.app_api_token)):
+            for name, value in (
+                ("DAPR_API_TOKEN", self.sidecar.dapr_api_token),
+                ("APP_API_TOKEN", self.sidecar.app_api_token),
+            ):
                 if value:
                     env[name] = value
         if self.module is not None:  # a test double from tests/integration

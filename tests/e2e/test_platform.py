@@ -11,7 +11,18 @@ import pytest
 
 from harness import ROOT, ManagedProcess, wait_until
 
-SERVICES = {"gateway", "ingestion", "features", "training", "registry", "inference", "prompts", "guard", "ui", "monitor"}
+SERVICES = {
+    "gateway",
+    "ingestion",
+    "features",
+    "training",
+    "registry",
+    "inference",
+    "prompts",
+    "guard",
+    "ui",
+    "monitor",
+}
 
 
 @pytest.fixture(scope="module")

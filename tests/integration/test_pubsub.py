@@ -52,7 +52,8 @@ def test_poison_message_ends_in_the_dead_letter_topic_after_the_retries(start_ap
     def dead_lettered() -> dict | None:
         return next((e for e in events(monitor, "dead-letters") if e["data"] == marker), None)
 
-    letter = wait_until(dead_lettered, what="the poison message in the dead-letter topic", timeout=90,
-                        watch=monitor.processes)
+    letter = wait_until(
+        dead_lettered, what="the poison message in the dead-letter topic", timeout=90, watch=monitor.processes
+    )
     assert letter["attempts"] == 1 + inbound_retries()
     assert all(e["data"] != marker for e in events(monitor, "events"))

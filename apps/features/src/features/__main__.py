@@ -1,9 +1,8 @@
 """Entry point: `python -m features`."""
 
-from genai_platform.service import run
-
 from features.app import create_app
 from features.settings import FeaturesSettings
+from genai_platform.service import run
 
 
 def main() -> None:

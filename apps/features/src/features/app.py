@@ -1,9 +1,9 @@
 """Feature engineering: embeddings, keyword statistics, vector and keyword search."""
 
 from fastapi import FastAPI
-from genai_platform.service import create_service
 
 from features.settings import FeaturesSettings
+from genai_platform.service import create_service
 
 
 def create_app(settings: FeaturesSettings) -> FastAPI:

@@ -1,7 +1,8 @@
 """Settings of the features service."""
 
-from genai_platform.settings import ServiceSettings
 from pydantic import Field
+
+from genai_platform.settings import ServiceSettings
 
 
 class FeaturesSettings(ServiceSettings):

@@ -1,9 +1,8 @@
 """Entry point: `python -m gateway`."""
 
-from genai_platform.service import run
-
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from genai_platform.service import run
 
 
 def main() -> None:

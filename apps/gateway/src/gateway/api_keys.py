@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
 from genai_platform.dapr import DaprError, Sidecar
 from genai_platform.errors import Problem
 from genai_platform.security import tokens_match

@@ -4,11 +4,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
-from genai_platform.service import SidecarDep, create_service
 
 from gateway.api_keys import ApiKeyDep, ApiKeys
 from gateway.settings import GatewaySettings
 from gateway.system import system_health
+from genai_platform.service import SidecarDep, create_service
 
 system = APIRouter(prefix="/v1/system", tags=["system"])
 

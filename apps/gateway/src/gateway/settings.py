@@ -1,7 +1,8 @@
 """Settings of the gateway."""
 
-from genai_platform.settings import ServiceSettings
 from pydantic import Field
+
+from genai_platform.settings import ServiceSettings
 
 PLATFORM_APPS = ("ingestion", "features", "training", "registry", "inference", "prompts", "guard", "ui", "monitor")
 

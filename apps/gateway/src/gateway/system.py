@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import httpx
+
 from genai_platform.dapr import Sidecar
 
 

@@ -1,7 +1,6 @@
 """Entry point: `python -m guard`."""
 
 from genai_platform.service import run
-
 from guard.app import create_app
 from guard.settings import GuardSettings
 

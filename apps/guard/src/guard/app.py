@@ -1,8 +1,8 @@
 """Input and output rails: injection, PII, blocklists, schema checks."""
 
 from fastapi import FastAPI
-from genai_platform.service import create_service
 
+from genai_platform.service import create_service
 from guard.settings import GuardSettings
 
 

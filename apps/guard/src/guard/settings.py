@@ -1,7 +1,8 @@
 """Settings of the guard service."""
 
-from genai_platform.settings import ServiceSettings
 from pydantic import Field
+
+from genai_platform.settings import ServiceSettings
 
 
 class GuardSettings(ServiceSettings):

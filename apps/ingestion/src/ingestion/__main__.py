@@ -1,7 +1,6 @@
 """Entry point: `python -m ingestion`."""
 
 from genai_platform.service import run
-
 from ingestion.app import create_app
 from ingestion.settings import IngestionSettings
 

@@ -1,8 +1,8 @@
 """Takes documents in, cleans, deduplicates and chunks them, and publishes them."""
 
 from fastapi import FastAPI
-from genai_platform.service import create_service
 
+from genai_platform.service import create_service
 from ingestion.settings import IngestionSettings
 
 

@@ -1,7 +1,6 @@
 """Entry point: `python -m monitor`."""
 
 from genai_platform.service import run
-
 from monitor.app import create_app
 from monitor.settings import MonitorSettings
 

@@ -3,9 +3,9 @@
 from dataclasses import asdict
 
 from fastapi import APIRouter, FastAPI, Query, Request
+
 from genai_platform.events import CloudEvent, DeliveryAnswer, Topic
 from genai_platform.service import SettingsDep, create_service
-
 from monitor.events import EventLog
 from monitor.settings import MonitorSettings
 

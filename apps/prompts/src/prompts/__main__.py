@@ -1,7 +1,6 @@
 """Entry point: `python -m prompts`."""
 
 from genai_platform.service import run
-
 from prompts.app import create_app
 from prompts.settings import PromptsSettings
 

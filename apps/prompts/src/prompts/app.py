@@ -1,8 +1,8 @@
 """Prompt templates with immutable versions, labels and typed variables."""
 
 from fastapi import FastAPI
-from genai_platform.service import create_service
 
+from genai_platform.service import create_service
 from prompts.settings import PromptsSettings
 
 

@@ -1,7 +1,6 @@
 """Entry point: `python -m registry`."""
 
 from genai_platform.service import run
-
 from registry.app import create_app
 from registry.settings import RegistrySettings
 

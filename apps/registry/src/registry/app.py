@@ -1,8 +1,8 @@
 """Models, versions, aliases, lineage and artifacts."""
 
 from fastapi import FastAPI
-from genai_platform.service import create_service
 
+from genai_platform.service import create_service
 from registry.settings import RegistrySettings
 
 

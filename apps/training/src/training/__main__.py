@@ -1,7 +1,6 @@
 """Entry point: `python -m training`."""
 
 from genai_platform.service import run
-
 from training.app import create_app
 from training.settings import TrainingSettings
 

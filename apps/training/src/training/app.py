@@ -1,8 +1,8 @@
 """Fine-tuning jobs: LoRA and full, checkpointed and resumable."""
 
 from fastapi import FastAPI
-from genai_platform.service import create_service
 
+from genai_platform.service import create_service
 from training.settings import TrainingSettings
 
 

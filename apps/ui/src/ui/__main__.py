@@ -1,7 +1,6 @@
 """Entry point: `python -m ui`."""
 
 from genai_platform.service import run
-
 from ui.app import create_app
 from ui.settings import UiSettings
 

@@ -1,8 +1,8 @@
 """The web front end: chat, documents, jobs, models, prompts and system health."""
 
 from fastapi import FastAPI
-from genai_platform.service import create_service
 
+from genai_platform.service import create_service
 from ui.settings import UiSettings
 
 
