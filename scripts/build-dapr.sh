@@ -38,7 +38,7 @@ for cmd in daprd placement scheduler sentry; do
   fi
   tags=""
   [[ "$cmd" == daprd ]] && tags="allcomponents"   # the component set official releases ship
-  echo "dapr: building $cmd ${tags:+(-tags $tags) }- the first daprd build takes about 20 minutes on 2 cores"
+  echo "dapr: building $cmd ${tags:+(-tags $tags, about 7 minutes the first time on 2 cores) }..."
   start=$SECONDS
   log="$runtime/build-$cmd.log"
   # -v names each package as it compiles: every 100th is shown as progress.

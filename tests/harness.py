@@ -22,6 +22,9 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+SERVICES = frozenset(
+    {"gateway", "ingestion", "features", "training", "registry", "inference", "prompts", "guard", "ui", "monitor"}
+)
 RUNTIME = Path(os.environ.get("DAPR_RUNTIME_PATH", ROOT / ".runtime"))
 DAPRD = RUNTIME / ".dapr" / "bin" / "daprd"
 SECRETS_FILE = ROOT / ".data" / "secrets.json"
@@ -132,6 +135,12 @@ def wait_until(
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error!r})\n{logs}")
 
 
+def wait_for_status(url: str, status: int, what: str, timeout: float, watch: Iterable[ManagedProcess]) -> None:
+    """Poll a GET until it answers `status`."""
+    with httpx.Client(timeout=5.0) as http:
+        wait_until(lambda: http.get(url).status_code == status, what=what, timeout=timeout, watch=watch)
+
+
 @dataclass
 class Daprd:
     """A real daprd bound to 127.0.0.1 on free ports, with API and app tokens."""
@@ -200,13 +209,9 @@ class Daprd:
     def wait_ready(self, timeout: float = 60.0, watch: Iterable[ManagedProcess] = ()) -> None:
         """Wait for /v1.0/healthz: components loaded and, with an app port, the app reachable."""
         assert self.process is not None
-        with httpx.Client(timeout=2.0) as http:
-            wait_until(
-                lambda: http.get(f"{self.url}/v1.0/healthz").status_code == 204,
-                what=f"daprd for {self.app_id} to be healthy",
-                timeout=timeout,
-                watch=[self.process, *watch],
-            )
+        wait_for_status(
+            f"{self.url}/v1.0/healthz", 204, f"daprd for {self.app_id} to be healthy", timeout, [self.process, *watch]
+        )
 
 
 @dataclass
@@ -243,13 +248,7 @@ class ServiceApp:
 
     def wait_alive(self, timeout: float = 60.0) -> None:
         assert self.process is not None
-        with httpx.Client(timeout=2.0) as http:
-            wait_until(
-                lambda: http.get(f"{self.url}/healthz").status_code == 200,
-                what=f"{self.app_id} to answer /healthz",
-                timeout=timeout,
-                watch=[self.process],
-            )
+        wait_for_status(f"{self.url}/healthz", 200, f"{self.app_id} to answer /healthz", timeout, [self.process])
 
 
 @dataclass
@@ -271,13 +270,7 @@ class AppWithSidecar:
         return self
 
     def wait_ready(self, timeout: float = 90.0) -> None:
-        with httpx.Client(timeout=5.0) as http:
-            wait_until(
-                lambda: http.get(f"{self.app.url}/readyz").status_code == 200,
-                what=f"{self.app.app_id} to be ready",
-                timeout=timeout,
-                watch=self.processes,
-            )
+        wait_for_status(f"{self.app.url}/readyz", 200, f"{self.app.app_id} to be ready", timeout, self.processes)
 
     def stop(self) -> None:
         for process in self.processes:

@@ -9,20 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness import ROOT, ManagedProcess, wait_until
-
-SERVICES = {
-    "gateway",
-    "ingestion",
-    "features",
-    "training",
-    "registry",
-    "inference",
-    "prompts",
-    "guard",
-    "ui",
-    "monitor",
-}
+from harness import ROOT, SERVICES, ManagedProcess, wait_until
 
 
 @pytest.fixture(scope="module")

@@ -4,19 +4,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-SERVICES = {
-    "gateway",
-    "ingestion",
-    "features",
-    "training",
-    "registry",
-    "inference",
-    "prompts",
-    "guard",
-    "ui",
-    "monitor",
-}
+from harness import ROOT, SERVICES
 
 
 def load(name: str) -> dict:

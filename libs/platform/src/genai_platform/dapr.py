@@ -109,13 +109,8 @@ class Sidecar:
         timeout: float | None = None,
     ) -> httpx.Response:
         """Call another app's route through Dapr; the response comes back as the app sent it."""
-        return await self._http.request(
-            method,
-            _invoke_url(app_id, path),
-            json=json_body,
-            headers=headers,
-            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-        )
+        request = self._invoke_request(app_id, path, method, json_body, headers, timeout)
+        return await self._http.send(request)
 
     @asynccontextmanager
     async def invoke_stream(
@@ -129,18 +124,29 @@ class Sidecar:
         timeout: float | None = None,
     ) -> AsyncIterator[httpx.Response]:
         """Like `invoke`, but the body is read as it arrives (server-sent events)."""
-        request = self._http.build_request(
-            method,
-            _invoke_url(app_id, path),
-            json=json_body,
-            headers=headers,
-            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-        )
+        request = self._invoke_request(app_id, path, method, json_body, headers, timeout)
         response = await self._http.send(request, stream=True)
         try:
             yield response
         finally:
             await response.aclose()
+
+    def _invoke_request(
+        self,
+        app_id: str,
+        path: str,
+        method: str,
+        json_body: Any,
+        headers: Mapping[str, str] | None,
+        timeout: float | None,
+    ) -> httpx.Request:
+        return self._http.build_request(
+            method,
+            f"/v1.0/invoke/{quote(app_id, safe='')}/method/{path.lstrip('/')}",
+            json=json_body,
+            headers=headers,
+            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+        )
 
     # --- pub/sub ------------------------------------------------------------------------------
 
@@ -221,10 +227,6 @@ class Sidecar:
         response = await self._http.get(f"/v1.0/secrets/{store or self.secret_store}/{quote(name, safe='')}")
         _raise_for_dapr(response)
         return response.json()
-
-
-def _invoke_url(app_id: str, path: str) -> str:
-    return f"/v1.0/invoke/{quote(app_id, safe='')}/method/{path.lstrip('/')}"
 
 
 def _raise_for_dapr(response: httpx.Response) -> None:

@@ -49,3 +49,5 @@ def configure_logging(app_id: str, level: str = "INFO") -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    # One line per sidecar call (readiness polls included) drowns what matters; traces have them.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
