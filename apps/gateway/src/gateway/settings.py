@@ -16,3 +16,9 @@ class GatewaySettings(ServiceSettings):
     api_keys_ttl_seconds: float = Field(60.0, validation_alias="GATEWAY_API_KEYS_TTL_SECONDS")
     platform_apps: tuple[str, ...] = Field(PLATFORM_APPS, validation_alias="GATEWAY_PLATFORM_APPS")
     health_timeout_seconds: float = Field(3.0, validation_alias="GATEWAY_HEALTH_TIMEOUT_SECONDS")
+    requests_per_minute: int = Field(600, ge=1, validation_alias="GATEWAY_REQUESTS_PER_MINUTE")
+    tokens_per_day: int = Field(2_000_000, ge=1, validation_alias="GATEWAY_TOKENS_PER_DAY")
+    # Browsers may call the API from these origins only; empty means no cross-origin calls.
+    cors_origins: list[str] = Field(default_factory=list, validation_alias="GATEWAY_CORS_ORIGINS")
+    generation_timeout_seconds: float = Field(300.0, validation_alias="GATEWAY_GENERATION_TIMEOUT_SECONDS")
+    request_timeout_seconds: float = Field(30.0, validation_alias="GATEWAY_REQUEST_TIMEOUT_SECONDS")

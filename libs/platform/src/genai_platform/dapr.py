@@ -105,11 +105,14 @@ class Sidecar:
         *,
         method: str = "POST",
         json_body: Any = None,
+        content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> httpx.Response:
-        """Call another app's route through Dapr; the response comes back as the app sent it."""
-        request = self._invoke_request(app_id, path, method, json_body, headers, timeout)
+        """Call another app's route through Dapr; the response comes back as the app sent it.
+
+        The body is `json_body` serialised, or `content` as given (a request being relayed)."""
+        request = self._invoke_request(app_id, path, method, json_body, content, headers, timeout)
         return await self._http.send(request)
 
     @asynccontextmanager
@@ -120,11 +123,12 @@ class Sidecar:
         *,
         method: str = "POST",
         json_body: Any = None,
+        content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> AsyncIterator[httpx.Response]:
         """Like `invoke`, but the body is read as it arrives (server-sent events)."""
-        request = self._invoke_request(app_id, path, method, json_body, headers, timeout)
+        request = self._invoke_request(app_id, path, method, json_body, content, headers, timeout)
         response = await self._http.send(request, stream=True)
         try:
             yield response
@@ -137,6 +141,7 @@ class Sidecar:
         path: str,
         method: str,
         json_body: Any,
+        content: bytes | None,
         headers: Mapping[str, str] | None,
         timeout: float | None,
     ) -> httpx.Request:
@@ -144,6 +149,7 @@ class Sidecar:
             method,
             f"/v1.0/invoke/{quote(app_id, safe='')}/method/{path.lstrip('/')}",
             json=json_body,
+            content=content,
             headers=headers,
             timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
         )
@@ -198,6 +204,37 @@ class Sidecar:
         if concurrency is not None:
             item["options"] = {"concurrency": concurrency}
         response = await self._http.post(f"/v1.0/state/{store or self.state_store}", json=[item])
+        _raise_for_dapr(response)
+
+    async def get_bulk_state(
+        self, keys: Iterable[str], *, parallelism: int = 16, store: str | None = None
+    ) -> dict[str, Any]:
+        """Read many keys in one call; keys that hold nothing are left out of the answer."""
+        keys = list(keys)
+        if not keys:
+            return {}
+        response = await self._http.post(
+            f"/v1.0/state/{store or self.state_store}/bulk", json={"keys": keys, "parallelism": parallelism}
+        )
+        _raise_for_dapr(response)
+        return {item["key"]: item["data"] for item in response.json() if item.get("data") is not None}
+
+    async def save_states(
+        self,
+        items: Iterable[tuple[str, Any]],
+        *,
+        metadata: Mapping[str, str] | None = None,
+        store: str | None = None,
+    ) -> None:
+        """Write many keys in one call (not a transaction: use `transact` for all-or-nothing).
+
+        `metadata` applies to every item, e.g. `{"ttlInSeconds": "86400"}` on stores with TTLs.
+        """
+        extra = {"metadata": dict(metadata)} if metadata else {}
+        body = [{"key": key, "value": value, **extra} for key, value in items]
+        if not body:
+            return
+        response = await self._http.post(f"/v1.0/state/{store or self.state_store}", json=body)
         _raise_for_dapr(response)
 
     async def delete_state(self, key: str, *, etag: str | None = None, store: str | None = None) -> None:

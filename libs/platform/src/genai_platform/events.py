@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 class Topic(StrEnum):
     DOCUMENTS_SUBMIT = "documents.submit"
     DOCUMENTS_INGESTED = "documents.ingested"
+    # A document was deleted: its chunks must leave every index built from it.
+    DOCUMENTS_DELETED = "documents.deleted"
     CHUNKS_INDEXED = "chunks.indexed"
     TRAINING_REQUESTED = "training.requested"
     TRAINING_PROGRESS = "training.progress"

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 from opentelemetry import trace
 
+from genai_platform.requests import current_request_id
+
 # Attributes every LogRecord has; anything else was passed with `extra=` and is logged too.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
@@ -26,6 +28,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        request_id = current_request_id.get()
+        if request_id is not None:
+            line["request_id"] = request_id
         context = trace.get_current_span().get_span_context()
         if context.is_valid:
             line["trace_id"] = format(context.trace_id, "032x")

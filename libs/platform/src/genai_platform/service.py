@@ -15,6 +15,7 @@ from genai_platform.dapr import Sidecar
 from genai_platform.errors import install_error_handlers
 from genai_platform.logs import configure_logging
 from genai_platform.metrics import RequestMetricsMiddleware, metrics_response
+from genai_platform.requests import RequestIdMiddleware
 from genai_platform.security import OPEN_PATHS, AppTokenMiddleware
 from genai_platform.settings import ServiceSettings
 from genai_platform.telemetry import configure_tracing, instrument_app, instrument_client
@@ -90,6 +91,7 @@ def create_service(
             open_prefixes=open_prefixes,
         )
     app.add_middleware(RequestMetricsMiddleware, app_id=settings.app_id)
+    app.add_middleware(RequestIdMiddleware)
     instrument_app(app)
     return app
 

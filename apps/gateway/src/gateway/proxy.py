@@ -1,0 +1,118 @@
+"""Relay a public request to the app that serves it, through Dapr service invocation.
+
+The response streams back as the app sends it (server-sent events included), and the model
+tokens it reports in `usage` are counted against the caller's quota.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+
+import httpx
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
+
+from genai_platform.dapr import Sidecar
+from genai_platform.errors import Problem
+
+# What a caller may say about the body and what it accepts; the rest (its API key above all)
+# stays at the gateway. The trace context is added by the client's instrumentation.
+FORWARDED_REQUEST_HEADERS = ("content-type", "accept", "x-request-id")
+RELAYED_RESPONSE_HEADERS = ("content-type", "cache-control", "retry-after")
+
+
+def _unreachable(app_id: str) -> Problem:
+    return Problem(503, f"The {app_id} service cannot be reached right now.", headers={"Retry-After": "5"})
+
+
+async def _is_dapr_error(response: httpx.Response) -> bool:
+    """True when the sidecar, not the app, produced this error (Dapr's `errorCode` body)."""
+    if "problem+json" in response.headers.get("content-type", ""):
+        return False
+    try:
+        body = json.loads(await response.aread())
+    except ValueError:
+        return False
+    return isinstance(body, dict) and str(body.get("errorCode", "")).startswith("ERR_")
+
+
+class UsageMeter:
+    """Finds the `usage.total_tokens` an OpenAI-shaped answer reports, streamed or not."""
+
+    def __init__(self) -> None:
+        self._tail = b""
+        self._whole = bytearray()
+        self.total_tokens = 0
+
+    def feed(self, chunk: bytes) -> None:
+        if len(self._whole) < 1 << 20:  # a JSON answer is small; SSE is read line by line
+            self._whole += chunk
+        lines = (self._tail + chunk).split(b"\n")
+        self._tail = lines.pop()
+        for line in lines:
+            if line.startswith(b"data:"):
+                self._take(line[5:].strip())
+
+    def close(self) -> None:
+        if self.total_tokens == 0 and not self._whole.lstrip().startswith(b"data:"):
+            self._take(bytes(self._whole))
+
+    def _take(self, payload: bytes) -> None:
+        try:
+            usage = json.loads(payload).get("usage") or {}
+        except (ValueError, AttributeError):
+            return
+        if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
+            self.total_tokens = usage["total_tokens"]
+
+
+async def forward(
+    request: Request,
+    sidecar: Sidecar,
+    app_id: str,
+    path: str,
+    *,
+    timeout: float,
+    on_usage: Callable[[int], None] | None = None,
+) -> StreamingResponse:
+    """Send this request's method, query and body to `app_id` at `path` and stream the answer back."""
+    query = request.url.query
+    headers = {name: value for name in FORWARDED_REQUEST_HEADERS if (value := request.headers.get(name))}
+    stack = AsyncExitStack()
+    try:
+        upstream = await stack.enter_async_context(
+            sidecar.invoke_stream(
+                app_id,
+                f"{path}?{query}" if query else path,
+                method=request.method,
+                content=await request.body(),
+                headers=headers,
+                timeout=timeout,
+            )
+        )
+    except httpx.HTTPError as error:
+        await stack.aclose()
+        raise _unreachable(app_id) from error
+
+    if upstream.status_code >= 500 and await _is_dapr_error(upstream):
+        await stack.aclose()
+        # daprd could not deliver (no such app, app down, timeout): say so without its internals.
+        raise _unreachable(app_id)
+
+    meter = UsageMeter()
+
+    async def relay() -> AsyncIterator[bytes]:
+        async for chunk in upstream.aiter_raw():
+            meter.feed(chunk)
+            yield chunk
+        meter.close()
+        if on_usage is not None and meter.total_tokens:
+            on_usage(meter.total_tokens)
+
+    relayed = {name: value for name in RELAYED_RESPONSE_HEADERS if (value := upstream.headers.get(name))}
+    return StreamingResponse(
+        relay(), status_code=upstream.status_code, headers=relayed, background=BackgroundTask(stack.aclose)
+    )

@@ -1,0 +1,66 @@
+"""Per-key rate limits and token quotas, on a clock the test moves."""
+
+import pytest
+
+from gateway.limits import Limits, TokenBucket
+from gateway.proxy import UsageMeter
+from genai_platform.errors import Problem
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_bucket_refills_at_its_rate() -> None:
+    clock = Clock()
+    bucket = TokenBucket(capacity=2, period=60.0, clock=clock)
+    assert bucket.take() == 0.0 and bucket.take() == 0.0
+    assert bucket.take() == pytest.approx(30.0)
+    clock.now += 30.0
+    assert bucket.take() == 0.0
+
+
+def test_over_the_rate_is_a_429_with_retry_after_per_key() -> None:
+    clock = Clock()
+    limits = Limits(requests_per_minute=1, tokens_per_day=100, clock=clock, wall=clock)
+    limits.admit("key-a")
+    with pytest.raises(Problem) as refused:
+        limits.admit("key-a")
+    assert refused.value.status == 429
+    assert refused.value.headers["Retry-After"] == "60"
+    limits.admit("key-b")  # another key has its own budget
+
+
+def test_a_spent_token_quota_refuses_until_the_window_turns() -> None:
+    clock = Clock()
+    limits = Limits(requests_per_minute=1000, tokens_per_day=100, clock=clock, wall=clock)
+    limits.admit("k")
+    limits.spend("k", 100)
+    with pytest.raises(Problem) as refused:
+        limits.admit("k")
+    assert "quota" in refused.value.detail
+    assert int(refused.value.headers["Retry-After"]) == 86400
+    clock.now += 86400
+    limits.admit("k")
+
+
+def test_usage_is_read_from_a_json_answer_and_from_a_stream() -> None:
+    answer = UsageMeter()
+    answer.feed(b'{"id": "c1", "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}}')
+    answer.close()
+    assert answer.total_tokens == 12
+
+    stream = UsageMeter()
+    for chunk in (
+        b'data: {"choices": [{"delta": {"content": "Hi"}}]}\n\n',
+        b'data: {"choices": [], "usa',
+        b'ge": {"total_tokens": 9}}\n\n',
+        b"data: [DONE]\n\n",
+    ):
+        stream.feed(chunk)
+    stream.close()
+    assert stream.total_tokens == 9
