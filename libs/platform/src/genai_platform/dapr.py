@@ -258,6 +258,19 @@ class Sidecar:
                 raise StateConflict(error.status, error.code, error.message) from error
             raise
 
+    # --- bindings -----------------------------------------------------------------------------
+
+    async def invoke_binding(
+        self, name: str, operation: str, *, data: Any = None, metadata: Mapping[str, str] | None = None
+    ) -> bytes:
+        """Run an output binding's operation; the answer is the binding's raw bytes."""
+        body: dict[str, Any] = {"operation": operation, "metadata": dict(metadata or {})}
+        if data is not None:
+            body["data"] = data
+        response = await self._http.post(f"/v1.0/bindings/{quote(name, safe='')}", json=body)
+        _raise_for_dapr(response)
+        return response.content
+
     # --- secrets ------------------------------------------------------------------------------
 
     async def get_secret(self, name: str, *, store: str | None = None) -> dict[str, str]:

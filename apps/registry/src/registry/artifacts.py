@@ -1,0 +1,114 @@
+"""Artifact files: only safe formats, stored as parts through a Dapr binding, sha256-checked."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import struct
+from collections.abc import AsyncIterator
+
+from genai_platform.dapr import Sidecar
+from genai_platform.errors import Problem
+from registry.models import Artifact
+
+# Weights as safetensors; tokenizer and config files as the JSON/text they are. Formats that
+# unpickle on load (.bin, .pt, .pth, .ckpt, .pkl) can run code, so they are refused by name.
+ALLOWED_NAMES = frozenset(
+    {
+        "config.json",
+        "generation_config.json",
+        "adapter_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "vocab.json",
+        "merges.txt",
+        "added_tokens.json",
+        "chat_template.jinja",
+        "model.safetensors.index.json",
+    }
+)
+SAFETENSORS = re.compile(r"^[A-Za-z0-9._-]{1,120}\.safetensors$")
+PICKLED = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def check_filename(filename: str) -> str:
+    if filename.lower().endswith(PICKLED):
+        raise Problem(
+            415,
+            f"'{filename}' is a pickle-based format, which can run code when loaded; "
+            "upload the weights as .safetensors.",
+            title="Unsupported artifact format",
+        )
+    if filename in ALLOWED_NAMES or SAFETENSORS.match(filename):
+        return filename
+    raise Problem(
+        415,
+        f"'{filename}' is not an accepted artifact: safetensors weights, or one of {', '.join(sorted(ALLOWED_NAMES))}.",
+        title="Unsupported artifact format",
+    )
+
+
+def check_safetensors_header(first_part: bytes) -> None:
+    """A safetensors file opens with a little-endian u64 header length and a JSON header."""
+    if len(first_part) < 10:
+        raise Problem(422, "The file is too short to be safetensors.", title="Not a safetensors file")
+    (length,) = struct.unpack("<Q", first_part[:8])
+    if not 2 <= length <= 100 * 1024 * 1024 or first_part[8:9] != b"{":
+        raise Problem(422, "The file does not start with a safetensors header.", title="Not a safetensors file")
+    if length + 8 <= len(first_part):
+        try:
+            json.loads(first_part[8 : 8 + length])
+        except ValueError as error:
+            raise Problem(422, "The safetensors header is not valid JSON.", title="Not a safetensors file") from error
+
+
+def part_name(model: str, version: int, filename: str, index: int) -> str:
+    return f"{model}/{version}/{filename}.part{index:05d}"
+
+
+class ArtifactStore:
+    """Reads and writes artifacts as numbered parts through the blob binding.
+
+    A part fits one sidecar request (Dapr's body limit), so a file of any size arrives as
+    parts and is checked whole when the uploader says it is complete.
+    """
+
+    def __init__(self, sidecar: Sidecar, binding: str, part_size: int) -> None:
+        self._sidecar = sidecar
+        self._binding = binding
+        self.part_size = part_size
+
+    async def write_part(self, model: str, version: int, filename: str, index: int, data: bytes) -> str:
+        """Store one part; returns its sha256."""
+        if index == 0 and filename.endswith(".safetensors"):
+            check_safetensors_header(data)
+        await self._sidecar.invoke_binding(
+            self._binding,
+            "create",
+            data=base64.b64encode(data).decode(),
+            metadata={"fileName": part_name(model, version, filename, index)},
+        )
+        return hashlib.sha256(data).hexdigest()
+
+    async def read(
+        self, model: str, version: int, artifact: Artifact, *, verify_whole: bool = True
+    ) -> AsyncIterator[bytes]:
+        """Yield the file part by part; a part whose hash differs from the record is never sent."""
+        whole = hashlib.sha256()
+        for index, expected in enumerate(artifact.part_sha256):
+            data = await self._sidecar.invoke_binding(
+                self._binding, "get", metadata={"fileName": part_name(model, version, artifact.filename, index)}
+            )
+            if hashlib.sha256(data).hexdigest() != expected:
+                raise CorruptArtifact(f"{model}/{version}/{artifact.filename} part {index} fails its sha256")
+            whole.update(data)
+            yield data
+        if verify_whole and whole.hexdigest() != artifact.sha256:
+            raise CorruptArtifact(f"{model}/{version}/{artifact.filename} fails its sha256")
+
+
+class CorruptArtifact(Exception):
+    """Stored bytes no longer match the sha256 recorded at upload."""

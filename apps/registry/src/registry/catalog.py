@@ -1,0 +1,230 @@
+"""The registry's records in Dapr state: one key per model, one per version, one per uploaded part.
+
+Every change that must be atomic touches one key under its ETag (Redis transactions do not
+roll back, see the README), so two concurrent writers never lose an update: the loser re-reads
+and tries again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from genai_platform.dapr import Sidecar, StateConflict
+from genai_platform.errors import Problem
+from registry.artifacts import ArtifactStore, check_filename
+from registry.models import Artifact, Model, NewModel, NewVersion, Version, check_alias, now
+
+T = TypeVar("T")
+MODELS_INDEX = "models"
+ATTEMPTS = 20
+
+
+def model_key(name: str) -> str:
+    return f"model:{name}"
+
+
+def version_key(name: str, version: int) -> str:
+    return f"model:{name}:version:{version}"
+
+
+def part_key(name: str, version: int, filename: str, index: int) -> str:
+    return f"upload:{name}:{version}:{filename}:{index}"
+
+
+async def _with_etag_retries(attempt: Callable[[], Awaitable[T]]) -> T:
+    for _ in range(ATTEMPTS):
+        try:
+            return await attempt()
+        except StateConflict:
+            continue
+    raise Problem(409, "The record kept changing under this update; try again.", title="Conflict")
+
+
+class Catalog:
+    def __init__(self, sidecar: Sidecar, artifacts: ArtifactStore) -> None:
+        self._sidecar = sidecar
+        self.artifacts = artifacts
+
+    # --- models -------------------------------------------------------------------------------
+
+    async def create_model(self, new: NewModel) -> Model:
+        model = Model(**new.model_dump())
+        # Check-then-write: two creators of one name at the same instant would both write an
+        # empty record, the same one; nothing else can be lost here.
+        if await self._sidecar.get_state(model_key(model.name)) is not None:
+            raise Problem(409, f"A model named '{model.name}' exists already.", title="Conflict")
+        await self._sidecar.save_state(model_key(model.name), model.model_dump())
+
+        async def add_to_index() -> None:
+            index = await self._sidecar.get_state(MODELS_INDEX)
+            names = sorted({*(index.value if index else []), model.name})
+            await self._sidecar.save_state(
+                MODELS_INDEX, names, etag=index.etag if index else None, concurrency="first-write"
+            )
+
+        await _with_etag_retries(add_to_index)
+        return model
+
+    async def list_models(self) -> list[Model]:
+        index = await self._sidecar.get_state(MODELS_INDEX)
+        names = index.value if index else []
+        found = await self._sidecar.get_bulk_state([model_key(name) for name in names])
+        return [Model(**found[model_key(name)]) for name in names if model_key(name) in found]
+
+    async def get_model(self, name: str) -> tuple[Model, str | None]:
+        item = await self._sidecar.get_state(model_key(name))
+        if item is None:
+            raise Problem(404, f"There is no model named '{name}'.")
+        return Model(**item.value), item.etag
+
+    # --- versions -----------------------------------------------------------------------------
+
+    async def create_version(self, name: str, new: NewVersion) -> Version:
+        """Number the version by moving the model's counter under its ETag, then record it."""
+        if new.lineage.base_model is not None and new.lineage.base_version is not None:
+            await self.get_version(new.lineage.base_model, new.lineage.base_version)
+
+        async def reserve() -> int:
+            model, etag = await self.get_model(name)
+            model.latest_version += 1
+            await self._sidecar.save_state(model_key(name), model.model_dump(), etag=etag, concurrency="first-write")
+            return model.latest_version
+
+        number = await _with_etag_retries(reserve)
+        version = Version(model=name, version=number, **new.model_dump())
+        await self._sidecar.save_state(version_key(name, number), version.model_dump())
+        return version
+
+    async def get_version(self, name: str, version: int) -> Version:
+        version_record, _ = await self._get_version(name, version)
+        return version_record
+
+    async def _get_version(self, name: str, version: int) -> tuple[Version, str | None]:
+        item = await self._sidecar.get_state(version_key(name, version))
+        if item is None:
+            raise Problem(404, f"Model '{name}' has no version {version}.")
+        return Version(**item.value), item.etag
+
+    async def list_versions(self, name: str) -> list[Version]:
+        model, _ = await self.get_model(name)
+        keys = [version_key(name, n) for n in range(1, model.latest_version + 1)]
+        found = await self._sidecar.get_bulk_state(keys)
+        # A number reserved by a writer that died before recording its version leaves a gap.
+        return [Version(**found[key]) for key in keys if key in found]
+
+    async def resolve(self, name: str, reference: str) -> Version:
+        """A version by number, by alias, or `latest` (the newest ready one)."""
+        if reference.isdigit():
+            return await self.get_version(name, int(reference))
+        model, _ = await self.get_model(name)
+        if reference in model.aliases:
+            return await self.get_version(name, model.aliases[reference])
+        if reference == "latest":
+            ready = [v for v in await self.list_versions(name) if v.status == "ready"]
+            if ready:
+                return ready[-1]
+            raise Problem(404, f"Model '{name}' has no ready version yet.")
+        raise Problem(404, f"Model '{name}' has no alias '{reference}'.")
+
+    # --- artifacts ----------------------------------------------------------------------------
+
+    async def upload_part(self, name: str, number: int, filename: str, index: int, data: bytes) -> dict:
+        check_filename(filename)
+        version = await self.get_version(name, number)
+        if version.status == "ready":
+            raise Problem(409, f"Version {number} of '{name}' is ready, so its files are immutable.", title="Conflict")
+        if not 0 <= index < 100_000:
+            raise Problem(422, "A part index is between 0 and 99999.")
+        if len(data) > self.artifacts.part_size:
+            raise Problem(
+                413,
+                f"A part holds at most {self.artifacts.part_size} bytes; split the file.",
+                part_size=self.artifacts.part_size,
+            )
+        sha256 = await self.artifacts.write_part(name, number, filename, index, data)
+        await self._sidecar.save_state(part_key(name, number, filename, index), {"sha256": sha256, "size": len(data)})
+        return {"part": index, "sha256": sha256, "size": len(data)}
+
+    async def complete_file(self, name: str, number: int, filename: str, parts: int, sha256: str) -> Artifact:
+        """Check the uploaded parts against the uploader's sha256, then record the file."""
+        check_filename(filename)
+        keys = [part_key(name, number, filename, i) for i in range(parts)]
+        found = await self._sidecar.get_bulk_state(keys)
+        missing = [i for i, key in enumerate(keys) if key not in found]
+        if missing:
+            raise Problem(422, f"Parts {missing[:10]} of '{filename}' were never uploaded.", missing_parts=missing)
+        sizes = [found[key]["size"] for key in keys]
+        if any(size != self.artifacts.part_size for size in sizes[:-1]):
+            raise Problem(422, f"Every part but the last must hold exactly {self.artifacts.part_size} bytes.")
+        artifact = Artifact(
+            filename=filename,
+            size=sum(sizes),
+            sha256=sha256.lower(),
+            part_sha256=[found[key]["sha256"] for key in keys],
+        )
+        whole = hashlib.sha256()
+        async for chunk in self.artifacts.read(
+            name, number, artifact.model_copy(update={"sha256": ""}), verify_whole=False
+        ):
+            whole.update(chunk)
+        if whole.hexdigest() != artifact.sha256:
+            raise Problem(
+                422,
+                f"The parts of '{filename}' do not hash to the sha256 given ({whole.hexdigest()} was stored).",
+                title="Checksum mismatch",
+            )
+
+        async def record() -> None:
+            version, etag = await self._get_version(name, number)
+            if version.status == "ready":
+                raise Problem(409, f"Version {number} of '{name}' is ready, so its files are immutable.")
+            version.artifacts[filename] = artifact
+            await self._sidecar.save_state(
+                version_key(name, number), version.model_dump(), etag=etag, concurrency="first-write"
+            )
+
+        await _with_etag_retries(record)
+        for key in keys:
+            await self._sidecar.delete_state(key)
+        return artifact
+
+    async def mark_ready(self, name: str, number: int) -> Version:
+        """Freeze a version once its files are in; only then can an alias point at it."""
+
+        async def freeze() -> Version:
+            version, etag = await self._get_version(name, number)
+            if not any(f.endswith(".safetensors") for f in version.artifacts):
+                raise Problem(422, "A version needs its weights (a .safetensors file) before it is ready.")
+            if version.status != "ready":
+                version.status, version.ready_at = "ready", now()
+                await self._sidecar.save_state(
+                    version_key(name, number), version.model_dump(), etag=etag, concurrency="first-write"
+                )
+            return version
+
+        return await _with_etag_retries(freeze)
+
+    # --- aliases ------------------------------------------------------------------------------
+
+    async def move_alias(self, name: str, alias: str, number: int) -> tuple[Model, int | None]:
+        """Point `alias` at a ready version; returns the model and the version it pointed at before."""
+        try:
+            check_alias(alias)
+        except ValueError as error:
+            raise Problem(422, str(error)) from error
+        version = await self.get_version(name, number)
+        if version.status != "ready":
+            raise Problem(
+                409, f"Version {number} of '{name}' is not ready; complete its files first.", title="Conflict"
+            )
+
+        async def move() -> tuple[Model, int | None]:
+            model, etag = await self.get_model(name)
+            previous = model.aliases.get(alias)
+            model.aliases[alias] = number
+            await self._sidecar.save_state(model_key(name), model.model_dump(), etag=etag, concurrency="first-write")
+            return model, previous
+
+        return await _with_etag_retries(move)

@@ -1,0 +1,120 @@
+"""The registry's API: thin routes over the catalog."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from genai_platform.errors import Problem
+from genai_platform.events import Topic
+from genai_platform.service import SidecarDep
+from registry.artifacts import CorruptArtifact
+from registry.catalog import Catalog
+from registry.models import AliasMove, Artifact, Model, NewModel, NewVersion, Version
+
+router = APIRouter(prefix="/v1/models", tags=["registry"])
+
+
+def get_catalog(request: Request) -> Catalog:
+    return request.app.state.catalog
+
+
+CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+
+
+class FileComplete(BaseModel):
+    parts: int = Field(ge=1, le=100_000)
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+
+
+@router.post("", status_code=201, summary="Register a model")
+async def create_model(new: NewModel, catalog: CatalogDep) -> Model:
+    return await catalog.create_model(new)
+
+
+@router.get("", summary="Every registered model")
+async def list_models(catalog: CatalogDep) -> list[Model]:
+    return await catalog.list_models()
+
+
+@router.get("/{name}", summary="One model, with its aliases")
+async def get_model(name: str, catalog: CatalogDep) -> Model:
+    model, _ = await catalog.get_model(name)
+    return model
+
+
+@router.post("/{name}/versions", status_code=201, summary="Add a version (numbered automatically)")
+async def create_version(name: str, new: NewVersion, catalog: CatalogDep) -> Version:
+    return await catalog.create_version(name, new)
+
+
+@router.get("/{name}/versions", summary="Every version of a model")
+async def list_versions(name: str, catalog: CatalogDep) -> list[Version]:
+    return await catalog.list_versions(name)
+
+
+@router.get("/{name}/versions/{reference}", summary="A version by number, alias or `latest`")
+async def get_version(name: str, reference: str, catalog: CatalogDep) -> Version:
+    return await catalog.resolve(name, reference)
+
+
+@router.put("/{name}/versions/{number}/files/{filename}/parts/{index}", summary="Upload one part of a file")
+async def upload_part(name: str, number: int, filename: str, index: int, request: Request, catalog: CatalogDep) -> dict:
+    return await catalog.upload_part(name, number, filename, index, await request.body())
+
+
+@router.post("/{name}/versions/{number}/files/{filename}/complete", summary="Check and record an uploaded file")
+async def complete_file(name: str, number: int, filename: str, done: FileComplete, catalog: CatalogDep) -> Artifact:
+    return await catalog.complete_file(name, number, filename, done.parts, done.sha256)
+
+
+@router.post("/{name}/versions/{number}/ready", summary="Freeze a version's files; publishes model.registered")
+async def mark_ready(name: str, number: int, catalog: CatalogDep, sidecar: SidecarDep) -> Version:
+    version = await catalog.mark_ready(name, number)
+    await sidecar.publish(
+        Topic.MODEL_REGISTERED,
+        {"model": name, "version": number, "lineage": version.lineage.model_dump(), "files": sorted(version.artifacts)},
+    )
+    return version
+
+
+@router.get("/{name}/versions/{number}/files/{filename}", summary="Download a file, checked against its sha256")
+async def download_file(name: str, number: int, filename: str, catalog: CatalogDep) -> StreamingResponse:
+    version = await catalog.get_version(name, number)
+    artifact = version.artifacts.get(filename)
+    if artifact is None:
+        raise Problem(404, f"Version {number} of '{name}' has no file '{filename}'.")
+    parts = catalog.artifacts.read(name, number, artifact)
+    # Read the first part before answering: a missing or corrupt start is a clean error, not a cut stream.
+    try:
+        first = await anext(parts)
+    except CorruptArtifact as error:
+        raise Problem(500, "The stored file no longer matches its sha256.") from error
+
+    async def body():
+        yield first
+        async for chunk in parts:
+            yield chunk
+
+    headers = {"X-Content-SHA256": artifact.sha256, "Content-Length": str(artifact.size)}
+    return StreamingResponse(body(), media_type="application/octet-stream", headers=headers)
+
+
+@router.put("/{name}/aliases/{alias}", summary="Point an alias at a ready version; publishes model.promoted")
+async def move_alias(name: str, alias: str, move: AliasMove, catalog: CatalogDep, sidecar: SidecarDep) -> Model:
+    model, previous = await catalog.move_alias(name, alias, move.version)
+    version = await catalog.get_version(name, move.version)
+    await sidecar.publish(
+        Topic.MODEL_PROMOTED,
+        {
+            "model": name,
+            "version": move.version,
+            "alias": alias,
+            "previous_version": previous,
+            "files": sorted(version.artifacts),
+        },
+    )
+    return model
