@@ -8,3 +8,6 @@ from genai_platform.settings import ServiceSettings
 class PromptsSettings(ServiceSettings):
     app_id: str = Field("prompts", validation_alias="APP_ID")
     port: int = Field(8106, validation_alias="APP_PORT")
+    # Compiled versions kept in memory, and how long one is trusted without a `prompt.updated`.
+    render_cache_size: int = Field(256, validation_alias="PROMPTS_RENDER_CACHE_SIZE", ge=0)
+    render_cache_ttl_s: float = Field(60.0, validation_alias="PROMPTS_RENDER_CACHE_TTL_S", gt=0)

@@ -1,0 +1,65 @@
+"""The embedding model, run off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: np.ndarray  # (n, dim) float32, L2-normalised
+    tokens: int  # tokens the model read (after its own truncation), for usage accounting
+
+
+class Embedder:
+    """A sentence-transformers model behind one worker thread.
+
+    One thread, because the model is not made for concurrent calls and torch already spreads one
+    batch over every core; the event loop only awaits, so health probes and the broker's
+    deliveries keep being answered while a batch runs.
+    """
+
+    def __init__(self, model_path: str, *, name: str, batch_size: int, device: str | None = None) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.name = name
+        self.batch_size = batch_size
+        self._model = SentenceTransformer(model_path, device=device, local_files_only=True)
+        self.dimensions = int(self._model.get_sentence_embedding_dimension() or 0)
+        self.max_tokens = int(self._model.max_seq_length)
+        self.device = str(self._model.device)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+
+    @classmethod
+    async def load(cls, model_path: str, **kwargs) -> Embedder:
+        return await asyncio.to_thread(cls, model_path, **kwargs)
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
+    def encode(self, texts: list[str]) -> Embeddings:
+        """Blocking: embed `texts` in batches of `batch_size`."""
+        if not texts:
+            return Embeddings(np.zeros((0, self.dimensions), dtype=np.float32), 0)
+        vectors = self._model.encode(
+            texts,
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        return Embeddings(np.asarray(vectors, dtype=np.float32), self.count_tokens(texts))
+
+    def count_tokens(self, texts: list[str]) -> int:
+        encoded = self._model.tokenizer(texts, truncation=True, max_length=self.max_tokens, add_special_tokens=True)
+        return sum(len(ids) for ids in encoded["input_ids"])
+
+    async def embed(self, texts: list[str]) -> Embeddings:
+        return await asyncio.get_running_loop().run_in_executor(self._worker, self.encode, texts)

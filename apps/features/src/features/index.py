@@ -1,0 +1,197 @@
+"""The in-memory index (vectors + BM25 + chunk metadata) and its copy in Dapr state.
+
+State keys (prefixed with the app-id by the store):
+  part:<document_id>:<part>   the chunks of one `documents.ingested` event, with embeddings
+  manifest                      which part keys exist, per document: what a restart reads
+
+A part is written before the manifest names it, and the manifest before the in-memory index
+changes, so a crash at any point leaves either nothing visible or a part that the redelivered
+event writes again (same key, same content).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from features.bm25 import BM25Index
+from genai_platform.dapr import Sidecar, StateConflict
+
+log = logging.getLogger(__name__)
+
+MANIFEST_KEY = "manifest"
+
+
+@dataclass(frozen=True)
+class IndexedChunk:
+    id: str
+    document_id: str
+    index: int
+    text: str
+    hash: str
+    title: str
+    collection: str
+    heading: str | None = None
+
+
+class ChunkIndex:
+    """Chunks with their unit-length embeddings (a dense matrix) and a BM25 index beside it.
+
+    Brute-force cosine over a numpy matrix: exact, and fast enough to well past 10^5 chunks of
+    384 dimensions; an ANN index would only pay off beyond that.
+    """
+
+    def __init__(self, dimensions: int) -> None:
+        self.dimensions = dimensions
+        self._vectors = np.zeros((1024, dimensions), dtype=np.float32)
+        self._chunks: list[IndexedChunk] = []
+        self._rows: dict[str, int] = {}
+        self._by_document: dict[str, set[str]] = {}
+        self.keywords = BM25Index()
+
+    def __len__(self) -> int:
+        return len(self._chunks)
+
+    @property
+    def documents(self) -> int:
+        return len(self._by_document)
+
+    def get(self, chunk_id: str) -> IndexedChunk | None:
+        row = self._rows.get(chunk_id)
+        return self._chunks[row] if row is not None else None
+
+    def vector(self, chunk_id: str) -> np.ndarray:
+        return self._vectors[self._rows[chunk_id]]
+
+    def has(self, chunk_id: str, chunk_hash: str) -> bool:
+        existing = self.get(chunk_id)
+        return existing is not None and existing.hash == chunk_hash
+
+    def add(self, chunks: list[IndexedChunk], vectors: np.ndarray) -> None:
+        """Add or replace chunks by id: adding the same chunk twice keeps one copy."""
+        for chunk, vector in zip(chunks, vectors, strict=True):
+            row = self._rows.get(chunk.id)
+            if row is None:
+                row = len(self._chunks)
+                if row == len(self._vectors):
+                    grown = np.zeros((len(self._vectors) * 2, self.dimensions), dtype=np.float32)
+                    grown[:row] = self._vectors[:row]
+                    self._vectors = grown
+                self._chunks.append(chunk)
+                self._rows[chunk.id] = row
+            else:
+                self._chunks[row] = chunk
+            self._vectors[row] = vector
+            self._by_document.setdefault(chunk.document_id, set()).add(chunk.id)
+            self.keywords.add(chunk.id, _keyword_text(chunk))
+
+    def remove_document(self, document_id: str) -> int:
+        ids = self._by_document.pop(document_id, set())
+        for chunk_id in ids:
+            self._remove(chunk_id)
+        return len(ids)
+
+    def _remove(self, chunk_id: str) -> None:
+        # Swap the last row into the hole: removal stays O(1) and the matrix dense.
+        row = self._rows.pop(chunk_id)
+        last = len(self._chunks) - 1
+        if row != last:
+            moved = self._chunks[last]
+            self._chunks[row] = moved
+            self._vectors[row] = self._vectors[last]
+            self._rows[moved.id] = row
+        self._chunks.pop()
+        self.keywords.remove(chunk_id)
+
+    def matrix(self) -> tuple[np.ndarray, list[IndexedChunk]]:
+        """A view of the live rows and the chunks they belong to, row for row."""
+        return self._vectors[: len(self._chunks)], self._chunks
+
+
+def _keyword_text(chunk: IndexedChunk) -> str:
+    # The title and heading are part of what a chunk is about, for keywords as for people.
+    return " ".join(part for part in (chunk.title, chunk.heading or "", chunk.text) if part)
+
+
+def encode_vector(vector: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(vector, dtype=np.float32).tobytes()).decode()
+
+
+def decode_vector(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype=np.float32)
+
+
+def part_key(document_id: str, part: int) -> str:
+    return f"part:{document_id}:{part}"
+
+
+class IndexStore:
+    """The index's durable copy in the state store, and the rebuild from it."""
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        self._sidecar = sidecar
+        self._manifest_lock = asyncio.Lock()
+
+    async def save_part(self, document_id: str, part: int, chunks: list[IndexedChunk], vectors: np.ndarray) -> None:
+        value = {
+            "document_id": document_id,
+            "part": part,
+            "chunks": [
+                {**chunk.__dict__, "embedding": encode_vector(vector)}
+                for chunk, vector in zip(chunks, vectors, strict=True)
+            ],
+        }
+        await self._sidecar.save_state(part_key(document_id, part), value)
+        await self._change_manifest(lambda parts: _add_part(parts, document_id, part))
+
+    async def forget_document(self, document_id: str) -> None:
+        removed: list[int] = []
+        await self._change_manifest(lambda parts: removed.extend(parts.pop(document_id, [])))
+        for part in removed:
+            await self._sidecar.delete_state(part_key(document_id, part))
+
+    async def load(self, index: ChunkIndex, batch: int = 100) -> None:
+        """Fill `index` from the state store (start-up)."""
+        item = await self._sidecar.get_state(MANIFEST_KEY)
+        parts = (item.value if item else {}).get("parts", {})
+        keys = [part_key(doc, part) for doc, numbers in parts.items() for part in numbers]
+        for start in range(0, len(keys), batch):
+            found = await self._sidecar.get_bulk_state(keys[start : start + batch])
+            for key in keys[start : start + batch]:
+                if key not in found:
+                    log.warning("manifest names a missing part", extra={"key": key})
+                    continue
+                stored = found[key]["chunks"]
+                chunks = [IndexedChunk(**{k: v for k, v in c.items() if k != "embedding"}) for c in stored]
+                vectors = np.stack([decode_vector(c["embedding"]) for c in stored]) if stored else None
+                if vectors is not None:
+                    index.add(chunks, vectors)
+        log.info("index rebuilt", extra={"chunks": len(index), "documents": index.documents})
+
+    async def _change_manifest(self, change) -> None:
+        async with self._manifest_lock:
+            for attempt in range(20):
+                item = await self._sidecar.get_state(MANIFEST_KEY)
+                manifest = dict(item.value) if item else {"parts": {}}
+                change(manifest["parts"])
+                try:
+                    await self._sidecar.save_state(
+                        MANIFEST_KEY,
+                        manifest,
+                        etag=item.etag if item else None,
+                        concurrency="first-write" if item else None,
+                    )
+                    return
+                except StateConflict:
+                    await asyncio.sleep(0.05 * (attempt + 1))
+            raise StateConflict(409, "ERR_STATE_SAVE", "the manifest kept changing")
+
+
+def _add_part(parts: dict[str, list[int]], document_id: str, part: int) -> None:
+    numbers = parts.setdefault(document_id, [])
+    if part not in numbers:
+        numbers.append(part)

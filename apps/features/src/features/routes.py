@@ -1,0 +1,145 @@
+"""HTTP routes of the features service: search, embeddings, index stats, and its subscriptions."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field, model_validator
+
+from features.search import Mode, SearchParams, search
+from genai_platform.errors import Problem
+from genai_platform.events import CloudEvent, DeliveryAnswer, Topic
+
+api = APIRouter(prefix="/v1", tags=["features"])
+dapr_routes = APIRouter(tags=["dapr"], include_in_schema=False)
+
+INGESTED_ROUTE = "/events/documents-ingested"
+DELETED_ROUTE = "/events/documents-deleted"
+
+
+class SearchRequest(BaseModel):
+    query: str = Field(min_length=1, max_length=4000)
+    k: int = Field(5, ge=1, le=100)
+    mode: Mode = Mode.HYBRID
+    collection: str | None = None
+    vector_weight: float = Field(0.5, ge=0)
+    keyword_weight: float = Field(0.5, ge=0)
+    mmr: bool = False
+    mmr_lambda: float = Field(0.7, ge=0, le=1)
+
+
+class EmbeddingsRequest(BaseModel):
+    """OpenAI's embeddings request; `input` as a string or a list of strings."""
+
+    input: str | list[str]
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    user: str | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> EmbeddingsRequest:
+        texts = [self.input] if isinstance(self.input, str) else self.input
+        if not texts or any(not text for text in texts):
+            raise ValueError("input must be a non-empty string or a list of non-empty strings")
+        return self
+
+
+@api.post("/search", summary="Chunks that answer a query: vector, keyword (BM25) or hybrid, optional MMR")
+async def search_chunks(request: Request, body: SearchRequest) -> dict[str, Any]:
+    state = request.app.state
+    query_vector = None
+    if body.mode is not Mode.KEYWORD:
+        query_vector = (await state.embedder.embed([body.query])).vectors[0]
+    params = SearchParams(**body.model_dump(exclude={"query"}))
+    hits = search(state.index, query_vector, body.query, params)
+    return {
+        "query": body.query,
+        "mode": body.mode,
+        "results": [
+            {
+                "chunk_id": hit.chunk.id,
+                "document_id": hit.chunk.document_id,
+                "title": hit.chunk.title,
+                "collection": hit.chunk.collection,
+                "heading": hit.chunk.heading,
+                "index": hit.chunk.index,
+                "text": hit.chunk.text,
+                "score": hit.score,
+                "vector_score": hit.vector_score,
+                "keyword_score": hit.keyword_score,
+            }
+            for hit in hits
+        ],
+    }
+
+
+@api.post("/embeddings", summary="OpenAI-compatible embeddings")
+async def embeddings(request: Request, body: EmbeddingsRequest) -> dict[str, Any]:
+    embedder = request.app.state.embedder
+    settings = request.app.state.settings
+    if body.model not in (None, embedder.name, f"sentence-transformers/{embedder.name}"):
+        raise Problem(404, f"model {body.model!r} is not served here; use {embedder.name!r}", code="model_not_found")
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if len(texts) > settings.max_inputs:
+        raise Problem(413, f"at most {settings.max_inputs} inputs per request")
+    result = await embedder.embed(texts)
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": _encoded(vector, body.encoding_format)}
+            for i, vector in enumerate(result.vectors)
+        ],
+        "model": embedder.name,
+        "usage": {"prompt_tokens": result.tokens, "total_tokens": result.tokens},
+    }
+
+
+def _encoded(vector: np.ndarray, encoding: str) -> Annotated[Any, "list of floats or base64"]:
+    if encoding == "base64":
+        return base64.b64encode(vector.astype(np.float32).tobytes()).decode()
+    return vector.tolist()
+
+
+@api.get("/index", summary="What the index holds")
+async def index_stats(request: Request) -> dict[str, Any]:
+    state = request.app.state
+    return {
+        "chunks": len(state.index),
+        "documents": state.index.documents,
+        "model": state.embedder.name,
+        "dimensions": state.embedder.dimensions,
+        "device": state.embedder.device,
+    }
+
+
+@api.get("/index/documents/{document_id}", summary="The chunk ids indexed for one document")
+async def indexed_document(request: Request, document_id: str) -> dict[str, Any]:
+    _, chunks = request.app.state.index.matrix()
+    ids = sorted(chunk.id for chunk in chunks if chunk.document_id == document_id)
+    return {"document_id": document_id, "chunk_ids": ids}
+
+
+@dapr_routes.get("/dapr/subscribe")
+async def dapr_subscriptions(request: Request) -> list[dict[str, Any]]:
+    # No deadLetterTopic here, deliberately: while this app is down (a crash, a restart) the
+    # sidecar's delivery attempts fail, and with a dead-letter topic those events would be
+    # parked there and never indexed. Without one they stay pending in the broker and come
+    # back (Redis: after processingTimeout). Events that can never succeed are answered DROP.
+    pubsub = request.app.state.settings.pubsub_name
+    return [
+        {"pubsubname": pubsub, "topic": str(Topic.DOCUMENTS_INGESTED), "route": INGESTED_ROUTE},
+        {"pubsubname": pubsub, "topic": str(Topic.DOCUMENTS_DELETED), "route": DELETED_ROUTE},
+    ]
+
+
+@dapr_routes.post(INGESTED_ROUTE)
+async def on_ingested(request: Request, event: CloudEvent) -> DeliveryAnswer:
+    return DeliveryAnswer(status=await request.app.state.indexer.on_ingested(event))
+
+
+@dapr_routes.post(DELETED_ROUTE)
+async def on_deleted(request: Request, event: CloudEvent) -> DeliveryAnswer:
+    return DeliveryAnswer(status=await request.app.state.indexer.on_deleted(event))

@@ -1,0 +1,70 @@
+"""Credentials: cloud and SaaS API keys, JWTs, private keys, passwords in assignments and URLs.
+
+Vendor formats with a fixed prefix are matched exactly; generic `password = ...` assignments
+count only when the value looks random (Shannon entropy), so prose about passwords passes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+
+from guard.rails import Finding, Scan, drop_overlaps
+
+VENDOR_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (kind, re.compile(pattern))
+    for kind, pattern in [
+        (
+            "private_key",
+            # An unterminated block (a truncated answer) is redacted to the end of the text.
+            r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
+            r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)",
+        ),
+        ("aws_access_key_id", r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b"),
+        (
+            "aws_secret_access_key",
+            r"(?i)\baws_?secret_?(?:access_?)?key\b[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])",
+        ),
+        ("github_token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{60,255})\b"),
+        ("gitlab_token", r"\bglpat-[A-Za-z0-9_-]{20,}\b"),
+        ("slack_token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b"),
+        ("slack_webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9/]{20,}"),
+        ("anthropic_key", r"\bsk-ant-[A-Za-z0-9_-]{20,}\b"),
+        ("openai_key", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}\b"),
+        ("stripe_key", r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}\b"),
+        ("google_api_key", r"\bAIza[0-9A-Za-z_-]{35}\b"),
+        ("huggingface_token", r"\bhf_[A-Za-z0-9]{30,}\b"),
+        ("npm_token", r"\bnpm_[A-Za-z0-9]{36}\b"),
+        ("jwt", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b"),
+        ("url_credentials", r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^\s/:@]{1,64}:([^\s/@]{3,128})@"),
+        ("bearer_token", r"(?i)\bbearer\s+([A-Za-z0-9\-._~+/]{20,}=*)"),
+    ]
+)
+_ASSIGNMENT = re.compile(
+    r"(?i)\b(?:pass(?:word|wd|phrase)?|pwd|secret|api[_-]?key|apikey|access[_-]?token|auth[_-]?token|client[_-]?secret|"
+    r"secret[_-]?key|token)\b[\"']?\s*(?:[:=]|=>)\s*[\"']?([^\s\"',;]{8,})"
+)
+# What a random credential looks like, in bits per character; English words sit near 2.5-3.
+MIN_ENTROPY = 3.0
+
+
+def entropy(value: str) -> float:
+    counts = Counter(value)
+    return -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
+
+
+def scan(text: str) -> Scan:
+    found: list[Finding] = []
+    for kind, pattern in VENDOR_PATTERNS:
+        for match in pattern.finditer(text):
+            # Where the pattern captures a group, only the secret part is redacted.
+            span = match.span(1) if match.re.groups else match.span()
+            found.append(Finding(kind, *span))
+    for match in _ASSIGNMENT.finditer(text):
+        value = match.group(1)
+        if entropy(value) >= MIN_ENTROPY and not value.isalpha():
+            found.append(Finding("generic_secret", *match.span(1), score=0.8))
+    priority = {kind: 10 for kind, _ in VENDOR_PATTERNS}  # a named format beats the generic guess
+    findings = tuple(drop_overlaps(found, priority))
+    return Scan(max((f.score for f in findings), default=0.0), findings)

@@ -1,0 +1,180 @@
+"""Documents and their chunks in Dapr state, and the catalog that lists them.
+
+Keys (the state store prefixes them with the app-id):
+  document:<id>          the document record, written last: it exists only once every chunk does
+  chunk:<id>:<index>    one chunk each
+  catalog                 summaries of every document, for listing and filtering
+
+A document's id comes from its content hash, so storing the same text twice writes the same
+keys: a retried or concurrent ingestion can never leave a second copy, and a crash half-way
+is repaired by the next attempt (see `Ingestor` for the order of writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from genai_platform.dapr import Sidecar, StateConflict, StateOperation
+from ingestion.chunking import Chunk
+
+log = logging.getLogger(__name__)
+
+CATALOG_KEY = "catalog"
+
+
+class DocumentState(StrEnum):
+    # Stored, but `documents.ingested` may not have gone out yet: finished on the next submission.
+    STORED = "stored"
+    PUBLISHED = "published"
+
+
+class DocumentMeta(BaseModel):
+    """What the caller says about a document."""
+
+    title: str | None = Field(None, max_length=500)
+    source: str | None = Field(None, max_length=2000)
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    collection: str = Field("default", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
+
+
+class Document(BaseModel):
+    id: str
+    title: str
+    source: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    collection: str
+    format: str
+    content_hash: str
+    characters: int
+    chunk_count: int
+    tokens: int
+    created_at: str
+    state: DocumentState = DocumentState.STORED
+
+    def summary(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"state"})
+
+
+class StoredChunk(BaseModel):
+    id: str
+    document_id: str
+    index: int
+    text: str
+    hash: str
+    tokens: int
+    heading: str | None = None
+
+
+def document_id(content_hash: str) -> str:
+    return f"doc-{content_hash[:32]}"
+
+
+def chunk_key(doc_id: str, index: int) -> str:
+    return f"chunk:{doc_id}:{index}"
+
+
+def document_key(doc_id: str) -> str:
+    return f"document:{doc_id}"
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def stored_chunks(doc_id: str, chunks: Sequence[Chunk]) -> list[StoredChunk]:
+    return [
+        StoredChunk(
+            id=f"{doc_id}:{chunk.index}",
+            document_id=doc_id,
+            index=chunk.index,
+            text=chunk.text,
+            hash=chunk.hash,
+            tokens=chunk.tokens,
+            heading=chunk.heading,
+        )
+        for chunk in chunks
+    ]
+
+
+class DocumentStore:
+    """Documents, chunks and the catalog over the sidecar's state API."""
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        self._sidecar = sidecar
+        # One writer of the catalog per process; the ETag guards against other replicas.
+        self._catalog_lock = asyncio.Lock()
+
+    async def get(self, doc_id: str) -> Document | None:
+        item = await self._sidecar.get_state(document_key(doc_id))
+        return Document.model_validate(item.value) if item is not None else None
+
+    async def chunks(self, document: Document) -> list[StoredChunk]:
+        keys = [chunk_key(document.id, index) for index in range(document.chunk_count)]
+        found = await self._sidecar.get_bulk_state(keys)
+        return [StoredChunk.model_validate(found[key]) for key in keys if key in found]
+
+    async def save(self, document: Document, chunks: Sequence[StoredChunk]) -> None:
+        """Chunks and the record in one transaction, the record last.
+
+        On Redis a transaction is MULTI/EXEC: all keys or none. On stores whose transactions
+        are weaker the order still holds: a record is never visible before its chunks.
+        """
+        operations = [
+            StateOperation("upsert", chunk_key(document.id, chunk.index), chunk.model_dump(mode="json"))
+            for chunk in chunks
+        ]
+        operations.append(StateOperation("upsert", document_key(document.id), document.model_dump(mode="json")))
+        await self._sidecar.transact(operations)
+
+    async def mark_published(self, document: Document) -> Document:
+        published = document.model_copy(update={"state": DocumentState.PUBLISHED})
+        await self._sidecar.save_state(document_key(document.id), published.model_dump(mode="json"))
+        return published
+
+    async def delete(self, document: Document) -> None:
+        operations = [StateOperation("delete", chunk_key(document.id, index)) for index in range(document.chunk_count)]
+        operations.append(StateOperation("delete", document_key(document.id)))
+        await self._sidecar.transact(operations)
+
+    # --- catalog ------------------------------------------------------------------------------
+
+    async def list(self, *, collection: str | None, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        item = await self._sidecar.get_state(CATALOG_KEY)
+        entries = list((item.value if item else {}).get("documents", {}).values())
+        if collection is not None:
+            entries = [entry for entry in entries if entry.get("collection") == collection]
+        entries.sort(key=lambda entry: (entry.get("created_at", ""), entry["id"]))
+        return entries[offset : offset + limit], len(entries)
+
+    async def catalog_add(self, document: Document) -> None:
+        await self._update_catalog(lambda docs: docs.__setitem__(document.id, document.summary()))
+
+    async def catalog_remove(self, doc_id: str) -> None:
+        await self._update_catalog(lambda docs: docs.pop(doc_id, None))
+
+    async def _update_catalog(self, change) -> None:
+        async with self._catalog_lock:
+            for attempt in range(20):
+                item = await self._sidecar.get_state(CATALOG_KEY)
+                catalog = dict(item.value) if item else {"documents": {}}
+                change(catalog["documents"])
+                try:
+                    # first-write: with an ETag the write fails if another replica wrote since.
+                    await self._sidecar.save_state(
+                        CATALOG_KEY,
+                        catalog,
+                        etag=item.etag if item else None,
+                        concurrency="first-write" if item else None,
+                    )
+                    return
+                except StateConflict:
+                    log.info("catalog changed under us; retrying", extra={"attempt": attempt})
+                    await asyncio.sleep(0.05 * (attempt + 1))
+            raise StateConflict(409, "ERR_STATE_SAVE", "the catalog kept changing")

@@ -1,0 +1,268 @@
+"""HTTP routes of the ingestion service: documents API, the `documents.submit` topic, the inbox sweep."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import Field, ValidationError, model_validator
+
+from genai_platform.dapr import DaprError
+from genai_platform.errors import Problem
+from genai_platform.events import CloudEvent, Delivery, DeliveryAnswer, Topic
+from ingestion.documents import DocumentMeta, DocumentStore
+from ingestion.extract import DocumentTooLarge, ExtractOptions, UnreadableDocument, UnsupportedFormat
+from ingestion.inbox import InboxSweeper
+from ingestion.pipeline import Ingested, Ingestor, OutsideAllowedFolder
+from ingestion.settings import IngestionSettings
+from ingestion.urlfetch import FetchFailed, RefusedUrl, fetch
+
+log = logging.getLogger(__name__)
+
+documents = APIRouter(prefix="/v1/documents", tags=["documents"])
+dapr_routes = APIRouter(tags=["dapr"], include_in_schema=False)
+
+
+class DocumentSubmission(DocumentMeta):
+    """A document given as text, as a URL to fetch, or as a path inside the allowed folder."""
+
+    text: str | None = None
+    url: str | None = Field(None, max_length=2000)
+    path: str | None = Field(None, max_length=1000)
+    format: str | None = Field(None, description="text, markdown, html, pdf, json, jsonl, csv; default: guessed")
+    text_field: str = Field("text", description="JSON/JSONL: the field that holds the text (a.b for nested)")
+    columns: list[str] = Field(default_factory=list, description="CSV: the columns that hold the text")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DocumentSubmission:
+        if sum(value is not None for value in (self.text, self.url, self.path)) != 1:
+            raise ValueError("give exactly one of text, url or path")
+        return self
+
+    def meta(self) -> DocumentMeta:
+        return DocumentMeta.model_validate(self.model_dump(include=set(DocumentMeta.model_fields)))
+
+    def options(self) -> ExtractOptions:
+        return ExtractOptions(text_field=self.text_field, columns=tuple(self.columns))
+
+
+@contextmanager
+def problems() -> Iterator[None]:
+    """Domain errors as the client should see them; never a 500 for bad input."""
+    try:
+        yield
+    except DocumentTooLarge as error:
+        raise Problem(413, str(error)) from error
+    except UnsupportedFormat as error:
+        raise Problem(415, str(error)) from error
+    except RefusedUrl as error:
+        raise Problem(422, f"URL refused: {error}", title="URL refused") from error
+    except (UnreadableDocument, FetchFailed, OutsideAllowedFolder) as error:
+        raise Problem(422, str(error), title="Unprocessable document") from error
+    except DaprError as error:
+        log.warning("sidecar call failed: %s", error)
+        raise Problem(503, "The document store is unavailable; try again.", headers={"Retry-After": "2"}) from error
+
+
+def _ingestor(request: Request) -> Ingestor:
+    return request.app.state.ingestor
+
+
+def _settings(request: Request) -> IngestionSettings:
+    return request.app.state.settings
+
+
+async def submit(request: Request, submission: DocumentSubmission) -> Ingested:
+    """One submission from any trigger, through the same pipeline."""
+    settings, ingestor = _settings(request), _ingestor(request)
+    meta, options = submission.meta(), submission.options()
+    if submission.text is not None:
+        if len(submission.text.encode()) > settings.max_document_bytes:
+            raise DocumentTooLarge(f"the document is larger than {settings.max_document_bytes} bytes")
+        if submission.format in (None, "text", "markdown"):
+            return await ingestor.ingest_text(submission.text, meta)
+        return await ingestor.ingest_bytes(
+            submission.text.encode(), meta, declared_format=submission.format, options=options
+        )
+    if submission.url is not None:
+        data, media_type, final_url = await fetch(
+            submission.url, max_bytes=settings.max_document_bytes, timeout=settings.url_timeout_s
+        )
+        meta = meta.model_copy(update={"source": meta.source or final_url})
+        name = final_url.rsplit("/", 1)[-1] or None
+        return await ingestor.ingest_bytes(
+            data, meta, declared_format=submission.format, filename=name, media_type=media_type, options=options
+        )
+    assert submission.path is not None
+    return await ingestor.ingest_path(
+        submission.path,
+        settings.allowed_dir,
+        meta,
+        settings.max_document_bytes,
+        declared_format=submission.format,
+        options=options,
+    )
+
+
+def _answer(result: Ingested) -> JSONResponse:
+    body = {"id": result.document.id, "created": result.created, "document": result.document.summary()}
+    return JSONResponse(body, status_code=201 if result.created else 200)
+
+
+def _split_list(values: list[str]) -> list[str]:
+    # Form fields come repeated (tags=a&tags=b) or comma-separated (tags=a,b); take both.
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+@documents.post(
+    "",
+    summary="Add a document: JSON (text, url or path) or a multipart upload (field `file`)",
+    status_code=201,
+    responses={200: {"description": "The same content was already stored: its id"}},
+)
+async def create_document(request: Request) -> JSONResponse:
+    settings = _settings(request)
+    length = request.headers.get("content-length")
+    # Multipart framing adds a little; refuse clearly oversized bodies before reading them.
+    if length and length.isdigit() and int(length) > settings.max_document_bytes + 64 * 1024:
+        raise Problem(413, f"the document is larger than {settings.max_document_bytes} bytes")
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    with problems():
+        if media_type == "multipart/form-data":
+            return _answer(await _upload(request, settings))
+        if media_type in ("application/json", ""):
+            try:
+                submission = DocumentSubmission.model_validate_json(await request.body())
+            except ValidationError as error:
+                errors = [{"location": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in error.errors()]
+                raise Problem(422, "The request is not valid.", title="Invalid request", errors=errors) from error
+            return _answer(await submit(request, submission))
+        raise UnsupportedFormat("send application/json or multipart/form-data")
+
+
+async def _upload(request: Request, settings: IngestionSettings) -> Ingested:
+    form = await request.form(max_files=1, max_fields=50)
+    try:
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise Problem(422, "the multipart body needs a file in the field `file`", title="Invalid request")
+        data = await upload.read(settings.max_document_bytes + 1)
+        if len(data) > settings.max_document_bytes:
+            raise DocumentTooLarge(f"the document is larger than {settings.max_document_bytes} bytes")
+        try:
+            meta = DocumentMeta(
+                title=form.get("title") or None,
+                source=form.get("source") or None,
+                tags=_split_list([str(v) for v in form.getlist("tags")]),
+                collection=str(form.get("collection") or "default"),
+            )
+        except ValidationError as error:
+            raise Problem(422, "The metadata is not valid.", title="Invalid request") from error
+        options = ExtractOptions(
+            text_field=str(form.get("text_field") or "text"), columns=tuple(_split_list(form.getlist("columns")))
+        )
+        return await _ingestor(request).ingest_bytes(
+            data,
+            meta,
+            declared_format=str(form.get("format") or "") or None,
+            filename=upload.filename,
+            media_type=upload.content_type,
+            options=options,
+        )
+    finally:
+        await form.close()
+
+
+@documents.get("", summary="List documents, oldest first, optionally in one collection")
+async def list_documents(
+    request: Request,
+    collection: str | None = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    store: DocumentStore = request.app.state.store
+    with problems():
+        page, total = await store.list(collection=collection, offset=offset, limit=limit)
+    return {"documents": page, "total": total, "offset": offset, "limit": limit}
+
+
+@documents.get("/{document_id}", summary="One document; `chunks=true` adds its chunks")
+async def get_document(request: Request, document_id: str, chunks: bool = False) -> dict[str, Any]:
+    store: DocumentStore = request.app.state.store
+    with problems():
+        document = await store.get(document_id)
+        if document is None:
+            raise Problem(404, f"no document {document_id}")
+        body = document.summary()
+        if chunks:
+            body["chunks"] = [chunk.model_dump(mode="json") for chunk in await store.chunks(document)]
+    return body
+
+
+@documents.delete("/{document_id}", status_code=204, summary="Delete a document; its chunks leave the index")
+async def delete_document(request: Request, document_id: str) -> Response:
+    store: DocumentStore = request.app.state.store
+    with problems():
+        document = await store.get(document_id)
+        if document is None:
+            raise Problem(404, f"no document {document_id}")
+        await _ingestor(request).delete(document)
+    return Response(status_code=204)
+
+
+# --- Dapr: the documents.submit topic and the inbox sweep binding --------------------------------
+
+SUBMIT_ROUTE = "/events/documents-submit"
+INBOX_BINDING = "inbox-sweep"
+
+
+@dapr_routes.get("/dapr/subscribe")
+async def dapr_subscriptions(request: Request) -> list[dict[str, Any]]:
+    settings = _settings(request)
+    return [
+        {
+            "pubsubname": settings.pubsub_name,
+            "topic": str(Topic.DOCUMENTS_SUBMIT),
+            "route": SUBMIT_ROUTE,
+            "deadLetterTopic": str(Topic.DEAD_LETTER),
+        }
+    ]
+
+
+@dapr_routes.post(SUBMIT_ROUTE)
+async def on_submit(request: Request, event: CloudEvent) -> DeliveryAnswer:
+    """A submission by event: same payload as the JSON POST. Bad input is dropped (it will never
+    succeed); a store that is down is retried."""
+    try:
+        submission = DocumentSubmission.model_validate(event.data)
+    except ValidationError:
+        log.warning("documents.submit: invalid payload dropped", extra={"event_id": event.id})
+        return DeliveryAnswer(status=Delivery.DROP)
+    try:
+        result = await submit(request, submission)
+    except (DocumentTooLarge, UnsupportedFormat, UnreadableDocument, RefusedUrl, FetchFailed, OutsideAllowedFolder):
+        log.warning("documents.submit: document refused", extra={"event_id": event.id}, exc_info=True)
+        return DeliveryAnswer(status=Delivery.DROP)
+    except DaprError:
+        log.warning("documents.submit: store unavailable, retrying", extra={"event_id": event.id}, exc_info=True)
+        return DeliveryAnswer(status=Delivery.RETRY)
+    log.info("documents.submit: ingested", extra={"event_id": event.id, "document_id": result.document.id})
+    return DeliveryAnswer(status=Delivery.SUCCESS)
+
+
+@dapr_routes.options(f"/{INBOX_BINDING}")
+async def inbox_binding_probe() -> Response:
+    # daprd asks with OPTIONS whether the app takes the binding's events.
+    return Response(status_code=200)
+
+
+@dapr_routes.post(f"/{INBOX_BINDING}")
+async def on_inbox_sweep(request: Request) -> dict[str, Any]:
+    """The cron binding fired: sweep the inbox in the background and answer at once, so a long
+    sweep never makes the binding time out. Sweeps never overlap."""
+    sweeper: InboxSweeper = request.app.state.inbox
+    return {"started": sweeper.start_sweep()}

@@ -1,0 +1,198 @@
+"""HTTP routes of the prompts service: parse, call the store or the renderer, answer."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from genai_platform.dapr import DaprError
+from genai_platform.errors import Problem
+from genai_platform.events import CloudEvent, DeliveryAnswer, Topic
+from genai_platform.service import SettingsDep
+from prompts.cache import RenderCache
+from prompts.store import PromptStore, with_labels
+from prompts.templates import (
+    LABEL_PATTERN,
+    NAME_PATTERN,
+    PromptType,
+    TemplateError,
+    VariablesError,
+    VersionDraft,
+    compile_version,
+    render,
+    validate_draft,
+)
+
+log = logging.getLogger(__name__)
+
+prompts = APIRouter(prefix="/v1/prompts", tags=["prompts"])
+subscriptions = APIRouter(tags=["dapr"])
+
+PromptName = Annotated[str, Path(pattern=NAME_PATTERN)]
+LabelName = Annotated[str, Path(pattern=LABEL_PATTERN)]
+DEFAULT_LABEL = "production"
+
+
+def get_store(request: Request) -> PromptStore:
+    return request.app.state.store
+
+
+def get_cache(request: Request) -> RenderCache:
+    return request.app.state.render_cache
+
+
+StoreDep = Annotated[PromptStore, Depends(get_store)]
+CacheDep = Annotated[RenderCache, Depends(get_cache)]
+
+
+class CreatePrompt(VersionDraft):
+    """A new prompt and its first version."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = Field("", max_length=2000)
+
+
+class MoveLabel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1)
+    expected_version: int | None = Field(
+        None, description="Move only if the label points at this version now (409 otherwise)."
+    )
+
+
+class RenderRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    variables: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = Field(None, pattern=LABEL_PATTERN, description="Defaults to `production`.")
+    version: int | None = Field(None, ge=1, description="A version number instead of a label.")
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> RenderRequest:
+        if self.label is not None and self.version is not None:
+            raise ValueError("give `label` or `version`, not both")
+        return self
+
+
+def _checked(draft: VersionDraft) -> VersionDraft:
+    try:
+        validate_draft(draft)
+    except TemplateError as error:
+        raise Problem(422, str(error), title="Invalid template", errors=error.errors) from None
+    return draft
+
+
+async def _announce(request: Request, action: str, head: dict, version: int | None = None) -> None:
+    """Drop this replica's cache now and tell every other consumer through `prompt.updated`."""
+    request.app.state.render_cache.drop(head["name"])
+    event = {"name": head["name"], "action": action, "version": version, "labels": head["labels"]}
+    try:
+        await request.app.state.sidecar.publish(str(Topic.PROMPT_UPDATED), event)
+    except DaprError:
+        # The write has happened; consumers' time-to-live bounds how long they serve the old target.
+        log.warning("prompt.updated not published", extra={"prompt": head["name"], "action": action})
+
+
+@prompts.post("", status_code=201, summary="Create a prompt with its version 1")
+async def create_prompt(body: CreatePrompt, request: Request, store: StoreDep, response: Response) -> dict:
+    draft = _checked(VersionDraft(**body.model_dump(exclude={"name", "description"})))
+    head, version = await store.create_prompt(body.name, body.description, draft)
+    await _announce(request, "prompt.created", head, version["version"])
+    response.headers["Location"] = f"/v1/prompts/{body.name}"
+    return {"prompt": head, "version": with_labels(version, head)}
+
+
+@prompts.get("", summary="Every prompt, with its labels")
+async def list_prompts(store: StoreDep) -> list[dict]:
+    return await store.list_prompts()
+
+
+@prompts.get("/{name}", summary="One prompt: description, latest number, labels")
+async def get_prompt(name: PromptName, store: StoreDep) -> dict:
+    return await store.get_prompt(name)
+
+
+@prompts.post("/{name}/versions", status_code=201, summary="Add a new immutable version")
+async def create_version(name: PromptName, draft: VersionDraft, request: Request, store: StoreDep) -> dict:
+    head, version = await store.create_version(name, _checked(draft))
+    await _announce(request, "version.created", head, version["version"])
+    return with_labels(version, head)
+
+
+@prompts.get("/{name}/versions", summary="Every version of a prompt, oldest first")
+async def list_versions(name: PromptName, store: StoreDep) -> list[dict]:
+    return await store.list_versions(name)
+
+
+@prompts.get("/{name}/versions/{ref}", summary="One version, by number or by label")
+async def get_version(name: PromptName, ref: Annotated[str, Path(pattern=LABEL_PATTERN)], store: StoreDep) -> dict:
+    return await store.get_version(name, int(ref) if ref.isdigit() else ref)
+
+
+@prompts.put("/{name}/labels/{label}", summary="Point a label at a version (ETag-safe)")
+async def move_label(name: PromptName, label: LabelName, body: MoveLabel, request: Request, store: StoreDep) -> dict:
+    head = await store.move_label(name, label, body.version, body.expected_version)
+    await _announce(request, "label.moved", head, body.version)
+    return head
+
+
+@prompts.delete("/{name}/labels/{label}", summary="Remove a label")
+async def delete_label(name: PromptName, label: LabelName, request: Request, store: StoreDep) -> dict:
+    head = await store.delete_label(name, label)
+    await _announce(request, "label.deleted", head)
+    return head
+
+
+@prompts.post("/{name}/render", summary="Render a version with variables into messages")
+async def render_prompt(name: PromptName, body: RenderRequest, store: StoreDep, cache: CacheDep) -> dict:
+    ref: int | str = body.version if body.version is not None else (body.label or DEFAULT_LABEL)
+    cached = cache.get(name, str(ref))
+    if cached is None:
+        version = await store.get_version(name, ref)
+        compiled = compile_version(version)
+        cache.put(name, str(ref), version, compiled)
+    else:
+        version, compiled = cached.version, cached.compiled
+    try:
+        messages = render(compiled, body.variables)
+    except VariablesError as error:
+        raise Problem(
+            422,
+            "; ".join(f"{e['variable']}: {e['message']}" for e in error.errors),
+            title="Invalid variables",
+            errors=error.errors,
+            prompt=name,
+            version=version["version"],
+        ) from None
+    rendered: dict[str, Any] = {
+        "name": name,
+        "version": version["version"],
+        "label": ref if isinstance(ref, str) else None,
+        "type": version["type"],
+        "messages": messages,
+        "config": version.get("config", {}),
+    }
+    if version["type"] == PromptType.TEXT:
+        rendered["text"] = messages[0]["content"]
+    return rendered
+
+
+@subscriptions.get("/dapr/subscribe", include_in_schema=False)
+async def dapr_subscriptions(settings: SettingsDep) -> list[dict]:
+    return [
+        {
+            "pubsubname": settings.pubsub_name,
+            "topic": str(Topic.PROMPT_UPDATED),
+            "route": f"/events/{Topic.PROMPT_UPDATED}",
+            "deadLetterTopic": str(Topic.DEAD_LETTER),
+        }
+    ]
+
+
+@subscriptions.post(f"/events/{Topic.PROMPT_UPDATED}", include_in_schema=False)
+async def on_prompt_updated(event: CloudEvent, cache: CacheDep) -> DeliveryAnswer:
+    return DeliveryAnswer(status=cache.on_prompt_updated(event))

@@ -1,0 +1,262 @@
+"""Prompts, their immutable versions and their labels, kept in Dapr state.
+
+State keys (the sidecar prefixes each with the app-id):
+
+- `prompts-index`          {"names": [...]}: Redis and PostgreSQL state cannot list keys.
+- `prompt:{name}`          the head: description, `latest` and `next` numbers, every label -> version.
+- `prompt:{name}:v:{n}`    version n, written once and never again.
+
+Why this shape: a label move is one ETag write of the head, so two concurrent moves cannot lose
+an update (the loser re-reads and re-applies). Multi-key ETag transactions are not used: Redis
+does not roll back a transaction whose ETag check failed. A version number is reserved by an ETag
+write of the head (`next`); the version is then written with Dapr's first-write concurrency and
+no ETag, which Redis and PostgreSQL both treat as create-only, so a version key is never
+overwritten. A version is written completely before the head points at it, so readers never see
+half of one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from genai_platform.dapr import DaprError, Sidecar, StateConflict
+from genai_platform.errors import Problem
+from prompts.templates import VersionDraft
+
+log = logging.getLogger(__name__)
+
+INDEX_KEY = "prompts-index"
+LATEST = "latest"
+# Each optimistic-concurrency loop gives up after this many lost races (a 409 to the caller).
+MAX_ATTEMPTS = 20
+
+
+def head_key(name: str) -> str:
+    return f"prompt:{name}"
+
+
+def version_key(name: str, number: int) -> str:
+    return f"prompt:{name}:v:{number}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class AlreadyExists(Exception):
+    """A create-only write found the key taken."""
+
+
+class PromptStore:
+    """Reads and writes prompts through the sidecar's state API."""
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        self.sidecar = sidecar
+
+    # --- writes -------------------------------------------------------------------------------
+
+    async def create_prompt(self, name: str, description: str, draft: VersionDraft) -> tuple[dict, dict]:
+        """Make a prompt and its version 1; 409 when the name is taken."""
+        now = _now()
+        head = {"name": name, "description": description, "created_at": now, "updated_at": now}
+        head |= {"latest": 0, "next": 2, "labels": {}}  # version 1 is written below
+        try:
+            # Read first: a refused create-only write is slow (the sidecar's resiliency policy
+            # retries it), so only a true race should take that path.
+            if await self.sidecar.get_state(head_key(name)) is not None:
+                raise AlreadyExists(head_key(name))
+            await self._create(head_key(name), head)
+        except AlreadyExists:
+            await self._add_to_index(name)  # heals an index write lost to a crash after the head
+            raise Problem(409, f"A prompt named {name!r} already exists.") from None
+        version = await self._write_version(name, 1, draft)
+        head = await self._point_head(name, version["version"], draft.labels)
+        await self._add_to_index(name)
+        return head, version
+
+    async def create_version(self, name: str, draft: VersionDraft) -> tuple[dict, dict]:
+        """Add the next version of a prompt; returns the head and the version.
+
+        A draft identical to the latest version makes no new version (its labels are still
+        applied): a caller's retry of a create that timed out must not add a duplicate.
+        """
+        head = await self.get_prompt(name)
+        if head["latest"]:
+            latest = await self.get_version(name, head["latest"], head)
+            if _same_content(latest, draft):
+                return await self._point_head(name, latest["version"], draft.labels), latest
+        number = await self._reserve_number(name)
+        version = await self._write_version(name, number, draft)
+        head = await self._point_head(name, number, draft.labels)
+        return head, version
+
+    async def move_label(self, name: str, label: str, number: int, expected: int | None = None) -> dict:
+        """Point `label` at version `number`; with `expected`, only if it still points there."""
+        if label == LATEST:
+            raise Problem(409, "`latest` is kept by the service and cannot be moved.")
+        await self.get_version(name, number)  # 404 for a version that does not exist
+
+        def move(head: dict) -> dict:
+            current = head["labels"].get(label)
+            if expected is not None and current != expected:
+                raise Problem(
+                    409, f"Label {label!r} points at version {current}, not {expected}.", current_version=current
+                )
+            head["labels"][label] = number
+            return head
+
+        return await self._update_head(name, move)
+
+    async def delete_label(self, name: str, label: str) -> dict:
+        if label == LATEST:
+            raise Problem(409, "`latest` is kept by the service and cannot be removed.")
+
+        def remove(head: dict) -> dict:
+            if label not in head["labels"]:
+                raise Problem(404, f"Prompt {name!r} has no label {label!r}.")
+            del head["labels"][label]
+            return head
+
+        return await self._update_head(name, remove)
+
+    # --- reads --------------------------------------------------------------------------------
+
+    async def list_prompts(self) -> list[dict]:
+        index = await self.sidecar.get_state(INDEX_KEY)
+        names = sorted(index.value["names"]) if index else []
+        heads = await self._bulk_get([head_key(n) for n in names])
+        return [head for head in heads if head is not None]
+
+    async def get_prompt(self, name: str) -> dict:
+        return (await self._head_item(name)).value
+
+    async def get_version(self, name: str, ref: int | str, head: dict | None = None) -> dict:
+        """A version by number, or by label (`production`, `latest`, ...), with its labels attached."""
+        head = head or await self.get_prompt(name)
+        if isinstance(ref, str):
+            if ref not in head["labels"]:
+                raise Problem(404, f"Prompt {name!r} has no version labelled {ref!r}.", label=ref)
+            number = head["labels"][ref]
+        else:
+            number = ref
+        item = await self.sidecar.get_state(version_key(name, number))
+        if item is None:
+            raise Problem(404, f"Prompt {name!r} has no version {number}.", version=number)
+        return with_labels(item.value, head)
+
+    async def list_versions(self, name: str) -> list[dict]:
+        head = await self.get_prompt(name)
+        versions = await self._bulk_get([version_key(name, n) for n in range(1, head["latest"] + 1)])
+        return [with_labels(v, head) for v in versions if v is not None]
+
+    # --- internals ----------------------------------------------------------------------------
+
+    async def _head_item(self, name: str):
+        item = await self.sidecar.get_state(head_key(name))
+        if item is None:
+            raise Problem(404, f"No prompt named {name!r}.")
+        return item
+
+    async def _reserve_number(self, name: str) -> int:
+        """Take the next version number with one ETag write of the head.
+
+        Reserving first (rather than racing create-only writes of version keys) keeps a lost
+        race cheap: an ETag conflict is answered at once, while a refused create-only write is
+        retried by the sidecar's resiliency policy for seconds. A crash after reserving leaves a
+        gap in the numbers, never two versions with one number.
+        """
+        reserved: list[int] = []
+
+        def reserve(head: dict) -> dict:
+            number = max(head.get("next", 1), head["latest"] + 1)
+            reserved[:] = [number]
+            head["next"] = number + 1
+            return head
+
+        await self._update_head(name, reserve)
+        return reserved[0]
+
+    async def _write_version(self, name: str, number: int, draft: VersionDraft) -> dict:
+        body = draft.model_dump(mode="json", exclude={"labels"}, exclude_none=True)
+        version = {"name": name, "version": number, **body, "created_at": _now()}
+        await self._create(version_key(name, number), version)
+        return version
+
+    async def _point_head(self, name: str, number: int, labels: list[str]) -> dict:
+        def point(head: dict) -> dict:
+            # max(): a slower writer of an older number must not move `latest` backwards.
+            head["latest"] = max(head["latest"], number)
+            head["labels"][LATEST] = head["latest"]
+            for label in labels:
+                head["labels"][label] = number
+            return head
+
+        return await self._update_head(name, point)
+
+    async def _update_head(self, name: str, change: Callable[[dict], dict]) -> dict:
+        """Read-modify-write of the head under its ETag; a lost race re-reads and re-applies."""
+        for _ in range(MAX_ATTEMPTS):
+            item = await self._head_item(name)
+            head = change(dict(item.value, labels=dict(item.value["labels"])))
+            head["updated_at"] = _now()
+            try:
+                await self.sidecar.save_state(head_key(name), head, etag=item.etag, concurrency="first-write")
+                return head
+            except StateConflict:
+                continue
+        raise Problem(409, "Too many concurrent writers; try again.")
+
+    async def _add_to_index(self, name: str) -> None:
+        for _ in range(MAX_ATTEMPTS):
+            item = await self.sidecar.get_state(INDEX_KEY)
+            if item is None:
+                try:
+                    await self._create(INDEX_KEY, {"names": [name]})
+                    return
+                except AlreadyExists:
+                    continue
+            if name in item.value["names"]:
+                return
+            try:
+                names = [*item.value["names"], name]
+                await self.sidecar.save_state(INDEX_KEY, {"names": names}, etag=item.etag, concurrency="first-write")
+                return
+            except StateConflict:
+                continue
+        raise Problem(409, "Too many concurrent writers; try again.")
+
+    async def _create(self, key: str, value: Any) -> None:
+        """Write `key` only if it does not exist (first-write with no ETag is create-only)."""
+        try:
+            await self.sidecar.save_state(key, value, concurrency="first-write")
+        except DaprError as error:
+            # The stores say "taken" in words of their own (Redis: "failed to set key", PostgreSQL:
+            # "no item was updated"); the key being there now is what tells a lost race from a failure.
+            if error.code == "ERR_STATE_SAVE" and await self.sidecar.get_state(key) is not None:
+                raise AlreadyExists(key) from None
+            raise
+
+    async def _bulk_get(self, keys: list[str]) -> list[Any]:
+        if not keys:
+            return []
+        response = await self.sidecar.http.post(
+            f"/v1.0/state/{self.sidecar.state_store}/bulk", json={"keys": keys, "parallelism": 8}
+        )
+        if response.status_code >= 400:
+            raise DaprError(response.status_code, "ERR_STATE_BULK_GET", "bulk state read failed")
+        by_key = {item["key"]: item.get("data") for item in response.json()}
+        return [by_key.get(key) for key in keys]
+
+
+def _same_content(version: dict, draft: VersionDraft) -> bool:
+    body = draft.model_dump(mode="json", exclude={"labels"}, exclude_none=True)
+    stored = {k: v for k, v in version.items() if k not in ("name", "version", "created_at", "labels")}
+    return stored == body
+
+
+def with_labels(version: dict, head: dict) -> dict:
+    labels = sorted(label for label, number in head["labels"].items() if number == version["version"])
+    return {**version, "labels": labels}

@@ -1,0 +1,218 @@
+"""Prompt templates: what a version holds, how its text is checked, and how it is rendered.
+
+Templates are Jinja2 run in a sandbox (no attribute access to Python internals, no imports) with
+`StrictUndefined`, so a variable the caller forgot is an error, never an empty string in a prompt.
+Variables are described by a JSON Schema object; a render validates the caller's values against it
+first, so a 422 names the variable and says what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import lru_cache
+from typing import Any, Literal
+
+import jinja2
+from jinja2 import meta
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Names and labels end up inside state keys and URLs: keep them to a small, unambiguous alphabet.
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
+LABEL_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,49}$"
+_NAME = re.compile(NAME_PATTERN)
+_LABEL = re.compile(LABEL_PATTERN)
+
+# A rendered prompt longer than this is a runaway loop in a template, not a prompt.
+MAX_RENDERED_CHARS = 200_000
+
+
+class TemplateError(ValueError):
+    """A template or variable schema cannot be used; `errors` say where and why."""
+
+    def __init__(self, message: str, errors: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
+class VariablesError(ValueError):
+    """The caller's variables do not fit the version's schema; `errors` name each variable."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__("the variables do not match the prompt's variable schema")
+        self.errors = errors
+
+
+class PromptType(StrEnum):
+    TEXT = "text"
+    CHAT = "chat"
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = Field(max_length=100_000)
+
+
+class ModelConfig(BaseModel):
+    """Generation settings that travel with a version; unknown keys pass through to inference."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = Field(None, max_length=200)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    stop: list[str] | None = Field(None, max_length=16)
+
+
+class VersionDraft(BaseModel):
+    """What a caller sends to make a new version; the number and timestamps are the store's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: PromptType = PromptType.CHAT
+    template: str | None = Field(None, max_length=100_000, description="The template of a `text` prompt.")
+    messages: list[Message] | None = Field(
+        None, max_length=200, description="The message templates of a `chat` prompt."
+    )
+    variables: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="A JSON Schema (type object) describing the variables.",
+    )
+    config: ModelConfig = Field(default_factory=ModelConfig)
+    commit_message: str = Field("", max_length=2000)
+    labels: list[str] = Field(default_factory=list, max_length=20, description="Labels to point at this version.")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_are_valid(cls, labels: list[str]) -> list[str]:
+        for label in labels:
+            check_label(label)
+            if label == "latest":
+                raise ValueError("`latest` is kept by the service and cannot be set")
+        return list(dict.fromkeys(labels))
+
+    @model_validator(mode="after")
+    def _body_fits_type(self) -> VersionDraft:
+        if self.type is PromptType.TEXT and (self.template is None or self.messages is not None):
+            raise ValueError("a text prompt has a `template` and no `messages`")
+        if self.type is PromptType.CHAT and (not self.messages or self.template is not None):
+            raise ValueError("a chat prompt has `messages` (at least one) and no `template`")
+        return self
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise ValueError(f"a prompt name matches {NAME_PATTERN}")
+    return name
+
+
+def check_label(label: str) -> str:
+    if not _LABEL.match(label):
+        raise ValueError(f"a label matches {LABEL_PATTERN}")
+    return label
+
+
+@lru_cache(maxsize=1)
+def environment() -> ImmutableSandboxedEnvironment:
+    # autoescape off: prompts are plain text, not HTML. keep_trailing_newline: the author's text verbatim.
+    return ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+def template_sources(draft: VersionDraft | Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(where, source) for every template text of a version: `template` or `messages[i].content`."""
+    data = draft.model_dump() if isinstance(draft, VersionDraft) else draft
+    if data["type"] == PromptType.TEXT:
+        return [("template", data["template"])]
+    return [(f"messages[{i}].content", m["content"]) for i, m in enumerate(data["messages"])]
+
+
+def validate_draft(draft: VersionDraft) -> None:
+    """Refuse a version that could never render: bad syntax, a bad schema, undeclared variables."""
+    errors: list[dict[str, str]] = []
+    schema = draft.variables
+    if schema.get("type", "object") != "object":
+        errors.append({"location": "variables", "message": "the variable schema must have type object"})
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as error:
+        errors.append({"location": "variables", "message": f"not a valid JSON Schema: {error.message}"})
+    declared = set(schema.get("properties", {}))
+    env = environment()
+    for where, source in template_sources(draft):
+        try:
+            used = meta.find_undeclared_variables(env.parse(source))
+        except jinja2.TemplateSyntaxError as error:
+            errors.append({"location": where, "message": f"template syntax error on line {error.lineno}: {error}"})
+            continue
+        for name in sorted(used - declared):
+            errors.append({"location": where, "message": f"variable `{name}` is used but not declared in `variables`"})
+    if errors:
+        raise TemplateError("the version cannot be rendered", errors)
+
+
+@dataclass(frozen=True)
+class CompiledVersion:
+    """A version's templates parsed once; rendering is then only evaluation."""
+
+    type: PromptType
+    roles: tuple[str, ...]
+    templates: tuple[jinja2.Template, ...]
+    validator: Draft202012Validator
+
+
+def compile_version(version: Mapping[str, Any]) -> CompiledVersion:
+    env = environment()
+    sources = template_sources(version)
+    roles = ("user",) if version["type"] == PromptType.TEXT else tuple(m["role"] for m in version["messages"])
+    return CompiledVersion(
+        type=PromptType(version["type"]),
+        roles=roles,
+        templates=tuple(env.from_string(source) for _, source in sources),
+        validator=Draft202012Validator(version["variables"]),
+    )
+
+
+def check_variables(compiled: CompiledVersion, variables: Mapping[str, Any]) -> None:
+    errors = []
+    for error in sorted(compiled.validator.iter_errors(dict(variables)), key=lambda e: list(e.absolute_path)):
+        path = ".".join(str(part) for part in error.absolute_path)
+        if error.validator == "required":
+            # jsonschema reports a missing key at the parent: name the variable itself.
+            missing = [n for n in error.validator_value if n not in (error.instance or {})]
+            for name in missing:
+                errors.append({"variable": ".".join(filter(None, [path, name])), "message": "is required"})
+            continue
+        errors.append({"variable": path or "(variables)", "message": error.message})
+    if errors:
+        raise VariablesError(errors)
+
+
+def render(compiled: CompiledVersion, variables: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The version's messages with `variables` filled in; raises VariablesError naming what is wrong."""
+    check_variables(compiled, variables)
+    messages = []
+    total = 0
+    for role, template in zip(compiled.roles, compiled.templates, strict=True):
+        try:
+            content = template.render(**variables)
+        except jinja2.UndefinedError as error:
+            # A variable the schema does not require but the template needs (e.g. a nested key).
+            raise VariablesError([{"variable": "(template)", "message": str(error.message)}]) from error
+        except jinja2.exceptions.SecurityError as error:
+            unsafe = {"variable": "(template)", "message": "the template tried an unsafe operation"}
+            raise VariablesError([unsafe]) from error
+        except (TypeError, ValueError, ArithmeticError) as error:
+            raise VariablesError([{"variable": "(template)", "message": f"rendering failed: {error}"}]) from error
+        total += len(content)
+        if total > MAX_RENDERED_CHARS:
+            raise VariablesError([{"variable": "(template)", "message": "the rendered prompt is too long"}])
+        messages.append({"role": role, "content": content})
+    return messages

@@ -1,0 +1,87 @@
+"""Ingestion and features beside real sidecars, started once for a test module."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from harness import PROFILES, RESILIENCY_DIR, AppWithSidecar, Daprd, ServiceApp, wait_until
+
+# Uploads up to the ingestion service's limit must pass its sidecar (daprd's default is 4 MiB).
+INGESTION_DAPRD_ARGS = ["--max-body-size", "16Mi"]
+
+
+def start_pair(
+    app_id: str,
+    log_dir: Path,
+    secrets: dict[str, str],
+    *,
+    resources: list[Path] | None = None,
+    env: dict[str, str] | None = None,
+    extra_args: list[str] | None = None,
+    timeout: float = 180.0,
+) -> AppWithSidecar:
+    sidecar = Daprd(
+        app_id=app_id,
+        resources=resources or [PROFILES["default"], RESILIENCY_DIR],
+        log_dir=log_dir,
+        dapr_api_token=secrets["dapr-api-token"],
+        app_api_token=secrets["app-api-token"],
+        extra_args=extra_args or [],
+    )
+    app = ServiceApp(app_id=app_id, log_dir=log_dir, sidecar=sidecar, env=env or {})
+    sidecar.app_port = app.port
+    pair = AppWithSidecar(app, sidecar)
+    try:
+        pair.start(timeout)
+        pair.wait_ready(timeout)
+    except BaseException:
+        pair.stop()
+        raise
+    return pair
+
+
+@dataclass
+class Knowledge:
+    ingestion: AppWithSidecar
+    features: AppWithSidecar
+
+    def invoke(self, app_id: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        # Through the ingestion app's sidecar for both apps: the way another service calls them.
+        with self.ingestion.sidecar.client() as dapr:
+            return dapr.request(method, f"/v1.0/invoke/{app_id}/method/{path.lstrip('/')}", timeout=60.0, **kwargs)
+
+    def search(self, query: str, **params: Any) -> list[dict[str, Any]]:
+        response = self.invoke("features", "POST", "v1/search", json={"query": query, **params})
+        response.raise_for_status()
+        return response.json()["results"]
+
+    def wait_searchable(self, marker: str, document_id: str, timeout: float = 90.0, **params: Any) -> dict:
+        def found() -> dict | None:
+            hits = self.search(marker, mode="keyword", k=5, **params)
+            return next((hit for hit in hits if hit["document_id"] == document_id), None)
+
+        return wait_until(found, what=f"{document_id} searchable", timeout=timeout, watch=self.processes)
+
+    def wait_gone(self, marker: str, document_id: str, timeout: float = 60.0, **params: Any) -> None:
+        def gone() -> bool:
+            hits = self.search(marker, mode="keyword", k=20, **params)
+            return all(hit["document_id"] != document_id for hit in hits)
+
+        wait_until(gone, what=f"{document_id} gone from the index", timeout=timeout, watch=self.processes)
+
+    @property
+    def processes(self):
+        return [*self.ingestion.processes, *self.features.processes]
+
+    def stop(self) -> None:
+        for pair in (self.features, self.ingestion):
+            pair.stop()
+
+
+def elapsed(start: float) -> float:
+    return time.monotonic() - start

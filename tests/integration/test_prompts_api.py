@@ -1,0 +1,178 @@
+"""The prompts service through its real sidecar: versions, labels, render, cache and events."""
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from harness import wait_until
+
+BASE = "/v1.0/invoke/prompts/method/v1/prompts"
+QA = {
+    "type": "chat",
+    "messages": [
+        {"role": "system", "content": "You answer questions about {{ product }}."},
+        {"role": "user", "content": "{{ question }}"},
+    ],
+    "variables": {
+        "type": "object",
+        "properties": {"product": {"type": "string"}, "question": {"type": "string", "minLength": 1}},
+        "required": ["product", "question"],
+    },
+    "config": {"temperature": 0.2, "max_tokens": 128},
+}
+
+
+def unique(prefix: str = "qa") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def prompts(start_app, default_broker):
+    service = start_app("prompts", default_broker)
+    service.wait_ready()
+    return service
+
+
+def create(dapr, name: str, **overrides) -> dict:
+    response = dapr.post(BASE, json={"name": name, **QA, "labels": ["production"], **overrides})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def add_version(dapr, name: str, system: str, **overrides) -> dict:
+    body = {**QA, "messages": [{"role": "system", "content": system}, QA["messages"][1]], **overrides}
+    response = dapr.post(f"{BASE}/{name}/versions", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_create_version_label_and_render(prompts) -> None:
+    name = unique()
+    with prompts.sidecar.client() as dapr:
+        created = create(dapr, name, commit_message="first cut")
+        assert created["version"]["version"] == 1
+        assert created["version"]["labels"] == ["latest", "production"]
+        second = add_version(dapr, name, "Be brief about {{ product }}.", commit_message="shorter")
+        assert (second["version"], second["labels"]) == (2, ["latest"])
+
+        rendered = dapr.post(f"{BASE}/{name}/render", json={"variables": {"product": "Dapr", "question": "Why?"}})
+        assert rendered.status_code == 200, rendered.text
+        body = rendered.json()
+        assert (body["version"], body["label"]) == (1, "production")  # production is served by default
+        assert body["messages"][0] == {"role": "system", "content": "You answer questions about Dapr."}
+        assert body["config"] == {"temperature": 0.2, "max_tokens": 128}
+
+        latest = dapr.post(
+            f"{BASE}/{name}/render", json={"label": "latest", "variables": {"product": "X", "question": "q"}}
+        )
+        assert latest.json()["version"] == 2
+        assert dapr.get(f"{BASE}/{name}/versions/latest").json()["commit_message"] == "shorter"
+        assert dapr.get(f"{BASE}/{name}/versions/1").json()["labels"] == ["production"]
+        assert [v["version"] for v in dapr.get(f"{BASE}/{name}/versions").json()] == [1, 2]
+        assert name in [p["name"] for p in dapr.get(BASE).json()]
+
+        moved = dapr.put(f"{BASE}/{name}/labels/production", json={"version": 2})
+        assert moved.status_code == 200 and moved.json()["labels"] == {"latest": 2, "production": 2}
+        stale = dapr.put(f"{BASE}/{name}/labels/production", json={"version": 1, "expected_version": 1})
+        assert stale.status_code == 409
+        assert dapr.put(f"{BASE}/{name}/labels/latest", json={"version": 1}).status_code == 409
+        assert dapr.put(f"{BASE}/{name}/labels/staging", json={"version": 9}).status_code == 404
+
+
+def test_missing_or_mistyped_variables_are_a_422_naming_them(prompts) -> None:
+    name = unique()
+    with prompts.sidecar.client() as dapr:
+        create(dapr, name)
+        missing = dapr.post(f"{BASE}/{name}/render", json={"variables": {"product": "Dapr"}})
+        assert missing.status_code == 422
+        assert missing.headers["content-type"] == "application/problem+json"
+        assert missing.json()["errors"] == [{"variable": "question", "message": "is required"}]
+        mistyped = dapr.post(f"{BASE}/{name}/render", json={"variables": {"product": 7, "question": "q"}})
+        assert mistyped.status_code == 422 and mistyped.json()["errors"][0]["variable"] == "product"
+        assert dapr.post(f"{BASE}/{unique()}/render", json={"variables": {}}).status_code == 404
+
+
+def test_bad_input_is_refused_and_nothing_is_written(prompts) -> None:
+    name = unique()
+    with prompts.sidecar.client() as dapr:
+        bad_template = {**QA, "messages": [{"role": "user", "content": "{{ question } }} {{ undeclared }}"}]}
+        refused = dapr.post(BASE, json={"name": name, **bad_template})
+        assert refused.status_code == 422 and refused.headers["content-type"] == "application/problem+json"
+        assert dapr.get(f"{BASE}/{name}").status_code == 404
+        assert dapr.post(BASE, json={"name": "Bad Name!", **QA}).status_code == 422
+        create(dapr, name)
+        assert dapr.post(BASE, json={"name": name, **QA}).status_code == 409
+        assert dapr.post(f"{BASE}/{name}/versions", json={**QA, "variables": {"type": "string"}}).status_code == 422
+        assert dapr.get(f"{BASE}/{name}").json()["latest"] == 1
+
+
+def test_concurrent_label_moves_and_version_creations_lose_nothing(start_app, profile) -> None:
+    prompts = start_app("prompts", profile)
+    prompts.wait_ready()
+    name = unique()
+    with prompts.sidecar.client() as dapr:
+        create(dapr, name)
+        add_version(dapr, name, "v2 about {{ product }}")
+
+    def move(label: str, version: int) -> int:
+        with prompts.sidecar.client() as dapr:
+            return dapr.put(f"{BASE}/{name}/labels/{label}", json={"version": version}).status_code
+
+    def new_version(n: int) -> int:
+        with prompts.sidecar.client() as dapr:
+            return add_version(dapr, name, f"v{n} about {{{{ product }}}}")["version"]
+
+    with ThreadPoolExecutor(4) as pool:
+        for round_ in range(5):
+            labels = [f"a{round_}", f"b{round_}", f"c{round_}", f"d{round_}"]
+            assert list(pool.map(move, labels, [1, 2, 1, 2])) == [200] * 4
+        numbers = list(pool.map(new_version, range(4)))
+    assert sorted(numbers) == [3, 4, 5, 6]
+    with prompts.sidecar.client() as dapr:
+        head = dapr.get(f"{BASE}/{name}").json()
+    assert head["latest"] == 6 and head["labels"]["latest"] == 6
+    # Every one of the 20 concurrent moves survived: none overwrote another's head.
+    assert {label: head["labels"][label] for label in head["labels"] if label[0] in "abcd"} == {
+        f"{letter}{r}": (1 if letter in "ac" else 2) for r in range(5) for letter in "abcd"
+    }
+
+
+def test_prompt_updated_drops_the_render_cache(prompts, start_app, default_broker) -> None:
+    monitor = start_app("monitor", default_broker)
+    monitor.wait_ready()
+    name = unique()
+    variables = {"variables": {"product": "Dapr", "question": "q"}}
+    with prompts.sidecar.client() as dapr:
+        create(dapr, name)
+        add_version(dapr, name, "second")
+        assert dapr.post(f"{BASE}/{name}/render", json=variables).json()["version"] == 1  # now cached
+
+        # Move the label behind the service's back, straight in its state: the cache still answers v1.
+        key = f"prompt:{name}"
+        stored = dapr.get(f"/v1.0/state/statestore/{key}")
+        head, etag = stored.json(), stored.headers["etag"]  # the service writes with ETags only
+        moved = {**head, "labels": {**head["labels"], "production": 2}}
+        saved = dapr.post("/v1.0/state/statestore", json=[{"key": key, "value": moved, "etag": etag}])
+        assert saved.status_code == 204, saved.text
+        assert dapr.post(f"{BASE}/{name}/render", json=variables).json()["version"] == 1
+
+        # Another replica would announce the change like this; the subscriber drops the entry.
+        published = dapr.post("/v1.0/publish/pubsub/prompt.updated", json={"name": name, "action": "label.moved"})
+        assert published.status_code == 204
+        wait_until(
+            lambda: dapr.post(f"{BASE}/{name}/render", json=variables).json()["version"] == 2,
+            what="the render cache to drop the prompt",
+            watch=prompts.processes,
+        )
+
+        # The service announces its own changes on prompt.updated.
+        assert dapr.put(f"{BASE}/{name}/labels/staging", json={"version": 1}).status_code == 200
+
+    def announced() -> dict | None:
+        with monitor.sidecar.client() as dapr:
+            seen = dapr.get("/v1.0/invoke/monitor/method/v1/events", params={"topic": "prompt.updated"}).json()
+        return next((e for e in seen if e["data"]["name"] == name and e["data"]["action"] == "label.moved"), None)
+
+    event = wait_until(announced, what="prompt.updated at the monitor", watch=monitor.processes)
+    assert event["source"] == "prompts" and event["data"]["labels"]["staging"] == 1

@@ -1,0 +1,49 @@
+"""The render cache: bounded, expires, dropped per prompt on `prompt.updated`, idempotent."""
+
+from genai_platform.events import CloudEvent, Delivery
+from prompts.cache import RenderCache
+from prompts.templates import VersionDraft, compile_version
+
+VERSION = VersionDraft(type="text", template="hi").model_dump(mode="json") | {"version": 1}
+COMPILED = compile_version(VERSION)
+
+
+def updated(event_id: str, data: object) -> CloudEvent:
+    return CloudEvent(id=event_id, topic="prompt.updated", data=data)
+
+
+def test_an_event_drops_only_the_named_prompt() -> None:
+    cache = RenderCache()
+    cache.put("a", "production", VERSION, COMPILED)
+    cache.put("a", "3", VERSION, COMPILED)
+    cache.put("b", "production", VERSION, COMPILED)
+    assert cache.on_prompt_updated(updated("e1", {"name": "a", "action": "label.moved"})) is Delivery.SUCCESS
+    assert cache.get("a", "production") is None and cache.get("a", "3") is None
+    assert cache.get("b", "production") is not None
+
+
+def test_a_redelivered_event_changes_nothing() -> None:
+    cache = RenderCache()
+    assert cache.on_prompt_updated(updated("e1", {"name": "a"})) is Delivery.SUCCESS
+    cache.put("a", "production", VERSION, COMPILED)
+    assert cache.on_prompt_updated(updated("e1", {"name": "a"})) is Delivery.SUCCESS
+    assert cache.get("a", "production") is not None
+
+
+def test_an_unreadable_event_drops_everything_and_goes_to_the_dead_letters() -> None:
+    cache = RenderCache()
+    cache.put("a", "production", VERSION, COMPILED)
+    assert cache.on_prompt_updated(updated("e2", "garbage")) is Delivery.DROP
+    assert len(cache) == 0
+
+
+def test_entries_expire_and_the_cache_is_bounded() -> None:
+    now = [0.0]
+    cache = RenderCache(capacity=2, ttl_s=10, clock=lambda: now[0])
+    cache.put("a", "1", VERSION, COMPILED)
+    cache.put("b", "1", VERSION, COMPILED)
+    cache.put("c", "1", VERSION, COMPILED)
+    assert cache.get("a", "1") is None and len(cache) == 2
+    now[0] = 11
+    assert cache.get("b", "1") is None
+    assert cache.misses == 2 and cache.hits == 0

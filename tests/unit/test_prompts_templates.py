@@ -1,0 +1,107 @@
+"""Prompt templates: drafts that cannot render are refused; renders name the variable at fault."""
+
+import pytest
+from pydantic import ValidationError
+
+from prompts.templates import TemplateError, VariablesError, VersionDraft, compile_version, render, validate_draft
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"question": {"type": "string", "minLength": 1}, "top_k": {"type": "integer", "minimum": 1}},
+    "required": ["question"],
+}
+
+
+def chat_draft(**overrides) -> VersionDraft:
+    fields = {
+        "type": "chat",
+        "messages": [
+            {"role": "system", "content": "Answer in at most {{ top_k | default(3) }} sentences."},
+            {"role": "user", "content": "{{ question }}"},
+        ],
+        "variables": SCHEMA,
+        "config": {"temperature": 0.2, "max_tokens": 256},
+    }
+    return VersionDraft(**{**fields, **overrides})
+
+
+def compiled(draft: VersionDraft):
+    validate_draft(draft)
+    return compile_version(draft.model_dump(mode="json"))
+
+
+def test_a_chat_prompt_renders_each_message_in_order() -> None:
+    messages = render(compiled(chat_draft()), {"question": "What is Dapr?", "top_k": 2})
+    assert messages == [
+        {"role": "system", "content": "Answer in at most 2 sentences."},
+        {"role": "user", "content": "What is Dapr?"},
+    ]
+
+
+def test_a_text_prompt_renders_as_one_user_message() -> None:
+    draft = VersionDraft(
+        type="text",
+        template="Summarise:\n{{ text }}\n",
+        variables={"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+    )
+    assert render(compiled(draft), {"text": "a b c"}) == [{"role": "user", "content": "Summarise:\na b c\n"}]
+
+
+def test_a_missing_variable_is_named() -> None:
+    with pytest.raises(VariablesError) as caught:
+        render(compiled(chat_draft()), {})
+    assert caught.value.errors == [{"variable": "question", "message": "is required"}]
+
+
+def test_a_mistyped_variable_is_named_with_the_reason() -> None:
+    with pytest.raises(VariablesError) as caught:
+        render(compiled(chat_draft()), {"question": "q", "top_k": "three"})
+    assert caught.value.errors[0]["variable"] == "top_k"
+    assert "integer" in caught.value.errors[0]["message"]
+
+
+def test_a_template_variable_missing_from_the_schema_is_refused_at_creation() -> None:
+    draft = chat_draft(messages=[{"role": "user", "content": "{{ question }} {{ context }}"}])
+    with pytest.raises(TemplateError) as caught:
+        validate_draft(draft)
+    assert caught.value.errors == [
+        {"location": "messages[0].content", "message": "variable `context` is used but not declared in `variables`"}
+    ]
+
+
+def test_template_syntax_errors_and_bad_schemas_are_refused_at_creation() -> None:
+    with pytest.raises(TemplateError) as caught:
+        validate_draft(chat_draft(messages=[{"role": "user", "content": "{{ question "}]))
+    assert caught.value.errors[0]["location"] == "messages[0].content"
+    with pytest.raises(TemplateError):
+        validate_draft(chat_draft(variables={"type": "object", "properties": {"question": {"type": "nope"}}}))
+    with pytest.raises(TemplateError):
+        validate_draft(chat_draft(variables={"type": "array"}))
+
+
+def test_the_sandbox_refuses_python_internals() -> None:
+    draft = chat_draft(
+        messages=[{"role": "user", "content": "{{ question.__class__.__mro__[1].__subclasses__() }}"}],
+    )
+    with pytest.raises(VariablesError) as caught:
+        render(compiled(draft), {"question": "x"})
+    assert caught.value.errors[0]["variable"] == "(template)"
+
+
+def test_a_draft_must_fit_its_type_and_may_not_set_latest() -> None:
+    with pytest.raises(ValidationError):
+        VersionDraft(type="text", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(ValidationError):
+        VersionDraft(type="chat", template="x")
+    with pytest.raises(ValidationError):
+        chat_draft(labels=["latest"])
+    with pytest.raises(ValidationError):
+        chat_draft(labels=["Not A Label"])
+    with pytest.raises(ValidationError):
+        chat_draft(config={"temperature": 5})
+    assert chat_draft(labels=["production", "production"]).labels == ["production"]
+
+
+def test_model_config_keeps_extra_generation_settings() -> None:
+    draft = chat_draft(config={"temperature": 0.1, "presence_penalty": 0.5})
+    assert draft.model_dump(mode="json", exclude_none=True)["config"] == {"temperature": 0.1, "presence_penalty": 0.5}
