@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from gateway.api_keys import ApiKeys
+from gateway.chat import ChatPipeline, PipelineSettings
 from gateway.limits import Limits
 from gateway.routes import public_router
 from gateway.settings import GatewaySettings
@@ -18,6 +19,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.api_keys = ApiKeys(app.state.sidecar, settings.api_keys_secret, settings.api_keys_ttl_seconds)
         app.state.limits = Limits(settings.requests_per_minute, settings.tokens_per_day)
+        app.state.chat = ChatPipeline(
+            app.state.sidecar,
+            PipelineSettings(
+                rag_prompt=settings.rag_prompt,
+                retrieval_k=settings.retrieval_k,
+                timeout=settings.request_timeout_seconds,
+                generation_timeout=settings.generation_timeout_seconds,
+            ),
+        )
         yield
 
     app = create_service(

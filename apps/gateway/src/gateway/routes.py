@@ -3,6 +3,7 @@ relayed to the app that serves it through Dapr service invocation."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -10,9 +11,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from gateway.api_keys import ApiKeyDep
-from gateway.proxy import forward
+from gateway.chat import ChatPipeline
+from gateway.proxy import UsageMeter, forward
 from gateway.settings import GatewaySettings
 from gateway.system import system_health
+from genai_platform.errors import Problem
+from genai_platform.requests import current_request_id
 from genai_platform.service import SidecarDep
 
 
@@ -27,7 +31,6 @@ class PublicRoute:
 
 
 PUBLIC_ROUTES = (
-    PublicRoute("POST", "/v1/chat/completions", "inference", "Chat completion (OpenAI-compatible)", "openai", True),
     PublicRoute("POST", "/v1/completions", "inference", "Text completion (OpenAI-compatible)", "openai", True),
     PublicRoute("GET", "/v1/models", "inference", "Models being served (OpenAI-compatible)", "openai"),
     PublicRoute("POST", "/v1/embeddings", "features", "Embeddings (OpenAI-compatible)", "openai"),
@@ -75,6 +78,44 @@ def public_router() -> APIRouter:
             tags=[route.tag],
             description=f"Served by the `{route.app_id}` app, reached through Dapr service invocation.",
         )
+
+    @router.post(
+        "/v1/chat/completions",
+        tags=["openai"],
+        summary="Chat completion (OpenAI-compatible), through the guard, retrieval and prompt pipeline",
+        description='Extra fields: `collection` (or `model: "rag/<collection>"`) grounds the answer in '
+        "that collection's documents; `prompt` names a managed prompt (`{name, label|version, variables}`). "
+        "The answer adds `citations` and `lineage` (model, prompt version, trace id).",
+    )
+    async def chat_completions(request: Request, api_key: ApiKeyDep) -> object:
+        limits = request.app.state.limits
+        limits.admit(api_key)
+        try:
+            body = await request.json()
+        except ValueError as error:
+            raise Problem(422, "The body must be a JSON chat completion request.") from error
+        if not isinstance(body, dict):
+            raise Problem(422, "The body must be a JSON object.")
+        pipeline: ChatPipeline = request.app.state.chat
+        request_id = current_request_id.get() or ""
+        plan = await pipeline.plan(body, request_id)
+        if not body.get("stream"):
+            answer = await pipeline.complete(plan, request_id)
+            limits.spend(api_key, int((answer.get("usage") or {}).get("total_tokens") or 0))
+            return answer
+
+        async def events():
+            meter = UsageMeter()
+            try:
+                async for event in pipeline.stream(plan, request_id):
+                    meter.feed(event)
+                    yield event
+            except Problem as problem:
+                # Headers are gone already: the failure travels as a last event, as OpenAI's do.
+                yield f"data: {json.dumps({'error': problem.body()})}\n\n".encode()
+            limits.spend(api_key, meter.total_tokens)
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     @router.get("/v1/system/health", tags=["system"], summary="Readiness of every app of the platform")
     async def get_system_health(request: Request, sidecar: SidecarDep, _key: ApiKeyDep) -> dict:

@@ -22,3 +22,6 @@ class GatewaySettings(ServiceSettings):
     cors_origins: list[str] = Field(default_factory=list, validation_alias="GATEWAY_CORS_ORIGINS")
     generation_timeout_seconds: float = Field(300.0, validation_alias="GATEWAY_GENERATION_TIMEOUT_SECONDS")
     request_timeout_seconds: float = Field(30.0, validation_alias="GATEWAY_REQUEST_TIMEOUT_SECONDS")
+    # The managed prompt that grounds answers in retrieved chunks (variables: question, context).
+    rag_prompt: str = Field("rag-answer", validation_alias="GATEWAY_RAG_PROMPT")
+    retrieval_k: int = Field(4, ge=1, le=50, validation_alias="GATEWAY_RETRIEVAL_K")
