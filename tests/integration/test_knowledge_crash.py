@@ -24,12 +24,11 @@ from harness import PROFILES, RESILIENCY_DIR, wait_until
 
 DOCUMENTS = 200
 
-# Known gap, found by this test: events in flight to the features app when it is SIGKILLed
-# (daprd sees EOF) are acknowledged by daprd 1.18.2's Redis pub/sub after its retries and never
-# come back (10 of 200 documents lost in the first run; no dead-letter topic, not pending).
-# The fix planned: ingestion keeps a document `published` until `chunks.indexed` confirms it
-# and its inbox cron re-publishes unconfirmed ones (idempotent at features by chunk hash).
-pytestmark = pytest.mark.skip(reason="known loss of in-flight events on SIGKILL; see the comment above")
+# This test found that Dapr 1.18's Redis Streams component acknowledges a message once the
+# sidecar's delivery retries are spent: with a short inbound retry policy, events in flight to a
+# SIGKILLed features app were lost (10 of 200). dapr-config/resiliency-features.yaml retries
+# delivery to features until the processing timeout cancels the attempt, which leaves the
+# message pending for redelivery.
 
 
 @pytest.fixture(scope="module")
