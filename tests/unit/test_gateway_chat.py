@@ -1,0 +1,33 @@
+"""Pure pieces of the gateway's chat pipeline."""
+
+from gateway.chat import SENTENCE_END, _json_mode, _last_user_text, _public_citations
+
+
+def test_the_question_is_the_last_user_turn() -> None:
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "What is the launch code word?"},
+    ]
+    assert _last_user_text(messages) == "What is the launch code word?"
+    assert _last_user_text([{"role": "system", "content": "x"}]) == ""
+
+
+def test_json_answers_are_passed_to_the_output_rail() -> None:
+    schema = {"type": "object", "required": ["answer"]}
+    assert _json_mode({"response_format": {"type": "json_schema", "json_schema": {"schema": schema}}}) == {
+        "json_schema": schema
+    }
+    assert _json_mode({"response_format": {"type": "json_object"}}) == {"json_mode": True}
+    assert _json_mode({}) == {"json_mode": False}
+
+
+def test_citations_leave_the_chunk_text_behind() -> None:
+    hit = {"document_id": "d1", "title": "Handbook", "chunk_id": "c7", "score": 0.81, "text": "long text"}
+    assert _public_citations([hit]) == [{"document_id": "d1", "title": "Handbook", "chunk_id": "c7", "score": 0.81}]
+
+
+def test_a_guard_step_is_asked_for_only_when_a_sentence_may_have_ended() -> None:
+    assert SENTENCE_END.search("Paris.") and SENTENCE_END.search("line\n")
+    assert not SENTENCE_END.search("Par")
