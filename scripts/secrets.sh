@@ -18,8 +18,10 @@ SECRETS_FILE="$DATA_DIR/secrets.json"
 # Every key the components and servers expect; `ensure` refuses a file that lacks one.
 REQUIRED_KEYS=(
   redis-password postgres-password postgres-connection-string rabbitmq-password
-  mosquitto-password nats-password dapr-api-token app-api-token gateway-api-keys
+  mosquitto-password nats-password dapr-api-token app-api-token gateway-api-keys inference-api-key
 )
+# Keys a newer version of the platform added: put into an existing file with fresh values.
+ADDABLE_KEYS=(inference-api-key)
 
 # 2*N hex characters from the kernel's CSPRNG; coreutils only, so it works on a bare machine.
 random_hex() {
@@ -44,7 +46,8 @@ secrets_create() {
   "nats-password": "$(random_hex 24)",
   "dapr-api-token": "$(random_hex 24)",
   "app-api-token": "$(random_hex 24)",
-  "gateway-api-keys": "gk-$(random_hex 24)"
+  "gateway-api-keys": "gk-$(random_hex 24)",
+  "inference-api-key": "$(random_hex 24)"
 }
 EOF
     # rename is atomic: a concurrent reader sees either no file or a whole one.
@@ -62,6 +65,25 @@ secrets_get() {
     | head -n 1 | sed 's/.*:[[:space:]]*"\(.*\)"$/\1/'
 }
 
+# Add KEY=VALUE to the existing file, atomically and still mode 600.
+secrets_add() {
+  (
+    umask 077
+    python3 - "$SECRETS_FILE" "$1" "$2" <<'PY'
+import json, os, sys
+path, key, value = sys.argv[1:]
+with open(path) as f:
+    secrets = json.load(f)
+secrets[key] = value
+tmp = f"{path}.tmp.{os.getpid()}"
+with open(tmp, "w") as f:
+    json.dump(secrets, f, indent=2)
+os.replace(tmp, path)
+PY
+  )
+  echo "secrets: added $1 to $SECRETS_FILE"
+}
+
 secrets_ensure() {
   if [[ ! -f "$SECRETS_FILE" ]]; then
     secrets_create
@@ -69,6 +91,9 @@ secrets_ensure() {
     return 0
   fi
   local key missing=()
+  for key in "${ADDABLE_KEYS[@]}"; do
+    [[ -n "$(secrets_get "$key")" ]] || secrets_add "$key" "$(random_hex 24)"
+  done
   for key in "${REQUIRED_KEYS[@]}"; do
     [[ -n "$(secrets_get "$key")" ]] || missing+=("$key")
   done

@@ -1,7 +1,6 @@
 """Entry point: `python -m inference`."""
 
 from genai_platform.service import run
-
 from inference.app import create_app
 from inference.settings import InferenceSettings
 

