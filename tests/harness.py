@@ -36,6 +36,10 @@ PROFILES = {
 }
 
 
+# Uploads up to the ingestion service's limit must pass its sidecar (daprd's default is 4 MiB).
+INGESTION_DAPRD_ARGS = ["--max-body-size", "16Mi"]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -275,3 +279,34 @@ class AppWithSidecar:
     def stop(self) -> None:
         for process in self.processes:
             process.stop()
+
+
+def start_pair(
+    app_id: str,
+    log_dir: Path,
+    secrets: dict[str, str],
+    *,
+    resources: list[Path] | None = None,
+    env: dict[str, str] | None = None,
+    extra_args: list[str] | None = None,
+    timeout: float = 180.0,
+) -> AppWithSidecar:
+    """Start a platform service and its daprd, and wait until the service is ready."""
+    sidecar = Daprd(
+        app_id=app_id,
+        resources=resources or [PROFILES["default"], RESILIENCY_DIR],
+        log_dir=log_dir,
+        dapr_api_token=secrets["dapr-api-token"],
+        app_api_token=secrets["app-api-token"],
+        extra_args=extra_args or [],
+    )
+    app = ServiceApp(app_id=app_id, log_dir=log_dir, sidecar=sidecar, env=env or {})
+    sidecar.app_port = app.port
+    pair = AppWithSidecar(app, sidecar)
+    try:
+        pair.start(timeout)
+        pair.wait_ready(timeout)
+    except BaseException:
+        pair.stop()
+        raise
+    return pair
