@@ -1,10 +1,50 @@
-"""Fine-tuning jobs: LoRA and full, checkpointed and resumable."""
+"""Fine-tuning jobs: LoRA and full, checkpointed and resumable, run in worker processes."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from genai_platform.service import create_service
+from training.routes import files_router, jobs_router
 from training.settings import TrainingSettings
+from training.store import TrainingStore
+from training.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: TrainingSettings) -> FastAPI:
-    return create_service(settings, title="Training", description=__doc__)
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.store = TrainingStore(app.state.sidecar)
+        app.state.supervisor = Supervisor(settings, app.state.sidecar, app.state.store)
+
+        async def resume_when_ready() -> None:
+            # The sidecar starts after the app (it waits for the app's port): poll, then take up
+            # the jobs a previous run of this app left unfinished.
+            while not await app.state.sidecar.is_ready():  # noqa: ASYNC110 (another process: no event to await)
+                await asyncio.sleep(0.5)
+            try:
+                resumed = await app.state.supervisor.resume_all()
+            except Exception:
+                log.exception("could not resume unfinished jobs")
+                return
+            if resumed:
+                log.info("resumed unfinished jobs", extra={"jobs": resumed})
+
+        resumer = asyncio.create_task(resume_when_ready())
+        try:
+            yield
+        finally:
+            resumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await resumer
+            await app.state.supervisor.close()
+
+    return create_service(
+        settings, title="Training", description=__doc__, routers=[files_router, jobs_router], lifespan=lifespan
+    )

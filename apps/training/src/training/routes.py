@@ -1,0 +1,200 @@
+"""The training API (OpenAI-shaped): files, fine-tuning jobs, their events and checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+
+from genai_platform.errors import Problem
+from genai_platform.events import Topic
+from genai_platform.service import SidecarDep
+from training.base_models import BaseModelMissing, describe_packaged
+from training.datasets import InvalidDataset, parse_chat_jsonl
+from training.models import ACTIVE, Checkpoint, FileObject, Job, NewJob, parse_base_model
+from training.settings import TrainingSettings
+from training.store import TrainingStore, new_id
+from training.supervisor import Supervisor
+
+files_router = APIRouter(prefix="/v1/files", tags=["files"])
+jobs_router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
+
+
+def get_store(request: Request) -> TrainingStore:
+    return request.app.state.store
+
+
+def get_supervisor(request: Request) -> Supervisor:
+    return request.app.state.supervisor
+
+
+def get_training_settings(request: Request) -> TrainingSettings:
+    return request.app.state.settings
+
+
+StoreDep = Annotated[TrainingStore, Depends(get_store)]
+SupervisorDep = Annotated[Supervisor, Depends(get_supervisor)]
+TrainingSettingsDep = Annotated[TrainingSettings, Depends(get_training_settings)]
+
+
+def page(items: list[Any], limit: int, after: str | None) -> dict[str, Any]:
+    """OpenAI's list shape: `data` after the item with id `after`, `has_more` when cut."""
+    if after is not None:
+        ids = [item.id for item in items]
+        items = items[ids.index(after) + 1 :] if after in ids else []
+    return {"object": "list", "data": items[:limit], "has_more": len(items) > limit}
+
+
+# --- files --------------------------------------------------------------------------------------
+
+
+@files_router.post("", summary="Upload a JSONL file of chat examples for fine-tuning")
+async def upload_file(
+    store: StoreDep,
+    settings: TrainingSettingsDep,
+    file: Annotated[UploadFile, File(description='One {"messages": [...]} object per line')],
+    purpose: Annotated[str, Form()] = "fine-tune",
+) -> FileObject:
+    if purpose != "fine-tune":
+        raise Problem(422, "Only purpose 'fine-tune' is accepted here.")
+    data = await file.read(settings.max_file_bytes + 1)
+    if len(data) > settings.max_file_bytes:
+        raise Problem(
+            413, f"A training file holds at most {settings.max_file_bytes} bytes.", max_bytes=settings.max_file_bytes
+        )
+    try:
+        dataset = await asyncio.to_thread(parse_chat_jsonl, data)
+    except InvalidDataset as invalid:
+        first = invalid.problems[0]
+        raise Problem(
+            422,
+            f"The file is not valid chat JSONL: {first}"
+            + (f" (and {invalid.total - 1} more problems)" if invalid.total > 1 else ""),
+            title="Invalid training file",
+            line=first.line,
+            problems=[{"line": p.line, "message": p.message} for p in invalid.problems],
+        ) from invalid
+    return await store.create_file(file.filename or "training.jsonl", len(data), dataset)
+
+
+@files_router.get("", summary="Uploaded training files")
+async def list_files(store: StoreDep) -> dict[str, Any]:
+    files = await store.list_files()
+    return {"object": "list", "data": files, "has_more": False}
+
+
+@files_router.get("/{file_id}", summary="One uploaded training file")
+async def get_file(file_id: str, store: StoreDep) -> FileObject:
+    file, _ = await store.get_file(file_id)
+    return file
+
+
+# --- jobs ---------------------------------------------------------------------------------------
+
+
+@jobs_router.post("", summary="Create a fine-tuning job (LoRA or full) on an uploaded file")
+async def create_job(
+    new: NewJob, store: StoreDep, supervisor: SupervisorDep, settings: TrainingSettingsDep, sidecar: SidecarDep
+) -> Job:
+    # Everything is checked before anything starts: a refused request leaves no job behind.
+    try:
+        ref = parse_base_model(new.model)
+    except ValueError as error:
+        raise Problem(422, f"'model' is not a base model reference: {error}.") from error
+    training_file, _ = await store.get_file(new.training_file)
+    if new.validation_file is not None:
+        await store.get_file(new.validation_file)
+    if ref.packaged:
+        try:
+            base = await asyncio.to_thread(describe_packaged)
+        except BaseModelMissing as error:
+            raise Problem(404, f"The packaged base model is not available: {error}.") from error
+    else:
+        base = await supervisor.registry.resolve(ref)
+    job_id = new_id("ftjob")
+    job = Job(
+        id=job_id,
+        model=new.model,
+        training_file=new.training_file,
+        validation_file=new.validation_file,
+        method=new.method,
+        hyperparameters=new.hyperparameters,
+        nproc_per_node=new.nproc_per_node,
+        suffix=new.suffix,
+        output_model=new.output_model or ref.name,
+        promote_to=new.promote_to,
+        output_dtype=new.output_dtype,
+        register_output=new.register_output,
+        metadata=new.metadata,
+        base=base,
+        dataset_snapshot_id=training_file.sha256,
+        job_dir=str(supervisor.job_dir(job_id)),
+    )
+    await store.create_job(job)
+    supervisor.start(job.id)
+    await sidecar.publish(
+        Topic.TRAINING_REQUESTED,
+        {"job_id": job.id, "model": job.model, "method": job.method.type, "training_file": job.training_file},
+    )
+    return job
+
+
+@jobs_router.get("", summary="Fine-tuning jobs, newest first")
+async def list_jobs(
+    store: StoreDep, limit: Annotated[int, Query(ge=1, le=100)] = 20, after: str | None = None
+) -> dict[str, Any]:
+    return page(await store.list_jobs(), limit, after)
+
+
+@jobs_router.get("/{job_id}", summary="One fine-tuning job")
+async def get_job(job_id: str, store: StoreDep) -> Job:
+    return await store.get_job(job_id)
+
+
+@jobs_router.post("/{job_id}/cancel", summary="Cancel a queued or running job")
+async def cancel_job(job_id: str, store: StoreDep, supervisor: SupervisorDep) -> Job:
+    job = await store.get_job(job_id)
+    if job.status not in ACTIVE:
+        raise Problem(409, f"Job '{job_id}' has {job.status} already; there is nothing to cancel.", title="Conflict")
+    return await supervisor.cancel(job_id)
+
+
+@jobs_router.get("/{job_id}/events", summary="A job's events, newest first: steps with loss, lr, tokens/s")
+async def list_events(
+    job_id: str, store: StoreDep, limit: Annotated[int, Query(ge=1, le=2000)] = 100, after: str | None = None
+) -> dict[str, Any]:
+    await store.get_job(job_id)
+    events, _ = await store.read_events(job_id)
+    return page(list(reversed(events)), limit, after)
+
+
+@jobs_router.get("/{job_id}/checkpoints", summary="A job's kept checkpoints, newest first")
+async def list_checkpoints(job_id: str, store: StoreDep) -> dict[str, Any]:
+    job = await store.get_job(job_id)
+    checkpoints = await asyncio.to_thread(read_checkpoints, job)
+    return {"object": "list", "data": checkpoints, "has_more": False}
+
+
+def read_checkpoints(job: Job) -> list[Checkpoint]:
+    folder = Path(job.job_dir) / "checkpoints"
+    found = []
+    for path in sorted(folder.glob("step-*"), reverse=True) if folder.exists() else []:
+        try:
+            state = json.loads((path / "state.json").read_text())
+        except (OSError, ValueError):
+            continue  # being written or removed right now
+        found.append(
+            Checkpoint(
+                id=f"ftckpt-{job.id.removeprefix('ftjob-')[:12]}-{state['step']}",
+                created_at=int(path.stat().st_mtime),
+                fine_tuning_job_id=job.id,
+                step_number=state["step"],
+                metrics={"train_loss": state["loss"]},
+                path=str(path),
+                bytes=sum(f.stat().st_size for f in path.iterdir()),
+            )
+        )
+    return found
