@@ -8,17 +8,17 @@ bin="${DAPR_RUNTIME_PATH:-$root/.runtime}/.dapr/bin"
 data="$root/.data/scheduler"
 mkdir -p "$data"
 
-"$bin/placement" --port 50005 --listen-address 127.0.0.1 \
-  --healthz-port 58080 --healthz-listen-address 127.0.0.1 \
-  --metrics-port 59090 --metrics-listen-address 127.0.0.1 \
-  --initial-cluster dapr-placement-0=127.0.0.1:8201 &
+"$bin/placement" --port 30005 --listen-address 127.0.0.1 \
+  --healthz-port 30080 --healthz-listen-address 127.0.0.1 \
+  --metrics-port 30090 --metrics-listen-address 127.0.0.1 \
+  --initial-cluster dapr-placement-0=127.0.0.1:30201 &
 placement=$!
 
-"$bin/scheduler" --port 50006 --listen-address 127.0.0.1 \
-  --healthz-port 58081 --healthz-listen-address 127.0.0.1 \
-  --metrics-port 59091 --metrics-listen-address 127.0.0.1 \
-  --etcd-data-dir "$data" --etcd-client-listen-address 127.0.0.1 --etcd-client-port 52379 \
-  --etcd-initial-cluster dapr-scheduler-server-0=http://127.0.0.1:52380 &
+"$bin/scheduler" --port 30006 --listen-address 127.0.0.1 \
+  --healthz-port 30081 --healthz-listen-address 127.0.0.1 \
+  --metrics-port 30091 --metrics-listen-address 127.0.0.1 \
+  --etcd-data-dir "$data" --etcd-client-listen-address 127.0.0.1 --etcd-client-port 30379 \
+  --etcd-initial-cluster dapr-scheduler-server-0=http://127.0.0.1:30380 &
 scheduler=$!
 
 trap 'kill $placement $scheduler 2>/dev/null; wait' INT TERM EXIT

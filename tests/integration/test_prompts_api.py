@@ -127,7 +127,7 @@ def test_concurrent_label_moves_and_version_creations_lose_nothing(start_app, pr
         for round_ in range(5):
             labels = [f"a{round_}", f"b{round_}", f"c{round_}", f"d{round_}"]
             assert list(pool.map(move, labels, [1, 2, 1, 2])) == [200] * 4
-        numbers = list(pool.map(new_version, range(4)))
+        numbers = list(pool.map(new_version, range(3, 7)))  # texts unlike v2: identical ones add nothing
     assert sorted(numbers) == [3, 4, 5, 6]
     with prompts.sidecar.client() as dapr:
         head = dapr.get(f"{BASE}/{name}").json()

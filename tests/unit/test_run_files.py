@@ -53,7 +53,7 @@ def test_every_listener_is_loopback_and_ports_do_not_collide() -> None:
         for key in ("appPort", "daprHTTPPort", "daprGRPCPort", "daprInternalGRPCPort", "metricsPort")
         if key in app
     ]
-    control_plane = [50005, 50006, 58080, 58081, 59090, 59091, 52379, 52380, 8201]
+    control_plane = [30005, 30006, 30080, 30081, 30090, 30091, 30379, 30380, 30201]
     assert len(ports + control_plane) == len(set(ports + control_plane))
     gateway = next(app for app in dapr_run["apps"] if app["appID"] == "gateway")
     assert gateway["appPort"] == 8080
