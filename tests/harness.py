@@ -40,6 +40,11 @@ PROFILES = {
 INGESTION_DAPRD_ARGS = ["--max-body-size", "16Mi"]
 
 
+def bearer(secrets: dict[str, str]) -> dict[str, str]:
+    """The Authorization header with the platform's first gateway API key."""
+    return {"Authorization": f"Bearer {secrets['gateway-api-keys'].split(',')[0]}"}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

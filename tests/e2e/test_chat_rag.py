@@ -113,7 +113,11 @@ def test_pii_in_the_answer_reaches_the_client_redacted(stack, document, secrets,
         text = openai.chat.completions.create(**request).choices[0].message.content or ""
     assert EMAIL not in text
     # The output rail saw PII in this answer (the model did repeat the address) and redacted it.
-    found = wait_until(lambda: violations(stack)[before:] or None, what=f"the output guard.violation (answer was {text!r})", timeout=30)
+    found = wait_until(
+        lambda: violations(stack)[before:] or None,
+        what=f"the output guard.violation (answer was {text!r})",
+        timeout=30,
+    )
     assert any(rail.get("rail") == "pii" for event in found for rail in event["rails"]), json.dumps(found)
 
 

@@ -2,9 +2,7 @@
 
 import httpx
 
-
-def bearer(secrets: dict[str, str]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secrets['gateway-api-keys'].split(',')[0]}"}
+from harness import bearer
 
 
 def test_a_prompt_injection_is_refused_naming_the_rail(start_app, default_broker, secrets) -> None:

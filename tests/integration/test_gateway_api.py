@@ -2,11 +2,7 @@
 
 import httpx
 
-from harness import wait_until
-
-
-def bearer(secrets: dict[str, str]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secrets['gateway-api-keys'].split(',')[0]}"}
+from harness import bearer, wait_until
 
 
 def test_a_public_route_is_relayed_to_its_app_through_dapr(start_app, default_broker, secrets) -> None:

@@ -8,17 +8,13 @@ and tries again.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
-from genai_platform.dapr import Sidecar, StateConflict
+from genai_platform.dapr import Sidecar, with_etag_retries
 from genai_platform.errors import Problem
 from registry.artifacts import ArtifactStore, check_filename
 from registry.models import Artifact, Model, NewModel, NewVersion, Version, check_alias, now
 
-T = TypeVar("T")
 MODELS_INDEX = "models"
-ATTEMPTS = 20
 
 
 def model_key(name: str) -> str:
@@ -31,15 +27,6 @@ def version_key(name: str, version: int) -> str:
 
 def part_key(name: str, version: int, filename: str, index: int) -> str:
     return f"upload:{name}:{version}:{filename}:{index}"
-
-
-async def _with_etag_retries(attempt: Callable[[], Awaitable[T]]) -> T:
-    for _ in range(ATTEMPTS):
-        try:
-            return await attempt()
-        except StateConflict:
-            continue
-    raise Problem(409, "The record kept changing under this update; try again.", title="Conflict")
 
 
 class Catalog:
@@ -64,7 +51,7 @@ class Catalog:
                 MODELS_INDEX, names, etag=index.etag if index else None, concurrency="first-write"
             )
 
-        await _with_etag_retries(add_to_index)
+        await with_etag_retries(add_to_index)
         return model
 
     async def list_models(self) -> list[Model]:
@@ -92,7 +79,7 @@ class Catalog:
             await self._sidecar.save_state(model_key(name), model.model_dump(), etag=etag, concurrency="first-write")
             return model.latest_version
 
-        number = await _with_etag_retries(reserve)
+        number = await with_etag_retries(reserve)
         version = Version(model=name, version=number, **new.model_dump())
         await self._sidecar.save_state(version_key(name, number), version.model_dump())
         return version
@@ -185,7 +172,7 @@ class Catalog:
                 version_key(name, number), version.model_dump(), etag=etag, concurrency="first-write"
             )
 
-        await _with_etag_retries(record)
+        await with_etag_retries(record)
         for key in keys:
             await self._sidecar.delete_state(key)
         return artifact
@@ -204,7 +191,7 @@ class Catalog:
                 )
             return version
 
-        return await _with_etag_retries(freeze)
+        return await with_etag_retries(freeze)
 
     # --- aliases ------------------------------------------------------------------------------
 
@@ -227,4 +214,4 @@ class Catalog:
             await self._sidecar.save_state(model_key(name), model.model_dump(), etag=etag, concurrency="first-write")
             return model, previous
 
-        return await _with_etag_retries(move)
+        return await with_etag_retries(move)

@@ -8,16 +8,14 @@ overwrite each other.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
-from genai_platform.dapr import Sidecar, StateConflict
+from genai_platform.dapr import Sidecar, with_etag_retries
 from genai_platform.errors import Problem
 from training.datasets import ChatDataset
 from training.models import FileObject, Job, JobEvent
 
-T = TypeVar("T")
-ATTEMPTS = 20
 FILES_INDEX = "files"
 JOBS_INDEX = "jobs"
 # The event log of a job keeps its newest entries; a step event is ~300 bytes.
@@ -38,15 +36,6 @@ def job_key(job_id: str) -> str:
 
 def events_key(job_id: str) -> str:
     return f"job:{job_id}:events"
-
-
-async def with_etag_retries(attempt: Callable[[], Awaitable[T]]) -> T:
-    for _ in range(ATTEMPTS):
-        try:
-            return await attempt()
-        except StateConflict:
-            continue
-    raise Problem(409, "The record kept changing under this update; try again.", title="Conflict")
 
 
 class TrainingStore:

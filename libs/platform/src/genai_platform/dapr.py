@@ -8,15 +8,18 @@ Every call sends `DAPR_API_TOKEN`.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
 
+from genai_platform.errors import Problem
 from genai_platform.settings import ServiceSettings
+
+T = TypeVar("T")
 
 Concurrency = Literal["first-write", "last-write"]
 
@@ -33,6 +36,20 @@ class DaprError(Exception):
 
 class StateConflict(DaprError):
     """A state write lost an optimistic-concurrency race (stale or missing ETag)."""
+
+
+async def with_etag_retries(attempt: Callable[[], Awaitable[T]], attempts: int = 20) -> T:
+    """Run a read-modify-write under an ETag until it wins; the loser of a race re-reads.
+
+    One key under one ETag is how services change state atomically (Redis transactions do not
+    roll back). After `attempts` lost races the caller gets a 409 to retry later.
+    """
+    for _ in range(attempts):
+        try:
+            return await attempt()
+        except StateConflict:
+            continue
+    raise Problem(409, "The record kept changing under this update; try again.", title="Conflict")
 
 
 @dataclass(frozen=True)
