@@ -5,33 +5,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 import struct
 from collections.abc import AsyncIterator
 
+from genai_platform.artifacts import ALLOWED_NAMES, PICKLED, is_storable
 from genai_platform.dapr import Sidecar
 from genai_platform.errors import Problem
 from registry.models import Artifact
-
-# Weights as safetensors; tokenizer and config files as the JSON/text they are. Formats that
-# unpickle on load (.bin, .pt, .pth, .ckpt, .pkl) can run code, so they are refused by name.
-ALLOWED_NAMES = frozenset(
-    {
-        "config.json",
-        "generation_config.json",
-        "adapter_config.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-        "vocab.json",
-        "merges.txt",
-        "added_tokens.json",
-        "chat_template.jinja",
-        "model.safetensors.index.json",
-    }
-)
-SAFETENSORS = re.compile(r"^[A-Za-z0-9._-]{1,120}\.safetensors$")
-PICKLED = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
 def check_filename(filename: str) -> str:
@@ -42,7 +22,7 @@ def check_filename(filename: str) -> str:
             "upload the weights as .safetensors.",
             title="Unsupported artifact format",
         )
-    if filename in ALLOWED_NAMES or SAFETENSORS.match(filename):
+    if is_storable(filename):
         return filename
     raise Problem(
         415,

@@ -13,24 +13,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from genai_platform.artifacts import is_storable
 from training.base_models import RegistryClient
 from training.models import Job
-
-# What the registry accepts (see apps/registry/src/registry/artifacts.py); other files stay local.
-REGISTRY_FILES = frozenset(
-    {
-        "config.json",
-        "generation_config.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-        "vocab.json",
-        "merges.txt",
-        "added_tokens.json",
-        "chat_template.jinja",
-        "model.safetensors.index.json",
-    }
-)
 
 
 class RegistrationFailed(Exception):
@@ -38,7 +23,7 @@ class RegistrationFailed(Exception):
 
 
 def files_to_register(output_dir: Path) -> list[Path]:
-    return sorted(p for p in output_dir.iterdir() if p.name in REGISTRY_FILES or p.name.endswith(".safetensors"))
+    return sorted(p for p in output_dir.iterdir() if is_storable(p.name))
 
 
 def lineage(job: Job) -> dict[str, Any]:
