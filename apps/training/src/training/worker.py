@@ -120,9 +120,9 @@ class Worker:
     def load(self) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from training.base_models import converted_folder, packaged_gguf
+        from genai_models.files import packaged_folder
 
-        base_dir = self.spec.base_dir or converted_folder(packaged_gguf(), self.spec.model_cache_dir)
+        base_dir = self.spec.base_dir or packaged_folder(self.spec.model_cache_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(base_dir)
         if self.tokenizer.chat_template is None:
             raise ValueError("the base model has no chat template")
