@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import PROFILES, RESILIENCY_DIR, ROOT, AppWithSidecar, Daprd, ServiceApp, read_secrets
+from harness import PROFILES, RESILIENCY_DIR, ROOT, AppWithSidecar, ControlPlane, Daprd, ServiceApp, read_secrets
 
 # The servers each profile's components talk to (see components/ and components/profiles/).
 PROFILE_SERVERS = {"default": ["redis"], "rabbitmq-postgres": ["rabbitmq", "postgres"]}
@@ -25,6 +25,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("process-logs")
+
+
+@pytest.fixture(scope="session")
+def control_plane(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """Placement and scheduler for the sidecars of apps that host workflows (`control_plane.daprd_args`)."""
+    plane = ControlPlane(log_dir=log_dir, data_dir=tmp_path_factory.mktemp("control-plane")).start()
+    yield plane
+    plane.stop()
 
 
 @pytest.fixture(scope="session")

@@ -243,6 +243,7 @@ class ServiceApp:
         env = {**os.environ, "APP_ID": self.app_id, "APP_PORT": str(self.port), "ZIPKIN_ENDPOINT": "", **self.env}
         if self.sidecar is not None:
             env["DAPR_HTTP_PORT"] = str(self.sidecar.http_port)
+            env["DAPR_GRPC_PORT"] = str(self.sidecar.grpc_port)
             for name, value in (
                 ("DAPR_API_TOKEN", self.sidecar.dapr_api_token),
                 ("APP_API_TOKEN", self.sidecar.app_api_token),
@@ -280,6 +281,76 @@ class AppWithSidecar:
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         wait_for_status(f"{self.app.url}/readyz", 200, f"{self.app.app_id} to be ready", timeout, self.processes)
+
+    def crash_and_restart_app(self, timeout: float = 90.0) -> None:
+        """SIGKILL the app, as a crash would, and start it again on its port beside the same sidecar."""
+        assert self.app.process is not None
+        self.app.process.kill()
+        self.app.start()
+        self.app.wait_alive(timeout)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+
+
+@dataclass
+class ControlPlane:
+    """Dapr's placement (actors, workflows) and scheduler (workflow timers, reminders) on loopback.
+
+    Sidecars started with `daprd_args` host workflows; the others keep running without them.
+    """
+
+    log_dir: Path
+    data_dir: Path
+    placement_port: int = field(default_factory=free_port)
+    scheduler_port: int = field(default_factory=free_port)
+    processes: list[ManagedProcess] = field(default_factory=list)
+
+    @property
+    def daprd_args(self) -> list[str]:
+        # Later flags win: these replace the harness's empty defaults.
+        return [
+            "--placement-host-address",
+            f"127.0.0.1:{self.placement_port}",
+            "--scheduler-host-address",
+            f"127.0.0.1:{self.scheduler_port}",
+        ]
+
+    def start(self, timeout: float = 60.0) -> ControlPlane:
+        binaries = RUNTIME / ".dapr" / "bin"
+        placement_health, scheduler_health = free_port(), free_port()
+        etcd_client, etcd_peer, raft = free_port(), free_port(), free_port()
+        loopback = ["--listen-address", "127.0.0.1", "--healthz-listen-address", "127.0.0.1"]
+        metrics = ["--metrics-listen-address", "127.0.0.1"]
+        placement = [
+            str(binaries / "placement"),
+            "--port", str(self.placement_port), *loopback,
+            "--healthz-port", str(placement_health),
+            "--metrics-port", str(free_port()), *metrics,
+            "--initial-cluster", f"dapr-placement-0=127.0.0.1:{raft}",
+        ]  # fmt: skip
+        scheduler = [
+            str(binaries / "scheduler"),
+            "--port", str(self.scheduler_port), *loopback,
+            "--healthz-port", str(scheduler_health),
+            "--metrics-port", str(free_port()), *metrics,
+            "--etcd-data-dir", str(self.data_dir / "scheduler"),
+            "--etcd-client-listen-address", "127.0.0.1", "--etcd-client-port", str(etcd_client),
+            "--etcd-initial-cluster", f"dapr-scheduler-server-0=http://127.0.0.1:{etcd_peer}",
+        ]  # fmt: skip
+        for name, argv in (("placement", placement), ("scheduler", scheduler)):
+            log = self.log_dir / f"{name}-{self.placement_port}.log"
+            self.processes.append(ManagedProcess(name, argv, dict(os.environ), log).start())
+        try:
+            for port in (placement_health, scheduler_health):
+                wait_for_status(
+                    f"http://127.0.0.1:{port}/healthz", 200, "Dapr's control plane", timeout, self.processes
+                )
+        except BaseException:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         for process in self.processes:

@@ -1,19 +1,22 @@
 """The training service's pure pieces: JSONL checks, label masking, hyperparameter bounds,
-base model references, the progress protocol and the data order of a resumed run."""
+base model references, the progress protocol, the data order of a resumed run and the
+workflow's gate."""
 
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from pydantic import ValidationError
 
-from training.datasets import InvalidDataset, parse_chat_jsonl, snapshot_id, split_held_out
+from training.datasets import InvalidDataset, examples_from_chunks, parse_chat_jsonl, snapshot_id, split_held_out
 from training.examples import IGNORE, assistant_spans, pad_batch, tokenize_example
 from training.models import Hyperparameters, NewJob, parse_base_model
 from training.progress import decode_records, encode_record
 from training.supervisor import event_from_record, worker_argv
 from training.worker import batch_indices, learning_rate_factor, total_steps
+from training.workflow import Gate, PipelineRequest, gate_verdict
 
 
 def line(*turns: tuple[str, str]) -> str:
@@ -158,17 +161,26 @@ def test_absurd_hyperparameters_are_refused(values: dict) -> None:
 def test_job_requests_check_method_names_and_aliases() -> None:
     job = NewJob(model="smollm2-135m-instruct", training_file="file-1")
     assert job.method.type == "lora" and job.nproc_per_node == 1
-    for bad in ({"method": {"type": "dpo"}}, {"nproc_per_node": 0}, {"promote_to": "Prod!"}, {"output_model": "A"}):
+    for bad in (
+        {"method": {"type": "dpo"}},
+        {"nproc_per_node": 0},
+        {"promote_to": "Prod!"},
+        {"output_model": "A"},
+        {"training_collection": "docs"},  # two sources of examples
+        {"training_file": None},  # none
+    ):
         with pytest.raises(ValidationError):
-            NewJob(model="m", training_file="f", **bad)
+            NewJob(**{"model": "m", "training_file": "f", **bad})
 
 
 def test_base_model_references() -> None:
     assert parse_base_model("smollm2-135m-instruct").packaged
+    # Its registry copy (version 1, registered at setup) is a registry reference like any other.
+    assert not parse_base_model("smollm2-135m-instruct@production").packaged
     assert parse_base_model("chat").reference is None
     assert parse_base_model("chat:3").reference == "3"
     assert parse_base_model("chat@production").reference == "production"
-    for bad in ("Chat", "chat:0", "chat@Prod", "smollm2-135m-instruct:1", ""):
+    for bad in ("Chat", "chat:0", "chat@Prod", ""):
         with pytest.raises(ValueError):
             parse_base_model(bad)
 
@@ -218,3 +230,47 @@ def test_several_processes_run_under_torchrun_on_loopback() -> None:
     argv = worker_argv(Path("s.json"), 2, 29500)
     assert "torch.distributed.run" in argv and "127.0.0.1:29500" in argv
     assert argv[argv.index("--nproc-per-node") + 1] == "2"
+
+
+def test_collection_chunks_become_chat_examples_with_a_stable_snapshot() -> None:
+    chunks = [
+        {"text": "The Zephyr valve opens at 42 kPa.", "title": "Valve manual", "heading": "Pressure"},
+        {"text": "  ", "title": "Valve manual"},  # nothing to learn: skipped
+        {"text": "Close it by hand.", "title": "Valve manual", "heading": None},
+    ]
+    dataset = examples_from_chunks(chunks)
+    assert dataset.examples == [
+        [
+            {"role": "user", "content": "What does Valve manual, Pressure say?"},
+            {"role": "assistant", "content": "The Zephyr valve opens at 42 kPa."},
+        ],
+        [
+            {"role": "user", "content": "What does Valve manual say?"},
+            {"role": "assistant", "content": "Close it by hand."},
+        ],
+    ]
+    assert examples_from_chunks(list(chunks)).snapshot_id == dataset.snapshot_id
+    assert examples_from_chunks(chunks[::-1]).snapshot_id != dataset.snapshot_id
+
+
+def test_the_gate_passes_only_a_model_no_worse_than_allowed_on_held_out_loss() -> None:
+    better = gate_verdict({"eval_loss": 1.0, "base_eval_loss": 2.0}, Gate())
+    assert better["passed"] and better["loss_ratio"] == 0.5
+    assert better["eval_perplexity"] == pytest.approx(math.e)
+    worse = gate_verdict({"eval_loss": 2.2, "base_eval_loss": 2.0}, Gate())
+    assert not worse["passed"] and "above" in worse["reason"]
+    assert gate_verdict({"eval_loss": 2.2, "base_eval_loss": 2.0}, Gate(max_loss_ratio=1.2))["passed"]
+    # Nothing held out (too few examples) or a broken loss: no evidence, no pass.
+    for metrics in ({"train_loss": 0.1}, {"eval_loss": float("nan"), "base_eval_loss": 2.0}):
+        assert not gate_verdict(metrics, Gate())["passed"]
+
+
+def test_a_workflow_request_is_checked_like_a_job_and_runs_one_that_registers_nothing() -> None:
+    request = PipelineRequest(model="smollm2-135m-instruct", training_collection="manuals", promote_to="production")
+    job = request.job_request(training_file="file-ftwf-1")
+    assert job.training_file == "file-ftwf-1" and job.training_collection is None
+    # The workflow registers after its gate, so the job itself neither registers nor promotes.
+    assert job.register_output is False and job.promote_to is None
+    for bad in ({"promote_to": "Prod!"}, {"training_file": "f"}, {"gate": {"max_loss_ratio": 0}}):
+        with pytest.raises(ValidationError):
+            PipelineRequest(**{"model": "m", "training_collection": "c", **bad})

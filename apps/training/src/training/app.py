@@ -13,6 +13,8 @@ from training.routes import files_router, jobs_router
 from training.settings import TrainingSettings
 from training.store import TrainingStore
 from training.supervisor import Supervisor
+from training.workflow import ACTIVITIES, create_runtime
+from training.workflow_routes import router as workflow_router
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +30,23 @@ def create_app(settings: TrainingSettings) -> FastAPI:
             # the jobs a previous run of this app left unfinished.
             while not await app.state.sidecar.is_ready():  # noqa: ASYNC110 (another process: no event to await)
                 await asyncio.sleep(0.5)
+            ACTIVITIES.bind(
+                asyncio.get_running_loop(), settings, app.state.sidecar, app.state.store, app.state.supervisor
+            )
             try:
                 resumed = await app.state.supervisor.resume_all()
+                if resumed:
+                    log.info("resumed unfinished jobs", extra={"jobs": resumed})
             except Exception:
                 log.exception("could not resume unfinished jobs")
-                return
-            if resumed:
-                log.info("resumed unfinished jobs", extra={"jobs": resumed})
+            # Workflows replay and continue from here on (their history is in the sidecar).
+            try:
+                await asyncio.to_thread(workflows.start)
+            except Exception:
+                # Jobs do not need workflows: a sidecar without placement/scheduler still trains.
+                log.exception("the workflow worker did not start; fine-tune-and-promote workflows will wait")
 
+        workflows = create_runtime(settings)
         resumer = asyncio.create_task(resume_when_ready())
         try:
             yield
@@ -43,8 +54,13 @@ def create_app(settings: TrainingSettings) -> FastAPI:
             resumer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await resumer
+            await asyncio.to_thread(workflows.shutdown)
             await app.state.supervisor.close()
 
     return create_service(
-        settings, title="Training", description=__doc__, routers=[files_router, jobs_router], lifespan=lifespan
+        settings,
+        title="Training",
+        description=__doc__,
+        routers=[files_router, jobs_router, workflow_router],
+        lifespan=lifespan,
     )

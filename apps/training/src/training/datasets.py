@@ -121,3 +121,27 @@ def split_held_out(
         return examples, []
     held = {i for i in range(len(examples)) if i % every == every - 1} or {len(examples) - 1}
     return [e for i, e in enumerate(examples) if i not in held], [examples[i] for i in sorted(held)]
+
+
+def examples_from_chunks(chunks: list[dict[str, Any]]) -> ChatDataset:
+    """Chat examples from ingested chunks: asked about its document (and heading), the model answers with the chunk.
+
+    This teaches a model a collection's facts in its own chat format; chunks are taken in the
+    order given (documents oldest first, then chunk order), so the same collection gives the
+    same snapshot id.
+    """
+    dataset = ChatDataset()
+    for chunk in chunks:
+        text = str(chunk.get("text") or "").strip()
+        if not text:
+            continue
+        title = str(chunk.get("title") or "this document")
+        heading = chunk.get("heading")
+        about = f"{title}, {heading}" if heading and heading != title else title
+        dataset.examples.append(
+            [
+                {"role": "user", "content": f"What does {about} say?"},
+                {"role": "assistant", "content": text},
+            ]
+        )
+    return dataset

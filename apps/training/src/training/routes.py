@@ -9,15 +9,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 
-from genai_models.files import ModelFilesMissing
 from genai_platform.errors import Problem
-from genai_platform.events import Topic
 from genai_platform.service import SidecarDep
-from training.base_models import describe_packaged
 from training.datasets import InvalidDataset, parse_chat_jsonl
-from training.models import ACTIVE, Checkpoint, FileObject, Job, NewJob, parse_base_model
+from training.jobs import submit_job
+from training.models import ACTIVE, Checkpoint, FileObject, Job, NewJob
 from training.settings import TrainingSettings
-from training.store import TrainingStore, new_id
+from training.store import TrainingStore
 from training.supervisor import Supervisor
 
 files_router = APIRouter(prefix="/v1/files", tags=["files"])
@@ -97,50 +95,8 @@ async def get_file(file_id: str, store: StoreDep) -> FileObject:
 
 
 @jobs_router.post("", summary="Create a fine-tuning job (LoRA or full) on an uploaded file")
-async def create_job(
-    new: NewJob, store: StoreDep, supervisor: SupervisorDep, settings: TrainingSettingsDep, sidecar: SidecarDep
-) -> Job:
-    # Everything is checked before anything starts: a refused request leaves no job behind.
-    try:
-        ref = parse_base_model(new.model)
-    except ValueError as error:
-        raise Problem(422, f"'model' is not a base model reference: {error}.") from error
-    training_file, _ = await store.get_file(new.training_file)
-    if new.validation_file is not None:
-        await store.get_file(new.validation_file)
-    if ref.packaged:
-        try:
-            base = await asyncio.to_thread(describe_packaged)
-        except ModelFilesMissing as error:
-            raise Problem(404, f"The packaged base model is not available: {error}.") from error
-    else:
-        base = await supervisor.registry.resolve(ref)
-    job_id = new_id("ftjob")
-    job = Job(
-        id=job_id,
-        model=new.model,
-        training_file=new.training_file,
-        validation_file=new.validation_file,
-        method=new.method,
-        hyperparameters=new.hyperparameters,
-        nproc_per_node=new.nproc_per_node,
-        suffix=new.suffix,
-        output_model=new.output_model or ref.name,
-        promote_to=new.promote_to,
-        output_dtype=new.output_dtype,
-        register_output=new.register_output,
-        metadata=new.metadata,
-        base=base,
-        dataset_snapshot_id=training_file.sha256,
-        job_dir=str(supervisor.job_dir(job_id)),
-    )
-    await store.create_job(job)
-    supervisor.start(job.id)
-    await sidecar.publish(
-        Topic.TRAINING_REQUESTED,
-        {"job_id": job.id, "model": job.model, "method": job.method.type, "training_file": job.training_file},
-    )
-    return job
+async def create_job(new: NewJob, store: StoreDep, supervisor: SupervisorDep, sidecar: SidecarDep) -> Job:
+    return await submit_job(new, store, supervisor, sidecar)
 
 
 @jobs_router.get("", summary="Fine-tuning jobs, newest first")

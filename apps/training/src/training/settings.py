@@ -23,6 +23,10 @@ class TrainingSettings(ServiceSettings):
     max_file_bytes: int = Field(2 * 1024 * 1024, ge=1024, le=3 * 1024 * 1024, validation_alias="TRAINING_MAX_FILE")
     # The app-id of the model registry, reached through Dapr service invocation.
     registry_app_id: str = Field("registry", validation_alias="TRAINING_REGISTRY_APP_ID")
+    # The app-id of the ingestion service, whose collections can be training data.
+    ingestion_app_id: str = Field("ingestion", validation_alias="TRAINING_INGESTION_APP_ID")
+    # How often a fine-tune-and-promote workflow checks its job when no "job finished" event came.
+    workflow_poll_s: float = Field(30.0, gt=0, validation_alias="TRAINING_WORKFLOW_POLL")
     # Bytes per uploaded part: the registry's own part size (REGISTRY_PART_SIZE) must match.
     registry_part_size: int = Field(2 * 1024 * 1024, ge=1024, validation_alias="TRAINING_REGISTRY_PART_SIZE")
     # Device the workers train on: auto (CUDA when present), cpu, cuda.

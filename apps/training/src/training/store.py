@@ -56,9 +56,18 @@ class TrainingStore:
 
     # --- files --------------------------------------------------------------------------------
 
-    async def create_file(self, filename: str, size: int, dataset: ChatDataset) -> FileObject:
+    async def create_file(
+        self, filename: str, size: int, dataset: ChatDataset, *, file_id: str | None = None
+    ) -> FileObject:
+        """Store a checked training file; with `file_id`, one already stored under it is returned."""
+        if file_id is not None and (item := await self._sidecar.get_state(file_key(file_id))) is not None:
+            return FileObject(**item.value["file"])
         file = FileObject(
-            id=new_id("file"), bytes=size, filename=filename, examples=len(dataset.examples), sha256=dataset.snapshot_id
+            id=file_id or new_id("file"),
+            bytes=size,
+            filename=filename,
+            examples=len(dataset.examples),
+            sha256=dataset.snapshot_id,
         )
         await self._sidecar.save_state(file_key(file.id), {"file": file.model_dump(), "jsonl": dataset.to_jsonl()})
         await self._add_to_index(FILES_INDEX, file.id)
@@ -85,10 +94,14 @@ class TrainingStore:
         return job
 
     async def get_job(self, job_id: str) -> Job:
-        item = await self._sidecar.get_state(job_key(job_id))
-        if item is None:
+        job = await self.find_job(job_id)
+        if job is None:
             raise Problem(404, f"There is no fine-tuning job '{job_id}'.")
-        return Job(**item.value)
+        return job
+
+    async def find_job(self, job_id: str) -> Job | None:
+        item = await self._sidecar.get_state(job_key(job_id))
+        return Job(**item.value) if item is not None else None
 
     async def update_job(self, job_id: str, change: Callable[[Job], Any]) -> Job:
         """Apply `change` to the newest record and write it under its ETag (retried on a race)."""

@@ -34,6 +34,9 @@ from training.store import TrainingStore
 
 log = logging.getLogger(__name__)
 
+# The external event a fine-tune-and-promote workflow waits for while its job runs.
+JOB_FINISHED_EVENT = "job_finished"
+
 
 def worker_argv(spec_path: Path, nproc: int, rendezvous_port: int) -> list[str]:
     """The command that runs a job: one process, or torchrun with a loopback-only rendezvous."""
@@ -146,11 +149,28 @@ class Supervisor:
         process = self._workers.get(job_id)
         if process is not None:
             _signal_group(process.pid, signal.SIGTERM)
+        await self._tell_workflow(job_id)
         return job
 
     # --- one job ------------------------------------------------------------------------------
 
     async def _drive(self, job_id: str) -> None:
+        await self._supervise(job_id)
+        await self._tell_workflow(job_id)
+
+    async def _tell_workflow(self, job_id: str) -> None:
+        """Wake the workflow that owns a job once the job has ended (it also polls, as a fallback)."""
+        job = await self.store.find_job(job_id)
+        instance = job.metadata.get("workflow") if job is not None else None
+        if job is None or instance is None or job.status in ACTIVE:
+            return
+        try:
+            ended = {"job_id": job_id, "status": job.status}
+            await self.sidecar.raise_workflow_event(instance, JOB_FINISHED_EVENT, ended)
+        except DaprError:
+            log.warning("could not tell the workflow its job ended; it will poll", extra={"job": job_id})
+
+    async def _supervise(self, job_id: str) -> None:
         try:
             async with self._slots:
                 job = await self.store.get_job(job_id)
@@ -316,46 +336,16 @@ class Supervisor:
         job = await self.store.get_job(job_id)
         model, version = job.output_model, None
         if job.register_output:
-
-            async def remember(number: int) -> None:
-                def keep(j: Job) -> None:
-                    assert j.result is not None
-                    j.result.registry_model, j.result.registry_version = j.output_model, number
-
-                await self.store.update_job(job_id, keep)
-
-            for attempt in range(3):
-                try:
-                    model, version = await register_output(
-                        self.registry, job, self.settings.registry_part_size, remember
-                    )
-                    break
-                except (RegistrationFailed, DaprError, OSError) as error:
-                    if attempt == 2:
-                        await self._fail(job_id, "registration_failed", str(error)[:300])
-                        return
-                    log.warning("registration failed; retrying", extra={"job": job_id, "error": str(error)[:200]})
-                    await asyncio.sleep(2 * (attempt + 1))
-                    job = await self.store.get_job(job_id)
+            try:
+                model, version = await self.register_result(job_id, promote_to=job.promote_to)
+            except RegistrationFailed as error:
+                await self._fail(job_id, "registration_failed", str(error)[:300])
+                return
 
         def succeed(j: Job) -> None:
             j.status, j.finished_at = "succeeded", unix_now()
-            if version is not None:
-                assert j.result is not None
-                j.result.registry_model, j.result.registry_version, j.result.alias = model, version, j.promote_to
-                j.fine_tuned_model = f"{model}:{version}"
 
         job = await self.store.update_job(job_id, succeed)
-        if version is not None:
-            event = JobEvent(
-                id=f"ftevent-{job_id.removeprefix('ftjob-')[:12]}-registered",
-                created_at=unix_now(),
-                type="message",
-                message=f"Registered as {model} version {version}",
-                data={"model": model, "version": version, "alias": job.promote_to},
-            )
-            _, offset = await self.store.read_events(job_id)
-            await self.store.append_events(job_id, [event], offset)
         assert job.result is not None
         await self.sidecar.publish(
             Topic.TRAINING_COMPLETED,
@@ -369,6 +359,59 @@ class Supervisor:
                 "dataset_snapshot_id": job.dataset_snapshot_id,
             },
         )
+
+    async def register_result(
+        self, job_id: str, *, promote_to: str | None = None, extra_metrics: dict[str, float] | None = None
+    ) -> tuple[str, int]:
+        """Upload a finished job's weights as a new registry version; safe to call again.
+
+        The version number is kept on the job as soon as it exists, so a retry (or a workflow
+        activity run again after a crash) completes that version instead of adding another.
+        """
+
+        async def remember(number: int) -> None:
+            def keep(j: Job) -> None:
+                assert j.result is not None
+                j.result.registry_model, j.result.registry_version = j.output_model, number
+
+            await self.store.update_job(job_id, keep)
+
+        job = await self.store.get_job(job_id)
+        if job.result is None:
+            raise RegistrationFailed(f"job '{job_id}' has no trained weights to register")
+        for attempt in range(3):
+            try:
+                registering = job.model_copy(
+                    update={"promote_to": promote_to, "metrics": {**job.metrics, **(extra_metrics or {})}}
+                )
+                model, version = await register_output(
+                    self.registry, registering, self.settings.registry_part_size, remember
+                )
+                break
+            except (RegistrationFailed, DaprError, OSError) as error:
+                if attempt == 2:
+                    raise RegistrationFailed(str(error)) from error
+                log.warning("registration failed; retrying", extra={"job": job_id, "error": str(error)[:200]})
+                await asyncio.sleep(2 * (attempt + 1))
+                job = await self.store.get_job(job_id)
+
+        def record(j: Job) -> None:
+            assert j.result is not None
+            j.result.registry_model, j.result.registry_version, j.result.alias = model, version, promote_to
+            j.fine_tuned_model = f"{model}:{version}"
+
+        await self.store.update_job(job_id, record)
+        event = JobEvent(
+            id=f"ftevent-{job_id.removeprefix('ftjob-')[:12]}-registered",
+            created_at=unix_now(),
+            type="message",
+            message=f"Registered as {model} version {version}",
+            data={"model": model, "version": version, "alias": promote_to},
+        )
+        events, offset = await self.store.read_events(job_id)
+        if all(e.id != event.id for e in events):
+            await self.store.append_events(job_id, [event], offset)
+        return model, version
 
     async def _fail(self, job_id: str, code: str, reason: str) -> None:
         def mark(job: Job) -> None:

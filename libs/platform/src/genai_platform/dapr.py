@@ -288,6 +288,31 @@ class Sidecar:
         _raise_for_dapr(response)
         return response.content
 
+    # --- workflows ----------------------------------------------------------------------------
+
+    async def start_workflow(self, name: str, instance_id: str, data: Any) -> None:
+        """Schedule a workflow run under `instance_id`; the app hosting `name` runs it."""
+        response = await self._http.post(
+            f"/v1.0/workflows/dapr/{quote(name, safe='')}/start",
+            params={"instanceID": instance_id},
+            json=data,
+        )
+        _raise_for_dapr(response)
+
+    async def get_workflow(self, instance_id: str) -> dict[str, Any] | None:
+        """A workflow run's status, input, output and custom status; None when there is no such run."""
+        response = await self._http.get(f"/v1.0/workflows/dapr/{quote(instance_id, safe='')}")
+        if response.status_code in (400, 404, 500) and "not found" in response.text.lower():
+            return None
+        _raise_for_dapr(response)
+        return response.json()
+
+    async def raise_workflow_event(self, instance_id: str, event: str, data: Any = None) -> None:
+        response = await self._http.post(
+            f"/v1.0/workflows/dapr/{quote(instance_id, safe='')}/raiseEvent/{quote(event, safe='')}", json=data
+        )
+        _raise_for_dapr(response)
+
     # --- secrets ------------------------------------------------------------------------------
 
     async def get_secret(self, name: str, *, store: str | None = None) -> dict[str, str]:

@@ -21,7 +21,7 @@ class Environment(StrEnum):
 class ServiceSettings(BaseSettings):
     """Settings read from the environment once, at start-up.
 
-    Dapr's own variables (`DAPR_HTTP_PORT`, `DAPR_API_TOKEN`, `APP_API_TOKEN`, `APP_PORT`) keep
+    Dapr's own variables (`DAPR_HTTP_PORT`, `DAPR_GRPC_PORT`, `DAPR_API_TOKEN`, `APP_API_TOKEN`, `APP_PORT`) keep
     their names so the CLI, the Kubernetes injector and our test harness set them alike.
     """
 
@@ -35,6 +35,8 @@ class ServiceSettings(BaseSettings):
 
     dapr_host: str = Field("127.0.0.1", validation_alias="DAPR_HOST")
     dapr_http_port: int = Field(3500, validation_alias="DAPR_HTTP_PORT")
+    # Dapr Workflow's SDK talks gRPC to the sidecar (a long-lived work-item stream).
+    dapr_grpc_port: int = Field(50001, validation_alias="DAPR_GRPC_PORT")
     dapr_api_token: SecretStr | None = Field(None, validation_alias="DAPR_API_TOKEN")
     app_api_token: SecretStr | None = Field(None, validation_alias="APP_API_TOKEN")
 

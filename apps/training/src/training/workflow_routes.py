@@ -1,0 +1,79 @@
+"""Start and follow fine-tune-and-promote workflows (Dapr Workflow runs hosted by this app)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from fastapi import APIRouter
+
+from genai_platform.errors import Problem
+from genai_platform.service import SidecarDep
+from training.models import parse_base_model
+from training.routes import StoreDep, SupervisorDep, TrainingSettingsDep
+from training.workflow import WORKFLOW, PipelineRequest, job_id_for
+
+router = APIRouter(prefix="/v1/fine_tuning/workflows", tags=["fine-tuning"])
+
+# Dapr's runtime status names → the words this API answers with.
+STATUS = {
+    "PENDING": "pending",
+    "RUNNING": "running",
+    "COMPLETED": "completed",
+    "FAILED": "failed",
+    "TERMINATED": "terminated",
+    "SUSPENDED": "suspended",
+    "STALLED": "stalled",
+}
+
+
+@router.post("", status_code=202, summary="Fine-tune, evaluate against the base, register and promote, durably")
+async def start_workflow(
+    body: PipelineRequest,
+    sidecar: SidecarDep,
+    store: StoreDep,
+    supervisor: SupervisorDep,
+    settings: TrainingSettingsDep,
+) -> dict[str, Any]:
+    # What can be checked now is checked now: a refused request starts nothing.
+    try:
+        ref = parse_base_model(body.model)
+    except ValueError as error:
+        raise Problem(422, f"'model' is not a base model reference: {error}.") from error
+    if not ref.packaged:
+        await supervisor.registry.resolve(ref)
+    for file_id in (body.training_file, body.validation_file):
+        if file_id is not None:
+            await store.get_file(file_id)
+    instance_id = f"ftwf-{secrets.token_hex(10)}"
+    await sidecar.start_workflow(WORKFLOW, instance_id, {**body.model_dump(), "poll_s": settings.workflow_poll_s})
+    return {"id": instance_id, "object": "fine_tuning.workflow", "status": "pending", "job_id": job_id_for(instance_id)}
+
+
+@router.get("/{instance_id}", summary="A workflow's status, current step and outcome")
+async def get_workflow(instance_id: str, sidecar: SidecarDep) -> dict[str, Any]:
+    found = await sidecar.get_workflow(instance_id)
+    if found is None:
+        raise Problem(404, f"There is no fine-tuning workflow '{instance_id}'.")
+    properties = found.get("properties", {})
+    return {
+        "id": instance_id,
+        "object": "fine_tuning.workflow",
+        "status": STATUS.get(str(found.get("runtimeStatus", "")).upper(), "unknown"),
+        "step": properties.get("dapr.workflow.custom_status"),
+        "created_at": found.get("createdAt"),
+        "updated_at": found.get("lastUpdatedAt"),
+        "job_id": job_id_for(instance_id),
+        "outcome": _json_or_none(properties.get("dapr.workflow.output")),
+        "failure": properties.get("dapr.workflow.failure.error_message"),
+    }
+
+
+def _json_or_none(text: str | None) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

@@ -1,0 +1,145 @@
+"""The fine-tune-and-promote Dapr Workflow through real sidecars, placement and scheduler:
+refused input starts nothing, a failing gate registers nothing, and a SIGKILL of the training
+app mid-training loses nothing: the workflow goes on and promotes exactly one new version."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import httpx
+import pytest
+from test_training_jobs import chat_jsonl, job_list, upload
+
+from harness import wait_until
+
+WORKFLOWS = "/v1.0/invoke/training/method/v1/fine_tuning/workflows"
+JOBS = "/v1.0/invoke/training/method/v1/fine_tuning/jobs"
+MODELS = "/v1.0/invoke/registry/method/v1/models"
+# Tiny and quick: the point is the flow, not the model.
+HYPERPARAMETERS = {
+    "max_steps": 6,
+    "batch_size": 2,
+    "learning_rate": 0.002,
+    "lora_rank": 8,
+    "max_seq_length": 64,
+    "checkpoint_every": 2,
+}
+
+
+@pytest.fixture
+def stack(start_app, default_broker, control_plane, tmp_path: Path):
+    env = {
+        "TRAINING_DATA_DIR": str(tmp_path / "training"),
+        "TRAINING_POLL_INTERVAL": "0.2",
+        # Short, so a lost "job finished" event costs the test seconds, not minutes.
+        "TRAINING_WORKFLOW_POLL": "3",
+    }
+    registry = start_app("registry")
+    training = start_app("training", env=env, extra_args=control_plane.daprd_args)
+    for app in (registry, training):
+        app.wait_ready()
+    return registry, training
+
+
+def finished(dapr: httpx.Client, instance: str) -> dict | None:
+    state = dapr.get(f"{WORKFLOWS}/{instance}").json()
+    return state if state["status"] in ("completed", "failed", "terminated") else None
+
+
+def test_refused_requests_start_nothing_and_a_failing_gate_registers_nothing(stack) -> None:
+    _, training = stack
+    output = f"wf-gate-{secrets.token_hex(4)}"
+    with training.sidecar.client() as dapr:
+        file = upload(dapr, chat_jsonl()).json()
+        good = {"model": "smollm2-135m-instruct", "training_file": file["id"], "output_model": output}
+        before = job_list(dapr)
+        refusals = [
+            ({"model": "no-such-model@production"}, 404),
+            ({"training_file": "file-missing"}, 404),
+            ({"training_collection": "docs"}, 422),  # two sources of examples
+            ({"hyperparameters": {"learning_rate": 5}}, 422),
+            ({"hyperparameters": {"n_epochs": 0}}, 422),
+            ({"gate": {"max_loss_ratio": 0}}, 422),
+            ({"promote_to": "Not An Alias"}, 422),
+        ]
+        for change, status in refusals:
+            response = dapr.post(WORKFLOWS, json={**good, **change})
+            assert response.status_code == status, (change, response.text)
+            assert response.headers["content-type"].startswith("application/problem+json")
+            assert "Traceback" not in response.text
+        assert job_list(dapr) == before
+
+        # A gate no fine-tuning can pass: held-out loss must fall to 1% of the base model's.
+        strict = {**good, "hyperparameters": {**HYPERPARAMETERS, "max_steps": 2}, "gate": {"max_loss_ratio": 0.01}}
+        started = dapr.post(WORKFLOWS, json=strict)
+        assert started.status_code == 202, started.text
+        instance = started.json()["id"]
+        state = wait_until(
+            lambda: finished(dapr, instance), what="the workflow", timeout=400, interval=1, watch=training.processes
+        )
+        assert state["status"] == "completed", state
+        outcome = state["outcome"]
+        assert outcome["status"] == "rejected", outcome
+        assert outcome["evaluation"]["passed"] is False
+        assert outcome["evaluation"]["loss_ratio"] > 0.01
+        job = dapr.get(f"{JOBS}/{outcome['job_id']}").json()
+        assert job["status"] == "succeeded" and job["fine_tuned_model"] is None
+        assert dapr.get(f"{MODELS}/{output}").status_code == 404  # nothing registered
+
+
+def test_workflow_survives_a_kill_of_the_training_app_and_promotes_one_version(stack) -> None:
+    registry, training = stack
+    output = f"wf-secret-word-{secrets.token_hex(4)}"
+    with training.sidecar.client() as dapr:
+        file = upload(dapr, chat_jsonl()).json()
+        request = {
+            "model": "smollm2-135m-instruct",
+            "training_file": file["id"],
+            "method": {"type": "lora"},
+            "hyperparameters": HYPERPARAMETERS,
+            "output_model": output,
+            "output_dtype": "bfloat16",
+            "promote_to": "production",
+            "gate": {"max_loss_ratio": 1.0},
+        }
+        started = dapr.post(WORKFLOWS, json=request)
+        assert started.status_code == 202, started.text
+        instance, job_id = started.json()["id"], started.json()["job_id"]
+
+        def checkpointed() -> bool:
+            job = dapr.get(f"{JOBS}/{job_id}")
+            return job.status_code == 200 and job.json()["step"] >= 2
+
+        wait_until(checkpointed, what="training under way", timeout=300, interval=0.2, watch=training.processes)
+
+    # Mid-training, the app hosting both the job and the workflow dies without warning.
+    training.crash_and_restart_app()
+    training.wait_ready()
+
+    with training.sidecar.client() as dapr:
+        state = wait_until(
+            lambda: finished(dapr, instance), what="the workflow", timeout=600, interval=1, watch=training.processes
+        )
+        job = dapr.get(f"{JOBS}/{job_id}").json()
+        workflow_jobs = [j for j in dapr.get(JOBS, params={"limit": 100}).json()["data"] if j["id"] == job_id]
+    assert state["status"] == "completed", state
+    outcome = state["outcome"]
+    assert outcome["status"] == "promoted", outcome
+    assert outcome["evaluation"]["passed"] is True
+    assert outcome["evaluation"]["eval_loss"] < outcome["evaluation"]["base_eval_loss"]
+    assert outcome["dataset_snapshot_id"] == file["sha256"]
+    # One job, trained across the crash (resumed, not restarted), registered once.
+    assert len(workflow_jobs) == 1 and job["attempts"] == 2
+    assert job["metadata"]["workflow"] == instance
+
+    with registry.sidecar.client() as dapr:
+        versions = dapr.get(f"{MODELS}/{output}/versions").json()
+        model = dapr.get(f"{MODELS}/{output}").json()
+    assert [v["version"] for v in versions] == [outcome["version"]] == [1]
+    lineage = versions[0]["lineage"]
+    assert lineage["training_job_id"] == job_id
+    assert lineage["dataset_snapshot_id"] == file["sha256"]
+    assert lineage["base_model"] == "smollm2-135m-instruct"
+    assert lineage["metrics"]["loss_ratio"] == pytest.approx(outcome["evaluation"]["loss_ratio"])
+    assert model["aliases"] == {"production": 1}
