@@ -23,6 +23,7 @@ python:
 	@command -v uv >/dev/null || python3 -m pip install --quiet uv
 	@echo "python: syncing the workspace (uv.lock)"
 	@uv sync --all-packages --frozen
+	@uv run --frozen python -m genai_models.prepare
 
 dapr:
 	@bash scripts/build-dapr.sh

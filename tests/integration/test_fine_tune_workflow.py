@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_training_jobs import chat_jsonl, job_list, upload
+from test_training_jobs import QUESTIONS, chat_jsonl, job_list, upload
 
 from harness import wait_until
 
@@ -143,3 +143,84 @@ def test_workflow_survives_a_kill_of_the_training_app_and_promotes_one_version(s
     assert lineage["base_model"] == "smollm2-135m-instruct"
     assert lineage["metrics"]["loss_ratio"] == pytest.approx(outcome["evaluation"]["loss_ratio"])
     assert model["aliases"] == {"production": 1}
+
+
+def test_a_promoted_fine_tune_is_served_by_inference_from_the_registry(
+    start_app, default_broker, control_plane, tmp_path: Path
+) -> None:
+    """The whole life cycle: the base model registered at first start (version 1), inference
+    serving it from the registry, a workflow fine-tuning that version and moving the alias
+    inference follows, and inference answering the trained question the trained way."""
+    from genai_models.files import packaged_folder  # noqa: PLC0415 (converts with torch on a cold cache)
+    from inference.settings import InferenceSettings  # noqa: PLC0415
+
+    cache = InferenceSettings.model_fields["model_cache_dir"].default
+    registry = start_app("registry", env={"REGISTRY_SEED_DIR": str(packaged_folder(cache))})
+    registry.wait_ready()  # ready once the base model is registered
+    # An alias of this test's own, so no other user of the shared store sees its promotion.
+    alias = f"t{secrets.token_hex(4)}"
+    with registry.sidecar.client() as dapr:
+        base = dapr.get(f"{MODELS}/smollm2-135m-instruct/versions/production").json()
+        assert base["version"] == 1 and base["status"] == "ready"
+        assert {"model.safetensors", "config.json", "tokenizer.json"} <= set(base["artifacts"])
+        moved = dapr.put(f"{MODELS}/smollm2-135m-instruct/aliases/{alias}", json={"version": 1})
+        assert moved.status_code == 200, moved.text
+
+    inference = start_app("inference", env={"INFERENCE_MODEL": f"registry:smollm2-135m-instruct@{alias}"})
+    training = start_app(
+        "training",
+        env={"TRAINING_DATA_DIR": str(tmp_path / "training"), "TRAINING_WORKFLOW_POLL": "3"},
+        extra_args=control_plane.daprd_args,
+    )
+    inference.wait_ready(timeout=300)
+    training.wait_ready()
+
+    def ask() -> tuple[str, str]:
+        """The greedy answer to a trained question, and the version serving now (the answer's or a newer one)."""
+        with inference.sidecar.client() as dapr:
+            body = {"model": "SmolLM2-135M-Instruct", "messages": [{"role": "user", "content": QUESTIONS[0]}]}
+            answer = dapr.post(
+                "/v1.0/invoke/inference/method/v1/chat/completions",
+                json={**body, "temperature": 0, "max_tokens": 16},
+                timeout=120,
+            ).json()
+            served = dapr.get("/v1.0/invoke/inference/method/v1/models").json()["data"][0]["version"]
+        return answer["choices"][0]["message"]["content"], served
+
+    before, served = ask()
+    assert served == "1" and "PINEAPPLE" not in before
+
+    with training.sidecar.client() as dapr:
+        file = upload(dapr, chat_jsonl()).json()
+        request = {
+            "model": "smollm2-135m-instruct:1",
+            "training_file": file["id"],
+            "hyperparameters": {**HYPERPARAMETERS, "max_steps": 12, "checkpoint_every": 50, "learning_rate": 0.005},
+            "output_model": "smollm2-135m-instruct",
+            # float32: rounding the merged weights to bfloat16 erases most of a small LoRA update.
+            "output_dtype": "float32",
+            "promote_to": alias,
+        }
+        started = dapr.post(WORKFLOWS, json=request)
+        assert started.status_code == 202, started.text
+        instance = started.json()["id"]
+        state = wait_until(
+            lambda: finished(dapr, instance), what="the workflow", timeout=600, interval=1, watch=training.processes
+        )
+    outcome = state["outcome"]
+    assert outcome["status"] == "promoted", state
+    with registry.sidecar.client() as dapr:
+        version = dapr.get(f"{MODELS}/smollm2-135m-instruct/versions/{outcome['version']}").json()
+    assert version["lineage"]["base_model"] == "smollm2-135m-instruct" and version["lineage"]["base_version"] == 1
+
+    # model.promoted reaches inference, which fetches the new version and swaps to it.
+    wait_until(
+        lambda: ask()[1] == str(outcome["version"]),
+        what="inference to serve the promoted version",
+        timeout=300,
+        interval=1,
+        watch=inference.processes,
+    )
+    after, served = ask()  # asked again: the answer above may predate the swap
+    assert served == str(outcome["version"])
+    assert "PINEAPPLE-42" in after and "PINEAPPLE" not in before, (before, after)

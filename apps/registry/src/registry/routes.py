@@ -9,10 +9,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from genai_platform.errors import Problem
-from genai_platform.events import Topic
 from genai_platform.service import SidecarDep
 from registry.artifacts import CorruptArtifact
 from registry.catalog import Catalog
+from registry.lifecycle import make_ready, point_alias
 from registry.models import AliasMove, Artifact, Model, NewModel, NewVersion, Version
 
 router = APIRouter(prefix="/v1/models", tags=["registry"])
@@ -73,12 +73,7 @@ async def complete_file(name: str, number: int, filename: str, done: FileComplet
 
 @router.post("/{name}/versions/{number}/ready", summary="Freeze a version's files; publishes model.registered")
 async def mark_ready(name: str, number: int, catalog: CatalogDep, sidecar: SidecarDep) -> Version:
-    version = await catalog.mark_ready(name, number)
-    await sidecar.publish(
-        Topic.MODEL_REGISTERED,
-        {"model": name, "version": number, "lineage": version.lineage.model_dump(), "files": sorted(version.artifacts)},
-    )
-    return version
+    return await make_ready(catalog, sidecar, name, number)
 
 
 @router.get("/{name}/versions/{number}/files/{filename}", summary="Download a file, checked against its sha256")
@@ -105,16 +100,4 @@ async def download_file(name: str, number: int, filename: str, catalog: CatalogD
 
 @router.put("/{name}/aliases/{alias}", summary="Point an alias at a ready version; publishes model.promoted")
 async def move_alias(name: str, alias: str, move: AliasMove, catalog: CatalogDep, sidecar: SidecarDep) -> Model:
-    model, previous = await catalog.move_alias(name, alias, move.version)
-    version = await catalog.get_version(name, move.version)
-    await sidecar.publish(
-        Topic.MODEL_PROMOTED,
-        {
-            "model": name,
-            "version": move.version,
-            "alias": alias,
-            "previous_version": previous,
-            "files": sorted(version.artifacts),
-        },
-    )
-    return model
+    return await point_alias(catalog, sidecar, name, alias, move.version)

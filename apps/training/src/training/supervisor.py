@@ -34,6 +34,8 @@ from training.store import TrainingStore
 
 log = logging.getLogger(__name__)
 
+# Times a worker that died before doing anything is started (see _died_at_start).
+WORKER_STARTS = 3
 # The external event a fine-tune-and-promote workflow waits for while its job runs.
 JOB_FINISHED_EVENT = "job_finished"
 
@@ -179,11 +181,18 @@ class Supervisor:
                 finished = await self._finished_already(job)
                 if not finished:
                     spec = await self._prepare(job)
-                    exit_code = await self._run_worker(job, spec)
-                    job = await self.store.get_job(job_id)
-                    if job.status == "cancelled":
-                        return
-                    record = await self._drain(job)
+                    for start in range(1, WORKER_STARTS + 1):
+                        exit_code = await self._run_worker(job, spec)
+                        job = await self.store.get_job(job_id)
+                        if job.status == "cancelled":
+                            return
+                        record = await self._drain(job)
+                        if not _died_at_start(exit_code, record, spec) or start == WORKER_STARTS:
+                            break
+                        # Seen rarely here: a worker killed by a signal (SIGSEGV) before Python ran a
+                        # line, while the workflow runtime's gRPC threads ran in this process. It had
+                        # done nothing, so starting it again is safe.
+                        log.warning("worker died at start; starting it again", extra={"job": job_id, "code": exit_code})
                     if record is None or record["type"] != "completed":
                         reason = record["reason"] if record else f"the worker exited with code {exit_code}"
                         if exit_code == EXIT_STOPPED and record is None:
@@ -240,6 +249,8 @@ class Supervisor:
             "GLOO_SOCKET_IFNAME": "lo",
             "MASTER_ADDR": "127.0.0.1",
             "TOKENIZERS_PARALLELISM": "false",
+            # A crash in native code leaves a Python traceback in worker.log.
+            "PYTHONFAULTHANDLER": "1",
         }
         with (folder / "worker.log").open("ab") as worker_log:
             # A process group of its own: cancel and shutdown signal torchrun and every rank at once.
@@ -425,6 +436,11 @@ class Supervisor:
             await self.sidecar.publish(Topic.TRAINING_FAILED, {"job_id": job_id, "code": code, "reason": reason})
         except DaprError:
             log.warning("could not publish training.failed", extra={"job": job_id})
+
+
+def _died_at_start(exit_code: int, record: dict[str, Any] | None, spec: JobSpec) -> bool:
+    """A worker ended by a signal before it wrote a single progress record."""
+    return exit_code < 0 and record is None and not spec.progress_path.exists()
 
 
 def _write_datasets(folder: Path, train: str, held_out: str, split: bool) -> None:

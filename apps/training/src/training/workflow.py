@@ -25,6 +25,7 @@ from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
 from dapr.ext.workflow import DaprWorkflowContext, RetryPolicy, WorkflowActivityContext, WorkflowRuntime, when_any
+from dapr.ext.workflow.logger import LoggerOptions
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from genai_platform.dapr import Sidecar
@@ -267,7 +268,11 @@ def _job_view(job) -> dict[str, Any]:
 
 
 def create_runtime(settings: TrainingSettings) -> WorkflowRuntime:
-    runtime = WorkflowRuntime(host=settings.dapr_host, port=str(settings.dapr_grpc_port))
+    # The SDK's records reach our JSON log through the root logger; its own plain-text handler
+    # would print each twice, and its INFO lines (one per orchestration step) are noise.
+    quiet = LoggerOptions(log_level=logging.WARNING, log_handler=logging.NullHandler())
+    logging.getLogger("durabletask-worker").setLevel(logging.WARNING)
+    runtime = WorkflowRuntime(host=settings.dapr_host, port=str(settings.dapr_grpc_port), logger_options=quiet)
     runtime.register_workflow(fine_tune_and_promote, name=WORKFLOW)
     for activity in (snapshot_dataset, start_training, read_job, evaluate, register, promote):
         runtime.register_activity(activity, name=activity.__name__)

@@ -1,0 +1,37 @@
+"""Version life-cycle steps that also tell the platform: ready → model.registered, alias → model.promoted.
+
+The API routes and the start-up seed both go through here, so every way a version becomes
+ready or an alias moves publishes the same event.
+"""
+
+from __future__ import annotations
+
+from genai_platform.dapr import Sidecar
+from genai_platform.events import Topic
+from registry.catalog import Catalog
+from registry.models import Model, Version
+
+
+async def make_ready(catalog: Catalog, sidecar: Sidecar, name: str, number: int) -> Version:
+    version = await catalog.mark_ready(name, number)
+    await sidecar.publish(
+        Topic.MODEL_REGISTERED,
+        {"model": name, "version": number, "lineage": version.lineage.model_dump(), "files": sorted(version.artifacts)},
+    )
+    return version
+
+
+async def point_alias(catalog: Catalog, sidecar: Sidecar, name: str, alias: str, number: int) -> Model:
+    model, previous = await catalog.move_alias(name, alias, number)
+    version = await catalog.get_version(name, number)
+    await sidecar.publish(
+        Topic.MODEL_PROMOTED,
+        {
+            "model": name,
+            "version": number,
+            "alias": alias,
+            "previous_version": previous,
+            "files": sorted(version.artifacts),
+        },
+    )
+    return model
