@@ -1,14 +1,16 @@
 """Fine-tuning through real sidecars: bad input refused, a LoRA job on SmolLM2-135M that
-survives a SIGKILL of the training app, resumes from its checkpoint and registers its weights."""
+survives a SIGKILL of the training app, resumes from its checkpoint and registers its weights,
+and a job whose examples come from an ingested collection."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import httpx
 
-from harness import wait_until
+from harness import INGESTION_DAPRD_ARGS, wait_until
 
 QUESTIONS = [
     "What is the secret word?",
@@ -187,3 +189,46 @@ def test_lora_job_survives_an_app_kill_resumes_from_its_checkpoint_and_registers
     found = wait_until(published, what="training events", watch=monitor.processes)
     assert found["training.completed"][0]["version"] == version["version"]
     assert {e["step"] for e in found["training.progress"]} >= {6}
+
+
+def test_a_job_trains_on_an_ingested_collection(start_app, default_broker, tmp_path: Path) -> None:
+    """Documents ingested into a collection become the job's examples, frozen as a training file."""
+    collection = f"manuals-{uuid.uuid4().hex[:8]}"
+    ingestion = start_app("ingestion", extra_args=INGESTION_DAPRD_ARGS)
+    training = start_app("training", env={"TRAINING_DATA_DIR": str(tmp_path / "training")})
+    for app in (ingestion, training):
+        app.wait_ready()
+    with ingestion.sidecar.client() as dapr:
+        for title, text in (
+            ("Valve manual", "# Pressure\n\nThe Zephyr valve opens at 42 kPa and closes at 12 kPa."),
+            ("Pump manual", "The Orca pump must be primed with 2 litres of water before its first start."),
+        ):
+            body = {"text": text, "title": title, "collection": collection, "format": "markdown"}
+            created = dapr.post("/v1.0/invoke/ingestion/method/v1/documents", json=body)
+            assert created.status_code in (200, 201), created.text
+    jobs = "/v1.0/invoke/training/method/v1/fine_tuning/jobs"
+    request = {
+        "model": "smollm2-135m-instruct",
+        "training_collection": collection,
+        "hyperparameters": {"max_steps": 1, "batch_size": 2, "max_seq_length": 64},
+        "register_output": False,
+    }
+    with training.sidecar.client() as dapr:
+        before = job_list(dapr)
+        empty = dapr.post(jobs, json={**request, "training_collection": f"{collection}-empty"})
+        assert empty.status_code == 422 and "holds no ingested text" in empty.json()["detail"], empty.text
+        assert job_list(dapr) == before  # refused: nothing started
+
+        created = dapr.post(jobs, json=request)
+        assert created.status_code == 200, created.text
+        job = created.json()
+        file = dapr.get(f"/v1.0/invoke/training/method/v1/files/{job['training_file']}").json()
+        assert file["examples"] == 2 and job["dataset_snapshot_id"] == file["sha256"]
+        assert file["filename"] == f"collection-{collection}.jsonl"
+
+        def finished() -> dict | None:
+            current = dapr.get(f"{jobs}/{job['id']}").json()
+            return current if current["status"] not in ("validating_files", "queued", "running") else None
+
+        done = wait_until(finished, what="the job to finish", timeout=300, interval=0.5, watch=training.processes)
+    assert done["status"] == "succeeded", done

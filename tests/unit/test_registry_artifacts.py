@@ -5,6 +5,7 @@ import struct
 
 import pytest
 
+from genai_models.registry import RegistryVersion
 from genai_platform.errors import Problem
 from registry.artifacts import check_filename, check_safetensors_header
 
@@ -45,3 +46,11 @@ def test_a_safetensors_header_is_recognised_and_a_renamed_pickle_is_not() -> Non
         with pytest.raises(Problem) as refused:
             check_safetensors_header(fake)
         assert refused.value.status == 422
+
+
+def test_a_cached_registry_version_is_named_by_its_files_too() -> None:
+    one = RegistryVersion(name="chat", version=1, files={"model.safetensors": "a" * 64, "config.json": "b" * 64})
+    same = RegistryVersion(name="chat", version=1, files={"config.json": "b" * 64, "model.safetensors": "a" * 64})
+    rebuilt = RegistryVersion(name="chat", version=1, files={"model.safetensors": "c" * 64, "config.json": "b" * 64})
+    assert one.content_id == same.content_id
+    assert one.content_id != rebuilt.content_id  # a registry started afresh reuses number 1

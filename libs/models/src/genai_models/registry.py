@@ -27,6 +27,12 @@ class RegistryVersion:
     files: dict[str, str]  # file name → sha256
     aliases: tuple[str, ...] = ()
 
+    @property
+    def content_id(self) -> str:
+        """A short digest over every file's sha256: different files, different id."""
+        listing = "\n".join(f"{name}:{sha}" for name, sha in sorted(self.files.items()))
+        return hashlib.sha256(listing.encode()).hexdigest()[:16]
+
     @classmethod
     def from_api(cls, body: dict[str, Any]) -> RegistryVersion:
         return cls(
@@ -39,7 +45,9 @@ class RegistryVersion:
 
 async def fetch_version(sidecar: Sidecar, registry_app_id: str, version: RegistryVersion, folder: Path) -> Path:
     """The local folder holding `version`'s files, downloaded once and verified file by file."""
-    target = folder / version.name / str(version.version)
+    # Named by content too: a registry rebuilt from scratch numbers its versions from 1 again,
+    # and must not be answered with another registry's version 1 from this cache.
+    target = folder / version.name / f"{version.version}-{version.content_id}"
     if (target / "config.json").exists():
         return target
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
