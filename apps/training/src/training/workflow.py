@@ -22,16 +22,16 @@ import logging
 import math
 from collections.abc import Coroutine, Generator
 from datetime import timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from dapr.ext.workflow import DaprWorkflowContext, RetryPolicy, WorkflowActivityContext, WorkflowRuntime, when_any
 from dapr.ext.workflow.logger import LoggerOptions
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from genai_platform.dapr import Sidecar
 from training.collections import snapshot_collection
 from training.jobs import submit_job
-from training.models import ACTIVE, ALIAS, Hyperparameters, Method, NewJob
+from training.models import ACTIVE, NewJob
 from training.registration import RegistrationFailed
 from training.settings import TrainingSettings
 from training.store import TrainingStore
@@ -60,32 +60,18 @@ class Gate(BaseModel):
     max_loss_ratio: float = Field(1.0, gt=0, le=10)
 
 
-class PipelineRequest(BaseModel):
-    """Start a fine-tune-and-promote workflow: a job's fields, a gate and where the result goes."""
+class PipelineRequest(NewJob):
+    """Start a fine-tune-and-promote workflow: a job's fields (checked the same way) and a gate.
 
-    model_config = ConfigDict(extra="forbid")
+    `promote_to` is moved by the workflow after the gate; `register_output` is not used, since
+    the workflow registers only what passed.
+    """
 
-    model: str = Field(min_length=1, max_length=160)
-    training_file: str | None = Field(None, min_length=1, max_length=100)
-    training_collection: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
-    validation_file: str | None = Field(None, max_length=100)
-    method: Method = Field(default_factory=Method)
-    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
-    nproc_per_node: int = Field(1, ge=1, le=64)
-    output_model: str | None = None
-    output_dtype: Literal["float32", "bfloat16"] = "float32"
-    # Move this alias to the new version once registered (None: register only).
-    promote_to: str | None = Field(None, pattern=ALIAS.pattern)
     gate: Gate = Field(default_factory=Gate)
-
-    @model_validator(mode="after")
-    def _check_as_a_job(self) -> PipelineRequest:
-        self.job_request()  # the same checks as the jobs API, before anything starts
-        return self
 
     def job_request(self, training_file: str | None = None) -> NewJob:
         """The job this workflow runs: registration is left to the workflow, after the gate."""
-        fields = self.model_dump(exclude={"gate", "promote_to"})
+        fields = self.model_dump(exclude={"gate", "promote_to", "register_output"})
         if training_file is not None:
             fields.update(training_file=training_file, training_collection=None)
         return NewJob(**fields, register_output=False)
