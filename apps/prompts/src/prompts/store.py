@@ -22,7 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from genai_platform.dapr import DaprError, Sidecar, StateConflict
+from genai_platform.dapr import DaprError, Sidecar, StateConflict, with_etag_retries
 from genai_platform.errors import Problem
 from prompts.templates import VersionDraft
 
@@ -198,35 +198,32 @@ class PromptStore:
 
     async def _update_head(self, name: str, change: Callable[[dict], dict]) -> dict:
         """Read-modify-write of the head under its ETag; a lost race re-reads and re-applies."""
-        for _ in range(MAX_ATTEMPTS):
+
+        async def attempt() -> dict:
             item = await self._head_item(name)
             head = change(dict(item.value, labels=dict(item.value["labels"])))
             head["updated_at"] = _now()
-            try:
-                await self.sidecar.save_state(head_key(name), head, etag=item.etag, concurrency="first-write")
-                return head
-            except StateConflict:
-                continue
-        raise Problem(409, "Too many concurrent writers; try again.")
+            await self.sidecar.save_state(head_key(name), head, etag=item.etag, concurrency="first-write")
+            return head
+
+        return await with_etag_retries(attempt, MAX_ATTEMPTS)
 
     async def _add_to_index(self, name: str) -> None:
-        for _ in range(MAX_ATTEMPTS):
+        async def attempt() -> None:
             item = await self.sidecar.get_state(INDEX_KEY)
             if item is None:
                 try:
                     await self._create(INDEX_KEY, {"names": [name]})
-                    return
-                except AlreadyExists:
-                    continue
+                except AlreadyExists as error:
+                    # Another writer created the index first: a lost race like a stale ETag.
+                    raise StateConflict(409, "ERR_STATE_SAVE", "the index was created concurrently") from error
+                return
             if name in item.value["names"]:
                 return
-            try:
-                names = [*item.value["names"], name]
-                await self.sidecar.save_state(INDEX_KEY, {"names": names}, etag=item.etag, concurrency="first-write")
-                return
-            except StateConflict:
-                continue
-        raise Problem(409, "Too many concurrent writers; try again.")
+            names = [*item.value["names"], name]
+            await self.sidecar.save_state(INDEX_KEY, {"names": names}, etag=item.etag, concurrency="first-write")
+
+        await with_etag_retries(attempt, MAX_ATTEMPTS)
 
     async def _create(self, key: str, value: Any) -> None:
         """Write `key` only if it does not exist (first-write with no ETag is create-only)."""
