@@ -2,7 +2,9 @@
 and PII in the model's answer reaches the client redacted, whole or streamed.
 
 Every app runs beside a real daprd with the real models; the gateway reaches them only through
-Dapr service invocation. The official `openai` client is the caller, unchanged.
+Dapr service invocation. The official `openai` client and LangChain's `ChatOpenAI` are the
+callers, unchanged. The same stack serves the gateway's one OpenAPI document, merged from the
+apps' own.
 """
 
 from __future__ import annotations
@@ -14,11 +16,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from langchain_openai import ChatOpenAI
 from openai import OpenAI
 
-from harness import INGESTION_DAPRD_ARGS, AppWithSidecar, start_pair, wait_until
+from gateway.openapi import dangling_refs, resolve
+from gateway.timing import parse_server_timing
+from harness import INGESTION_DAPRD_ARGS, AppWithSidecar, bearer, start_pair, wait_until
 
 APPS = ("guard", "prompts", "monitor", "features", "inference", "gateway")
+QUESTION = "What is the launch code word for the Kestrel-7 mission?"
+CODE_WORD = "MARIGOLD"
 EMAIL = "orbit-desk@kestrel-launch.example"
 FACT = (
     "Kestrel Launch Systems handbook. The launch code word for the Kestrel-7 mission is MARIGOLD-PELICAN. "
@@ -27,12 +34,17 @@ FACT = (
 
 
 @pytest.fixture(scope="module")
-def stack(default_broker, log_dir: Path, secrets: dict[str, str]) -> Iterator[dict[str, AppWithSidecar]]:
+def stack(
+    default_broker, log_dir: Path, secrets: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, AppWithSidecar]]:
     started: dict[str, AppWithSidecar] = {}
     try:
         started["ingestion"] = start_pair("ingestion", log_dir, secrets, extra_args=INGESTION_DAPRD_ARGS)
         for app_id in APPS:
             started[app_id] = start_pair(app_id, log_dir, secrets, timeout=300)
+        # Only for the OpenAPI document: training's routes are part of the public API.
+        data_dir = str(tmp_path_factory.mktemp("training"))
+        started["training"] = start_pair("training", log_dir, secrets, env={"TRAINING_DATA_DIR": data_dir})
         yield started
     finally:
         for pair in reversed(started.values()):
@@ -75,7 +87,7 @@ def gateway_client(stack, secrets) -> OpenAI:
 def test_the_answer_cites_the_document_that_holds_the_fact(stack, document, secrets) -> None:
     answer = gateway_client(stack, secrets).chat.completions.create(
         model=f"rag/{document['collection']}",
-        messages=[{"role": "user", "content": "What is the launch code word for the Kestrel-7 mission?"}],
+        messages=[{"role": "user", "content": QUESTION}],
         max_tokens=24,
         temperature=0,
     )
@@ -109,6 +121,9 @@ def test_pii_in_the_answer_reaches_the_client_redacted(stack, document, secrets,
         chunks = list(openai.chat.completions.create(**request, stream=True))
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert any((c.model_extra or {}).get("citations") for c in chunks)
+        # The last event tells every stage's duration, those after the headers left included.
+        timing = parse_server_timing((chunks[-1].model_extra or {})["server_timing"])
+        assert {"guard-in", "retrieve", "prompt", "inference-first", "inference", "guard-out", "total"} <= set(timing)
     else:
         text = openai.chat.completions.create(**request).choices[0].message.content or ""
     assert EMAIL not in text
@@ -127,3 +142,96 @@ def test_no_key_is_a_401_and_the_pipeline_is_not_reached(stack, secrets) -> None
         json={"model": "x", "messages": [{"role": "user", "content": "hi"}]},
     )
     assert response.status_code == 401
+
+
+def langchain_chat(stack, secrets, model: str) -> ChatOpenAI:
+    return ChatOpenAI(
+        base_url=f"{stack['gateway'].app.url}/v1",
+        api_key=secrets["gateway-api-keys"].split(",")[0],
+        model=model,
+        temperature=0,
+        max_tokens=24,
+        max_retries=0,
+        timeout=300,
+        include_response_headers=True,
+    )
+
+
+def test_langchain_gets_a_grounded_answer_whole_and_streamed(stack, document, secrets) -> None:
+    rag = langchain_chat(stack, secrets, f"rag/{document['collection']}")
+    whole = rag.invoke(QUESTION)
+    assert CODE_WORD in whole.content, whole.content
+    # Every stage ran for this answer, retrieval and prompt render included.
+    timing = parse_server_timing(whole.response_metadata["headers"]["server-timing"])
+    assert {"guard-in", "retrieve", "prompt", "inference", "guard-out", "total"} <= set(timing)
+
+    chunks = list(rag.stream(QUESTION))
+    streamed = "".join(str(chunk.content) for chunk in chunks)
+    assert CODE_WORD in streamed, streamed
+    assert "retrieve" in parse_server_timing(chunks[0].response_metadata["headers"]["server-timing"])
+
+    # The model alone does not know the code word: the answers above came from the document.
+    ungrounded = langchain_chat(stack, secrets, "smollm2").invoke(QUESTION)
+    assert CODE_WORD not in ungrounded.content, ungrounded.content
+
+
+def platform_openapi(stack, secrets) -> httpx.Response:
+    return httpx.get(f"{stack['gateway'].app.url}/v1/openapi.json", headers=bearer(secrets), timeout=60)
+
+
+def request_schema(document: dict, method: str, path: str, media: str = "application/json") -> dict:
+    return document["paths"][path][method]["requestBody"]["content"][media]["schema"]
+
+
+def test_one_openapi_document_describes_the_whole_public_api(stack, secrets) -> None:
+    response = platform_openapi(stack, secrets)
+    assert response.status_code == 200, response.text
+    document = response.json()
+    assert document["info"]["x-missing-apps"] == []
+    assert dangling_refs(document) == []
+    for path in (
+        "/v1/documents",
+        "/v1/documents/{document_id}",
+        "/v1/search",
+        "/v1/prompts",
+        "/v1/prompts/{name}/render",
+        "/v1/models",
+        "/v1/fine_tuning/jobs",
+        "/v1/fine_tuning/jobs/{job_id}",
+        "/v1/chat/completions",
+    ):
+        assert path in document["paths"], path
+    # Request bodies are the serving apps' own schemas, under names that say whose they are.
+    schemas = document["components"]["schemas"]
+    for method, path, component, field in (
+        ("post", "/v1/search", "features.SearchRequest", "query"),
+        ("post", "/v1/prompts", "prompts.CreatePrompt", "name"),
+        ("post", "/v1/prompts/{name}/render", "prompts.RenderRequest", "variables"),
+        ("post", "/v1/fine_tuning/jobs", "training.NewJob", "training_file"),
+        ("post", "/v1/embeddings", "features.EmbeddingsRequest", "input"),
+    ):
+        assert request_schema(document, method, path) == {"$ref": f"#/components/schemas/{component}"}
+        assert field in schemas[component]["properties"], (component, schemas[component])
+    chat = request_schema(document, "post", "/v1/chat/completions")["allOf"]
+    assert "messages" in resolve(document, chat[0]["$ref"])["properties"]
+    assert "collection" in chat[1]["properties"]  # what the gateway adds on top of inference's request
+    assert "Server-Timing" in document["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]["headers"]
+    # Internal routes (the guard's rails, inference's admin) are not part of the public API.
+    assert not [path for path in document["paths"] if not path.startswith("/v1/") or "/admin/" in path]
+    assert "/v1/guard/output" not in document["paths"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ingestion's POST /v1/documents reads JSON or multipart by hand and declares no request body "
+    "in its OpenAPI document (openapi_extra on that route would); strict: passes the day it does",
+)
+def test_the_document_upload_body_is_described(stack, secrets) -> None:
+    document = platform_openapi(stack, secrets).json()
+    assert "requestBody" in document["paths"]["/v1/documents"]["post"]
+
+
+def test_the_openapi_document_needs_a_key(stack) -> None:
+    response = httpx.get(f"{stack['gateway'].app.url}/v1/openapi.json", timeout=30)
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"

@@ -2,6 +2,7 @@
 
 import httpx
 
+from gateway.openapi import dangling_refs
 from harness import bearer, wait_until
 
 
@@ -45,3 +46,23 @@ def test_over_the_rate_limit_is_a_429_with_retry_after(start_app, default_broker
     refused = httpx.get(f"{gateway.app.url}/v1/events", headers=bearer(secrets), timeout=10)
     assert int(refused.headers["retry-after"]) >= 1
     assert refused.headers["content-type"] == "application/problem+json"
+
+
+def test_the_openapi_document_names_the_apps_it_could_not_read(start_app, default_broker, secrets) -> None:
+    prompts = start_app("prompts")
+    gateway = start_app("gateway")
+    prompts.wait_ready()
+    gateway.wait_ready()
+    response = httpx.get(f"{gateway.app.url}/v1/openapi.json", headers=bearer(secrets), timeout=60)
+    assert response.status_code == 200, response.text
+    document = response.json()
+    # Only prompts runs beside the gateway: the others' routes are listed, without their schemas.
+    missing = set(document["info"]["x-missing-apps"])
+    assert {"features", "inference", "ingestion", "training"} <= missing and "prompts" not in missing
+    assert response.headers["cache-control"] == "no-store"
+    render = document["paths"]["/v1/prompts/{name}/render"]["post"]
+    assert render["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/prompts.RenderRequest"
+    }
+    assert "features" in document["paths"]["/v1/search"]["post"]["x-schema-missing"]
+    assert dangling_refs(document) == []

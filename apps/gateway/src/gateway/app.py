@@ -9,7 +9,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from gateway.api_keys import ApiKeys
 from gateway.chat import ChatPipeline, PipelineSettings
 from gateway.limits import Limits
-from gateway.routes import public_router
+from gateway.openapi import PlatformOpenApi
+from gateway.routes import public_router, schema_sources
 from gateway.settings import GatewaySettings
 from genai_platform.service import create_service
 
@@ -28,6 +29,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 generation_timeout=settings.generation_timeout_seconds,
             ),
         )
+        app.state.openapi = PlatformOpenApi(
+            app.state.sidecar,
+            app.openapi,
+            schema_sources(),
+            ttl=settings.openapi_ttl_seconds,
+            timeout=settings.openapi_timeout_seconds,
+        )
         yield
 
     app = create_service(
@@ -43,8 +51,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         CORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_credentials=False,
-        allow_methods=["GET", "POST", "DELETE"],
+        allow_methods=["GET", "POST", "PUT", "DELETE"],
         allow_headers=["authorization", "content-type", "x-api-key", "x-request-id"],
-        expose_headers=["x-request-id", "retry-after"],
+        expose_headers=["x-request-id", "retry-after", "server-timing"],
     )
     return app

@@ -5,19 +5,22 @@ input rails (guard) → retrieval (features, when the request names a collection
 
 The answer is OpenAI's chat completion with two additions: `citations` (the chunks the answer
 was grounded in) and `lineage` (model, prompt version, trace id). Streams are checked sentence
-by sentence: no text reaches the client ahead of its output check.
+by sentence: no text reaches the client ahead of its output check. Each stage's duration is
+recorded for the answer's `Server-Timing` header (see gateway.timing).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from gateway.timing import ServerTiming
 from genai_platform.dapr import Sidecar
 from genai_platform.errors import Problem
 from genai_platform.telemetry import current_trace_id
@@ -41,6 +44,7 @@ class ChatPlan:
     collection: str | None
     citations: list[dict[str, Any]] = field(default_factory=list)
     prompt: dict[str, Any] | None = None
+    timing: ServerTiming = field(default_factory=ServerTiming)
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,8 @@ class ChatPipeline:
 
     # --- before generation --------------------------------------------------------------------
 
-    async def plan(self, body: dict[str, Any], request_id: str) -> ChatPlan:
+    async def plan(self, body: dict[str, Any], request_id: str, timing: ServerTiming | None = None) -> ChatPlan:
+        timing = timing or ServerTiming()
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise Problem(422, "`messages` must be a non-empty list of chat messages.")
@@ -69,7 +74,8 @@ class ChatPipeline:
             body.pop("model")
         prompt_ref = body.pop("prompt", None)
 
-        guarded = await self._call("guard", "v1/guard/input", {"messages": messages, "request_id": request_id})
+        with timing.stage("guard-in"):
+            guarded = await self._call("guard", "v1/guard/input", {"messages": messages, "request_id": request_id})
         if not guarded.get("allowed", False):
             rails = guarded.get("blocked_by", [])
             raise Problem(
@@ -80,21 +86,23 @@ class ChatPipeline:
                 blocked_by=rails,
             )
         body["messages"] = guarded["messages"]
-        plan = ChatPlan(request=body, collection=collection)
+        plan = ChatPlan(request=body, collection=collection, timing=timing)
 
         question = _last_user_text(body["messages"])
         if collection and question:
-            found = await self._call(
-                "features",
-                "v1/search",
-                {"query": question, "k": self._settings.retrieval_k, "collection": collection, "mode": "hybrid"},
-            )
+            with timing.stage("retrieve"):
+                found = await self._call(
+                    "features",
+                    "v1/search",
+                    {"query": question, "k": self._settings.retrieval_k, "collection": collection, "mode": "hybrid"},
+                )
             plan.citations = [
                 {key: hit.get(key) for key in ("document_id", "title", "chunk_id", "score", "text")}
                 for hit in found.get("results", [])
             ]
         if collection or prompt_ref:
-            await self._render(plan, prompt_ref, question)
+            with timing.stage("prompt"):
+                await self._render(plan, prompt_ref, question)
         return plan
 
     async def _render(self, plan: ChatPlan, prompt_ref: Any, question: str) -> None:
@@ -133,23 +141,25 @@ class ChatPipeline:
     # --- generation and output rails ----------------------------------------------------------
 
     async def complete(self, plan: ChatPlan, request_id: str) -> dict[str, Any]:
-        answer = await self._call(
-            "inference",
-            "v1/chat/completions",
-            {**plan.request, "stream": False},
-            timeout=self._settings.generation_timeout,
-        )
+        with plan.timing.stage("inference"):
+            answer = await self._call(
+                "inference",
+                "v1/chat/completions",
+                {**plan.request, "stream": False},
+                timeout=self._settings.generation_timeout,
+            )
         for choice in answer.get("choices", []):
             message = choice.get("message") or {}
-            checked = await self._call(
-                "guard",
-                "v1/guard/output",
-                {
-                    "text": message.get("content") or "",
-                    "request_id": request_id,
-                    **_json_mode(plan.request),
-                },
-            )
+            with plan.timing.stage("guard-out"):
+                checked = await self._call(
+                    "guard",
+                    "v1/guard/output",
+                    {
+                        "text": message.get("content") or "",
+                        "request_id": request_id,
+                        **_json_mode(plan.request),
+                    },
+                )
             if checked.get("allowed", True):
                 message["content"] = checked.get("text", "")
             else:
@@ -159,10 +169,14 @@ class ChatPipeline:
         answer["lineage"] = self._lineage(plan, answer.get("model"))
         return answer
 
-    async def stream(self, plan: ChatPlan, request_id: str) -> AsyncIterator[bytes]:
+    async def stream(self, plan: ChatPlan, request_id: str, *, report_timing: bool = True) -> AsyncIterator[bytes]:
         """Relay inference's SSE stream, releasing text only as guard clears it."""
         request = {**plan.request, "stream": True, "stream_options": {"include_usage": True}}
         pending, template, finish, usage, blocked = "", None, None, None, False
+        timing = plan.timing
+        # `inference` is the time the upstream stream was open, less the output checks made
+        # while it was (reading pauses during each): the two add up to the stream's wall time.
+        opened = time.perf_counter()
         async with self._sidecar.invoke_stream(
             "inference", "v1/chat/completions", json_body=request, timeout=self._settings.generation_timeout
         ) as upstream:
@@ -176,16 +190,22 @@ class ChatPipeline:
                     text = (choice.get("delta") or {}).get("content") or ""
                     if blocked or not text:
                         continue
+                    if "inference-first" not in timing.durations_ms:
+                        timing.add("inference-first", time.perf_counter() - opened)
                     pending += text
                     if SENTENCE_END.search(text):
-                        step = await self._stream_step(pending, request_id, final=False)
+                        step = await self._stream_step(plan, pending, request_id, final=False)
                         pending, blocked = step["pending"], step["blocked"]
                         if step["released"]:
+                            timing.since_start("first-token")
                             yield _sse({**template, "choices": [_delta(step["released"])]})
+            checked_s = timing.durations_ms.get("guard-out", 0.0) / 1000
+            timing.add("inference", time.perf_counter() - opened - checked_s)
         if not blocked:
-            step = await self._stream_step(pending, request_id, final=True)
+            step = await self._stream_step(plan, pending, request_id, final=True)
             blocked = step["blocked"]
             if step["released"] and not blocked:
+                timing.since_start("first-token")
                 yield _sse({**(template or {}), "choices": [_delta(step["released"])]})
         last = {
             **(template or {}),
@@ -195,13 +215,16 @@ class ChatPipeline:
         last["lineage"] = self._lineage(plan, (template or {}).get("model"))
         if usage:
             last["usage"] = usage
+        if report_timing:
+            last["server_timing"] = timing.header()
         yield _sse(last)
         yield b"data: [DONE]\n\n"
 
-    async def _stream_step(self, pending: str, request_id: str, *, final: bool) -> dict[str, Any]:
-        return await self._call(
-            "guard", "v1/guard/output/stream", {"pending": pending, "final": final, "request_id": request_id}
-        )
+    async def _stream_step(self, plan: ChatPlan, pending: str, request_id: str, *, final: bool) -> dict[str, Any]:
+        with plan.timing.stage("guard-out"):
+            return await self._call(
+                "guard", "v1/guard/output/stream", {"pending": pending, "final": final, "request_id": request_id}
+            )
 
     def _lineage(self, plan: ChatPlan, model: Any) -> dict[str, Any]:
         return {"model": model, "prompt": plan.prompt, "collection": plan.collection, "trace_id": current_trace_id()}

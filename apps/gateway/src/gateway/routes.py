@@ -8,13 +8,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from gateway.api_keys import ApiKeyDep
 from gateway.chat import ChatPipeline
 from gateway.proxy import UsageMeter, forward
 from gateway.settings import GatewaySettings
 from gateway.system import system_health
+from gateway.timing import ServerTiming
 from genai_platform.errors import Problem
 from genai_platform.requests import current_request_id
 from genai_platform.service import SidecarDep
@@ -43,11 +44,67 @@ PUBLIC_ROUTES = (
     PublicRoute("POST", "/v1/prompts", "prompts", "Create a prompt template", "prompts"),
     PublicRoute("GET", "/v1/prompts/{name}", "prompts", "One prompt template", "prompts"),
     PublicRoute("POST", "/v1/prompts/{name}/versions", "prompts", "Add a version to a prompt", "prompts"),
+    PublicRoute("GET", "/v1/prompts/{name}/versions", "prompts", "Every version of a prompt", "prompts"),
+    PublicRoute("GET", "/v1/prompts/{name}/versions/{ref}", "prompts", "One version, by number or label", "prompts"),
+    PublicRoute("PUT", "/v1/prompts/{name}/labels/{label}", "prompts", "Point a label at a version", "prompts"),
+    PublicRoute("DELETE", "/v1/prompts/{name}/labels/{label}", "prompts", "Remove a label", "prompts"),
     PublicRoute("POST", "/v1/prompts/{name}/render", "prompts", "Render a prompt with variables", "prompts"),
+    PublicRoute("POST", "/v1/files", "training", "Upload a file of training examples", "fine-tuning"),
+    PublicRoute("GET", "/v1/files", "training", "List uploaded files", "fine-tuning"),
+    PublicRoute("GET", "/v1/files/{file_id}", "training", "One uploaded file", "fine-tuning"),
+    PublicRoute("POST", "/v1/fine_tuning/jobs", "training", "Create a fine-tuning job", "fine-tuning"),
+    PublicRoute("GET", "/v1/fine_tuning/jobs", "training", "List fine-tuning jobs", "fine-tuning"),
+    PublicRoute("GET", "/v1/fine_tuning/jobs/{job_id}", "training", "One fine-tuning job", "fine-tuning"),
+    PublicRoute("POST", "/v1/fine_tuning/jobs/{job_id}/cancel", "training", "Cancel a fine-tuning job", "fine-tuning"),
+    PublicRoute("GET", "/v1/fine_tuning/jobs/{job_id}/events", "training", "A job's events", "fine-tuning"),
+    PublicRoute("GET", "/v1/fine_tuning/jobs/{job_id}/checkpoints", "training", "A job's checkpoints", "fine-tuning"),
     PublicRoute("POST", "/v1/guard/check", "guard", "Run the guard rails on a text", "guard"),
     PublicRoute("GET", "/v1/events", "monitor", "Recent events on every topic of the platform", "system"),
     PublicRoute("GET", "/v1/dead-letters", "monitor", "Events whose deliveries were given up", "system"),
 )
+# The chat pipeline ends at inference, whose OpenAPI document holds the request and answer bodies.
+CHAT_SOURCE = ("POST", "/v1/chat/completions", "inference")
+# What the gateway reads on top of inference's chat request (documented, merged into its schema).
+CHAT_FIELDS = {
+    "type": "object",
+    "properties": {
+        "collection": {
+            "type": "string",
+            "description": 'Ground the answer in this collection\'s documents (or send `model: "rag/<collection>"`).',
+        },
+        "prompt": {
+            "description": "A managed prompt to render for the last user turn: its name, or "
+            "`{name, label | version, variables}`.",
+            "anyOf": [
+                {"type": "string"},
+                {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "label": {"type": "string"},
+                        "version": {"type": "integer"},
+                        "variables": {"type": "object", "additionalProperties": True},
+                    },
+                    "required": ["name"],
+                },
+            ],
+        },
+    },
+}
+SERVER_TIMING_HEADER = {
+    "Server-Timing": {
+        "description": "Each pipeline stage's duration in milliseconds: `guard-in`, `retrieve`, `prompt`, "
+        "`inference`, `guard-out`, `total` (a stream's header: the stages before generation).",
+        "schema": {"type": "string"},
+    }
+}
+
+
+def schema_sources() -> dict[tuple[str, str], str]:
+    """`(METHOD, path)` of each public route -> the app whose OpenAPI document describes it."""
+    sources = {(route.method, route.path): route.app_id for route in PUBLIC_ROUTES}
+    sources[CHAT_SOURCE[:2]] = CHAT_SOURCE[2]
+    return sources
 
 
 def _relay(route: PublicRoute) -> Callable[..., Awaitable[StreamingResponse]]:
@@ -85,9 +142,16 @@ def public_router() -> APIRouter:
         summary="Chat completion (OpenAI-compatible), through the guard, retrieval and prompt pipeline",
         description='Extra fields: `collection` (or `model: "rag/<collection>"`) grounds the answer in '
         "that collection's documents; `prompt` names a managed prompt (`{name, label|version, variables}`). "
-        "The answer adds `citations` and `lineage` (model, prompt version, trace id).",
+        "The answer adds `citations` and `lineage` (model, prompt version, trace id). The `Server-Timing` "
+        "header gives each stage's duration in milliseconds (`guard-in`, `retrieve`, `prompt`, `inference`, "
+        "`guard-out`, `total`); a stream's header holds the stages before generation and its last event "
+        "repeats it with every stage as `server_timing`.",
+        openapi_extra={"requestBody": {"content": {"application/json": {"schema": CHAT_FIELDS}}}},
+        responses={200: {"description": "The answer, whole or as server-sent events", "headers": SERVER_TIMING_HEADER}},
     )
     async def chat_completions(request: Request, api_key: ApiKeyDep) -> object:
+        timing = ServerTiming()
+        settings: GatewaySettings = request.app.state.settings
         limits = request.app.state.limits
         limits.admit(api_key)
         try:
@@ -98,16 +162,17 @@ def public_router() -> APIRouter:
             raise Problem(422, "The body must be a JSON object.")
         pipeline: ChatPipeline = request.app.state.chat
         request_id = current_request_id.get() or ""
-        plan = await pipeline.plan(body, request_id)
+        plan = await pipeline.plan(body, request_id, timing)
         if not body.get("stream"):
             answer = await pipeline.complete(plan, request_id)
             limits.spend(api_key, int((answer.get("usage") or {}).get("total_tokens") or 0))
-            return answer
+            headers = {"Server-Timing": timing.header()} if settings.server_timing else None
+            return JSONResponse(answer, headers=headers)
 
         async def events():
             meter = UsageMeter()
             try:
-                async for event in pipeline.stream(plan, request_id):
+                async for event in pipeline.stream(plan, request_id, report_timing=settings.server_timing):
                     meter.feed(event)
                     yield event
             except Problem as problem:
@@ -115,7 +180,24 @@ def public_router() -> APIRouter:
                 yield f"data: {json.dumps({'error': problem.body()})}\n\n".encode()
             limits.spend(api_key, meter.total_tokens)
 
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        headers = {"Cache-Control": "no-cache"}
+        if settings.server_timing:
+            headers["Server-Timing"] = timing.header(total=False)
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+    @router.get(
+        "/v1/openapi.json",
+        tags=["system"],
+        summary="One OpenAPI document for the platform's public API",
+        description="Every public route with the request and answer bodies of the app that serves it. When an "
+        "app cannot be reached the document is partial: `info.x-missing-apps` names the apps left out.",
+    )
+    async def platform_openapi(request: Request, api_key: ApiKeyDep) -> JSONResponse:
+        request.app.state.limits.admit(api_key)
+        document = await request.app.state.openapi.document()
+        # A partial document must not be kept by a cache: the next request may find every app.
+        cache = "no-store" if document["info"]["x-missing-apps"] else "private, max-age=60"
+        return JSONResponse(document, headers={"Cache-Control": cache})
 
     @router.get("/v1/system/health", tags=["system"], summary="Readiness of every app of the platform")
     async def get_system_health(request: Request, sidecar: SidecarDep, _key: ApiKeyDep) -> dict:

@@ -25,3 +25,8 @@ class GatewaySettings(ServiceSettings):
     # The managed prompt that grounds answers in retrieved chunks (variables: question, context).
     rag_prompt: str = Field("rag-answer", validation_alias="GATEWAY_RAG_PROMPT")
     retrieval_k: int = Field(4, ge=1, le=50, validation_alias="GATEWAY_RETRIEVAL_K")
+    # Tell callers each chat stage's duration (`Server-Timing`); off hides the platform's timings.
+    server_timing: bool = Field(True, validation_alias="GATEWAY_SERVER_TIMING")
+    # The merged OpenAPI document (/v1/openapi.json) is rebuilt from the apps' documents this often.
+    openapi_ttl_seconds: float = Field(300.0, ge=0, validation_alias="GATEWAY_OPENAPI_TTL_SECONDS")
+    openapi_timeout_seconds: float = Field(5.0, gt=0, validation_alias="GATEWAY_OPENAPI_TIMEOUT_SECONDS")

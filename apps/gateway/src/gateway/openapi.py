@@ -1,0 +1,285 @@
+"""One OpenAPI document for the platform's public API, merged from the apps' own documents.
+
+The gateway knows its public routes, their keys and limits, and which app serves each; the
+apps know the routes' parameters and request and response bodies. `merge_documents` puts the
+two together: each public operation is the serving app's operation (its parameters, bodies and
+responses, the app's components renamed `<app-id>.<Name>` so two apps' `Job` or
+`HTTPValidationError` cannot collide), under the gateway's summary, tags and security, with the
+answers the gateway itself gives (401, 429, 503 problem+json). Only components the public
+operations reach are kept: an app's internal routes and their schemas stay out.
+
+An app that cannot be reached leaves a partial document rather than none: its routes are listed
+with what the gateway knows of them, and `info.x-missing-apps` names the apps whose schemas
+are missing. A partial document is never cached, so the next request tries those apps again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import httpx
+
+from genai_platform.dapr import Sidecar
+
+log = logging.getLogger(__name__)
+
+GATEWAY = "gateway"
+METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
+PROBLEM_SCHEMA = f"{GATEWAY}.Problem"
+# What the gateway itself may answer on any public route, before or instead of the app.
+GATEWAY_RESPONSES = {
+    "401": "No API key, or not a valid one.",
+    "429": "Over this key's request rate or token quota; see `Retry-After`.",
+    "503": "The app serving this route cannot be reached right now; see `Retry-After`.",
+}
+PROBLEM = {
+    "type": "object",
+    "title": "Problem",
+    "description": "An RFC 9457 problem, the one error shape of the platform.",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+    },
+    "required": ["type", "title", "status", "detail"],
+    "additionalProperties": True,
+}
+
+Document = dict[str, Any]
+
+
+def _walk(node: Any) -> Iterator[dict[str, Any]]:
+    """Every JSON object in `node`, depth first."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def _renamed_ref(ref: str, prefix: str) -> str:
+    # "#/components/<section>/<name>": only the name changes.
+    parts = ref.split("/", 3)
+    if len(parts) == 4 and parts[:2] == ["#", "components"]:
+        return f"#/components/{parts[2]}/{prefix}{parts[3]}"
+    return ref
+
+
+def namespace(node: Any, prefix: str) -> Any:
+    """A copy of `node` with every local component reference renamed `<prefix><Name>`."""
+    node = copy.deepcopy(node)
+    for obj in _walk(node):
+        if isinstance(obj.get("$ref"), str):
+            obj["$ref"] = _renamed_ref(obj["$ref"], prefix)
+        discriminator = obj.get("discriminator")
+        mapping = discriminator.get("mapping") if isinstance(discriminator, dict) else None
+        if isinstance(mapping, dict):
+            for key, value in mapping.items():
+                if isinstance(value, str):
+                    mapping[key] = _renamed_ref(value, prefix)
+    return node
+
+
+def resolve(document: Document, ref: str) -> Any:
+    """The object a local `$ref` points at; KeyError when it points at nothing."""
+    if not ref.startswith("#/"):
+        raise KeyError(ref)
+    node: Any = document
+    for raw in ref[2:].split("/"):
+        token = raw.replace("~1", "/").replace("~0", "~")
+        if not isinstance(node, dict) or token not in node:
+            raise KeyError(ref)
+        node = node[token]
+    return node
+
+
+def dangling_refs(document: Document) -> list[str]:
+    """The `$ref`s in `document` that point at nothing (an empty list for a sound document)."""
+    dangling = []
+    for obj in _walk(document):
+        ref = obj.get("$ref")
+        if isinstance(ref, str):
+            try:
+                resolve(document, ref)
+            except KeyError:
+                dangling.append(ref)
+    return sorted(set(dangling))
+
+
+def _reachable_components(document: Document) -> dict[str, dict[str, Any]]:
+    """The components that the document's paths reach, directly or through other components."""
+    kept: dict[str, dict[str, Any]] = {}
+    pending = [document.get("paths", {})]
+    while pending:
+        for obj in _walk(pending.pop()):
+            ref = obj.get("$ref")
+            if not isinstance(ref, str) or not ref.startswith("#/components/"):
+                continue
+            _, _, section, name = ref.split("/", 3)
+            if name in kept.get(section, {}):
+                continue
+            try:
+                target = resolve(document, ref)
+            except KeyError:
+                continue  # reported by dangling_refs, not hidden by dropping it
+            kept.setdefault(section, {})[name] = target
+            pending.append(target)
+    return kept
+
+
+def _json_schema(operation: dict[str, Any]) -> dict[str, Any] | None:
+    content = (operation.get("requestBody") or {}).get("content") or {}
+    return (content.get("application/json") or {}).get("schema")
+
+
+def _public_operation(gateway_op: dict[str, Any], app_op: dict[str, Any], app_id: str) -> dict[str, Any]:
+    """The app's operation, as the gateway serves it."""
+    operation = namespace(app_op, f"{app_id}.")
+    for key in ("summary", "tags", "operationId"):
+        if key in gateway_op:
+            operation[key] = gateway_op[key]
+    operation["description"] = gateway_op.get("description") or operation.get("description", "")
+    operation.pop("security", None)  # the app's own token is not the caller's business
+    if "security" in gateway_op:
+        operation["security"] = gateway_op["security"]
+    # Fields the gateway reads on top of the app's body (chat's `collection`, `prompt`).
+    extension, base = _json_schema(gateway_op), _json_schema(operation)
+    if extension and base:
+        operation["requestBody"]["content"]["application/json"]["schema"] = {
+            "allOf": [base, namespace(extension, f"{GATEWAY}.")]
+        }
+    # Headers the gateway adds to the app's answers (chat's `Server-Timing`).
+    for status, response in (gateway_op.get("responses") or {}).items():
+        if response.get("headers") and status in operation.get("responses", {}):
+            target = operation["responses"][status]
+            target["headers"] = {**target.get("headers", {}), **namespace(response["headers"], f"{GATEWAY}.")}
+    return operation
+
+
+def _with_gateway_responses(operation: dict[str, Any]) -> dict[str, Any]:
+    responses = operation.setdefault("responses", {})
+    for status, description in GATEWAY_RESPONSES.items():
+        responses.setdefault(
+            status,
+            {
+                "description": description,
+                "content": {"application/problem+json": {"schema": {"$ref": f"#/components/schemas/{PROBLEM_SCHEMA}"}}},
+            },
+        )
+    return operation
+
+
+def merge_documents(
+    gateway_doc: Document,
+    sources: Mapping[tuple[str, str], str],
+    app_docs: Mapping[str, Document | None],
+) -> Document:
+    """The platform's public API: the gateway's `/v1/` routes with the serving apps' schemas.
+
+    `sources` maps `(METHOD, path)` of a public route to the app that serves it (routes the
+    gateway answers itself are not in it); `app_docs` holds each app's OpenAPI document, or
+    None for an app that could not be reached.
+    """
+    missing = sorted({app_id for app_id in sources.values() if app_docs.get(app_id) is None})
+    undocumented: list[str] = []
+    paths: dict[str, dict[str, Any]] = {}
+    for path, item in gateway_doc.get("paths", {}).items():
+        if not path.startswith("/v1/"):
+            continue  # probes and metrics are not the public API
+        for method, gateway_op in item.items():
+            if method not in METHODS:
+                continue
+            app_id = sources.get((method.upper(), path))
+            app_doc = app_docs.get(app_id) if app_id else None
+            app_op = ((app_doc or {}).get("paths", {}).get(path) or {}).get(method)
+            if app_op is not None and app_id is not None:
+                operation = _public_operation(gateway_op, app_op, app_id)
+            else:
+                operation = namespace(gateway_op, f"{GATEWAY}.")
+                if app_id is not None and app_doc is None:
+                    operation["x-schema-missing"] = f"the {app_id} app's document could not be read"
+                elif app_id is not None:
+                    undocumented.append(f"{method.upper()} {path}")  # the app has no such route
+            paths.setdefault(path, {})[method] = _with_gateway_responses(operation)
+
+    components: dict[str, dict[str, Any]] = {"schemas": {PROBLEM_SCHEMA: PROBLEM}}
+    for app_id, doc in [(GATEWAY, gateway_doc), *app_docs.items()]:
+        for section, entries in ((doc or {}).get("components") or {}).items():
+            if section == "securitySchemes":
+                continue  # only the gateway's API key scheme is the caller's
+            for name, entry in entries.items():
+                components.setdefault(section, {})[f"{app_id}.{name}"] = namespace(entry, f"{app_id}.")
+
+    info = dict(gateway_doc.get("info", {}))
+    info["x-missing-apps"] = missing
+    if missing:
+        info["description"] = (
+            f"{info.get('description', '')}\n\nPartial document: the schemas of {', '.join(missing)} "
+            "could not be read; their routes are listed without them."
+        ).strip()
+    if undocumented:
+        info["x-undocumented-operations"] = sorted(undocumented)
+    merged: Document = {"openapi": gateway_doc.get("openapi", "3.1.0"), "info": info, "paths": paths}
+    merged["components"] = {**components, "securitySchemes": {}}
+    reachable = _reachable_components({**merged, "components": components})
+    merged["components"] = {
+        **reachable,
+        "securitySchemes": (gateway_doc.get("components") or {}).get("securitySchemes", {}),
+    }
+    return merged
+
+
+class PlatformOpenApi:
+    """The merged document, built on first use and kept for `ttl` seconds when complete."""
+
+    def __init__(
+        self,
+        sidecar: Sidecar,
+        gateway_doc: Callable[[], Document],
+        sources: Mapping[tuple[str, str], str],
+        *,
+        ttl: float,
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sidecar = sidecar
+        self._gateway_doc = gateway_doc
+        self._sources = dict(sources)
+        self._ttl = ttl
+        self._timeout = timeout
+        self._clock = clock
+        self._cached: Document | None = None
+        self._built_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def document(self) -> Document:
+        async with self._lock:  # one fetch of every app at a time, however many callers
+            if self._cached is not None and self._clock() - self._built_at < self._ttl:
+                return self._cached
+            app_ids = sorted(set(self._sources.values()))
+            fetched = await asyncio.gather(*(self._fetch(app_id) for app_id in app_ids))
+            document = merge_documents(self._gateway_doc(), self._sources, dict(zip(app_ids, fetched, strict=True)))
+            if not document["info"]["x-missing-apps"]:
+                self._cached, self._built_at = document, self._clock()
+            return document
+
+    async def _fetch(self, app_id: str) -> Document | None:
+        try:
+            response = await self._sidecar.invoke(app_id, "openapi.json", method="GET", timeout=self._timeout)
+            document = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError) as error:
+            log.warning("the OpenAPI document of %s could not be read: %s", app_id, type(error).__name__)
+            return None
+        if not isinstance(document, dict) or not isinstance(document.get("paths"), dict):
+            log.warning("the OpenAPI document of %s could not be read: answered %s", app_id, response.status_code)
+            return None
+        return document
