@@ -10,6 +10,7 @@ apps' own.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from openai import OpenAI
 
 from gateway.openapi import dangling_refs, resolve
 from gateway.timing import parse_server_timing
-from harness import INGESTION_DAPRD_ARGS, AppWithSidecar, bearer, start_pair, wait_until
+from harness import INGESTION_DAPRD_ARGS, ROOT, SECRETS_FILE, AppWithSidecar, bearer, start_pair, wait_until
 
 APPS = ("guard", "prompts", "monitor", "features", "inference", "gateway")
 QUESTION = "What is the launch code word for the Kestrel-7 mission?"
@@ -173,6 +174,29 @@ def test_langchain_gets_a_grounded_answer_whole_and_streamed(stack, document, se
     # The model alone does not know the code word: the answers above came from the document.
     ungrounded = langchain_chat(stack, secrets, "smollm2").invoke(QUESTION)
     assert CODE_WORD not in ungrounded.content, ungrounded.content
+
+
+def readme_chat_examples() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Chat: OpenAI-compatible") : readme.index("### Fine-tune")]
+    return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+
+
+def test_the_readme_chat_examples_run(stack, document, capsys) -> None:
+    examples = readme_chat_examples()
+    assert len(examples) == 2  # the openai client and LangChain
+    for example in examples:
+        # The README's gateway, collection and secrets file are this stack's.
+        code = (
+            example.replace("http://127.0.0.1:8080", stack["gateway"].app.url)
+            .replace('"rag/handbooks"', repr(f"rag/{document['collection']}"))
+            .replace('".data/secrets.json"', repr(str(SECRETS_FILE)))
+        )
+        exec(compile(code, "README.md", "exec"), {})  # noqa: S102 (the README's own example)
+        printed = capsys.readouterr().out
+        assert printed.count(CODE_WORD) >= 2, printed  # the whole answer and the streamed one
+        if "citations" in example:
+            assert "Kestrel handbook" in printed, printed
 
 
 def platform_openapi(stack, secrets) -> httpx.Response:

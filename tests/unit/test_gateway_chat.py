@@ -1,6 +1,6 @@
 """Pure pieces of the gateway's chat pipeline."""
 
-from gateway.chat import SENTENCE_END, _json_mode, _last_user_text, _public_citations
+from gateway.chat import _json_mode, _last_user_text, _public_citations, may_end_sentence
 
 
 def test_the_question_is_the_last_user_turn() -> None:
@@ -29,5 +29,11 @@ def test_citations_leave_the_chunk_text_behind() -> None:
 
 
 def test_a_guard_step_is_asked_for_only_when_a_sentence_may_have_ended() -> None:
-    assert SENTENCE_END.search("Paris.") and SENTENCE_END.search("line\n")
-    assert not SENTENCE_END.search("Par")
+    assert may_end_sentence("It is Paris. ", "Paris. ") and may_end_sentence("a line\n", "\n")
+    assert not may_end_sentence("It is Par", "Par")
+    # Guard needs the whitespace after the end mark; it usually arrives with the next token.
+    assert not may_end_sentence("It is Paris.", "Paris.")
+    assert may_end_sentence("It is Paris. It", " It")
+    assert may_end_sentence('He said "go." Then', " Then")
+    assert not may_end_sentence("It is Paris. It is", " is")  # that sentence was asked about already
+    assert not may_end_sentence("Note: the", " the")  # guard does not end sentences at a colon

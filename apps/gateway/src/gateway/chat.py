@@ -28,8 +28,13 @@ from genai_platform.telemetry import current_trace_id
 # `model: "rag/<collection>"` asks for answers grounded in that collection, for clients (the
 # OpenAI SDK, LangChain) that cannot send extra fields easily.
 RAG_MODEL_PREFIX = "rag/"
-# Guard releases whole sentences only, so a stream step is worth a call once one may be complete.
-SENTENCE_END = re.compile(r"[.!?;:\n]")
+# Guard releases whole sentences only, so a stream step is worth a call once one may be complete:
+# guard's rule is an end mark (maybe closed by quotes or brackets) followed by whitespace, or a
+# newline. The whitespace usually comes with the next token, so the check looks at the end of
+# everything pending, not at the new token alone.
+SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f\u2026][\"'\u201d\u2019)\]]*\s|\n")
+# How far before a new token an end mark it completes may sit (closing quotes and brackets).
+SENTENCE_END_REACH = 8
 BUILTIN_SYSTEM_PROMPT = (
     "Answer the question using only the context below. If the context does not hold the answer, say so.\n\n"
     "Context:\n{context}"
@@ -193,7 +198,7 @@ class ChatPipeline:
                     if "inference-first" not in timing.durations_ms:
                         timing.add("inference-first", time.perf_counter() - opened)
                     pending += text
-                    if SENTENCE_END.search(text):
+                    if may_end_sentence(pending, text):
                         step = await self._stream_step(plan, pending, request_id, final=False)
                         pending, blocked = step["pending"], step["blocked"]
                         if step["released"]:
@@ -267,6 +272,14 @@ async def _sse_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]
             yield json.loads(payload)
         except ValueError:
             continue
+
+
+def may_end_sentence(pending: str, new_text: str) -> bool:
+    """True when `new_text`, just added to `pending`, may have completed a sentence."""
+    new_from = len(pending) - len(new_text)
+    window = max(0, new_from - SENTENCE_END_REACH)
+    # Only a sentence end that the new text completes counts: earlier ones were asked about.
+    return any(match.end() > new_from for match in SENTENCE_END.finditer(pending, window))
 
 
 def _sse(event: dict[str, Any]) -> bytes:

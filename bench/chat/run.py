@@ -1,0 +1,312 @@
+"""Chat pipeline benchmark: what the gateway's pipeline adds to a streamed answer, stage by stage.
+
+Targets, each sent the same questions (greedy, exactly MAX_TOKENS output tokens: end of
+sequence suppressed with `ignore_eos`), streamed:
+  (a) inference      - the inference app called directly on its port (app token)
+  (b) inference-dapr - the same app through its daprd (service invocation)
+  (c) gateway        - the gateway's /v1/chat/completions with no collection:
+                       input rails -> inference -> output rails, each through Dapr
+  (d) gateway-rag    - the same with `model: "rag/<collection>"`: input rails -> retrieval ->
+                       prompt render -> inference -> output rails
+
+Measured per request at the client: time to first token (TTFT: the first content delta) and
+the whole request; from the gateway's timings (the `Server-Timing` header, repeated with every
+stage in the stream's last event): each stage's duration. Prints one table with TTFT ratios
+against (a) and one of stage medians, and writes JSON to bench/results/.
+
+    uv run python bench/chat/run.py [--levels 1,4] [--requests 16] [--max-tokens 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+from gateway.timing import parse_server_timing
+
+ROOT = Path(__file__).resolve().parents[2]
+# The test harness already starts daprd and apps on free loopback ports with tokens.
+sys.path.insert(0, str(ROOT / "tests"))
+
+from harness import INGESTION_DAPRD_ARGS, AppWithSidecar, read_secrets, start_pair, wait_until  # noqa: E402
+
+APPS = ("guard", "prompts", "features", "inference", "gateway")
+DOCUMENT = (
+    "Kestrel Launch Systems handbook. The launch code word for the Kestrel-7 mission is MARIGOLD-PELICAN. "
+    "The Kestrel-7 rocket lifts off from pad 39C at dawn. Fuel loading starts six hours before launch and "
+    "takes ninety minutes. The flight director is Amara Okafor. The payload is a weather satellite named "
+    "Tern-2 that will map sea ice. Launches are scrubbed when ground winds exceed thirty knots."
+)
+QUESTIONS = [
+    "What is the launch code word for the Kestrel-7 mission?",
+    "Where does the Kestrel-7 rocket lift off from?",
+    "When does fuel loading start?",
+    "Who is the flight director?",
+    "What is the payload of the mission?",
+    "When is a launch scrubbed?",
+    "How long does fuel loading take?",
+    "What will the satellite map?",
+]
+# The gateway's stages in pipeline order, as its Server-Timing names them.
+STAGES = ("guard-in", "retrieve", "prompt", "inference-first", "inference", "guard-out", "first-token", "total")
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    headers: dict[str, str]
+    model: str = "smollm2"
+
+
+@dataclass
+class Sample:
+    ttft_s: float
+    total_s: float
+    stages_ms: dict[str, float]
+
+
+@dataclass
+class Level:
+    target: str
+    concurrency: int
+    requests: int
+    errors: int
+    wall_s: float
+    ttft_p50_ms: float | None
+    ttft_p95_ms: float | None
+    total_p50_ms: float | None
+    stages_p50_ms: dict[str, float] = field(default_factory=dict)
+    stages_p95_ms: dict[str, float] = field(default_factory=dict)
+    error_samples: list[str] = field(default_factory=list)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def one_request(client: httpx.AsyncClient, target: Target, question: str, max_tokens: int) -> Sample:
+    body = {
+        "model": target.model,
+        "messages": [{"role": "user", "content": question}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    started = time.perf_counter()
+    first = None
+    stages: dict[str, float] = {}
+    async with client.stream("POST", target.url, json=body, headers=target.headers) as response:
+        response.raise_for_status()
+        stages = parse_server_timing(response.headers.get("server-timing", ""))
+        async for line in response.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            event = json.loads(line[6:])
+            if "error" in event:
+                raise RuntimeError(f"the stream ended with an error: {event['error'].get('detail')}")
+            if event.get("choices") and (event["choices"][0].get("delta") or {}).get("content"):
+                first = first or time.perf_counter()
+            if event.get("server_timing"):
+                stages = parse_server_timing(event["server_timing"])
+    end = time.perf_counter()
+    if first is None:
+        raise RuntimeError("no content arrived")
+    return Sample(first - started, end - started, stages)
+
+
+async def run_level(target: Target, concurrency: int, requests: int, max_tokens: int) -> Level:
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for i in range(max(requests, concurrency)):
+        queue.put_nowait(QUESTIONS[i % len(QUESTIONS)])
+    total = queue.qsize()
+    samples: list[Sample] = []
+    errors, error_samples = 0, []
+    async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=concurrency + 4)) as client:
+
+        async def worker() -> None:
+            nonlocal errors
+            while not queue.empty():
+                question = queue.get_nowait()
+                try:
+                    samples.append(await one_request(client, target, question, max_tokens))
+                except (httpx.HTTPError, RuntimeError, json.JSONDecodeError) as error:
+                    errors += 1
+                    if len(error_samples) < 3:
+                        error_samples.append(f"{type(error).__name__}: {error}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+
+    def ms(value: float | None) -> float | None:
+        return None if value is None else round(value * 1000, 1)
+
+    def stage_percentile(q: float) -> dict[str, float]:
+        names = {name for sample in samples for name in sample.stages_ms}
+        return {
+            name: round(percentile([s.stages_ms[name] for s in samples if name in s.stages_ms], q) or 0.0, 1)
+            for name in sorted(names, key=lambda n: STAGES.index(n) if n in STAGES else len(STAGES))
+        }
+
+    return Level(
+        target.name,
+        concurrency,
+        total,
+        errors,
+        round(wall, 2),
+        ms(percentile([s.ttft_s for s in samples], 0.5)),
+        ms(percentile([s.ttft_s for s in samples], 0.95)),
+        ms(percentile([s.total_s for s in samples], 0.5)),
+        stage_percentile(0.5),
+        stage_percentile(0.95),
+        error_samples,
+    )
+
+
+def fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}ms"
+
+
+def tables(levels: list[Level]) -> str:
+    by = {(lv.target, lv.concurrency): lv for lv in levels}
+    header = (
+        f"{'target':<16}{'conc':>5}{'reqs':>6}{'err':>5}{'TTFT p50':>10}{'TTFT p95':>10}{'x direct':>10}"
+        f"{'total p50':>11}"
+    )
+    lines = [header, "-" * len(header)]
+    for lv in levels:
+        direct = by.get(("inference", lv.concurrency))
+        ratio = (
+            f"{lv.ttft_p50_ms / direct.ttft_p50_ms:.2f}" if direct and direct.ttft_p50_ms and lv.ttft_p50_ms else "-"
+        )
+        lines.append(
+            f"{lv.target:<16}{lv.concurrency:>5}{lv.requests:>6}{lv.errors:>5}{fmt(lv.ttft_p50_ms):>10}"
+            f"{fmt(lv.ttft_p95_ms):>10}{ratio:>10}{fmt(lv.total_p50_ms):>11}"
+        )
+    staged = [lv for lv in levels if lv.stages_p50_ms]
+    if staged:
+        lines += ["", "gateway stages, p50 (ms; from Server-Timing)"]
+        header = f"{'target':<16}{'conc':>5}" + "".join(f"{name:>16}" for name in STAGES)
+        lines += [header, "-" * len(header)]
+        for lv in staged:
+            cells = "".join(f"{fmt(lv.stages_p50_ms.get(name)):>16}" for name in STAGES)
+            lines.append(f"{lv.target:<16}{lv.concurrency:>5}{cells}")
+    for concurrency in sorted({lv.concurrency for lv in levels}):
+        base = by.get(("inference", concurrency))
+        for name in ("inference-dapr", "gateway", "gateway-rag"):
+            other = by.get((name, concurrency))
+            if base and other and base.ttft_p50_ms and other.ttft_p50_ms:
+                added = other.ttft_p50_ms - base.ttft_p50_ms
+                lines.append(
+                    f"{name} adds {added:+.0f} ms ({100 * added / base.ttft_p50_ms:+.0f}%) to TTFT p50 "
+                    f"at concurrency {concurrency}"
+                )
+    table = "\n".join(lines)
+    sys.stdout.write(table + "\n")
+    return table
+
+
+def ingest(stack: dict[str, AppWithSidecar]) -> str:
+    """One handbook in a fresh collection, indexed before the benchmark starts."""
+    collection = f"bench-{uuid.uuid4().hex[:8]}"
+    with stack["ingestion"].sidecar.client() as dapr:
+        created = dapr.post(
+            "/v1.0/invoke/ingestion/method/v1/documents",
+            json={"text": f"{DOCUMENT} (Edition {collection}.)", "title": "Kestrel handbook", "collection": collection},
+            timeout=60,
+        )
+        created.raise_for_status()
+        document_id = created.json()["id"]
+
+        def indexed() -> bool:
+            found = dapr.post(
+                "/v1.0/invoke/features/method/v1/search",
+                json={"query": "MARIGOLD-PELICAN", "collection": collection, "mode": "keyword"},
+            )
+            return any(hit["document_id"] == document_id for hit in found.json()["results"])
+
+        wait_until(indexed, what="the handbook indexed", timeout=120)
+    return collection
+
+
+async def bench(targets: list[Target], levels: list[int], requests: int, max_tokens: int) -> list[Level]:
+    results = []
+    for target in targets:
+        # One warm-up request per target: first-call costs are not what this measures.
+        await run_level(target, 1, 1, 4)
+    for concurrency in levels:
+        for target in targets:
+            level = await run_level(target, concurrency, requests, max_tokens)
+            sys.stdout.write(f"{level}\n")
+            sys.stdout.flush()
+            results.append(level)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--levels", default="1,4")
+    parser.add_argument("--requests", type=int, default=16, help="requests per target and level")
+    parser.add_argument("--max-tokens", type=int, default=32)
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logs = Path(tempfile.mkdtemp(prefix="bench-chat-"))
+    secrets = read_secrets()
+    stack: dict[str, AppWithSidecar] = {}
+    try:
+        stack["ingestion"] = start_pair("ingestion", logs, secrets, extra_args=INGESTION_DAPRD_ARGS)
+        for app_id in APPS:
+            stack[app_id] = start_pair(app_id, logs, secrets, timeout=300)
+        collection = ingest(stack)
+        inference, gateway = stack["inference"], stack["gateway"]
+        key = {"Authorization": f"Bearer {secrets['gateway-api-keys'].split(',')[0]}"}
+        app_token = {"dapr-api-token": secrets["app-api-token"]}
+        targets = [
+            Target("inference", f"{inference.app.url}/v1/chat/completions", app_token),
+            Target(
+                "inference-dapr",
+                f"{inference.sidecar.url}/v1.0/invoke/inference/method/v1/chat/completions",
+                {"dapr-api-token": secrets["dapr-api-token"]},
+            ),
+            Target("gateway", f"{gateway.app.url}/v1/chat/completions", key),
+            Target("gateway-rag", f"{gateway.app.url}/v1/chat/completions", key, model=f"rag/{collection}"),
+        ]
+        results = asyncio.run(bench(targets, levels, args.requests, args.max_tokens))
+    finally:
+        for pair in reversed(stack.values()):
+            pair.stop()
+
+    table = tables(results)
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"chat-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    meta = {
+        "max_tokens": args.max_tokens,
+        "levels": levels,
+        "requests": args.requests,
+        "cpus": os.cpu_count(),
+        "logs": str(logs),
+    }
+    path.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results], "table": table}, indent=2))
+    sys.stdout.write(f"written: {path.relative_to(ROOT)}\n")
+
+
+if __name__ == "__main__":
+    main()
