@@ -58,6 +58,10 @@ PUBLIC_ROUTES = (
     PublicRoute("POST", "/v1/fine_tuning/jobs/{job_id}/cancel", "training", "Cancel a fine-tuning job", "fine-tuning"),
     PublicRoute("GET", "/v1/fine_tuning/jobs/{job_id}/events", "training", "A job's events", "fine-tuning"),
     PublicRoute("GET", "/v1/fine_tuning/jobs/{job_id}/checkpoints", "training", "A job's checkpoints", "fine-tuning"),
+    PublicRoute(
+        "POST", "/v1/fine_tuning/workflows", "training", "Fine-tune, evaluate, register and promote", "fine-tuning"
+    ),
+    PublicRoute("GET", "/v1/fine_tuning/workflows/{instance_id}", "training", "One workflow's progress", "fine-tuning"),
     PublicRoute("POST", "/v1/guard/check", "guard", "Run the guard rails on a text", "guard"),
     PublicRoute("GET", "/v1/events", "monitor", "Recent events on every topic of the platform", "system"),
     PublicRoute("GET", "/v1/dead-letters", "monitor", "Events whose deliveries were given up", "system"),
