@@ -9,10 +9,12 @@ sequence suppressed with `ignore_eos`), streamed:
   (d) gateway-rag    - the same with `model: "rag/<collection>"`: input rails -> retrieval ->
                        prompt render -> inference -> output rails
 
-Measured per request at the client: time to first token (TTFT: the first content delta) and
-the whole request; from the gateway's timings (the `Server-Timing` header, repeated with every
-stage in the stream's last event): each stage's duration. Prints one table with TTFT ratios
-against (a) and one of stage medians, and writes JSON to bench/results/.
+Measured per request at the client: time to first token (TTFT: the first content delta), the
+whole request and how many events carried text (one per token direct; one per checked sentence
+through the gateway, whose output rails release whole sentences). From the gateway's timings
+(the `Server-Timing` header, repeated with every stage in the stream's last event): each
+stage's duration. Prints one table with TTFT ratios against (a) and one of stage medians, and
+writes JSON to bench/results/.
 
     uv run python bench/chat/run.py [--levels 1,4] [--requests 16] [--max-tokens 32]
 """
@@ -73,7 +75,9 @@ class Target:
 class Sample:
     ttft_s: float
     total_s: float
+    text_events: int  # events that carried text: one per token direct, one per sentence through guard
     stages_ms: dict[str, float]
+    text: str
 
 
 @dataclass
@@ -86,9 +90,11 @@ class Level:
     ttft_p50_ms: float | None
     ttft_p95_ms: float | None
     total_p50_ms: float | None
+    text_events_p50: float | None
     stages_p50_ms: dict[str, float] = field(default_factory=dict)
     stages_p95_ms: dict[str, float] = field(default_factory=dict)
     error_samples: list[str] = field(default_factory=list)
+    answer_samples: list[str] = field(default_factory=list)  # what the answers looked like
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -109,7 +115,7 @@ async def one_request(client: httpx.AsyncClient, target: Target, question: str, 
         "stream_options": {"include_usage": True},
     }
     started = time.perf_counter()
-    first = None
+    first, events, text = None, 0, ""
     stages: dict[str, float] = {}
     async with client.stream("POST", target.url, json=body, headers=target.headers) as response:
         response.raise_for_status()
@@ -122,12 +128,14 @@ async def one_request(client: httpx.AsyncClient, target: Target, question: str, 
                 raise RuntimeError(f"the stream ended with an error: {event['error'].get('detail')}")
             if event.get("choices") and (event["choices"][0].get("delta") or {}).get("content"):
                 first = first or time.perf_counter()
+                events += 1
+                text += event["choices"][0]["delta"]["content"]
             if event.get("server_timing"):
                 stages = parse_server_timing(event["server_timing"])
     end = time.perf_counter()
     if first is None:
         raise RuntimeError("no content arrived")
-    return Sample(first - started, end - started, stages)
+    return Sample(first - started, end - started, events, stages, text)
 
 
 async def run_level(target: Target, concurrency: int, requests: int, max_tokens: int) -> Level:
@@ -173,9 +181,11 @@ async def run_level(target: Target, concurrency: int, requests: int, max_tokens:
         ms(percentile([s.ttft_s for s in samples], 0.5)),
         ms(percentile([s.ttft_s for s in samples], 0.95)),
         ms(percentile([s.total_s for s in samples], 0.5)),
+        percentile([float(s.text_events) for s in samples], 0.5),
         stage_percentile(0.5),
         stage_percentile(0.95),
         error_samples,
+        [sample.text for sample in samples[:2]],
     )
 
 
@@ -187,7 +197,7 @@ def tables(levels: list[Level]) -> str:
     by = {(lv.target, lv.concurrency): lv for lv in levels}
     header = (
         f"{'target':<16}{'conc':>5}{'reqs':>6}{'err':>5}{'TTFT p50':>10}{'TTFT p95':>10}{'x direct':>10}"
-        f"{'total p50':>11}"
+        f"{'total p50':>11}{'text events':>13}"
     )
     lines = [header, "-" * len(header)]
     for lv in levels:
@@ -198,14 +208,15 @@ def tables(levels: list[Level]) -> str:
         lines.append(
             f"{lv.target:<16}{lv.concurrency:>5}{lv.requests:>6}{lv.errors:>5}{fmt(lv.ttft_p50_ms):>10}"
             f"{fmt(lv.ttft_p95_ms):>10}{ratio:>10}{fmt(lv.total_p50_ms):>11}"
+            f"{'-' if lv.text_events_p50 is None else f'{lv.text_events_p50:.0f}':>13}"
         )
     staged = [lv for lv in levels if lv.stages_p50_ms]
     if staged:
         lines += ["", "gateway stages, p50 (ms; from Server-Timing)"]
-        header = f"{'target':<16}{'conc':>5}" + "".join(f"{name:>16}" for name in STAGES)
+        header = f"{'target':<16}{'conc':>5}" + "".join(f"{name:>{len(name) + 2}}" for name in STAGES)
         lines += [header, "-" * len(header)]
         for lv in staged:
-            cells = "".join(f"{fmt(lv.stages_p50_ms.get(name)):>16}" for name in STAGES)
+            cells = "".join(f"{fmt(lv.stages_p50_ms.get(name)):>{len(name) + 2}}" for name in STAGES)
             lines.append(f"{lv.target:<16}{lv.concurrency:>5}{cells}")
     for concurrency in sorted({lv.concurrency for lv in levels}):
         base = by.get(("inference", concurrency))
