@@ -49,7 +49,7 @@ def create_app(settings: FeaturesSettings) -> FastAPI:
         )
         app.state.embedder = embedder
         app.state.index = ChunkIndex(embedder.dimensions)
-        store = IndexStore(app.state.sidecar)
+        store = app.state.index_store = IndexStore(app.state.sidecar)
         await _wait_for_sidecar(app, settings.sidecar_wait_s)
         await store.load(app.state.index)
         app.state.index_rebuilt = True

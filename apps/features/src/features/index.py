@@ -3,22 +3,29 @@
 State keys (prefixed with the app-id by the store):
   part:<document_id>:<part>   the chunks of one `documents.ingested` event, with embeddings
   manifest                      which part keys exist, per document: what a restart reads
+  tombstone:<document_id>       the highest revision of a deleted document (see revisions.py);
+                                kept for good: a few dozen bytes per deleted document
 
 A part is written before the manifest names it, and the manifest before the in-memory index
 changes, so a crash at any point leaves either nothing visible or a part that the redelivered
-event writes again (same key, same content).
+event writes again (same key, same content). A tombstone is written before a delete touches
+the index, so from then on no late event of that revision is indexed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
 from features.bm25 import BM25Index
+from features.revisions import Tombstone
 from genai_platform.dapr import Sidecar, StateConflict
 
 log = logging.getLogger(__name__)
@@ -36,6 +43,7 @@ class IndexedChunk:
     title: str
     collection: str
     heading: str | None = None
+    revision: int = 1  # the ingestion of the document this chunk came from
 
 
 class ChunkIndex:
@@ -51,6 +59,7 @@ class ChunkIndex:
         self._chunks: list[IndexedChunk] = []
         self._rows: dict[str, int] = {}
         self._by_document: dict[str, set[str]] = {}
+        self._revisions: dict[str, int] = {}
         self.keywords = BM25Index()
 
     def __len__(self) -> int:
@@ -66,6 +75,13 @@ class ChunkIndex:
 
     def vector(self, chunk_id: str) -> np.ndarray:
         return self._vectors[self._rows[chunk_id]]
+
+    def revision(self, document_id: str) -> int | None:
+        """The revision of the document the index holds; None when it holds none of it."""
+        return self._revisions.get(document_id)
+
+    def chunk_ids(self, document_id: str) -> set[str]:
+        return set(self._by_document.get(document_id, ()))
 
     def has(self, chunk_id: str, chunk_hash: str) -> bool:
         existing = self.get(chunk_id)
@@ -87,9 +103,11 @@ class ChunkIndex:
                 self._chunks[row] = chunk
             self._vectors[row] = vector
             self._by_document.setdefault(chunk.document_id, set()).add(chunk.id)
+            self._revisions[chunk.document_id] = chunk.revision
             self.keywords.add(chunk.id, _keyword_text(chunk))
 
     def remove_document(self, document_id: str) -> int:
+        self._revisions.pop(document_id, None)
         ids = self._by_document.pop(document_id, set())
         for chunk_id in ids:
             self._remove(chunk_id)
@@ -129,6 +147,10 @@ def part_key(document_id: str, part: int) -> str:
     return f"part:{document_id}:{part}"
 
 
+def tombstone_key(document_id: str) -> str:
+    return f"tombstone:{document_id}"
+
+
 class IndexStore:
     """The index's durable copy in the state store, and the rebuild from it."""
 
@@ -147,6 +169,18 @@ class IndexStore:
         }
         await self._sidecar.save_state(part_key(document_id, part), value)
         await self._change_manifest(lambda parts: _add_part(parts, document_id, part))
+
+    async def tombstone(self, document_id: str) -> Tombstone | None:
+        item = await self._sidecar.get_state(tombstone_key(document_id))
+        return Tombstone(**item.value) if item is not None else None
+
+    async def change_tombstone(self, document_id: str, change: Callable[[Tombstone | None], Tombstone]) -> None:
+        """Read-modify-write of one document's tombstone under its ETag (other replicas)."""
+
+        def apply(value: dict[str, Any] | None) -> dict[str, Any]:
+            return asdict(change(Tombstone(**value) if value is not None else None))
+
+        await self._change(tombstone_key(document_id), apply)
 
     async def forget_document(self, document_id: str) -> None:
         removed: list[int] = []
@@ -173,22 +207,32 @@ class IndexStore:
         log.info("index rebuilt", extra={"chunks": len(index), "documents": index.documents})
 
     async def _change_manifest(self, change) -> None:
+        def apply(value: dict[str, Any] | None) -> dict[str, Any]:
+            # A deep copy: the unchanged value is compared with the changed one.
+            manifest = copy.deepcopy(value) if value else {"parts": {}}
+            change(manifest["parts"])
+            return manifest
+
         async with self._manifest_lock:
-            for attempt in range(20):
-                item = await self._sidecar.get_state(MANIFEST_KEY)
-                manifest = dict(item.value) if item else {"parts": {}}
-                change(manifest["parts"])
-                try:
-                    await self._sidecar.save_state(
-                        MANIFEST_KEY,
-                        manifest,
-                        etag=item.etag if item else None,
-                        concurrency="first-write" if item else None,
-                    )
-                    return
-                except StateConflict:
-                    await asyncio.sleep(0.05 * (attempt + 1))
-            raise StateConflict(409, "ERR_STATE_SAVE", "the manifest kept changing")
+            await self._change(MANIFEST_KEY, apply)
+
+    async def _change(self, key: str, apply: Callable[[Any], Any]) -> None:
+        """Write `apply(current value)` under the key's ETag; re-read and retry on a lost race.
+
+        A StateConflict after that is a DaprError: the event handler answers RETRY."""
+        for attempt in range(20):
+            item = await self._sidecar.get_state(key)
+            value = apply(item.value if item else None)
+            if item is not None and value == item.value:
+                return  # nothing changes: no write
+            try:
+                await self._sidecar.save_state(
+                    key, value, etag=item.etag if item else None, concurrency="first-write" if item else None
+                )
+                return
+            except StateConflict:
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise StateConflict(409, "ERR_STATE_SAVE", f"{key} kept changing")
 
 
 def _add_part(parts: dict[str, list[int]], document_id: str, part: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, model_validator
 
 from features.search import Mode, SearchParams, search
+from genai_platform.dapr import DaprError
 from genai_platform.errors import Problem
 from genai_platform.events import CloudEvent, DeliveryAnswer, Topic
 
@@ -115,11 +117,24 @@ async def index_stats(request: Request) -> dict[str, Any]:
     }
 
 
-@api.get("/index/documents/{document_id}", summary="The chunk ids indexed for one document")
+@api.get(
+    "/index/documents/{document_id}",
+    summary="One document in the index: its chunk ids and revision, and its tombstone if it was deleted",
+)
 async def indexed_document(request: Request, document_id: str) -> dict[str, Any]:
-    _, chunks = request.app.state.index.matrix()
-    ids = sorted(chunk.id for chunk in chunks if chunk.document_id == document_id)
-    return {"document_id": document_id, "chunk_ids": ids}
+    state = request.app.state
+    try:
+        tombstone = await state.index_store.tombstone(document_id)
+    except DaprError as error:
+        raise Problem(
+            503, "The index's state store is unavailable; try again.", headers={"Retry-After": "2"}
+        ) from error
+    return {
+        "document_id": document_id,
+        "chunk_ids": sorted(state.index.chunk_ids(document_id)),
+        "revision": state.index.revision(document_id),
+        "tombstone": asdict(tombstone) if tombstone else None,
+    }
 
 
 @dapr_routes.get("/dapr/subscribe")

@@ -3,11 +3,17 @@
 Keys (the state store prefixes them with the app-id):
   document:<id>          the document record, written last: it exists only once every chunk does
   chunk:<id>:<index>    one chunk each
+  deleted:<id>           the last revision of this id that was deleted (kept after the delete)
   catalog                 summaries of every document, for listing and filtering
 
 A document's id comes from its content hash, so storing the same text twice writes the same
 keys: a retried or concurrent ingestion can never leave a second copy, and a crash half-way
 is repaired by the next attempt (see `Ingestor` for the order of writes).
+
+The same content ingested again after a delete gets the same id, so each ingestion of an id
+has a revision: 1 the first time, one more than the last deleted revision after that. Both
+events carry it, and an index refuses a `documents.ingested` of a revision already deleted: an
+event that arrives late (a subscriber that was down) cannot bring a deleted document back.
 """
 
 from __future__ import annotations
@@ -56,6 +62,8 @@ class Document(BaseModel):
     chunk_count: int
     tokens: int
     created_at: str
+    # Which ingestion of this id (content) this is; see the module's docstring.
+    revision: int = 1
     state: DocumentState = DocumentState.STORED
 
     def summary(self) -> dict[str, Any]:
@@ -82,6 +90,10 @@ def chunk_key(doc_id: str, index: int) -> str:
 
 def document_key(doc_id: str) -> str:
     return f"document:{doc_id}"
+
+
+def deleted_key(doc_id: str) -> str:
+    return f"deleted:{doc_id}"
 
 
 def now() -> str:
@@ -133,14 +145,21 @@ class DocumentStore:
         operations.append(StateOperation("upsert", document_key(document.id), document.model_dump(mode="json")))
         await self._sidecar.transact(operations)
 
+    async def next_revision(self, doc_id: str) -> int:
+        """The revision a new ingestion of `doc_id` gets: one past the last one deleted."""
+        item = await self._sidecar.get_state(deleted_key(doc_id))
+        return (int(item.value["revision"]) if item is not None else 0) + 1
+
     async def mark_published(self, document: Document) -> Document:
         published = document.model_copy(update={"state": DocumentState.PUBLISHED})
         await self._sidecar.save_state(document_key(document.id), published.model_dump(mode="json"))
         return published
 
     async def delete(self, document: Document) -> None:
+        """Chunks and record out, and the deleted revision in, in one transaction."""
         operations = [StateOperation("delete", chunk_key(document.id, index)) for index in range(document.chunk_count)]
         operations.append(StateOperation("delete", document_key(document.id)))
+        operations.append(StateOperation("upsert", deleted_key(document.id), {"revision": document.revision}))
         await self._sidecar.transact(operations)
 
     # --- catalog ------------------------------------------------------------------------------

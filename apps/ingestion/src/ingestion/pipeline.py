@@ -82,6 +82,7 @@ class Ingestor:
             chunks = await self._store.chunks(existing)
             return Ingested(await self._announce(existing, chunks), created=False)
 
+        revision = await self._store.next_revision(doc_id)
         pieces = await asyncio.to_thread(self._chunker.chunks, cleaned)
         chunks = stored_chunks(doc_id, pieces)
         title = meta.title or _first_line(cleaned)
@@ -97,6 +98,7 @@ class Ingestor:
             chunk_count=len(chunks),
             tokens=sum(chunk.tokens for chunk in chunks),
             created_at=now(),
+            revision=revision,
         )
         await self._store.save(document, chunks)
         log.info("document stored", extra={"document_id": doc_id, "chunks": len(chunks)})
@@ -115,6 +117,7 @@ class Ingestor:
                     "source": document.source,
                     "tags": document.tags,
                     "content_hash": document.content_hash,
+                    "revision": document.revision,
                     "part": number,
                     "parts": len(parts),
                     "chunks": [chunk.model_dump(mode="json") for chunk in part],
@@ -129,10 +132,19 @@ class Ingestor:
         return await self._store.mark_published(document)
 
     async def delete(self, document: Document) -> None:
-        """Announce first, then forget: if the delete fails half-way, asking again finishes it."""
+        """Announce first, then forget: if the delete fails half-way, asking again finishes it.
+
+        The event names the revision deleted: indexes refuse that revision's `documents.ingested`
+        events from then on, however late they arrive, and take the next ingestion of the same
+        content (a higher revision)."""
         await self._sidecar.publish(
             Topic.DOCUMENTS_DELETED,
-            {"document_id": document.id, "collection": document.collection, "chunk_count": document.chunk_count},
+            {
+                "document_id": document.id,
+                "collection": document.collection,
+                "chunk_count": document.chunk_count,
+                "revision": document.revision,
+            },
         )
         await self._store.delete(document)
         await self._store.catalog_remove(document.id)
