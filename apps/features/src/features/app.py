@@ -54,7 +54,10 @@ def create_app(settings: FeaturesSettings) -> FastAPI:
         await store.load(app.state.index)
         app.state.index_rebuilt = True
         app.state.indexer = Indexer(app.state.sidecar, embedder, app.state.index, store, settings.app_id)
-        log.info("ready", extra={"chunks": len(app.state.index), "device": embedder.device})
+        log.info(
+            "ready",
+            extra={"chunks": len(app.state.index), "device": embedder.device, "batch_size": embedder.batch_size},
+        )
         try:
             yield
         finally:

@@ -26,7 +26,8 @@ class FeaturesSettings(ServiceSettings):
     model_path: str | None = Field(None, validation_alias="FEATURES_MODEL")
     model_name: str = Field("all-MiniLM-L6-v2", validation_alias="FEATURES_MODEL_NAME")
     device: str | None = Field(None, validation_alias="FEATURES_DEVICE", description="cpu, cuda; default: best")
-    batch_size: int = Field(64, validation_alias="FEATURES_BATCH_SIZE", ge=1, le=1024)
+    # Texts per forward pass; default by device (embedding.default_batch_size).
+    batch_size: int | None = Field(None, validation_alias="FEATURES_BATCH_SIZE", ge=1, le=1024)
     # Largest /v1/embeddings request, in inputs.
     max_inputs: int = Field(2048, validation_alias="FEATURES_MAX_INPUTS", ge=1)
     # How long start-up waits for the sidecar (the index is rebuilt from its state store).
