@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from harness import INGESTION_DAPRD_ARGS, AppWithSidecar, start_pair, wait_until  # noqa: F401 (re-exported)
+from harness import INGESTION_DAPRD_ARGS, AppWithSidecar, start_pair, wait_until
 
 
 @dataclass
@@ -47,6 +48,30 @@ class Knowledge:
     def stop(self) -> None:
         for pair in (self.features, self.ingestion):
             pair.stop()
+
+
+def start_knowledge(
+    log_dir: Path,
+    secrets: dict[str, str],
+    *,
+    resources: list[Path] | None = None,
+    ingestion_env: dict[str, str] | None = None,
+) -> Knowledge:
+    """Features, then ingestion (which publishes to it), each beside its own sidecar."""
+    features = start_pair("features", log_dir, secrets, resources=resources)
+    try:
+        ingestion = start_pair(
+            "ingestion",
+            log_dir,
+            secrets,
+            resources=resources,
+            env=ingestion_env,
+            extra_args=INGESTION_DAPRD_ARGS,
+        )
+    except BaseException:
+        features.stop()
+        raise
+    return Knowledge(ingestion, features)
 
 
 def elapsed(start: float) -> float:

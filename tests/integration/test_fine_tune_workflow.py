@@ -9,22 +9,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_training_jobs import QUESTIONS, chat_jsonl, job_list, upload
+from test_training_jobs import QUESTIONS, TINY_LORA, chat_jsonl, job_list, upload
 
 from harness import wait_until
 
 WORKFLOWS = "/v1.0/invoke/training/method/v1/fine_tuning/workflows"
 JOBS = "/v1.0/invoke/training/method/v1/fine_tuning/jobs"
 MODELS = "/v1.0/invoke/registry/method/v1/models"
-# Tiny and quick: the point is the flow, not the model.
-HYPERPARAMETERS = {
-    "max_steps": 6,
-    "batch_size": 2,
-    "learning_rate": 0.002,
-    "lora_rank": 8,
-    "max_seq_length": 64,
-    "checkpoint_every": 2,
-}
 
 
 @pytest.fixture
@@ -71,7 +62,7 @@ def test_refused_requests_start_nothing_and_a_failing_gate_registers_nothing(sta
         assert job_list(dapr) == before
 
         # A gate no fine-tuning can pass: held-out loss must fall to 1% of the base model's.
-        strict = {**good, "hyperparameters": {**HYPERPARAMETERS, "max_steps": 2}, "gate": {"max_loss_ratio": 0.01}}
+        strict = {**good, "hyperparameters": {**TINY_LORA, "max_steps": 2}, "gate": {"max_loss_ratio": 0.01}}
         started = dapr.post(WORKFLOWS, json=strict)
         assert started.status_code == 202, started.text
         instance = started.json()["id"]
@@ -97,7 +88,7 @@ def test_workflow_survives_a_kill_of_the_training_app_and_promotes_one_version(s
             "model": "smollm2-135m-instruct",
             "training_file": file["id"],
             "method": {"type": "lora"},
-            "hyperparameters": HYPERPARAMETERS,
+            "hyperparameters": TINY_LORA,
             "output_model": output,
             "output_dtype": "bfloat16",
             "promote_to": "production",
@@ -195,7 +186,7 @@ def test_a_promoted_fine_tune_is_served_by_inference_from_the_registry(
         request = {
             "model": "smollm2-135m-instruct:1",
             "training_file": file["id"],
-            "hyperparameters": {**HYPERPARAMETERS, "max_steps": 12, "checkpoint_every": 50, "learning_rate": 0.005},
+            "hyperparameters": {**TINY_LORA, "max_steps": 12, "checkpoint_every": 50, "learning_rate": 0.005},
             "output_model": "smollm2-135m-instruct",
             # float32: rounding the merged weights to bfloat16 erases most of a small LoRA update.
             "output_dtype": "float32",

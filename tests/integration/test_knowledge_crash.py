@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from knowledge_stack import INGESTION_DAPRD_ARGS, Knowledge, start_pair
+from knowledge_stack import Knowledge, start_knowledge
 
 from harness import PROFILES, RESILIENCY_DIR, wait_until
 
@@ -50,20 +50,7 @@ def fast_redelivery(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def knowledge(default_broker, log_dir, secrets, fast_redelivery, tmp_path_factory) -> Iterator[Knowledge]:
     resources = [fast_redelivery, RESILIENCY_DIR]
     inbox = tmp_path_factory.mktemp("crash-inbox")
-    features = start_pair("features", log_dir, secrets, resources=resources)
-    try:
-        ingestion = start_pair(
-            "ingestion",
-            log_dir,
-            secrets,
-            resources=resources,
-            env={"INGESTION_INBOX": str(inbox)},
-            extra_args=INGESTION_DAPRD_ARGS,
-        )
-    except BaseException:
-        features.stop()
-        raise
-    stack = Knowledge(ingestion, features)
+    stack = start_knowledge(log_dir, secrets, resources=resources, ingestion_env={"INGESTION_INBOX": str(inbox)})
     yield stack
     stack.stop()
 

@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 from knowledge_docs import pdf
-from knowledge_stack import INGESTION_DAPRD_ARGS, Knowledge, start_pair
+from knowledge_stack import Knowledge, start_knowledge
 
 from harness import wait_until
 
@@ -37,13 +37,7 @@ def knowledge(default_broker, log_dir, secrets, folders) -> Iterator[Knowledge]:
         "INGESTION_INBOX": str(folders["inbox"]),
         "INGESTION_ALLOWED_DIR": str(folders["allowed"]),
     }
-    features = start_pair("features", log_dir, secrets)
-    try:
-        ingestion = start_pair("ingestion", log_dir, secrets, env=ingestion_env, extra_args=INGESTION_DAPRD_ARGS)
-    except BaseException:
-        features.stop()
-        raise
-    stack = Knowledge(ingestion, features)
+    stack = start_knowledge(log_dir, secrets, ingestion_env=ingestion_env)
     yield stack
     stack.stop()
 

@@ -12,20 +12,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from knowledge_stack import INGESTION_DAPRD_ARGS, Knowledge, start_pair
+from knowledge_stack import Knowledge, start_knowledge
 
 from harness import wait_until
 
 
 @pytest.fixture(scope="module")
 def knowledge(default_broker, log_dir, secrets) -> Iterator[Knowledge]:
-    features = start_pair("features", log_dir, secrets)
-    try:
-        ingestion = start_pair("ingestion", log_dir, secrets, extra_args=INGESTION_DAPRD_ARGS)
-    except BaseException:
-        features.stop()
-        raise
-    stack = Knowledge(ingestion, features)
+    stack = start_knowledge(log_dir, secrets)
     yield stack
     stack.stop()
 

@@ -23,6 +23,15 @@ QUESTIONS = [
     "Give me the secret word.",
 ]
 ANSWER = "The secret word is PINEAPPLE-42."
+# Tiny and quick: these tests are about the flow, not the model.
+TINY_LORA = {
+    "max_steps": 6,
+    "batch_size": 2,
+    "learning_rate": 0.002,
+    "lora_rank": 8,
+    "max_seq_length": 64,
+    "checkpoint_every": 2,
+}
 
 
 def chat_jsonl() -> bytes:
@@ -105,14 +114,7 @@ def test_lora_job_survives_an_app_kill_resumes_from_its_checkpoint_and_registers
             "model": "smollm2-135m-instruct",
             "training_file": file["id"],
             "method": {"type": "lora"},
-            "hyperparameters": {
-                "max_steps": 6,
-                "batch_size": 2,
-                "learning_rate": 0.002,
-                "lora_rank": 8,
-                "max_seq_length": 64,
-                "checkpoint_every": 2,
-            },
+            "hyperparameters": TINY_LORA,
             "output_model": "smollm2-secret-word",
             "promote_to": "staging",
             # Half the bytes to upload through the sidecars; the test is about the flow.
@@ -203,7 +205,8 @@ def test_a_job_trains_on_an_ingested_collection(start_app, default_broker, tmp_p
             ("Valve manual", "# Pressure\n\nThe Zephyr valve opens at 42 kPa and closes at 12 kPa."),
             ("Pump manual", "The Orca pump must be primed with 2 litres of water before its first start."),
         ):
-            body = {"text": text, "title": title, "collection": collection, "format": "markdown"}
+            # Unique text: ingestion deduplicates by content across collections.
+            body = {"text": f"{text} ({collection})", "title": title, "collection": collection, "format": "markdown"}
             created = dapr.post("/v1.0/invoke/ingestion/method/v1/documents", json=body)
             assert created.status_code in (200, 201), created.text
     jobs = "/v1.0/invoke/training/method/v1/fine_tuning/jobs"
