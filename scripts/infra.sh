@@ -2,7 +2,7 @@
 # Local infrastructure for the platform, each server run as our own process (no systemd, no
 # containers), bound to 127.0.0.1 only, with data, logs and pid files under .data/<name>/.
 #
-#   scripts/infra.sh install              apt packages, Java check, Zipkin jar (root; once per machine)
+#   scripts/infra.sh install              apt packages (Chromium included), Java check, Zipkin jar (root; once per machine)
 #   scripts/infra.sh start [names...]     start and wait until ready (idempotent)
 #   scripts/infra.sh stop [names...]      stop and wait until gone (idempotent)
 #   scripts/infra.sh status               one line per server
@@ -576,6 +576,8 @@ install_all() {
   command -v setpriv >/dev/null || missing+=(util-linux)
   command -v setsid >/dev/null || missing+=(util-linux)
   java_major_ok || missing+=(default-jre-headless)
+  # The web UI's browser tests drive Debian's Chromium (a browser download cannot work offline).
+  command -v chromium >/dev/null || missing+=(chromium)
 
   if ((${#missing[@]})); then
     log "install: apt-get install ${missing[*]}"

@@ -17,7 +17,7 @@ PROFILE_SERVERS = {"default": ["redis"], "rabbitmq-postgres": ["rabbitmq", "post
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # A test's folder says what kind it is, so `-m unit` and friends need no decorator.
     for item in items:
-        for kind in ("unit", "integration", "e2e"):
+        for kind in ("unit", "integration", "e2e", "ui"):
             if f"{Path('tests') / kind}" in str(item.path):
                 item.add_marker(kind)
 
