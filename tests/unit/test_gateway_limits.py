@@ -64,3 +64,31 @@ def test_usage_is_read_from_a_json_answer_and_from_a_stream() -> None:
         stream.feed(chunk)
     stream.close()
     assert stream.total_tokens == 9
+
+
+def test_usage_tells_one_key_its_own_requests_and_tokens() -> None:
+    clock = Clock()
+    limits = Limits(requests_per_minute=1000, tokens_per_day=100, clock=clock, wall=clock)
+    for _ in range(3):
+        limits.admit("key-a")
+    limits.spend("key-a", 40)
+    limits.admit("key-b")
+    clock.now += 3600
+    usage = limits.usage("key-a")
+    assert usage["requests"] == 3 and usage["tokens_used"] == 40 and usage["tokens_per_day"] == 100
+    assert usage["window_resets_in_seconds"] == pytest.approx(86400 - 3600)
+    assert limits.usage("key-b")["requests"] == 1 and limits.usage("key-b")["tokens_used"] == 0
+    clock.now += 86400
+    assert limits.usage("key-a")["tokens_used"] == 0  # the window turned
+
+
+def test_the_registry_is_public_under_its_own_prefix_and_rewritten_to_its_path() -> None:
+    from gateway.routes import PUBLIC_ROUTES, schema_sources
+
+    registry = [route for route in PUBLIC_ROUTES if route.app_id == "registry"]
+    assert registry and all(route.path.startswith("/v1/registry/models") for route in registry)
+    promote = next(route for route in registry if route.method == "PUT")
+    assert promote.upstream_path("/v1/registry/models/m/aliases/production") == "/v1/models/m/aliases/production"
+    # OpenAI's /v1/models stays inference's, and rewritten routes are not looked up under the public path.
+    assert schema_sources()[("GET", "/v1/models")] == "inference"
+    assert ("GET", "/v1/registry/models") not in schema_sources()

@@ -84,9 +84,11 @@ class Limits:
         self._wall = wall
         self._buckets: dict[str, TokenBucket] = {}
         self._quotas: dict[str, TokenQuota] = {}
+        self._requests: dict[str, int] = {}
 
     def admit(self, key: str) -> None:
         """Raise 429 with Retry-After when this key is over its rate or its token quota."""
+        self._requests[key] = self._requests.get(key, 0) + 1
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = TokenBucket(self.requests_per_minute, 60.0, clock=self._clock)
@@ -99,6 +101,19 @@ class Limits:
 
     def spend(self, key: str, tokens: int) -> None:
         self._quota(key).spend(tokens)
+
+    def usage(self, key: str) -> dict[str, int | float]:
+        """This key's use seen by this replica: requests made (refused ones too) since it started,
+        tokens spent in the current quota window and seconds until that window ends."""
+        quota = self._quota(key)
+        quota.seconds_until_reset()  # rolls a window that is over
+        return {
+            "requests": self._requests.get(key, 0),
+            "requests_per_minute": self.requests_per_minute,
+            "tokens_used": quota.used,
+            "tokens_per_day": self.tokens_per_day,
+            "window_resets_in_seconds": round(max(0.0, quota.window_start + quota.window - self._wall()), 1),
+        }
 
     def _quota(self, key: str) -> TokenQuota:
         quota = self._quotas.get(key)

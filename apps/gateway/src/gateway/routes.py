@@ -29,6 +29,18 @@ class PublicRoute:
     summary: str
     tag: str
     generates: bool = False  # long-running and counted against the token quota
+    # The app's own path prefix where the public one differs: the registry's `/v1/models` would
+    # collide with OpenAI's, so it is public under `/v1/registry/models` and rewritten on the way.
+    upstream: tuple[str, str] | None = None
+
+    def upstream_path(self, path: str) -> str:
+        if self.upstream is None:
+            return path
+        public, app = self.upstream
+        return app + path[len(public) :]
+
+
+REGISTRY = ("/v1/registry/models", "/v1/models")
 
 
 PUBLIC_ROUTES = (
@@ -40,6 +52,37 @@ PUBLIC_ROUTES = (
     PublicRoute("GET", "/v1/documents/{document_id}", "ingestion", "One document", "documents"),
     PublicRoute("DELETE", "/v1/documents/{document_id}", "ingestion", "Delete a document and its chunks", "documents"),
     PublicRoute("POST", "/v1/search", "features", "Search the indexed chunks", "search"),
+    PublicRoute(
+        "GET", "/v1/index/documents/{document_id}", "features", "A document's indexed chunks (searchable)", "search"
+    ),
+    PublicRoute("GET", "/v1/registry/models", "registry", "Registered models", "registry", upstream=REGISTRY),
+    PublicRoute(
+        "GET", "/v1/registry/models/{name}", "registry", "One model, with its aliases", "registry", upstream=REGISTRY
+    ),
+    PublicRoute(
+        "GET",
+        "/v1/registry/models/{name}/versions",
+        "registry",
+        "Every version of a model",
+        "registry",
+        upstream=REGISTRY,
+    ),
+    PublicRoute(
+        "GET",
+        "/v1/registry/models/{name}/versions/{reference}",
+        "registry",
+        "A version by number, alias or `latest`",
+        "registry",
+        upstream=REGISTRY,
+    ),
+    PublicRoute(
+        "PUT",
+        "/v1/registry/models/{name}/aliases/{alias}",
+        "registry",
+        "Point an alias at a ready version (promote or roll back)",
+        "registry",
+        upstream=REGISTRY,
+    ),
     PublicRoute("GET", "/v1/prompts", "prompts", "List prompt templates", "prompts"),
     PublicRoute("POST", "/v1/prompts", "prompts", "Create a prompt template", "prompts"),
     PublicRoute("GET", "/v1/prompts/{name}", "prompts", "One prompt template", "prompts"),
@@ -106,7 +149,8 @@ SERVER_TIMING_HEADER = {
 
 def schema_sources() -> dict[tuple[str, str], str]:
     """`(METHOD, path)` of each public route -> the app whose OpenAPI document describes it."""
-    sources = {(route.method, route.path): route.app_id for route in PUBLIC_ROUTES}
+    # A rewritten route's schema sits under another path in its app's document: left to the gateway's own.
+    sources = {(route.method, route.path): route.app_id for route in PUBLIC_ROUTES if route.upstream is None}
     sources[CHAT_SOURCE[:2]] = CHAT_SOURCE[2]
     return sources
 
@@ -120,7 +164,7 @@ def _relay(route: PublicRoute) -> Callable[..., Awaitable[StreamingResponse]]:
             request,
             sidecar,
             route.app_id,
-            request.url.path,
+            route.upstream_path(request.url.path),
             timeout=settings.generation_timeout_seconds if route.generates else settings.request_timeout_seconds,
             on_usage=(lambda tokens: limits.spend(api_key, tokens)) if route.generates else None,
         )
@@ -202,6 +246,11 @@ def public_router() -> APIRouter:
         # A partial document must not be kept by a cache: the next request may find every app.
         cache = "no-store" if document["info"]["x-missing-apps"] else "private, max-age=60"
         return JSONResponse(document, headers={"Cache-Control": cache})
+
+    @router.get("/v1/usage", tags=["system"], summary="This API key's use: requests and model tokens")
+    async def get_usage(request: Request, api_key: ApiKeyDep) -> dict:
+        # Only the caller's own key: one key's holder learns nothing about the others.
+        return request.app.state.limits.usage(api_key)
 
     @router.get("/v1/system/health", tags=["system"], summary="Readiness of every app of the platform")
     async def get_system_health(request: Request, sidecar: SidecarDep, _key: ApiKeyDep) -> dict:
