@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 
-import httpx
-
+from fakes import FakeDapr
 from gateway.openapi import PlatformOpenApi, dangling_refs, merge_documents, namespace
 
 
@@ -179,37 +178,25 @@ def test_namespace_renames_local_component_references_only() -> None:
     assert renamed["c"]["$ref"] == "#/paths/~1v1"
 
 
-class FakeSidecar:
-    """Answers service invocations of `openapi.json` from a table; an app not in it is down."""
-
-    def __init__(self, documents: dict[str, dict]) -> None:
-        self.documents = documents
-        self.calls: list[str] = []
-
-    async def invoke(self, app_id: str, path: str, *, method: str, timeout: float) -> httpx.Response:
-        self.calls.append(app_id)
-        assert (path, method) == ("openapi.json", "GET")
-        if app_id not in self.documents:
-            raise httpx.ConnectError("no such app")
-        return httpx.Response(200, json=self.documents[app_id])
-
-
 def test_a_complete_document_is_cached_for_its_ttl_and_a_partial_one_not_at_all() -> None:
     now = [0.0]
-    sidecar = FakeSidecar({"tuning": TUNING, "inference": INFERENCE})
-    openapi = PlatformOpenApi(sidecar, lambda: GATEWAY, SOURCES, ttl=60, timeout=1, clock=lambda: now[0])  # type: ignore[arg-type]
+    dapr = FakeDapr(app_id="gateway")  # an app with no answer in its table is down
+    for app_id in ("tuning", "inference"):
+        dapr.answer(app_id, "openapi.json", ALL_APPS[app_id])
+    openapi = PlatformOpenApi(dapr.sidecar(), lambda: GATEWAY, SOURCES, ttl=60, timeout=1, clock=lambda: now[0])
 
     async def scenario() -> None:
         partial = await openapi.document()
         assert partial["info"]["x-missing-apps"] == ["training"]
-        sidecar.documents["training"] = TRAINING  # the app comes back
+        dapr.answer("training", "openapi.json", TRAINING)  # the app comes back
         complete = await openapi.document()
         assert complete["info"]["x-missing-apps"] == []
-        calls = len(sidecar.calls)
+        calls = len(dapr.invocations)
         assert await openapi.document() is complete  # from the cache: no new invocations
-        assert len(sidecar.calls) == calls
+        assert len(dapr.invocations) == calls
         now[0] = 61.0
         await openapi.document()
-        assert len(sidecar.calls) == calls + 3  # rebuilt after the TTL, every app asked again
+        assert len(dapr.invocations) == calls + 3  # rebuilt after the TTL, every app asked again
+        assert {(call.method, call.http_method) for call in dapr.invocations} == {("openapi.json", "GET")}
 
     asyncio.run(scenario())
