@@ -8,7 +8,9 @@
 #   scripts/infra.sh status               one line per server
 #   scripts/infra.sh secrets              create .data/secrets.json when missing
 #
-# names: redis rabbitmq postgres mosquitto nats zipkin; `default` = redis zipkin; none = all.
+# names: redis rabbitmq postgres mosquitto nats zipkin prometheus alertmanager victorialogs vlagent;
+# `default` = redis zipkin; `monitoring` = prometheus alertmanager victorialogs vlagent; none = all.
+# VictoriaLogs and vlagent are built by scripts/build-victorialogs.sh (make setup).
 # Passwords come from .data/secrets.json (scripts/secrets.sh) and are pushed into every server
 # on each start, so a regenerated secrets file never leaves a server on an old password.
 #
@@ -27,15 +29,19 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 # shellcheck source=scripts/secrets.sh
 source "$ROOT/scripts/secrets.sh"
 
-ALL_SERVERS=(redis rabbitmq postgres mosquitto nats zipkin)
+MONITORING_SERVERS=(prometheus alertmanager victorialogs vlagent)
+ALL_SERVERS=(redis rabbitmq postgres mosquitto nats zipkin "${MONITORING_SERVERS[@]}")
 DEFAULT_SERVERS=(redis zipkin)
 
-declare -A PORT=([redis]=6379 [rabbitmq]=5672 [postgres]=5432 [mosquitto]=1883 [nats]=4222 [zipkin]=9411)
+declare -A PORT=([redis]=6379 [rabbitmq]=5672 [postgres]=5432 [mosquitto]=1883 [nats]=4222 [zipkin]=9411
+  [prometheus]=9090 [alertmanager]=9093 [victorialogs]=9428 [vlagent]=9429)
 # Seconds to wait for readiness; RabbitMQ and Zipkin boot a VM, slow on a 2-core machine.
-declare -A READY_TIMEOUT=([redis]=30 [rabbitmq]=120 [postgres]=60 [mosquitto]=20 [nats]=30 [zipkin]=120)
+declare -A READY_TIMEOUT=([redis]=30 [rabbitmq]=120 [postgres]=60 [mosquitto]=20 [nats]=30 [zipkin]=120
+  [prometheus]=60 [alertmanager]=30 [victorialogs]=30 [vlagent]=30)
 # Word that must appear in /proc/<pid>/cmdline, so a recycled pid is never taken for our server.
 declare -A PROC_MATCH=([redis]=redis-server [rabbitmq]=rabbitmq [postgres]=postgres
-  [mosquitto]=mosquitto [nats]=nats-server [zipkin]=zipkin)
+  [mosquitto]=mosquitto [nats]=nats-server [zipkin]=zipkin [prometheus]="prometheus --config.file"
+  [alertmanager]=prometheus-alertmanager [victorialogs]=victoria-logs [vlagent]=vlagent)
 # PostgreSQL treats SIGTERM as "smart" shutdown, which waits for every client to leave;
 # SIGINT is its "fast" shutdown (still clean). The others shut down cleanly on SIGTERM.
 declare -A STOP_SIGNAL=([postgres]=INT)
@@ -480,6 +486,71 @@ zipkin_start() {
   wait_ready zipkin curl -fsS -o /dev/null "http://127.0.0.1:${PORT[zipkin]}/health"
 }
 
+# ---------------------------------------------------------------------------- monitoring
+# Prometheus scrapes every app and sidecar of dapr.yaml and evaluates monitoring/rules/;
+# Alertmanager posts alerts to the monitor app; VictoriaLogs keeps every log line that vlagent
+# reads from .dapr/logs/, where `dapr run -f` writes each app's and each daprd's output.
+
+VICTORIALOGS_BIN="$RUNTIME/victorialogs"
+
+# Targets (from dapr.yaml), rules (monitoring/rules/) and Alertmanager's receiver, rewritten on
+# every start. MONITORING_* variables shorten the intervals (apps/monitor/src/monitor/stack.py).
+monitoring_config() {
+  command -v uv >/dev/null || die "uv not found; run: make setup"
+  (cd "$ROOT" && uv run --frozen --no-sync python -m monitor.stack --run-file dapr.yaml \
+    --rules monitoring/rules --data "$DATA") || die "generating the monitoring configuration failed"
+}
+
+prometheus_start() {
+  local dir
+  dir="$(dir_of prometheus)"
+  command -v prometheus >/dev/null || die "prometheus not found; run: scripts/infra.sh install"
+  monitoring_config
+  launch prometheus prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/tsdb" \
+    --storage.tsdb.retention.time="${PROMETHEUS_RETENTION:-7d}" \
+    --web.listen-address="127.0.0.1:${PORT[prometheus]}"
+  wait_ready prometheus curl -fsS -o /dev/null "http://127.0.0.1:${PORT[prometheus]}/-/ready"
+}
+
+alertmanager_start() {
+  local dir
+  dir="$(dir_of alertmanager)"
+  [[ -x /usr/bin/prometheus-alertmanager ]] || die "alertmanager not found; run: scripts/infra.sh install"
+  monitoring_config
+  # The monitor's webhook checks this bearer token (its app API token), as its sidecar would.
+  (
+    umask 077
+    secrets_get app-api-token >"$dir/webhook-token"
+  )
+  # An empty cluster address turns off the HA gossip listener (0.0.0.0:9094 by default).
+  launch alertmanager /usr/bin/prometheus-alertmanager --config.file="$dir/alertmanager.yml" \
+    --storage.path="$dir/data" --web.listen-address="127.0.0.1:${PORT[alertmanager]}" \
+    --cluster.listen-address=
+  wait_ready alertmanager curl -fsS -o /dev/null "http://127.0.0.1:${PORT[alertmanager]}/-/ready"
+}
+
+victorialogs_start() {
+  local dir
+  dir="$(dir_of victorialogs)"
+  [[ -x "$VICTORIALOGS_BIN/victoria-logs" ]] || die "VictoriaLogs not built; run: scripts/build-victorialogs.sh"
+  launch victorialogs "$VICTORIALOGS_BIN/victoria-logs" -storageDataPath="$dir/data" \
+    -httpListenAddr="127.0.0.1:${PORT[victorialogs]}" -retentionPeriod="${VICTORIALOGS_RETENTION:-7d}"
+  wait_ready victorialogs curl -fsS -o /dev/null "http://127.0.0.1:${PORT[victorialogs]}/health"
+}
+
+# vlagent's file collector: JSON lines keep their fields, other lines are kept as text (_msg);
+# each line gets its file's path (field `file`), which names the app and app/daprd.
+vlagent_start() {
+  local dir
+  dir="$(dir_of vlagent)"
+  [[ -x "$VICTORIALOGS_BIN/vlagent" ]] || die "vlagent not built; run: scripts/build-victorialogs.sh"
+  mkdir -p "$ROOT/.dapr/logs"
+  launch vlagent "$VICTORIALOGS_BIN/vlagent" -httpListenAddr="127.0.0.1:${PORT[vlagent]}" \
+    -tmpDataPath="$dir" -remoteWrite.url="http://127.0.0.1:${PORT[victorialogs]}/insert/native" \
+    "-fileCollector.glob=$ROOT/.dapr/logs/*.log" -fileCollector.refreshInterval=1s
+  wait_ready vlagent curl -fsS -o /dev/null "http://127.0.0.1:${PORT[vlagent]}/health"
+}
+
 # ---------------------------------------------------------------------------- commands
 
 start_one() {
@@ -546,8 +617,10 @@ select_servers() {
   for name in "$@"; do
     case "$name" in
       default) SELECTED+=("${DEFAULT_SERVERS[@]}") ;;
+      monitoring) SELECTED+=("${MONITORING_SERVERS[@]}") ;;
       redis | rabbitmq | postgres | mosquitto | nats | zipkin) SELECTED+=("$name") ;;
-      *) die "unknown server '$name' (expected: ${ALL_SERVERS[*]} default)" ;;
+      prometheus | alertmanager | victorialogs | vlagent) SELECTED+=("$name") ;;
+      *) die "unknown server '$name' (expected: ${ALL_SERVERS[*]} default monitoring)" ;;
     esac
   done
 }
@@ -572,6 +645,8 @@ install_all() {
   compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
   command -v mosquitto >/dev/null || missing+=(mosquitto)
   command -v nats-server >/dev/null || missing+=(nats-server)
+  command -v promtool >/dev/null || missing+=(prometheus)
+  [[ -x /usr/bin/prometheus-alertmanager ]] || missing+=(prometheus-alertmanager)
   command -v curl >/dev/null || missing+=(curl ca-certificates)
   command -v setpriv >/dev/null || missing+=(util-linux)
   command -v setsid >/dev/null || missing+=(util-linux)
@@ -600,7 +675,7 @@ install_all() {
     # they never hold our ports.
     if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
       local unit
-      for unit in redis-server rabbitmq-server postgresql mosquitto nats-server; do
+      for unit in redis-server rabbitmq-server postgresql mosquitto nats-server prometheus prometheus-alertmanager; do
         systemctl disable --now "$unit" >/dev/null 2>&1 || true
       done
       log "install: disabled the distribution's systemd units (this script runs the servers)"
@@ -646,7 +721,7 @@ main() {
     status) status_all ;;
     *)
       echo "usage: $0 install | start [names...] | stop [names...] | status | secrets" >&2
-      echo "names: ${ALL_SERVERS[*]} default" >&2
+      echo "names: ${ALL_SERVERS[*]} default monitoring" >&2
       exit 2
       ;;
   esac
