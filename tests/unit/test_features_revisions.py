@@ -1,27 +1,23 @@
 """Revisions and tombstones: a deleted document never comes back from a late event, whatever
 order the events arrive in, and the same content ingested again after a delete is indexed.
 
-The verdicts are pure functions; the indexer runs against Dapr's state and publish HTTP API
-kept in a dict (ETags included) and an embedder that counts what it embeds (no model).
+The verdicts are pure functions; the indexer runs against the fake sidecar (tests/fakes.py: state
+with ETags, a publish recorder) and an embedder that counts what it embeds (no model).
 """
 
 import asyncio
 import hashlib
 import itertools
-import json
-from urllib.parse import unquote
 
-import httpx
 import numpy as np
 import pytest
 
+from fakes import FakeDapr
 from features.embedding import Embeddings
 from features.index import ChunkIndex, IndexedChunk, IndexStore
 from features.indexer import Indexer
 from features.revisions import Tombstone, Verdict, delete_removes, judge_ingested
-from genai_platform.dapr import Sidecar
 from genai_platform.events import CloudEvent, Delivery
-from genai_platform.settings import ServiceSettings
 
 DIMENSIONS = 8
 
@@ -69,40 +65,6 @@ def test_the_index_knows_each_documents_revision() -> None:
 # --- the indexer, events in every order ------------------------------------------------------
 
 
-class FakeDapr:
-    """Dapr's state (with ETags) and publish HTTP API over a dict."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, object] = {}
-        self.etags: dict[str, int] = {}
-        self.published: list[tuple[str, object]] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        path = unquote(request.url.path)
-        if path.startswith("/v1.0/publish/"):
-            self.published.append((path.rsplit("/", 1)[-1], json.loads(request.content)))
-            return httpx.Response(204)
-        if request.method == "POST" and path.endswith("/bulk"):
-            keys = json.loads(request.content)["keys"]
-            return httpx.Response(200, json=[{"key": k, "data": self.values.get(k)} for k in keys])
-        if request.method == "POST":
-            items = json.loads(request.content)
-            for item in items:
-                if "etag" in item and str(self.etags.get(item["key"])) != item["etag"]:
-                    return httpx.Response(409, json={"errorCode": "ERR_STATE_SAVE", "message": "etag mismatch"})
-            for item in items:
-                self.values[item["key"]] = item["value"]
-                self.etags[item["key"]] = self.etags.get(item["key"], 0) + 1
-            return httpx.Response(204)
-        key = path.rsplit("/", 1)[-1]
-        if request.method == "DELETE":
-            self.values.pop(key, None)
-            return httpx.Response(204)
-        if key in self.values:
-            return httpx.Response(200, json=self.values[key], headers={"etag": str(self.etags[key])})
-        return httpx.Response(204)
-
-
 class CountingEmbedder:
     dimensions = DIMENSIONS
 
@@ -120,10 +82,8 @@ class Features:
     """One features app's indexer, over a fake sidecar."""
 
     def __init__(self, dapr: FakeDapr | None = None) -> None:
-        self.dapr = dapr or FakeDapr()
-        settings = ServiceSettings.model_validate({"APP_ID": "features", "APP_PORT": "1"})
-        client = httpx.AsyncClient(base_url="http://dapr", transport=httpx.MockTransport(self.dapr))
-        sidecar = Sidecar(settings, client)
+        self.dapr = dapr or FakeDapr(app_id="features")
+        sidecar = self.dapr.sidecar()
         self.embedder = CountingEmbedder()
         self.index = ChunkIndex(DIMENSIONS)
         self.store = IndexStore(sidecar)
@@ -178,7 +138,7 @@ def test_ingested_then_deleted_in_any_order_leaves_nothing(order) -> None:
     features = Features()
     assert run(features, [events[i] for i in order]) == [Delivery.SUCCESS] * 2
     assert features.index.revision("doc-1") is None and len(features.index) == 0
-    assert features.dapr.values.get("manifest", {"parts": {}})["parts"] == {}
+    assert features.dapr.state.get("manifest", {"parts": {}})["parts"] == {}
     stone = asyncio.run(features.store.tombstone("doc-1"))
     assert stone is not None and stone.revision == 1
     # Either the delete removed the chunk, or the late event was refused: never both, never neither.
@@ -216,7 +176,7 @@ def test_a_newer_revision_replaces_every_part_of_an_older_one() -> None:
     run(features, [ingested(2, texts=("A.", "B."))])
     assert features.index.chunk_ids("doc-1") == {"doc-1:0", "doc-1:1"}
     assert features.embedder.embedded == ["A.", "B.", "C."]  # same chunk, same text: not embedded again
-    assert list(features.dapr.values["manifest"]["parts"]["doc-1"]) == [0]
+    assert list(features.dapr.state["manifest"]["parts"]["doc-1"]) == [0]
 
 
 def test_idempotent_on_the_event_id_and_on_chunk_hashes() -> None:
@@ -224,7 +184,7 @@ def test_idempotent_on_the_event_id_and_on_chunk_hashes() -> None:
     event = ingested(1)
     run(features, [event, event, ingested(1)])  # a redelivery, then a republish (fresh id)
     assert features.embedder.embedded == ["Tides follow the moon."]
-    assert [topic for topic, _ in features.dapr.published] == ["chunks.indexed", "chunks.indexed"]
+    assert [event.topic for event in features.dapr.published] == ["chunks.indexed", "chunks.indexed"]
     late = deleted(1)
     run(features, [late, ingested(1), late])
     assert len(features.index) == 0
