@@ -10,7 +10,7 @@ PROFILE ?= default
 # Keep the model caches of every clone and run in one place.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup python dapr infra secrets up down test test-unit test-integration lint
+.PHONY: help setup python dapr k8s infra secrets up down test test-unit test-integration lint
 
 help:
 	@echo "make up     set up what is missing and start the whole platform (PROFILE=$(PROFILE))"
@@ -27,6 +27,10 @@ python:
 
 dapr:
 	@bash scripts/build-dapr.sh
+
+# A real Kubernetes API server, kwok, Dapr's injector and operator, actionlint (tests/k8s).
+k8s:
+	@bash scripts/build-k8s.sh
 
 infra:
 	@bash scripts/infra.sh install
