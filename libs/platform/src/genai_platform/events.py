@@ -8,6 +8,7 @@ tests hold it to the code (tests/unit/test_events.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -28,6 +29,9 @@ class Topic(StrEnum):
     MODEL_PROMOTED = "model.promoted"
     PROMPT_UPDATED = "prompt.updated"
     GUARD_VIOLATION = "guard.violation"
+    # An alert rule of monitoring/rules started or stopped firing (Prometheus -> Alertmanager -> monitor).
+    ALERT_FIRED = "alert.fired"
+    ALERT_RESOLVED = "alert.resolved"
     # Where a message goes once its retries are spent (set on each Subscription).
     DEAD_LETTER = "deadletter"
 
@@ -274,6 +278,26 @@ class GuardViolation(Payload):
     text_chars: int = Field(ge=0, description="Length of the checked text(s), in characters.")
 
 
+class AlertFired(Payload):
+    """An alert rule's condition held for its `for:` (monitoring/rules/*.yml); one event per alert."""
+
+    name: str = Field(description="The rule's alert name, e.g. `AppDown`.")
+    fingerprint: str = Field(description="Alertmanager's id of the alert (its labels hashed).")
+    severity: str | None = Field(None, description="`page` or `ticket`.")
+    app_id: str | None = Field(None, description="The app at fault, when the alert names one.")
+    summary: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: datetime
+    generator_url: str | None = Field(None, description="The rule's expression in Prometheus' UI.")
+
+
+class AlertResolved(AlertFired):
+    """A fired alert's condition no longer holds."""
+
+    ends_at: datetime
+
+
 # --- Who sends what to whom ---------------------------------------------------------------------
 
 
@@ -344,6 +368,14 @@ CONTRACTS: dict[Topic, TopicContract] = {
         TopicContract(
             Topic.GUARD_VIOLATION, GuardViolation, ("guard",), ("monitor",), "A guard check found a violation."
         ),
+        TopicContract(
+            Topic.ALERT_FIRED,
+            AlertFired,
+            ("monitor",),
+            ("monitor",),
+            "An alert started firing; the monitor turns Alertmanager's webhook into this event.",
+        ),
+        TopicContract(Topic.ALERT_RESOLVED, AlertResolved, ("monitor",), ("monitor",), "A fired alert stopped firing."),
         TopicContract(
             Topic.DEAD_LETTER,
             None,
