@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from harness import PROFILES, RESILIENCY_DIR, ROOT, AppWithSidecar, ControlPlane, Daprd, ServiceApp, read_secrets
+from harness import (
+    PROFILES,
+    RESILIENCY_DIR,
+    ROOT,
+    AppWithSidecar,
+    ControlPlane,
+    Daprd,
+    ManagedProcess,
+    ServiceApp,
+    read_secrets,
+)
 
 # The servers each profile's components talk to (see components/ and components/profiles/).
 PROFILE_SERVERS = {"default": ["redis"], "rabbitmq-postgres": ["rabbitmq", "postgres"]}
@@ -17,14 +29,35 @@ PROFILE_SERVERS = {"default": ["redis"], "rabbitmq-postgres": ["rabbitmq", "post
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # A test's folder says what kind it is, so `-m unit` and friends need no decorator.
     for item in items:
-        for kind in ("unit", "integration", "e2e", "ui"):
+        for kind in ("unit", "integration", "e2e", "ui", "k8s", "containers"):
             if f"{Path('tests') / kind}" in str(item.path):
                 item.add_marker(kind)
+    # The whole platform (the `platform` fixture, fixed ports and app-ids as `make up` runs it) starts once
+    # for the tests that use it, and they run last, so no other test meets its apps on the shared broker.
+    items.sort(key=lambda item: "platform" in getattr(item, "fixturenames", ()))
 
 
 @pytest.fixture(scope="session")
 def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("process-logs")
+
+
+@pytest.fixture(scope="session")
+def platform(log_dir: Path, secrets: dict[str, str]) -> Iterator[ManagedProcess]:
+    """The whole platform, started the way a user starts it (`dapr run -f` via scripts/run-platform.sh)."""
+    env = {**os.environ, "DAPR_RUNTIME_PATH": str(ROOT / ".runtime")}
+    process = ManagedProcess(
+        "dapr run -f", ["bash", str(ROOT / "scripts" / "run-platform.sh"), "default"], env, log_dir / "platform.log"
+    ).start()
+    yield process
+    # The CLI stops every app and sidecar it started on SIGINT, as on Ctrl-C.
+    process.signal(signal.SIGINT)
+    try:
+        assert process.popen is not None
+        process.popen.wait(30)
+    except subprocess.TimeoutExpired:
+        pass
+    process.stop()
 
 
 @pytest.fixture(scope="session")

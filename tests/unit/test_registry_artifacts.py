@@ -6,7 +6,7 @@ import struct
 import pytest
 
 from genai_models.registry import RegistryVersion
-from genai_platform.errors import Problem
+from genai_platform.errors import DomainError
 from registry.artifacts import check_filename, check_safetensors_header
 
 
@@ -27,14 +27,14 @@ def test_weights_and_tokenizer_files_are_accepted(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["pytorch_model.bin", "model.pt", "model.PTH", "weights.ckpt", "data.pkl"])
 def test_pickle_formats_are_refused_and_say_why(name: str) -> None:
-    with pytest.raises(Problem) as refused:
+    with pytest.raises(DomainError) as refused:
         check_filename(name)
     assert refused.value.status == 415 and "pickle" in refused.value.detail
 
 
 @pytest.mark.parametrize("name", ["../../etc/passwd", "run.sh", "model.safetensors/../x", ".safetensors"])
 def test_other_names_are_refused(name: str) -> None:
-    with pytest.raises(Problem) as refused:
+    with pytest.raises(DomainError) as refused:
         check_filename(name)
     assert refused.value.status == 415
 
@@ -43,7 +43,7 @@ def test_a_safetensors_header_is_recognised_and_a_renamed_pickle_is_not() -> Non
     header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
     check_safetensors_header(struct.pack("<Q", len(header)) + header + b"\0\0\0\0")
     for fake in (b"\x80\x04\x95" + b"\0" * 40, b"short", struct.pack("<Q", 10**12) + b"{}"):
-        with pytest.raises(Problem) as refused:
+        with pytest.raises(DomainError) as refused:
             check_safetensors_header(fake)
         assert refused.value.status == 422
 

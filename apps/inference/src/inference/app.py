@@ -13,6 +13,7 @@ import torch
 from fastapi import FastAPI
 
 from genai_platform.dapr import DaprError
+from genai_platform.registry_client import RegistryClient, RegistryError
 from genai_platform.service import create_service
 from inference.access import ApiKey
 from inference.openai_api import router as openai_router
@@ -84,10 +85,9 @@ async def _wait_for_registry(app: FastAPI, settings: InferenceSettings, registry
     delay = 0.5
     while True:
         try:
-            return await fetch_from_registry(
-                app.state.sidecar, settings.registry_app_id, registry.name, registry.reference, settings.model_cache_dir
-            )
-        except (RegistryNotReady, DaprError, httpx.HTTPError) as error:
+            client = RegistryClient(app.state.sidecar, settings.registry_app_id)
+            return await fetch_from_registry(client, registry.name, registry.reference, settings.model_cache_dir)
+        except (RegistryNotReady, RegistryError, DaprError, httpx.HTTPError) as error:
             # /readyz says why it is not ready; no log line per attempt.
             app.state.load_error = f"waiting for {registry}: {error or type(error).__name__}"
         await asyncio.sleep(delay)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from genai_platform.dapr import Sidecar
 from genai_platform.errors import Problem
 from genai_platform.events import CloudEvent, Delivery, DeliveryAnswer, Topic
+from genai_platform.registry_client import RegistryClient, RegistryError, RegistryNotFound
 from genai_platform.service import SettingsDep, SidecarDep
 from inference.model import ModelNotFound
 from inference.registry_source import RegistryNotReady, RegistryRef, fetch_from_registry
@@ -62,9 +63,8 @@ async def serve_promotion(
         return None
     if by_alias and not registry.follows(promoted.model, promoted.alias):
         return None
-    folder, number = await fetch_from_registry(
-        sidecar, settings.registry_app_id, registry.name, promoted.version, settings.model_cache_dir
-    )
+    client = RegistryClient(sidecar, settings.registry_app_id)
+    folder, number = await fetch_from_registry(client, registry.name, promoted.version, settings.model_cache_dir)
     return await models.promote(str(folder), str(number))
 
 
@@ -148,8 +148,10 @@ async def engines(models: ModelsDep) -> dict[str, object]:
 async def promote(body: PromotedModel, models: ModelsDep, sidecar: SidecarDep) -> dict[str, str | bool | None]:
     try:
         result = await serve_promotion(models, sidecar, body, by_alias=False)
-    except (ModelNotFound, RegistryNotReady) as error:
+    except (ModelNotFound, RegistryNotReady, RegistryNotFound) as error:
         raise Problem(404, str(error)) from error
+    except RegistryError as error:
+        raise Problem(503, "The model registry cannot answer now; try again.", headers={"Retry-After": "5"}) from error
     if result is None:
         raise Problem(422, "Give `path`, or a `version` of the registry model this instance serves.")
     return {"previous": result.previous, "current": result.current, "changed": result.changed}

@@ -1,6 +1,6 @@
 """Serving a version from the model registry: `INFERENCE_MODEL=registry:<model>@<alias>`.
 
-The alias (or a version number) is resolved through Dapr service invocation, the version's
+The alias (or a version number) is resolved through the shared registry client, the version's
 files are fetched once into the model cache and checked by sha256, and later
 `model.promoted` events for that model and alias bring the next version the same way.
 """
@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genai_models.registry import RegistryVersion, fetch_version
-from genai_platform.dapr import Sidecar
+from genai_platform.registry_client import RegistryClient
 
 PREFIX = "registry:"
 REFERENCE = re.compile(r"^(?P<name>[a-z0-9][a-z0-9._-]{0,99})(?:(?P<sep>[@:])(?P<ref>[A-Za-z0-9_-]{1,50}))?$")
 
 
 class RegistryNotReady(Exception):
-    """The registry cannot hand over the version yet (not started, not seeded, no such alias)."""
+    """The registry's version is there but not ready yet (its files still arriving)."""
 
 
 @dataclass(frozen=True)
@@ -47,18 +47,15 @@ class RegistryRef:
         return f"{PREFIX}{self.name}@{self.reference}"
 
 
-async def fetch_from_registry(
-    sidecar: Sidecar, registry_app_id: str, name: str, reference: str, cache_dir: Path
-) -> tuple[Path, int]:
-    """The local folder of a registry version, and its number."""
-    response = await sidecar.invoke(registry_app_id, f"v1/models/{name}/versions/{reference}", method="GET")
-    if response.status_code == 404:
-        raise RegistryNotReady(f"the registry has no {name}@{reference} yet")
-    if response.status_code >= 400:
-        raise RegistryNotReady(f"the registry answered {response.status_code}")
-    body = response.json()
-    if body.get("status") != "ready":
-        raise RegistryNotReady(f"version {body.get('version')} of {name} is not ready yet")
-    version = RegistryVersion.from_api({**body, "name": name})
-    folder = await fetch_version(sidecar, registry_app_id, version, cache_dir / "registry")
+async def fetch_from_registry(registry: RegistryClient, name: str, reference: str, cache_dir: Path) -> tuple[Path, int]:
+    """The local folder of a registry version, and its number.
+
+    Raises `RegistryNotReady` while the version's files are still arriving, and the client's
+    `RegistryError` family when the registry has no such version (`RegistryNotFound`) or cannot
+    answer (`RegistryUnavailable`).
+    """
+    version = await registry.get_version(name, reference)
+    if version.status != "ready":
+        raise RegistryNotReady(f"version {version.version} of {name} is not ready yet")
+    folder = await fetch_version(registry, RegistryVersion.of(version), cache_dir / "registry")
     return folder, version.version

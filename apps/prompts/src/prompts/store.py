@@ -23,7 +23,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from genai_platform.dapr import DaprError, Sidecar, StateConflict, with_etag_retries
-from genai_platform.errors import Problem
+from prompts.errors import (
+    LabelMoved,
+    LabelNotFound,
+    LabelReserved,
+    PromptExists,
+    PromptNotFound,
+    PromptVersionNotFound,
+)
 from prompts.templates import VersionDraft
 
 log = logging.getLogger(__name__)
@@ -51,7 +58,12 @@ class AlreadyExists(Exception):
 
 
 class PromptStore:
-    """Reads and writes prompts through the sidecar's state API."""
+    """Reads and writes prompts through the sidecar's state API.
+
+    Heads and versions are dicts (shapes in the module docstring). Raises prompts.errors'
+    domain errors (`PromptNotFound`, `PromptVersionNotFound`, `PromptExists`, `LabelMoved`, ...),
+    `ConcurrentUpdate` after MAX_ATTEMPTS lost ETag races, and `DaprError` when the sidecar fails.
+    """
 
     def __init__(self, sidecar: Sidecar) -> None:
         self.sidecar = sidecar
@@ -59,7 +71,7 @@ class PromptStore:
     # --- writes -------------------------------------------------------------------------------
 
     async def create_prompt(self, name: str, description: str, draft: VersionDraft) -> tuple[dict, dict]:
-        """Make a prompt and its version 1; 409 when the name is taken."""
+        """Make a prompt and its version 1; returns the head and the version. PromptExists when the name is taken."""
         now = _now()
         head = {"name": name, "description": description, "created_at": now, "updated_at": now}
         head |= {"latest": 0, "next": 2, "labels": {}}  # version 1 is written below
@@ -71,7 +83,7 @@ class PromptStore:
             await self._create(head_key(name), head)
         except AlreadyExists:
             await self._add_to_index(name)  # heals an index write lost to a crash after the head
-            raise Problem(409, f"A prompt named {name!r} already exists.") from None
+            raise PromptExists(f"A prompt named {name!r} already exists.") from None
         version = await self._write_version(name, 1, draft)
         head = await self._point_head(name, version["version"], draft.labels)
         await self._add_to_index(name)
@@ -96,14 +108,14 @@ class PromptStore:
     async def move_label(self, name: str, label: str, number: int, expected: int | None = None) -> dict:
         """Point `label` at version `number`; with `expected`, only if it still points there."""
         if label == LATEST:
-            raise Problem(409, "`latest` is kept by the service and cannot be moved.")
+            raise LabelReserved("`latest` is kept by the service and cannot be moved.")
         await self.get_version(name, number)  # 404 for a version that does not exist
 
         def move(head: dict) -> dict:
             current = head["labels"].get(label)
             if expected is not None and current != expected:
-                raise Problem(
-                    409, f"Label {label!r} points at version {current}, not {expected}.", current_version=current
+                raise LabelMoved(
+                    f"Label {label!r} points at version {current}, not {expected}.", current_version=current
                 )
             head["labels"][label] = number
             return head
@@ -112,11 +124,11 @@ class PromptStore:
 
     async def delete_label(self, name: str, label: str) -> dict:
         if label == LATEST:
-            raise Problem(409, "`latest` is kept by the service and cannot be removed.")
+            raise LabelReserved("`latest` is kept by the service and cannot be removed.")
 
         def remove(head: dict) -> dict:
             if label not in head["labels"]:
-                raise Problem(404, f"Prompt {name!r} has no label {label!r}.")
+                raise LabelNotFound(f"Prompt {name!r} has no label {label!r}.")
             del head["labels"][label]
             return head
 
@@ -138,13 +150,13 @@ class PromptStore:
         head = head or await self.get_prompt(name)
         if isinstance(ref, str):
             if ref not in head["labels"]:
-                raise Problem(404, f"Prompt {name!r} has no version labelled {ref!r}.", label=ref)
+                raise PromptVersionNotFound(f"Prompt {name!r} has no version labelled {ref!r}.", label=ref)
             number = head["labels"][ref]
         else:
             number = ref
         item = await self.sidecar.get_state(version_key(name, number))
         if item is None:
-            raise Problem(404, f"Prompt {name!r} has no version {number}.", version=number)
+            raise PromptVersionNotFound(f"Prompt {name!r} has no version {number}.", version=number)
         return with_labels(item.value, head)
 
     async def list_versions(self, name: str) -> list[dict]:
@@ -157,7 +169,7 @@ class PromptStore:
     async def _head_item(self, name: str):
         item = await self.sidecar.get_state(head_key(name))
         if item is None:
-            raise Problem(404, f"No prompt named {name!r}.")
+            raise PromptNotFound(f"No prompt named {name!r}.")
         return item
 
     async def _reserve_number(self, name: str) -> int:

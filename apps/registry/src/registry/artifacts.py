@@ -9,40 +9,37 @@ import struct
 from collections.abc import AsyncIterator
 
 from genai_platform.artifacts import ALLOWED_NAMES, PICKLED, is_storable
+from genai_platform.contracts.registry import Artifact
 from genai_platform.dapr import Sidecar
-from genai_platform.errors import Problem
-from registry.models import Artifact
+from registry.errors import NotSafetensors, UnsupportedArtifact
 
 
 def check_filename(filename: str) -> str:
+    """`filename` when it may be stored; UnsupportedArtifact for pickles and unknown files."""
     if filename.lower().endswith(PICKLED):
-        raise Problem(
-            415,
+        raise UnsupportedArtifact(
             f"'{filename}' is a pickle-based format, which can run code when loaded; "
-            "upload the weights as .safetensors.",
-            title="Unsupported artifact format",
+            "upload the weights as .safetensors."
         )
     if is_storable(filename):
         return filename
-    raise Problem(
-        415,
-        f"'{filename}' is not an accepted artifact: safetensors weights, or one of {', '.join(sorted(ALLOWED_NAMES))}.",
-        title="Unsupported artifact format",
+    raise UnsupportedArtifact(
+        f"'{filename}' is not an accepted artifact: safetensors weights, or one of {', '.join(sorted(ALLOWED_NAMES))}."
     )
 
 
 def check_safetensors_header(first_part: bytes) -> None:
-    """A safetensors file opens with a little-endian u64 header length and a JSON header."""
+    """A safetensors file opens with a little-endian u64 header length and a JSON header; NotSafetensors if not."""
     if len(first_part) < 10:
-        raise Problem(422, "The file is too short to be safetensors.", title="Not a safetensors file")
+        raise NotSafetensors("The file is too short to be safetensors.")
     (length,) = struct.unpack("<Q", first_part[:8])
     if not 2 <= length <= 100 * 1024 * 1024 or first_part[8:9] != b"{":
-        raise Problem(422, "The file does not start with a safetensors header.", title="Not a safetensors file")
+        raise NotSafetensors("The file does not start with a safetensors header.")
     if length + 8 <= len(first_part):
         try:
             json.loads(first_part[8 : 8 + length])
         except ValueError as error:
-            raise Problem(422, "The safetensors header is not valid JSON.", title="Not a safetensors file") from error
+            raise NotSafetensors("The safetensors header is not valid JSON.") from error
 
 
 def part_name(model: str, version: int, filename: str, index: int) -> str:

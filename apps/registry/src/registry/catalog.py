@@ -9,10 +9,22 @@ from __future__ import annotations
 
 import hashlib
 
+from genai_platform.contracts.registry import Artifact, Model, NewModel, NewVersion, UploadedPart, Version, now
 from genai_platform.dapr import Sidecar, with_etag_retries
-from genai_platform.errors import Problem
 from registry.artifacts import ArtifactStore, check_filename
-from registry.models import Artifact, Model, NewModel, NewVersion, Version, check_alias, now
+from registry.errors import (
+    ChecksumMismatch,
+    InvalidAlias,
+    ModelExists,
+    ModelNotFound,
+    PartTooLarge,
+    UploadRefused,
+    VersionFrozen,
+    VersionNotFound,
+    VersionNotReady,
+    WeightsMissing,
+)
+from registry.models import check_alias
 
 MODELS_INDEX = "models"
 
@@ -30,6 +42,13 @@ def part_key(name: str, version: int, filename: str, index: int) -> str:
 
 
 class Catalog:
+    """Models, versions, aliases and uploads in Dapr state.
+
+    Raises the registry's domain errors (registry.errors: `ModelNotFound`, `VersionNotFound`,
+    `ModelExists`, `VersionFrozen`, `VersionNotReady`, `UploadRefused`, ...), `ConcurrentUpdate`
+    when an ETag race is lost too often, and `DaprError` when the sidecar fails.
+    """
+
     def __init__(self, sidecar: Sidecar, artifacts: ArtifactStore) -> None:
         self._sidecar = sidecar
         self.artifacts = artifacts
@@ -41,7 +60,7 @@ class Catalog:
         # Check-then-write: two creators of one name at the same instant would both write an
         # empty record, the same one; nothing else can be lost here.
         if await self._sidecar.get_state(model_key(model.name)) is not None:
-            raise Problem(409, f"A model named '{model.name}' exists already.", title="Conflict")
+            raise ModelExists(f"A model named '{model.name}' exists already.")
         await self._sidecar.save_state(model_key(model.name), model.model_dump())
 
         async def add_to_index() -> None:
@@ -63,7 +82,7 @@ class Catalog:
     async def get_model(self, name: str) -> tuple[Model, str | None]:
         item = await self._sidecar.get_state(model_key(name))
         if item is None:
-            raise Problem(404, f"There is no model named '{name}'.")
+            raise ModelNotFound(f"There is no model named '{name}'.")
         return Model(**item.value), item.etag
 
     # --- versions -----------------------------------------------------------------------------
@@ -91,7 +110,7 @@ class Catalog:
     async def _get_version(self, name: str, version: int) -> tuple[Version, str | None]:
         item = await self._sidecar.get_state(version_key(name, version))
         if item is None:
-            raise Problem(404, f"Model '{name}' has no version {version}.")
+            raise VersionNotFound(f"Model '{name}' has no version {version}.")
         return Version(**item.value), item.etag
 
     async def list_versions(self, name: str) -> list[Version]:
@@ -112,27 +131,26 @@ class Catalog:
             ready = [v for v in await self.list_versions(name) if v.status == "ready"]
             if ready:
                 return ready[-1]
-            raise Problem(404, f"Model '{name}' has no ready version yet.")
-        raise Problem(404, f"Model '{name}' has no alias '{reference}'.")
+            raise VersionNotFound(f"Model '{name}' has no ready version yet.")
+        raise VersionNotFound(f"Model '{name}' has no alias '{reference}'.")
 
     # --- artifacts ----------------------------------------------------------------------------
 
-    async def upload_part(self, name: str, number: int, filename: str, index: int, data: bytes) -> dict:
+    async def upload_part(self, name: str, number: int, filename: str, index: int, data: bytes) -> UploadedPart:
         check_filename(filename)
         version = await self.get_version(name, number)
         if version.status == "ready":
-            raise Problem(409, f"Version {number} of '{name}' is ready, so its files are immutable.", title="Conflict")
+            raise VersionFrozen(f"Version {number} of '{name}' is ready, so its files are immutable.")
         if not 0 <= index < 100_000:
-            raise Problem(422, "A part index is between 0 and 99999.")
+            raise UploadRefused("A part index is between 0 and 99999.")
         if len(data) > self.artifacts.part_size:
-            raise Problem(
-                413,
+            raise PartTooLarge(
                 f"A part holds at most {self.artifacts.part_size} bytes; split the file.",
                 part_size=self.artifacts.part_size,
             )
         sha256 = await self.artifacts.write_part(name, number, filename, index, data)
         await self._sidecar.save_state(part_key(name, number, filename, index), {"sha256": sha256, "size": len(data)})
-        return {"part": index, "sha256": sha256, "size": len(data)}
+        return UploadedPart(part=index, sha256=sha256, size=len(data))
 
     async def complete_file(self, name: str, number: int, filename: str, parts: int, sha256: str) -> Artifact:
         """Check the uploaded parts against the uploader's sha256, then record the file."""
@@ -141,10 +159,10 @@ class Catalog:
         found = await self._sidecar.get_bulk_state(keys)
         missing = [i for i, key in enumerate(keys) if key not in found]
         if missing:
-            raise Problem(422, f"Parts {missing[:10]} of '{filename}' were never uploaded.", missing_parts=missing)
+            raise UploadRefused(f"Parts {missing[:10]} of '{filename}' were never uploaded.", missing_parts=missing)
         sizes = [found[key]["size"] for key in keys]
         if any(size != self.artifacts.part_size for size in sizes[:-1]):
-            raise Problem(422, f"Every part but the last must hold exactly {self.artifacts.part_size} bytes.")
+            raise UploadRefused(f"Every part but the last must hold exactly {self.artifacts.part_size} bytes.")
         artifact = Artifact(
             filename=filename,
             size=sum(sizes),
@@ -157,16 +175,14 @@ class Catalog:
         ):
             whole.update(chunk)
         if whole.hexdigest() != artifact.sha256:
-            raise Problem(
-                422,
-                f"The parts of '{filename}' do not hash to the sha256 given ({whole.hexdigest()} was stored).",
-                title="Checksum mismatch",
+            raise ChecksumMismatch(
+                f"The parts of '{filename}' do not hash to the sha256 given ({whole.hexdigest()} was stored)."
             )
 
         async def record() -> None:
             version, etag = await self._get_version(name, number)
             if version.status == "ready":
-                raise Problem(409, f"Version {number} of '{name}' is ready, so its files are immutable.")
+                raise VersionFrozen(f"Version {number} of '{name}' is ready, so its files are immutable.")
             version.artifacts[filename] = artifact
             await self._sidecar.save_state(
                 version_key(name, number), version.model_dump(), etag=etag, concurrency="first-write"
@@ -183,7 +199,7 @@ class Catalog:
         async def freeze() -> Version:
             version, etag = await self._get_version(name, number)
             if not any(f.endswith(".safetensors") for f in version.artifacts):
-                raise Problem(422, "A version needs its weights (a .safetensors file) before it is ready.")
+                raise WeightsMissing("A version needs its weights (a .safetensors file) before it is ready.")
             if version.status != "ready":
                 version.status, version.ready_at = "ready", now()
                 await self._sidecar.save_state(
@@ -200,12 +216,10 @@ class Catalog:
         try:
             check_alias(alias)
         except ValueError as error:
-            raise Problem(422, str(error)) from error
+            raise InvalidAlias(str(error)) from error
         version = await self.get_version(name, number)
         if version.status != "ready":
-            raise Problem(
-                409, f"Version {number} of '{name}' is not ready; complete its files first.", title="Conflict"
-            )
+            raise VersionNotReady(f"Version {number} of '{name}' is not ready; complete its files first.")
 
         async def move() -> tuple[Model, int | None]:
             model, etag = await self.get_model(name)

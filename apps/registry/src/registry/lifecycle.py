@@ -6,10 +6,10 @@ ready or an alias moves publishes the same event.
 
 from __future__ import annotations
 
+from genai_platform.contracts.registry import Model, Version
 from genai_platform.dapr import Sidecar
 from genai_platform.events import Topic
 from registry.catalog import Catalog
-from registry.models import Model, Version
 
 
 async def make_ready(catalog: Catalog, sidecar: Sidecar, name: str, number: int) -> Version:

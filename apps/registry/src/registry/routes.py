@@ -6,14 +6,23 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
 
+from genai_platform.contracts.registry import (
+    AliasMove,
+    Artifact,
+    FileComplete,
+    Model,
+    NewModel,
+    NewVersion,
+    UploadedPart,
+    Version,
+)
 from genai_platform.errors import Problem
 from genai_platform.service import SidecarDep
 from registry.artifacts import CorruptArtifact
 from registry.catalog import Catalog
+from registry.errors import VersionNotFound
 from registry.lifecycle import make_ready, point_alias
-from registry.models import AliasMove, Artifact, Model, NewModel, NewVersion, Version
 
 router = APIRouter(prefix="/v1/models", tags=["registry"])
 
@@ -23,11 +32,6 @@ def get_catalog(request: Request) -> Catalog:
 
 
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
-
-
-class FileComplete(BaseModel):
-    parts: int = Field(ge=1, le=100_000)
-    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
 
 
 @router.post("", status_code=201, summary="Register a model")
@@ -62,7 +66,9 @@ async def get_version(name: str, reference: str, catalog: CatalogDep) -> Version
 
 
 @router.put("/{name}/versions/{number}/files/{filename}/parts/{index}", summary="Upload one part of a file")
-async def upload_part(name: str, number: int, filename: str, index: int, request: Request, catalog: CatalogDep) -> dict:
+async def upload_part(
+    name: str, number: int, filename: str, index: int, request: Request, catalog: CatalogDep
+) -> UploadedPart:
     return await catalog.upload_part(name, number, filename, index, await request.body())
 
 
@@ -81,7 +87,7 @@ async def download_file(name: str, number: int, filename: str, catalog: CatalogD
     version = await catalog.get_version(name, number)
     artifact = version.artifacts.get(filename)
     if artifact is None:
-        raise Problem(404, f"Version {number} of '{name}' has no file '{filename}'.")
+        raise VersionNotFound(f"Version {number} of '{name}' has no file '{filename}'.")
     parts = catalog.artifacts.read(name, number, artifact)
     # Read the first part before answering: a missing or corrupt start is a clean error, not a cut stream.
     try:

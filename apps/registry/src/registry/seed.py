@@ -10,16 +10,17 @@ re-checked).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from pathlib import Path
 
 from genai_platform.artifacts import is_storable
+from genai_platform.contracts.registry import Lineage, NewModel, NewVersion
 from genai_platform.dapr import Sidecar
-from genai_platform.errors import Problem
 from registry.catalog import Catalog
+from registry.errors import ModelExists, ModelNotFound
 from registry.lifecycle import make_ready, point_alias
-from registry.models import Lineage, NewModel, NewVersion
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +34,10 @@ async def seed_base_model(catalog: Catalog, sidecar: Sidecar, name: str, folder:
         raise FileNotFoundError(f"{folder} holds no .safetensors weights: run `make setup` first")
     try:
         model, _ = await catalog.get_model(name)
-    except Problem:
+    except ModelNotFound:
         model = None
-        try:
+        with contextlib.suppress(ModelExists):  # another replica seeding at the same moment is fine
             await catalog.create_model(NewModel(name=name, description="The platform's base chat model"))
-        except Problem as error:
-            if error.status != 409:  # another replica seeding at the same moment is fine
-                raise
     if model is not None and model.latest_version >= 1:
         version = await catalog.get_version(name, 1)
         if version.status == "ready":

@@ -6,8 +6,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from genai_platform.dapr import Sidecar
-from genai_platform.errors import Problem
 from training.datasets import ChatDataset, examples_from_chunks
+from training.errors import CollectionChanged, DependencyUnavailable, EmptyCollection
 from training.models import FileObject
 from training.store import TrainingStore, new_id
 
@@ -15,7 +15,11 @@ PAGE = 500
 
 
 async def collection_dataset(sidecar: Sidecar, ingestion_app_id: str, collection: str) -> ChatDataset:
-    """Every chunk of every document in `collection` as chat examples; 422 when there is none."""
+    """Every chunk of every document in `collection` as chat examples.
+
+    Raises EmptyCollection when there is none, CollectionChanged when a document goes while it is
+    read, DependencyUnavailable when ingestion does not answer.
+    """
     chunks: list[dict[str, Any]] = []
     offset = 0
     while True:
@@ -28,7 +32,7 @@ async def collection_dataset(sidecar: Sidecar, ingestion_app_id: str, collection
             break
     dataset = examples_from_chunks(chunks)
     if not dataset.examples:
-        raise Problem(422, f"The collection '{collection}' holds no ingested text to train on.")
+        raise EmptyCollection(f"The collection '{collection}' holds no ingested text to train on.")
     return dataset
 
 
@@ -36,9 +40,9 @@ async def _get(sidecar: Sidecar, app_id: str, path: str, params: dict[str, Any])
     query = urlencode({**params, "limit": PAGE})
     response = await sidecar.invoke(app_id, f"{path}?{query}", method="GET")
     if response.status_code == 404:
-        raise Problem(404, "A document of the collection disappeared while it was read; try again.")
+        raise CollectionChanged("A document of the collection disappeared while it was read; try again.")
     if response.status_code >= 400:
-        raise Problem(503, "The ingestion service did not answer; try again.", headers={"Retry-After": "5"})
+        raise DependencyUnavailable("The ingestion service did not answer; try again.")
     return response.json()
 
 

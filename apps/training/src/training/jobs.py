@@ -11,10 +11,10 @@ import asyncio
 
 from genai_models.files import ModelFilesMissing
 from genai_platform.dapr import Sidecar
-from genai_platform.errors import Problem
 from genai_platform.events import Topic
-from training.base_models import describe_packaged
+from training.base_models import describe_packaged, resolve_base
 from training.collections import snapshot_collection
+from training.errors import BaseModelNotFound, InvalidBaseModel
 from training.models import Job, NewJob, parse_base_model
 from training.store import TrainingStore, new_id
 from training.supervisor import Supervisor
@@ -29,14 +29,14 @@ async def submit_job(
     try:
         ref = parse_base_model(new.model)
     except ValueError as error:
-        raise Problem(422, f"'model' is not a base model reference: {error}.") from error
+        raise InvalidBaseModel(f"'model' is not a base model reference: {error}.") from error
     if ref.packaged:
         try:
             base = await asyncio.to_thread(describe_packaged)
         except ModelFilesMissing as error:
-            raise Problem(404, f"The packaged base model is not available: {error}.") from error
+            raise BaseModelNotFound(f"The packaged base model is not available: {error}.") from error
     else:
-        base = await supervisor.registry.resolve(ref)
+        base = await resolve_base(supervisor.registry, ref)
     if new.training_collection is not None:
         training_file = await snapshot_collection(
             sidecar, supervisor.settings.ingestion_app_id, store, new.training_collection

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from genai_platform.dapr import Sidecar, with_etag_retries
-from genai_platform.errors import Problem
 from training.datasets import ChatDataset
+from training.errors import JobNotFound, TrainingFileNotFound
 from training.models import FileObject, Job, JobEvent
 
 FILES_INDEX = "files"
@@ -39,6 +39,12 @@ def events_key(job_id: str) -> str:
 
 
 class TrainingStore:
+    """Training files, jobs and job events in Dapr state.
+
+    Raises `TrainingFileNotFound` and `JobNotFound` (training.errors), `ConcurrentUpdate` when
+    an ETag race is lost too often, and `DaprError` when the sidecar fails.
+    """
+
     def __init__(self, sidecar: Sidecar) -> None:
         self._sidecar = sidecar
 
@@ -77,7 +83,7 @@ class TrainingStore:
         """The file's record and its examples as canonical JSONL."""
         item = await self._sidecar.get_state(file_key(file_id))
         if item is None:
-            raise Problem(404, f"There is no training file '{file_id}'.")
+            raise TrainingFileNotFound(f"There is no training file '{file_id}'.")
         return FileObject(**item.value["file"]), item.value["jsonl"]
 
     async def list_files(self) -> list[FileObject]:
@@ -96,7 +102,7 @@ class TrainingStore:
     async def get_job(self, job_id: str) -> Job:
         job = await self.find_job(job_id)
         if job is None:
-            raise Problem(404, f"There is no fine-tuning job '{job_id}'.")
+            raise JobNotFound(f"There is no fine-tuning job '{job_id}'.")
         return job
 
     async def find_job(self, job_id: str) -> Job | None:
@@ -109,7 +115,7 @@ class TrainingStore:
         async def attempt() -> Job:
             item = await self._sidecar.get_state(job_key(job_id))
             if item is None:
-                raise Problem(404, f"There is no fine-tuning job '{job_id}'.")
+                raise JobNotFound(f"There is no fine-tuning job '{job_id}'.")
             job = Job(**item.value)
             change(job)
             await self._sidecar.save_state(job_key(job_id), job.model_dump(), etag=item.etag, concurrency="first-write")

@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from genai_platform.dapr import DaprError, Sidecar
+from genai_platform.errors import is_transient
 from genai_platform.events import Topic
-from training.base_models import RegistryClient
+from genai_platform.registry_client import RegistryClient, RegistryError
+from training.base_models import download_base
 from training.models import ACTIVE, Job, JobError, JobEvent, JobResult, unix_now
 from training.progress import read_records
 from training.registration import RegistrationFailed, register_output
@@ -224,7 +226,7 @@ class Supervisor:
             await asyncio.to_thread(_write_datasets, folder, train, held_out, job.validation_file is None)
         base_dir: Path | None = None
         if job.base.get("source") == "registry":
-            base_dir = await self.registry.download(job.base, self.data_dir / "base-models")
+            base_dir = await download_base(self.registry, job.base, self.data_dir / "base-models")
         spec = JobSpec(
             job_id=job.id,
             method=job.method.type,
@@ -399,9 +401,10 @@ class Supervisor:
                     self.registry, registering, self.settings.registry_part_size, remember
                 )
                 break
-            except (RegistrationFailed, DaprError, OSError) as error:
-                if attempt == 2:
-                    raise RegistrationFailed(str(error)) from error
+            except (RegistryError, DaprError, OSError) as error:
+                # A refusal (a 4xx) comes back the same however often it is asked; a hiccup may pass.
+                if attempt == 2 or not is_transient(error):
+                    raise RegistrationFailed(str(error), transient=is_transient(error)) from error
                 log.warning("registration failed; retrying", extra={"job": job_id, "error": str(error)[:200]})
                 await asyncio.sleep(2 * (attempt + 1))
                 job = await self.store.get_job(job_id)

@@ -18,17 +18,23 @@ threads and do their I/O on the app's event loop, where the sidecar client lives
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from dapr.ext.workflow import DaprWorkflowContext, RetryPolicy, WorkflowActivityContext, WorkflowRuntime, when_any
+
+# The SDK fails an activity at once, whatever its retry policy, when the error's type is named
+# NonRetryableError (durabletask's `is_error_non_retryable`); the class is not re-exported.
+from dapr.ext.workflow._durabletask.task import NonRetryableError
 from dapr.ext.workflow.logger import LoggerOptions
 from pydantic import BaseModel, ConfigDict, Field
 
 from genai_platform.dapr import Sidecar
+from genai_platform.errors import is_transient
 from training.collections import snapshot_collection
 from training.jobs import submit_job
 from training.models import ACTIVE, NewJob
@@ -40,7 +46,9 @@ from training.supervisor import JOB_FINISHED_EVENT, Supervisor
 log = logging.getLogger(__name__)
 
 WORKFLOW = "fine_tune_and_promote"
-# Activities that meet a passing hiccup (the sidecar restarting, the registry busy) try again.
+# Activities that meet a passing hiccup (the sidecar restarting, the registry busy) try again;
+# an error that would come back the same (a missing job, a refused version) fails at once: see
+# `fails_fast`.
 RETRY = RetryPolicy(
     first_retry_interval=timedelta(seconds=2),
     max_number_of_attempts=5,
@@ -49,6 +57,27 @@ RETRY = RetryPolicy(
 )
 
 T = TypeVar("T")
+A = TypeVar("A")
+
+
+def fails_fast(activity: Callable[[WorkflowActivityContext, A], T]) -> Callable[[WorkflowActivityContext, A], T]:
+    """Let only transient errors (genai_platform.errors.is_transient) reach the retry policy.
+
+    Any other error is raised again as the SDK's `NonRetryableError`, with the original type and
+    message in its message, so the workflow fails the activity on its first attempt instead of
+    asking five times for a job that does not exist.
+    """
+
+    @functools.wraps(activity)
+    def run(ctx: WorkflowActivityContext, payload: A) -> T:
+        try:
+            return activity(ctx, payload)
+        except Exception as error:
+            if is_transient(error):
+                raise
+            raise NonRetryableError(f"{type(error).__name__}: {error}") from error
+
+    return run
 
 
 class Gate(BaseModel):
@@ -177,6 +206,7 @@ class PipelineActivities:
 ACTIVITIES = PipelineActivities()
 
 
+@fails_fast
 def snapshot_dataset(ctx: WorkflowActivityContext, request: dict[str, Any]) -> dict[str, Any]:
     """Freeze the examples: an uploaded file as it is, or a collection's chunks into a new file."""
     a = ACTIVITIES
@@ -197,6 +227,7 @@ def snapshot_dataset(ctx: WorkflowActivityContext, request: dict[str, Any]) -> d
     return a.run(work())
 
 
+@fails_fast
 def start_training(ctx: WorkflowActivityContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Submit the job under the workflow's own job id (the job found again if it exists)."""
     a = ACTIVITIES
@@ -207,11 +238,13 @@ def start_training(ctx: WorkflowActivityContext, payload: dict[str, Any]) -> dic
     return _job_view(job)
 
 
+@fails_fast
 def read_job(ctx: WorkflowActivityContext, job_id: str) -> dict[str, Any]:
     a = ACTIVITIES
     return _job_view(a.run(a.store.get_job(job_id)))
 
 
+@fails_fast
 def evaluate(ctx: WorkflowActivityContext, payload: dict[str, Any]) -> dict[str, Any]:
     """The gate, on the held-out losses the job's worker measured before and after training."""
     a = ACTIVITIES
@@ -219,6 +252,7 @@ def evaluate(ctx: WorkflowActivityContext, payload: dict[str, Any]) -> dict[str,
     return gate_verdict(job.metrics, Gate(**payload["gate"]))
 
 
+@fails_fast
 def register(ctx: WorkflowActivityContext, payload: dict[str, Any]) -> dict[str, Any]:
     a = ACTIVITIES
     verdict = payload["verdict"]
@@ -231,16 +265,11 @@ def register(ctx: WorkflowActivityContext, payload: dict[str, Any]) -> dict[str,
     return {"model": model, "version": version}
 
 
+@fails_fast
 def promote(ctx: WorkflowActivityContext, payload: dict[str, Any]) -> None:
+    """Point the alias at the registered version (idempotent); the registry publishes model.promoted."""
     a = ACTIVITIES
-
-    async def work() -> None:
-        path = f"v1/models/{payload['model']}/aliases/{payload['alias']}"
-        response = await a.supervisor.registry.call("PUT", path, json_body={"version": payload["version"]})
-        if response.status_code != 200:
-            raise RegistrationFailed(f"moving alias {payload['alias']}: the registry answered {response.status_code}")
-
-    a.run(work())
+    a.run(a.supervisor.registry.move_alias(payload["model"], payload["alias"], payload["version"]))
 
 
 def _job_view(job) -> dict[str, Any]:

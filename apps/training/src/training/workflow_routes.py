@@ -10,6 +10,8 @@ from fastapi import APIRouter
 
 from genai_platform.errors import Problem
 from genai_platform.service import SidecarDep
+from training.base_models import resolve_base
+from training.errors import InvalidBaseModel
 from training.models import parse_base_model
 from training.routes import StoreDep, SupervisorDep, TrainingSettingsDep
 from training.workflow import WORKFLOW, PipelineRequest, job_id_for
@@ -40,9 +42,9 @@ async def start_workflow(
     try:
         ref = parse_base_model(body.model)
     except ValueError as error:
-        raise Problem(422, f"'model' is not a base model reference: {error}.") from error
+        raise InvalidBaseModel(f"'model' is not a base model reference: {error}.") from error
     if not ref.packaged:
-        await supervisor.registry.resolve(ref)
+        await resolve_base(supervisor.registry, ref)
     for file_id in (body.training_file, body.validation_file):
         if file_id is not None:
             await store.get_file(file_id)

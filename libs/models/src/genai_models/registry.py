@@ -1,4 +1,4 @@
-"""A registry version's files fetched through Dapr service invocation, each checked by sha256.
+"""A registry version's files fetched through the shared registry client, each checked by sha256.
 
 Training downloads its base model this way and inference its `production` version; the folder
 is written once per (model, version) and reused, since registry versions are immutable.
@@ -12,20 +12,19 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from genai_models.files import ModelFilesMissing, publish_folder
-from genai_platform.dapr import Sidecar
+from genai_platform.contracts.registry import Version
+from genai_platform.registry_client import RegistryClient
 
 
 @dataclass(frozen=True)
 class RegistryVersion:
-    """A ready version as the registry describes it: enough to fetch and check its files."""
+    """A ready version's files to fetch and check: model name, version number, file name → sha256 (hex)."""
 
     name: str
     version: int
-    files: dict[str, str]  # file name → sha256
-    aliases: tuple[str, ...] = ()
+    files: dict[str, str]
 
     @property
     def content_id(self) -> str:
@@ -34,17 +33,17 @@ class RegistryVersion:
         return hashlib.sha256(listing.encode()).hexdigest()[:16]
 
     @classmethod
-    def from_api(cls, body: dict[str, Any]) -> RegistryVersion:
-        return cls(
-            name=body["name"],
-            version=int(body["version"]),
-            files={name: artifact["sha256"] for name, artifact in body.get("artifacts", {}).items()},
-            aliases=tuple(body.get("aliases", ())),
-        )
+    def of(cls, version: Version) -> RegistryVersion:
+        """The files to fetch for a version the registry answered with."""
+        return cls(name=version.model, version=version.version, files=version.files)
 
 
-async def fetch_version(sidecar: Sidecar, registry_app_id: str, version: RegistryVersion, folder: Path) -> Path:
-    """The local folder holding `version`'s files, downloaded once and verified file by file."""
+async def fetch_version(registry: RegistryClient, version: RegistryVersion, folder: Path) -> Path:
+    """The local folder holding `version`'s files, downloaded once and verified file by file.
+
+    Raises the registry client's `RegistryError` when a file cannot be had, `ModelFilesMissing`
+    when one arrives but does not match its sha256.
+    """
     # Named by content too: a registry rebuilt from scratch numbers its versions from 1 again,
     # and must not be answered with another registry's version 1 from this cache.
     target = folder / version.name / f"{version.version}-{version.content_id}"
@@ -54,11 +53,8 @@ async def fetch_version(sidecar: Sidecar, registry_app_id: str, version: Registr
     staging = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=".download-", dir=folder))
     try:
         for filename, sha256 in sorted(version.files.items()):
-            path = f"v1/models/{version.name}/versions/{version.version}/files/{filename}"
             digest = hashlib.sha256()
-            async with sidecar.invoke_stream(registry_app_id, path, method="GET", timeout=300) as response:
-                if response.status_code != 200:
-                    raise ModelFilesMissing(f"the registry answered {response.status_code} for {filename}")
+            async with registry.download(version.name, version.version, filename) as response:
                 with (staging / filename).open("wb") as out:
                     async for chunk in response.aiter_bytes(1 << 20):
                         digest.update(chunk)

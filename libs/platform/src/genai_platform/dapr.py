@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import httpx
 
-from genai_platform.errors import Problem
+from genai_platform.errors import ConcurrentUpdate
 from genai_platform.settings import ServiceSettings
 
 T = TypeVar("T")
@@ -42,14 +42,14 @@ async def with_etag_retries(attempt: Callable[[], Awaitable[T]], attempts: int =
     """Run a read-modify-write under an ETag until it wins; the loser of a race re-reads.
 
     One key under one ETag is how services change state atomically (Redis transactions do not
-    roll back). After `attempts` lost races the caller gets a 409 to retry later.
+    roll back). After `attempts` lost races it raises `ConcurrentUpdate` (a 409 to retry later).
     """
     for _ in range(attempts):
         try:
             return await attempt()
         except StateConflict:
             continue
-    raise Problem(409, "The record kept changing under this update; try again.", title="Conflict")
+    raise ConcurrentUpdate("The record kept changing under this update; try again.")
 
 
 @dataclass(frozen=True)
