@@ -35,6 +35,7 @@ k8s:
 infra:
 	@bash scripts/infra.sh install
 	@bash scripts/infra.sh secrets
+	@bash scripts/ui-assets.sh
 
 up: setup
 	@bash scripts/run-platform.sh $(PROFILE)
