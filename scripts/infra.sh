@@ -653,6 +653,8 @@ install_all() {
   java_major_ok || missing+=(default-jre-headless)
   # The web UI's browser tests drive Debian's Chromium (a browser download cannot work offline).
   command -v chromium >/dev/null || missing+=(chromium)
+  # npm installs the web UI's pinned browser libraries (scripts/ui-assets.sh).
+  command -v npm >/dev/null || missing+=(npm)
 
   if ((${#missing[@]})); then
     log "install: apt-get install ${missing[*]}"
