@@ -6,6 +6,8 @@ from fastapi import APIRouter, FastAPI, Query, Request
 
 from genai_platform.events import CloudEvent, DeliveryAnswer, Topic
 from genai_platform.service import SettingsDep, create_service
+from monitor import routes
+from monitor.dead_letters import export_gauge
 from monitor.events import EventLog
 from monitor.settings import MonitorSettings
 
@@ -58,6 +60,14 @@ async def dead_letters(request: Request, limit: int = Query(100, ge=1, le=1000))
 
 
 def create_app(settings: MonitorSettings) -> FastAPI:
-    app = create_service(settings, title="Monitor", description=__doc__, routers=[subscriptions, events])
+    app = create_service(
+        settings,
+        title="Monitor",
+        description=__doc__,
+        routers=[subscriptions, events, routes.system, routes.webhooks],
+        lifespan=routes.stores_lifespan,
+        open_prefixes=(routes.WEBHOOK_PREFIX,),
+    )
     app.state.event_log = EventLog(settings.recent_events)
+    export_gauge(app.state.event_log)
     return app
