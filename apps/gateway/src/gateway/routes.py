@@ -108,6 +108,16 @@ PUBLIC_ROUTES = (
     PublicRoute("POST", "/v1/guard/check", "guard", "Run the guard rails on a text", "guard"),
     PublicRoute("GET", "/v1/events", "monitor", "Recent events on every topic of the platform", "system"),
     PublicRoute("GET", "/v1/dead-letters", "monitor", "Events whose deliveries were given up", "system"),
+    PublicRoute("GET", "/v1/dead-letters/{letter_id}", "monitor", "One dead letter", "system"),
+    PublicRoute(
+        "POST", "/v1/dead-letters/{letter_id}/replay", "monitor", "Publish a dead letter on its topic again", "system"
+    ),
+    PublicRoute("DELETE", "/v1/dead-letters/{letter_id}", "monitor", "Discard a dead letter", "system"),
+    PublicRoute("GET", "/v1/system/overview", "monitor", "Apps, inference, pub/sub and active alerts", "system"),
+    PublicRoute("GET", "/v1/system/dashboards", "monitor", "The dashboards' PromQL definitions", "system"),
+    PublicRoute("GET", "/v1/system/dashboards/{uid}/data", "monitor", "A dashboard's series over a range", "system"),
+    PublicRoute("GET", "/v1/logs", "monitor", "Log lines of every app and sidecar, paged", "system"),
+    PublicRoute("GET", "/v1/traces/{trace_id}", "monitor", "A trace's spans joined with its log lines", "system"),
 )
 # The chat pipeline ends at inference, whose OpenAPI document holds the request and answer bodies.
 CHAT_SOURCE = ("POST", "/v1/chat/completions", "inference")
