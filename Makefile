@@ -10,14 +10,14 @@ PROFILE ?= default
 # Keep the model caches of every clone and run in one place.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup python dapr k8s infra secrets up down test test-unit test-integration lint
+.PHONY: help setup python dapr victorialogs k8s infra secrets up down test test-unit test-integration lint
 
 help:
 	@echo "make up     set up what is missing and start the whole platform (PROFILE=$(PROFILE))"
 	@echo "make test   set up what is missing and run every test"
 	@echo "make down   stop the servers started by make up"
 
-setup: python dapr infra  ## everything the platform and the tests need, installed once
+setup: python dapr victorialogs infra  ## everything the platform and the tests need, installed once
 
 python:
 	@command -v uv >/dev/null || python3 -m pip install --quiet uv
@@ -27,6 +27,11 @@ python:
 
 dapr:
 	@bash scripts/build-dapr.sh
+
+# The log store and its file collector, built from VictoriaLogs' Go module (Prometheus and
+# Alertmanager come from Debian with `infra`).
+victorialogs:
+	@bash scripts/build-victorialogs.sh
 
 # A real Kubernetes API server, kwok, Dapr's injector and operator, actionlint (tests/k8s).
 k8s:
