@@ -4,7 +4,15 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
-from genai_platform.errors import Problem, install_error_handlers
+from genai_platform.errors import (
+    PROBLEM_JSON,
+    Problem,
+    ProblemDetails,
+    ValidationProblemDetails,
+    document_problems,
+    install_error_handlers,
+    problem_responses,
+)
 
 
 class Body(BaseModel):
@@ -64,3 +72,26 @@ def test_unknown_route_is_a_problem_too() -> None:
     response = TestClient(make_app()).get("/nowhere")
     assert response.status_code == 404
     assert response.json()["status"] == 404
+
+
+def test_the_openapi_document_declares_the_problems_that_are_really_sent() -> None:
+    app = make_app()
+    document_problems(app)
+
+    @app.get("/things/{name}", responses=problem_responses(404))
+    async def one(name: str) -> dict:
+        raise Problem(404, f"no thing {name}")
+
+    document = app.openapi()
+    schemas = document["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas and "ValidationError" not in schemas
+    invalid = document["paths"]["/things"]["post"]["responses"]["422"]["content"]
+    assert invalid == {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ValidationProblemDetails"}}}
+    missing = document["paths"]["/things/{name}"]["get"]["responses"]["404"]["content"]
+    assert missing == {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
+    assert app.openapi() is document  # built once
+
+    # What the handlers send validates against what the document declares.
+    client = TestClient(app)
+    ValidationProblemDetails.model_validate(client.post("/things", json={"name": "x", "count": "many"}).json())
+    assert ProblemDetails.model_validate(client.get("/things/x").json()).status == 404

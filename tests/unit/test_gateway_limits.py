@@ -83,12 +83,13 @@ def test_usage_tells_one_key_its_own_requests_and_tokens() -> None:
 
 
 def test_the_registry_is_public_under_its_own_prefix_and_rewritten_to_its_path() -> None:
-    from gateway.routes import PUBLIC_ROUTES, schema_sources
+    from gateway.routes import PUBLIC_ROUTES, schema_app_paths, schema_sources
 
     registry = [route for route in PUBLIC_ROUTES if route.app_id == "registry"]
     assert registry and all(route.path.startswith("/v1/registry/models") for route in registry)
     promote = next(route for route in registry if route.method == "PUT")
     assert promote.upstream_path("/v1/registry/models/m/aliases/production") == "/v1/models/m/aliases/production"
-    # OpenAI's /v1/models stays inference's, and rewritten routes are not looked up under the public path.
+    # OpenAI's /v1/models stays inference's; a rewritten route's schema is looked up under its app's path.
     assert schema_sources()[("GET", "/v1/models")] == "inference"
-    assert ("GET", "/v1/registry/models") not in schema_sources()
+    assert schema_sources()[("GET", "/v1/registry/models")] == "registry"
+    assert schema_app_paths()[("GET", "/v1/registry/models/{name}")] == "/v1/models/{name}"

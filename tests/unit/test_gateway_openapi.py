@@ -158,6 +158,23 @@ def test_a_public_route_its_app_does_not_document_is_named() -> None:
     assert merged["info"]["x-missing-apps"] == []
 
 
+def test_a_rewritten_route_takes_its_apps_operation_under_the_apps_path() -> None:
+    gateway = copy.deepcopy(GATEWAY)
+    gateway["paths"]["/v1/registry/models"] = {"get": {"summary": "Registered models", "operationId": "relay"}}
+    registry = {
+        "paths": {"/v1/models": {"get": {"responses": answer("Model")}}},
+        "components": {"schemas": {"Model": {"properties": {"name": STRING}}}},
+    }
+    route = ("GET", "/v1/registry/models")
+    merged = merge_documents(
+        gateway, {**SOURCES, route: "registry"}, {**ALL_APPS, "registry": registry}, {route: "/v1/models"}
+    )
+    models = merged["paths"]["/v1/registry/models"]["get"]
+    assert models["responses"]["200"]["content"]["application/json"]["schema"] == ref("registry.Model")
+    assert models["summary"] == "Registered models"
+    assert "x-undocumented-operations" not in merged["info"]
+
+
 def test_the_merge_leaves_its_inputs_alone() -> None:
     before = copy.deepcopy(ALL_APPS), copy.deepcopy(GATEWAY)
     merge_documents(GATEWAY, SOURCES, ALL_APPS)

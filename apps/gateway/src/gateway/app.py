@@ -10,7 +10,7 @@ from gateway.api_keys import ApiKeys
 from gateway.chat import ChatPipeline, PipelineSettings
 from gateway.limits import Limits
 from gateway.openapi import PlatformOpenApi
-from gateway.routes import public_router, schema_sources
+from gateway.routes import public_router, schema_app_paths, schema_sources
 from gateway.settings import GatewaySettings
 from genai_platform.service import create_service
 
@@ -35,6 +35,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             schema_sources(),
             ttl=settings.openapi_ttl_seconds,
             timeout=settings.openapi_timeout_seconds,
+            app_paths=schema_app_paths(),
         )
         yield
 

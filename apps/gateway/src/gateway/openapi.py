@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from genai_platform.dapr import Sidecar
+from genai_platform.errors import ProblemDetails
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +38,8 @@ GATEWAY_RESPONSES = {
     "429": "Over this key's request rate or token quota; see `Retry-After`.",
     "503": "The app serving this route cannot be reached right now; see `Retry-After`.",
 }
-PROBLEM = {
-    "type": "object",
-    "title": "Problem",
-    "description": "An RFC 9457 problem, the one error shape of the platform.",
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "instance": {"type": "string"},
-    },
-    "required": ["type", "title", "status", "detail"],
-    "additionalProperties": True,
-}
+# The platform's one error shape (genai_platform.errors), as the gateway's own answers use it.
+PROBLEM = ProblemDetails.model_json_schema()
 
 Document = dict[str, Any]
 
@@ -182,13 +171,17 @@ def merge_documents(
     gateway_doc: Document,
     sources: Mapping[tuple[str, str], str],
     app_docs: Mapping[str, Document | None],
+    app_paths: Mapping[tuple[str, str], str] | None = None,
 ) -> Document:
     """The platform's public API: the gateway's `/v1/` routes with the serving apps' schemas.
 
     `sources` maps `(METHOD, path)` of a public route to the app that serves it (routes the
     gateway answers itself are not in it); `app_docs` holds each app's OpenAPI document, or
-    None for an app that could not be reached.
+    None for an app that could not be reached; `app_paths` maps a public route to the path its
+    app serves it under, where the gateway rewrites it (the registry's `/v1/registry/models...`
+    are the registry's `/v1/models...`).
     """
+    app_paths = app_paths or {}
     missing = sorted({app_id for app_id in sources.values() if app_docs.get(app_id) is None})
     undocumented: list[str] = []
     paths: dict[str, dict[str, Any]] = {}
@@ -200,7 +193,8 @@ def merge_documents(
                 continue
             app_id = sources.get((method.upper(), path))
             app_doc = app_docs.get(app_id) if app_id else None
-            app_op = ((app_doc or {}).get("paths", {}).get(path) or {}).get(method)
+            app_path = app_paths.get((method.upper(), path), path)
+            app_op = ((app_doc or {}).get("paths", {}).get(app_path) or {}).get(method)
             if app_op is not None and app_id is not None:
                 operation = _public_operation(gateway_op, app_op, app_id)
             else:
@@ -249,11 +243,13 @@ class PlatformOpenApi:
         *,
         ttl: float,
         timeout: float,
+        app_paths: Mapping[tuple[str, str], str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._sidecar = sidecar
         self._gateway_doc = gateway_doc
         self._sources = dict(sources)
+        self._app_paths = dict(app_paths or {})
         self._ttl = ttl
         self._timeout = timeout
         self._clock = clock
@@ -267,7 +263,8 @@ class PlatformOpenApi:
                 return self._cached
             app_ids = sorted(set(self._sources.values()))
             fetched = await asyncio.gather(*(self._fetch(app_id) for app_id in app_ids))
-            document = merge_documents(self._gateway_doc(), self._sources, dict(zip(app_ids, fetched, strict=True)))
+            app_docs = dict(zip(app_ids, fetched, strict=True))
+            document = merge_documents(self._gateway_doc(), self._sources, app_docs, self._app_paths)
             if not document["info"]["x-missing-apps"]:
                 self._cached, self._built_at = document, self._clock()
             return document

@@ -159,10 +159,14 @@ SERVER_TIMING_HEADER = {
 
 def schema_sources() -> dict[tuple[str, str], str]:
     """`(METHOD, path)` of each public route -> the app whose OpenAPI document describes it."""
-    # A rewritten route's schema sits under another path in its app's document: left to the gateway's own.
-    sources = {(route.method, route.path): route.app_id for route in PUBLIC_ROUTES if route.upstream is None}
+    sources = {(route.method, route.path): route.app_id for route in PUBLIC_ROUTES}
     sources[CHAT_SOURCE[:2]] = CHAT_SOURCE[2]
     return sources
+
+
+def schema_app_paths() -> dict[tuple[str, str], str]:
+    """`(METHOD, path)` of each rewritten public route -> its path in its app's OpenAPI document."""
+    return {(route.method, route.path): route.upstream_path(route.path) for route in PUBLIC_ROUTES if route.upstream}
 
 
 def _relay(route: PublicRoute) -> Callable[..., Awaitable[StreamingResponse]]:

@@ -101,6 +101,92 @@ class CompletionRequest(GenerationFields):
         return self.prompt[0]
 
 
+# --- answer schemas (OpenAI's shapes; what `Completion` and `list_models` build) -------------------
+
+
+class Answer(BaseModel):
+    # Exactly what is sent: the unit tests validate real answers against these, so a field added
+    # to one side only fails there.
+    model_config = ConfigDict(extra="forbid")
+
+
+class Usage(Answer):
+    """Tokens of one generation: the prompt's, the generated ones and their sum."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(Answer):
+    role: Literal["assistant"]
+    content: str
+
+
+class ChatChoice(Answer):
+    index: int
+    message: AssistantMessage
+    logprobs: None
+    finish_reason: Literal["stop", "length"] | None
+
+
+class ChatCompletion(Answer):
+    """A whole chat answer (`object: chat.completion`); `system_fingerprint` is `v<model version>`."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int = Field(description="Unix time, seconds.")
+    model: str
+    system_fingerprint: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class TextChoice(Answer):
+    index: int
+    text: str
+    logprobs: None
+    finish_reason: Literal["stop", "length"] | None
+
+
+class TextCompletion(Answer):
+    """A whole text completion (`object: text_completion`)."""
+
+    id: str
+    object: Literal["text_completion"]
+    created: int = Field(description="Unix time, seconds.")
+    model: str
+    system_fingerprint: str
+    choices: list[TextChoice]
+    usage: Usage
+
+
+class ModelCard(Answer):
+    """The model being served: its registered name and version (our extension of OpenAI's card)."""
+
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    version: str
+
+
+class ModelList(Answer):
+    """OpenAI's model list: the one model being served, or none while it loads."""
+
+    object: Literal["list"]
+    data: list[ModelCard]
+
+
+def _streamed_or_whole(whole: type[BaseModel], chunk: str) -> dict[int | str, dict[str, Any]]:
+    """The 200 answer of a generation route: `whole` as JSON, or `stream: true`'s server-sent events."""
+    events = {
+        "type": "string",
+        "description": f"Server-sent events `data: <{chunk} JSON>`, ending with `data: [DONE]`.",
+    }
+    return {200: {"model": whole, "content": {"text/event-stream": {"schema": events}}}}
+
+
 # --- routes --------------------------------------------------------------------------------------
 
 
@@ -111,7 +197,9 @@ def get_models(request: Request) -> ModelService:
 ModelsDep = Annotated[ModelService, Depends(get_models)]
 
 
-@router.get("/models", summary="The model version being served")
+@router.get(
+    "/models", summary="The model version being served", response_model=None, responses={200: {"model": ModelList}}
+)
 async def list_models(models: ModelsDep) -> dict[str, Any]:
     engine = models.current
     data = []
@@ -121,7 +209,12 @@ async def list_models(models: ModelsDep) -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
-@router.post("/chat/completions", summary="Chat completion, streamed as server-sent events or whole")
+@router.post(
+    "/chat/completions",
+    summary="Chat completion, streamed as server-sent events or whole",
+    response_model=None,
+    responses=_streamed_or_whole(ChatCompletion, "chat.completion.chunk"),
+)
 async def chat_completions(body: ChatCompletionRequest, request: Request, models: ModelsDep) -> Any:
     messages = [{"role": m.role, "content": m.text()} for m in body.messages]
     generation = await _start(models, lambda loaded: loaded.encode_chat(messages), body, body.requested_max_tokens())
@@ -132,7 +225,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, models
     return completion.chat_response(text, finished)
 
 
-@router.post("/completions", summary="Text completion, streamed as server-sent events or whole")
+@router.post(
+    "/completions",
+    summary="Text completion, streamed as server-sent events or whole",
+    response_model=None,
+    responses=_streamed_or_whole(TextCompletion, "text_completion"),
+)
 async def completions(body: CompletionRequest, request: Request, models: ModelsDep) -> Any:
     prompt = body.prompt_text()
     # OpenAI's default for this legacy endpoint is 16 tokens.

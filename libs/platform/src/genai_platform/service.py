@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from genai_platform.dapr import Sidecar
-from genai_platform.errors import install_error_handlers
+from genai_platform.errors import document_problems, install_error_handlers
 from genai_platform.logs import configure_logging
 from genai_platform.metrics import RequestMetricsMiddleware, metrics_response
 from genai_platform.requests import RequestIdMiddleware
@@ -64,6 +64,7 @@ def create_service(
 
     app = FastAPI(title=title, description=description, lifespan=_lifespan)
     install_error_handlers(app)
+    document_problems(app)
     checks: list[ReadinessCheck] = [sidecar_ready, *readiness]
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process answers")
