@@ -19,8 +19,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -200,110 +198,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(Exception, _on_unexpected)
-
-
-# --- the same shapes, declared in the OpenAPI document ---------------------------------------
-
-
-class ProblemDetails(BaseModel):
-    """The body of every error answer: an RFC 9457 problem, sent as application/problem+json.
-
-    `type` is a URI naming the problem ("about:blank" when the status says it all), `title` its
-    short summary, `status` the HTTP status, `detail` what went wrong in this occurrence, and
-    `instance` the request path. Extension members (e.g. `errors`, `current_version`) may follow.
-    """
-
-    model_config = ConfigDict(extra="allow", title="ProblemDetails")
-
-    type: str = Field(description='A URI naming the kind of problem; "about:blank" when the status says it all.')
-    title: str = Field(description="A short summary of the kind of problem.")
-    status: int = Field(description="The HTTP status code.")
-    detail: str = Field(description="What went wrong in this occurrence, for the client to act on.")
-    instance: str | None = Field(None, description="The path of the request that failed.")
-
-
-class FieldError(BaseModel):
-    """One invalid part of a request: where it is (`body.messages.0.role`) and what is wrong."""
-
-    location: str
-    message: str
-
-
-class ValidationProblemDetails(ProblemDetails):
-    """A 422 problem for a request that failed validation: `errors` names each invalid field."""
-
-    model_config = ConfigDict(title="ValidationProblemDetails")
-
-    errors: list[FieldError]
-
-
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """A route's `responses=` for the error statuses it answers, each a `ProblemDetails`.
-
-    FastAPI files a response model under application/json; `document_problems` moves it to
-    application/problem+json, which is what the handlers above send.
-    """
-    return {status: {"model": ProblemDetails, "description": HTTPStatus(status).phrase} for status in statuses}
-
-
-_REF = "#/components/schemas/"
-_PROBLEM_MODELS = (ProblemDetails, ValidationProblemDetails)
-
-
-def problem_document(document: dict[str, Any]) -> dict[str, Any]:
-    """`document` (an app's OpenAPI document) with its error answers as they are really sent.
-
-    Every declared error answer whose JSON schema is a problem model, and FastAPI's default 422
-    (`HTTPValidationError`, a shape no handler here sends), becomes application/problem+json
-    with `ProblemDetails` or `ValidationProblemDetails`; the unused FastAPI schemas go.
-    Changes `document` in place and returns it.
-    """
-    schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    problem_refs = {_REF + model.__name__ for model in _PROBLEM_MODELS}
-    for path_item in document.get("paths", {}).values():
-        for operation in path_item.values():
-            if not isinstance(operation, dict):
-                continue
-            for status, response in (operation.get("responses") or {}).items():
-                content = response.get("content") or {}
-                schema = (content.get("application/json") or {}).get("schema") or {}
-                if status == "422" and schema.get("$ref") == _REF + "HTTPValidationError":
-                    schema = {"$ref": _REF + ValidationProblemDetails.__name__}
-                    if response.get("description") == "Validation Error":
-                        response["description"] = "The request is not valid: `errors` names each field and why."
-                elif schema.get("$ref") not in problem_refs:
-                    continue
-                del content["application/json"]
-                content[PROBLEM_JSON] = {"schema": schema}
-    _, top = models_json_schema([(model, "serialization") for model in _PROBLEM_MODELS], ref_template=_REF + "{model}")
-    schemas.update(top["$defs"])
-    used = _refs(document.get("paths"))
-    for unused in ("HTTPValidationError", "ValidationError"):
-        if _REF + unused not in used:
-            schemas.pop(unused, None)
-    return document
-
-
-def _refs(node: Any) -> set[str]:
-    """Every `$ref` in a JSON node."""
-    if isinstance(node, dict):
-        found = {node["$ref"]} if isinstance(node.get("$ref"), str) else set()
-        return found.union(*(_refs(value) for value in node.values()))
-    if isinstance(node, list):
-        return set().union(*(_refs(value) for value in node))
-    return set()
-
-
-def document_problems(app: FastAPI) -> None:
-    """Make `app.openapi()` declare problem+json error answers (see `problem_document`)."""
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = problem_document(generate())
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 # --- the same shapes, declared in the OpenAPI document ---------------------------------------
