@@ -1,6 +1,8 @@
 """Pure pieces of the gateway's chat pipeline."""
 
-from gateway.chat import _json_mode, _last_user_text, _public_citations, may_end_sentence
+from gateway.chat import _json_mode, _last_user_text, _public_citations
+from genai_platform.contracts.search import SearchHit
+from genai_platform.sentences import may_end_sentence
 
 
 def test_the_question_is_the_last_user_turn() -> None:
@@ -24,7 +26,7 @@ def test_json_answers_are_passed_to_the_output_rail() -> None:
 
 
 def test_citations_leave_the_chunk_text_behind() -> None:
-    hit = {"document_id": "d1", "title": "Handbook", "chunk_id": "c7", "score": 0.81, "text": "long text"}
+    hit = SearchHit(document_id="d1", title="Handbook", chunk_id="c7", index=0, score=0.81, text="long text")
     assert _public_citations([hit]) == [{"document_id": "d1", "title": "Handbook", "chunk_id": "c7", "score": 0.81}]
 
 

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from fakes import FakeDapr
+from fakes import FakeDapr, interleaved
 from genai_platform.contracts.registry import Artifact, NewModel, NewVersion
 from genai_platform.errors import ConcurrentUpdate
 from prompts.errors import LabelMoved, LabelReserved, PromptExists, PromptNotFound, PromptVersionNotFound
@@ -24,18 +24,6 @@ from registry.errors import InvalidAlias, ModelExists, VersionNotFound, VersionN
 
 def run(work):
     return asyncio.run(work)
-
-
-def interleaved(dapr: FakeDapr) -> FakeDapr:
-    """Make every sidecar call yield to the event loop, as a real one does, so gathered writers race."""
-    answer = dapr.handle
-
-    async def handle(request):
-        await asyncio.sleep(0)
-        return await answer(request)
-
-    dapr.handle = handle
-    return dapr
 
 
 def writes_of(dapr: FakeDapr, key: str) -> int:

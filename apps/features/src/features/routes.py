@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, model_validator
 
 from features.search import Mode, SearchParams, search
+from genai_platform.contracts.search import SearchResults
 from genai_platform.dapr import DaprError
 from genai_platform.errors import Problem
 from genai_platform.events import CloudEvent, DeliveryAnswer, Topic
@@ -50,7 +51,7 @@ class EmbeddingsRequest(BaseModel):
 
 
 @api.post("/search", summary="Chunks that answer a query: vector, keyword (BM25) or hybrid, optional MMR")
-async def search_chunks(request: Request, body: SearchRequest) -> dict[str, Any]:
+async def search_chunks(request: Request, body: SearchRequest) -> SearchResults:
     state = request.app.state
     query_vector = None
     if body.mode is not Mode.KEYWORD:

@@ -12,48 +12,45 @@ recorded for the answer's `Server-Timing` header (see gateway.timing).
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
+from gateway.stages import GuardClient, InferenceClient, PromptNotFound, PromptsClient, SearchClient
 from gateway.timing import ServerTiming
+from genai_platform.contracts.prompts import GROUNDING_INSTRUCTIONS, RenderedPrompt
+from genai_platform.contracts.search import SearchHit
 from genai_platform.dapr import Sidecar
 from genai_platform.errors import Problem
+from genai_platform.sentences import may_end_sentence
 from genai_platform.telemetry import current_trace_id
 
 # `model: "rag/<collection>"` asks for answers grounded in that collection, for clients (the
 # OpenAI SDK, LangChain) that cannot send extra fields easily.
 RAG_MODEL_PREFIX = "rag/"
-# Guard releases whole sentences only, so a stream step is worth a call once one may be complete:
-# guard's rule is an end mark (maybe closed by quotes or brackets) followed by whitespace, or a
-# newline. The whitespace usually comes with the next token, so the check looks at the end of
-# everything pending, not at the new token alone.
-SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f\u2026][\"'\u201d\u2019)\]]*\s|\n")
-# How far before a new token an end mark it completes may sit (closing quotes and brackets).
-SENTENCE_END_REACH = 8
-BUILTIN_SYSTEM_PROMPT = (
-    "Answer the question using only the context below. If the context does not hold the answer, say so.\n\n"
-    "Context:\n{context}"
-)
+# The grounding prompt used when the managed one (`rag-answer`, seeded by prompts) is missing.
+BUILTIN_SYSTEM_PROMPT = GROUNDING_INSTRUCTIONS + "{context}"
+# Generation settings a rendered prompt may bring, applied unless the request sets them.
+PROMPT_SETTINGS = ("temperature", "top_p", "max_tokens", "stop")
 
 
 @dataclass
 class ChatPlan:
-    """What one chat request turned into before generation."""
+    """What one chat request turned into before generation: the request for inference (guarded,
+    grounded, rendered), the collection and chunks it is grounded in, and the prompt version used."""
 
     request: dict[str, Any]
     collection: str | None
-    citations: list[dict[str, Any]] = field(default_factory=list)
+    citations: list[SearchHit] = field(default_factory=list)
     prompt: dict[str, Any] | None = None
     timing: ServerTiming = field(default_factory=ServerTiming)
 
 
 @dataclass(frozen=True)
 class PipelineSettings:
+    """The RAG prompt's name, how many chunks to retrieve, and timeouts in seconds (stages, generation)."""
+
     rag_prompt: str
     retrieval_k: int
     timeout: float
@@ -61,13 +58,27 @@ class PipelineSettings:
 
 
 class ChatPipeline:
+    """The stages of a chat request, in order; each stage's answer is its service's contract.
+
+    Raises `Problem`: 422 for a request without messages, 400 when the input rails refuse it,
+    a stage's own 4xx (a prompt that does not exist), 503 when a stage cannot answer.
+    """
+
     def __init__(self, sidecar: Sidecar, settings: PipelineSettings) -> None:
-        self._sidecar = sidecar
         self._settings = settings
+        self.guard = GuardClient(sidecar, "guard", settings.timeout)
+        self.search = SearchClient(sidecar, "features", settings.timeout)
+        self.prompts = PromptsClient(sidecar, "prompts", settings.timeout)
+        self.inference = InferenceClient(sidecar, "inference", settings.timeout)
 
     # --- before generation --------------------------------------------------------------------
 
     async def plan(self, body: dict[str, Any], request_id: str, timing: ServerTiming | None = None) -> ChatPlan:
+        """Input rails, then retrieval and prompt render when asked for: the request inference gets.
+
+        `body` is the client's OpenAI chat request plus our extensions (`collection`, `prompt`),
+        which are taken out of it.
+        """
         timing = timing or ServerTiming()
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
@@ -80,93 +91,65 @@ class ChatPipeline:
         prompt_ref = body.pop("prompt", None)
 
         with timing.stage("guard-in"):
-            guarded = await self._call("guard", "v1/guard/input", {"messages": messages, "request_id": request_id})
-        if not guarded.get("allowed", False):
-            rails = guarded.get("blocked_by", [])
+            verdict = await self.guard.check_input(messages, request_id)
+        if not verdict.allowed:
             raise Problem(
                 400,
-                f"The request was refused by the input rail(s): {', '.join(rails)}.",
+                f"The request was refused by the input rail(s): {', '.join(verdict.blocked_by)}.",
                 title="Refused by the guard",
                 type_="urn:genai-platform:guard:refused",
-                blocked_by=rails,
+                blocked_by=verdict.blocked_by,
             )
-        body["messages"] = guarded["messages"]
+        body["messages"] = verdict.messages
         plan = ChatPlan(request=body, collection=collection, timing=timing)
 
         question = _last_user_text(body["messages"])
         if collection and question:
             with timing.stage("retrieve"):
-                found = await self._call(
-                    "features",
-                    "v1/search",
-                    {"query": question, "k": self._settings.retrieval_k, "collection": collection, "mode": "hybrid"},
-                )
-            plan.citations = [
-                {key: hit.get(key) for key in ("document_id", "title", "chunk_id", "score", "text")}
-                for hit in found.get("results", [])
-            ]
+                found = await self.search.search(question, k=self._settings.retrieval_k, collection=collection)
+            plan.citations = found.results
         if collection or prompt_ref:
             with timing.stage("prompt"):
                 await self._render(plan, prompt_ref, question)
         return plan
 
     async def _render(self, plan: ChatPlan, prompt_ref: Any, question: str) -> None:
-        context = (
-            "\n\n".join(
-                f"[{i + 1}] {c['title'] or c['document_id']}: {c['text']}" for i, c in enumerate(plan.citations)
-            )
-            or "(nothing found)"
-        )
+        """Put the rendered prompt in the request: the named one, else the RAG prompt, else the built-in."""
+        context = _context(plan.citations)
         reference = prompt_ref if isinstance(prompt_ref, dict) else {"name": prompt_ref or self._settings.rag_prompt}
         variables = {"question": question, "context": context, **(reference.get("variables") or {})}
-        render = {"variables": variables, **{k: reference[k] for k in ("label", "version") if k in reference}}
         try:
-            rendered = await self._call("prompts", f"v1/prompts/{reference['name']}/render", render)
-        except Problem as problem:
-            if problem.status != 404 or prompt_ref is not None:
+            rendered = await self.prompts.render(
+                reference["name"], variables, label=reference.get("label"), version=reference.get("version")
+            )
+        except PromptNotFound:
+            if prompt_ref is not None:
                 raise
-            # No managed RAG prompt yet: ground the answer with the built-in one, and say so.
+            # No managed RAG prompt: ground the answer with the built-in one, and say so.
             system = {"role": "system", "content": BUILTIN_SYSTEM_PROMPT.format(context=context)}
             plan.request["messages"] = [system, *plan.request["messages"]]
             plan.prompt = {"name": "builtin", "version": None}
             return
-        rendered_messages = rendered.get("messages") or [{"role": "user", "content": rendered.get("text", "")}]
-        # The template speaks for the last user turn; earlier turns stay as the client sent them.
-        history = (
-            plan.request["messages"][:-1]
-            if plan.request["messages"][-1].get("role") == "user"
-            else plan.request["messages"]
-        )
-        plan.request["messages"] = [*history, *rendered_messages]
-        for key, value in (rendered.get("config") or {}).items():
-            if key in ("temperature", "top_p", "max_tokens", "stop"):
-                plan.request.setdefault(key, value)
-        plan.prompt = {"name": rendered.get("name"), "version": rendered.get("version")}
+        _apply_prompt(plan, rendered)
 
     # --- generation and output rails ----------------------------------------------------------
 
     async def complete(self, plan: ChatPlan, request_id: str) -> dict[str, Any]:
+        """Generate the whole answer, then check each choice with the output rails.
+
+        A refused choice is emptied with `finish_reason: content_filter`. The answer is OpenAI's
+        chat completion plus `citations` and `lineage`.
+        """
         with plan.timing.stage("inference"):
-            answer = await self._call(
-                "inference",
-                "v1/chat/completions",
-                {**plan.request, "stream": False},
-                timeout=self._settings.generation_timeout,
-            )
+            answer = await self.inference.complete(plan.request, timeout=self._settings.generation_timeout)
         for choice in answer.get("choices", []):
             message = choice.get("message") or {}
             with plan.timing.stage("guard-out"):
-                checked = await self._call(
-                    "guard",
-                    "v1/guard/output",
-                    {
-                        "text": message.get("content") or "",
-                        "request_id": request_id,
-                        **_json_mode(plan.request),
-                    },
+                verdict = await self.guard.check_output(
+                    message.get("content") or "", request_id, _json_mode(plan.request)
                 )
-            if checked.get("allowed", True):
-                message["content"] = checked.get("text", "")
+            if verdict.allowed:
+                message["content"] = verdict.text
             else:
                 message["content"] = ""
                 choice["finish_reason"] = "content_filter"
@@ -175,19 +158,19 @@ class ChatPipeline:
         return answer
 
     async def stream(self, plan: ChatPlan, request_id: str, *, report_timing: bool = True) -> AsyncIterator[bytes]:
-        """Relay inference's SSE stream, releasing text only as guard clears it."""
-        request = {**plan.request, "stream": True, "stream_options": {"include_usage": True}}
+        """Relay inference's SSE stream, releasing text only as guard clears it.
+
+        Text is held until it may end a sentence (genai_platform.sentences), then the guard's
+        stream step releases what it passed; a block ends the text with `content_filter`. The
+        last event adds `citations`, `lineage`, usage and (with `report_timing`) `server_timing`.
+        """
         pending, template, finish, usage, blocked = "", None, None, None, False
         timing = plan.timing
         # `inference` is the time the upstream stream was open, less the output checks made
         # while it was (reading pauses during each): the two add up to the stream's wall time.
         opened = time.perf_counter()
-        async with self._sidecar.invoke_stream(
-            "inference", "v1/chat/completions", json_body=request, timeout=self._settings.generation_timeout
-        ) as upstream:
-            if upstream.status_code != 200:
-                raise await _upstream_problem(upstream, "inference")
-            async for chunk in _sse_events(upstream):
+        async with self.inference.stream(plan.request, timeout=self._settings.generation_timeout) as chunks:
+            async for chunk in chunks:
                 template = template or {k: chunk.get(k) for k in ("id", "object", "created", "model")}
                 usage = chunk.get("usage") or usage
                 for choice in chunk.get("choices") or []:
@@ -199,19 +182,21 @@ class ChatPipeline:
                         timing.add("inference-first", time.perf_counter() - opened)
                     pending += text
                     if may_end_sentence(pending, text):
-                        step = await self._stream_step(plan, pending, request_id, final=False)
-                        pending, blocked = step["pending"], step["blocked"]
-                        if step["released"]:
+                        with timing.stage("guard-out"):
+                            step = await self.guard.stream_step(pending, request_id, final=False)
+                        pending, blocked = step.pending, step.blocked
+                        if step.released:
                             timing.since_start("first-token")
-                            yield _sse({**template, "choices": [_delta(step["released"])]})
+                            yield _sse({**template, "choices": [_delta(step.released)]})
             checked_s = timing.durations_ms.get("guard-out", 0.0) / 1000
             timing.add("inference", time.perf_counter() - opened - checked_s)
         if not blocked:
-            step = await self._stream_step(plan, pending, request_id, final=True)
-            blocked = step["blocked"]
-            if step["released"] and not blocked:
+            with timing.stage("guard-out"):
+                step = await self.guard.stream_step(pending, request_id, final=True)
+            blocked = step.blocked
+            if step.released and not blocked:
                 timing.since_start("first-token")
-                yield _sse({**(template or {}), "choices": [_delta(step["released"])]})
+                yield _sse({**(template or {}), "choices": [_delta(step.released)]})
         last = {
             **(template or {}),
             "choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter" if blocked else finish}],
@@ -225,61 +210,33 @@ class ChatPipeline:
         yield _sse(last)
         yield b"data: [DONE]\n\n"
 
-    async def _stream_step(self, plan: ChatPlan, pending: str, request_id: str, *, final: bool) -> dict[str, Any]:
-        with plan.timing.stage("guard-out"):
-            return await self._call(
-                "guard", "v1/guard/output/stream", {"pending": pending, "final": final, "request_id": request_id}
-            )
-
     def _lineage(self, plan: ChatPlan, model: Any) -> dict[str, Any]:
         return {"model": model, "prompt": plan.prompt, "collection": plan.collection, "trace_id": current_trace_id()}
 
-    async def _call(self, app_id: str, path: str, body: dict[str, Any], *, timeout: float | None = None) -> Any:
-        try:
-            response = await self._sidecar.invoke(
-                app_id, path, json_body=body, timeout=timeout or self._settings.timeout
-            )
-        except httpx.HTTPError as error:
-            raise Problem(
-                503, f"The {app_id} service cannot be reached right now.", headers={"Retry-After": "5"}
-            ) from error
-        if response.status_code >= 400:
-            raise await _upstream_problem(response, app_id)
-        return response.json()
+
+def _context(citations: list[SearchHit]) -> str:
+    """The retrieved chunks as numbered context lines, or a note that nothing was found."""
+    lines = [f"[{i + 1}] {hit.title or hit.document_id}: {hit.text}" for i, hit in enumerate(citations)]
+    return "\n\n".join(lines) or "(nothing found)"
 
 
-async def _upstream_problem(response: httpx.Response, app_id: str) -> Problem:
-    """A client error from an app is the client's to see; anything else is the platform's."""
-    await response.aread()
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    if 400 <= response.status_code < 500 and "detail" in body:
-        extensions = {k: v for k, v in body.items() if k not in ("type", "title", "status", "detail", "instance")}
-        return Problem(response.status_code, body["detail"], title=body.get("title"), **extensions)
-    return Problem(503, f"The {app_id} service cannot answer right now.", headers={"Retry-After": "5"})
+def _apply_prompt(plan: ChatPlan, rendered: RenderedPrompt) -> None:
+    """Put a rendered prompt in the request, with its generation settings unless the request has them.
 
-
-async def _sse_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
-    async for line in response.aiter_lines():
-        if not line.startswith("data:"):
-            continue
-        payload = line[5:].strip()
-        if payload == "[DONE]":
-            return
-        try:
-            yield json.loads(payload)
-        except ValueError:
-            continue
-
-
-def may_end_sentence(pending: str, new_text: str) -> bool:
-    """True when `new_text`, just added to `pending`, may have completed a sentence."""
-    new_from = len(pending) - len(new_text)
-    window = max(0, new_from - SENTENCE_END_REACH)
-    # Only a sentence end that the new text completes counts: earlier ones were asked about.
-    return any(match.end() > new_from for match in SENTENCE_END.finditer(pending, window))
+    The rendered system messages lead the conversation (chat templates expect the system turn
+    first, and SmolLM2's adds a default one when the first turn is not a system turn), so the
+    seeded `rag-answer` prompt gives exactly the built-in grounding. The other rendered messages
+    speak for the last user turn; earlier turns stay as the client sent them.
+    """
+    messages = [m.model_dump() for m in rendered.messages] or [{"role": "user", "content": rendered.text or ""}]
+    turns = plan.request["messages"]
+    history = turns[:-1] if turns[-1].get("role") == "user" else turns
+    system = [m for m in messages if m["role"] == "system"]
+    plan.request["messages"] = [*system, *history, *(m for m in messages if m["role"] != "system")]
+    for key, value in rendered.config.items():
+        if key in PROMPT_SETTINGS:
+            plan.request.setdefault(key, value)
+    plan.prompt = {"name": rendered.name, "version": rendered.version}
 
 
 def _sse(event: dict[str, Any]) -> bytes:
@@ -304,5 +261,9 @@ def _json_mode(request: dict[str, Any]) -> dict[str, Any]:
     return {"json_mode": response_format.get("type") == "json_object"}
 
 
-def _public_citations(citations: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: c[k] for k in ("document_id", "title", "chunk_id", "score")} for c in citations]
+def _public_citations(citations: list[SearchHit]) -> list[dict[str, Any]]:
+    """What an answer cites of each chunk: its document, title, id and score (not its text)."""
+    return [
+        {"document_id": hit.document_id, "title": hit.title, "chunk_id": hit.chunk_id, "score": hit.score}
+        for hit in citations
+    ]

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from genai_platform.contracts.guard import GuardStreamStep, GuardVerdict, InputVerdict
 from genai_platform.dapr import DaprError
 from genai_platform.errors import Problem
 from genai_platform.events import Topic
@@ -110,7 +111,7 @@ async def publish_violation(request: Request, verdicts: list[Verdict], request_i
 
 
 @router.post("/check", summary="Run the rails and report each verdict (no events, nothing enforced)")
-async def check(body: CheckRequest, request: Request, guard: GuardDep) -> dict:
+async def check(body: CheckRequest, request: Request, guard: GuardDep) -> GuardVerdict:
     _schema_checked(body)
     if body.direction is Direction.INPUT:
         verdict = await _run(request, len(body.text), lambda: guard.check_input(body.text))
@@ -124,7 +125,7 @@ async def check(body: CheckRequest, request: Request, guard: GuardDep) -> dict:
 
 
 @router.post("/input", summary="Gate a user's text or chat messages before the model sees them")
-async def check_input(body: InputRequest, request: Request, guard: GuardDep) -> dict:
+async def check_input(body: InputRequest, request: Request, guard: GuardDep) -> GuardVerdict | InputVerdict:
     if (body.text is None) == (body.messages is None):
         raise Problem(422, "Give `text` or `messages`, one of them.")
     roles = set(guard.policy.input.roles)
@@ -152,7 +153,7 @@ async def check_input(body: InputRequest, request: Request, guard: GuardDep) -> 
 
 
 @router.post("/output", summary="Gate a model's answer: redact, strip, validate JSON")
-async def check_output(body: OutputRequest, request: Request, guard: GuardDep) -> dict:
+async def check_output(body: OutputRequest, request: Request, guard: GuardDep) -> GuardVerdict:
     _schema_checked(body)
     verdict = await _run(
         request,
@@ -164,7 +165,7 @@ async def check_output(body: OutputRequest, request: Request, guard: GuardDep) -
 
 
 @router.post("/output/stream", summary="One step of a streamed answer: release the checked sentences")
-async def check_output_stream(body: StreamRequest, request: Request, guard: GuardDep) -> dict:
+async def check_output_stream(body: StreamRequest, request: Request, guard: GuardDep) -> GuardStreamStep:
     size = len(body.pending) + len(body.chunk)
     step = await _run(request, size, lambda: stream_step(guard, body.pending, body.chunk, body.final))
     if step.verdict is not None:

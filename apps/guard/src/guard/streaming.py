@@ -4,7 +4,8 @@
 output chain has passed (or redacted) it, so a client never sees text ahead of its check. A span
 that must be judged whole is held back even across sentence ends: an open markdown link or image
 (its URL decides), and a private-key block until its END line. A run without any sentence end is
-checked and released once it passes `max_pending` characters, at a space.
+checked and released once it passes `max_pending` characters, at a space. Where a sentence ends
+is the one rule in genai_platform.sentences, which the gateway reads too.
 
 `stream_step` is the same thing without memory, for callers across a network: the caller carries
 `pending` from one call to the next (the guard's HTTP route). `guarded` wraps any async source of
@@ -19,11 +20,9 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from genai_platform.sentences import last_sentence_end
 from guard.chain import Guard, Verdict
 
-# A sentence ends at . ! ? (and CJK / ellipsis forms), maybe closed by quotes or brackets, before
-# whitespace; a newline always ends one (lists, code, headings).
-_SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f\u2026]+[\"'\u201d\u2019)\]]*(?=\s)\s*|\n+")
 _OPEN_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY")
 MAX_PENDING = 2000
 
@@ -46,9 +45,7 @@ def release_point(text: str, final: bool = False, max_pending: int = MAX_PENDING
     """How much of `text` is complete enough to check now: an index just past a sentence end."""
     if final:
         return len(text)
-    cut = 0
-    for match in _SENTENCE_END.finditer(text):
-        cut = match.end()
+    cut = last_sentence_end(text)
     if cut == 0 and len(text) > max_pending:
         space = text.rfind(" ", 0, max_pending)
         cut = space + 1 if space > 0 else max_pending

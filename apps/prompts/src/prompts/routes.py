@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from genai_platform.contracts.prompts import RenderedPrompt
 from genai_platform.dapr import DaprError
 from genai_platform.errors import Problem
 from genai_platform.events import CloudEvent, DeliveryAnswer, Topic
@@ -147,8 +148,11 @@ async def delete_label(name: PromptName, label: LabelName, request: Request, sto
     return head
 
 
-@prompts.post("/{name}/render", summary="Render a version with variables into messages")
-async def render_prompt(name: PromptName, body: RenderRequest, store: StoreDep, cache: CacheDep) -> dict:
+# Unset fields stay out of the answer: `text` belongs to text prompts only.
+@prompts.post(
+    "/{name}/render", summary="Render a version with variables into messages", response_model_exclude_unset=True
+)
+async def render_prompt(name: PromptName, body: RenderRequest, store: StoreDep, cache: CacheDep) -> RenderedPrompt:
     ref: int | str = body.version if body.version is not None else (body.label or DEFAULT_LABEL)
     cached = cache.get(name, str(ref))
     if cached is None:

@@ -84,7 +84,7 @@ class PromptStore:
         except AlreadyExists:
             await self._add_to_index(name)  # heals an index write lost to a crash after the head
             raise PromptExists(f"A prompt named {name!r} already exists.") from None
-        version = await self._write_version(name, 1, draft)
+        version = await self._first_version(name, draft)
         head = await self._point_head(name, version["version"], draft.labels)
         await self._add_to_index(name)
         return head, version
@@ -103,6 +103,19 @@ class PromptStore:
         number = await self._reserve_number(name)
         version = await self._write_version(name, number, draft)
         head = await self._point_head(name, number, draft.labels)
+        return head, version
+
+    async def complete_first_version(self, name: str, draft: VersionDraft) -> tuple[dict, dict]:
+        """Write version 1 of a prompt whose head has none (a create cut short by a crash).
+
+        Safe to race with the create it completes: version 1 is written create-only, so one
+        writer wins and the other reads the winner's; the head is pointed at it either way.
+        Returns the head and the version; PromptNotFound when there is no head at all.
+        """
+        await self.get_prompt(name)
+        version = await self._first_version(name, draft)
+        head = await self._point_head(name, 1, draft.labels)
+        await self._add_to_index(name)
         return head, version
 
     async def move_label(self, name: str, label: str, number: int, expected: int | None = None) -> dict:
@@ -190,6 +203,15 @@ class PromptStore:
 
         await self._update_head(name, reserve)
         return reserved[0]
+
+    async def _first_version(self, name: str, draft: VersionDraft) -> dict:
+        """Write version 1 create-only; when a racing writer was first, theirs is version 1."""
+        try:
+            return await self._write_version(name, 1, draft)
+        except AlreadyExists:
+            item = await self.sidecar.get_state(version_key(name, 1))
+            assert item is not None  # a create-only write was refused because the key is there
+            return item.value
 
     async def _write_version(self, name: str, number: int, draft: VersionDraft) -> dict:
         body = draft.model_dump(mode="json", exclude={"labels"}, exclude_none=True)

@@ -1,0 +1,159 @@
+"""Typed clients of the chat pipeline's stages, each a Dapr service invocation through one sidecar.
+
+guard (input and output rails, the streaming step), features (search), prompts (render) and
+inference (OpenAI chat completions). The guard's, features' and prompts' answers are parsed with
+the contracts their routes declare (genai_platform.contracts); inference's are OpenAI's chat
+completion and chunk objects, relayed as dicts so every field OpenAI or the engine adds passes
+through unchanged.
+
+Errors, mapped once here for the whole pipeline: a 4xx problem from a stage is the client's to
+see and is raised as that `Problem` (`PromptNotFound` for a prompt that does not exist); a stage
+that cannot be reached or fails is a 503 `Problem` with `Retry-After: 5`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel
+
+from genai_platform.contracts.guard import GuardStreamStep, GuardVerdict, InputVerdict
+from genai_platform.contracts.prompts import RenderedPrompt
+from genai_platform.contracts.search import SearchResults
+from genai_platform.dapr import Sidecar
+from genai_platform.errors import Problem
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class PromptNotFound(Problem):
+    """The prompt (or its label or version) named for a render does not exist (the prompts service's 404)."""
+
+
+class Stage:
+    """One stage's app, reached through the sidecar with a default timeout in seconds."""
+
+    def __init__(self, sidecar: Sidecar, app_id: str, timeout: float) -> None:
+        self.sidecar = sidecar
+        self.app_id = app_id
+        self.timeout = timeout
+
+    async def post(self, path: str, body: dict[str, Any], *, timeout: float | None = None) -> Any:
+        """POST `body` as JSON and return the JSON answer; raises `Problem` (see the module doc)."""
+        try:
+            response = await self.sidecar.invoke(self.app_id, path, json_body=body, timeout=timeout or self.timeout)
+        except httpx.HTTPError as error:
+            raise Problem(
+                503, f"The {self.app_id} service cannot be reached right now.", headers={"Retry-After": "5"}
+            ) from error
+        if response.status_code >= 400:
+            raise await upstream_problem(response, self.app_id)
+        return response.json()
+
+    async def answer(self, path: str, body: dict[str, Any], model: type[M]) -> M:
+        """POST and parse the answer with the stage's contract `model`."""
+        return model.model_validate(await self.post(path, body))
+
+
+class GuardClient(Stage):
+    """The guard's rails: the input gate, the output gate, and one step of a checked stream."""
+
+    async def check_input(self, messages: list[dict[str, Any]], request_id: str) -> InputVerdict:
+        """The verdict on a chat request's messages, with the messages as the model may see them."""
+        return await self.answer("v1/guard/input", {"messages": messages, "request_id": request_id}, InputVerdict)
+
+    async def check_output(self, text: str, request_id: str, json_check: dict[str, Any]) -> GuardVerdict:
+        """The verdict on a whole answer; `json_check` is `{"json_mode": bool}` or `{"json_schema": {...}}`."""
+        body = {"text": text, "request_id": request_id, **json_check}
+        return await self.answer("v1/guard/output", body, GuardVerdict)
+
+    async def stream_step(self, pending: str, request_id: str, *, final: bool) -> GuardStreamStep:
+        """Check the complete sentences of `pending` (all of it when `final`) and release what passes."""
+        body = {"pending": pending, "final": final, "request_id": request_id}
+        return await self.answer("v1/guard/output/stream", body, GuardStreamStep)
+
+
+class SearchClient(Stage):
+    """The features service's search."""
+
+    async def search(self, query: str, *, k: int, collection: str, mode: str = "hybrid") -> SearchResults:
+        """The `k` chunks of `collection` that best answer `query`, best first."""
+        body = {"query": query, "k": k, "collection": collection, "mode": mode}
+        return await self.answer("v1/search", body, SearchResults)
+
+
+class PromptsClient(Stage):
+    """The prompts service's render."""
+
+    async def render(
+        self, name: str, variables: dict[str, Any], *, label: str | None = None, version: int | None = None
+    ) -> RenderedPrompt:
+        """Render prompt `name` (its `production` label unless `label` or `version` says otherwise).
+
+        Raises `PromptNotFound` when there is no such prompt, label or version.
+        """
+        body: dict[str, Any] = {"variables": variables}
+        if label is not None:
+            body["label"] = label
+        if version is not None:
+            body["version"] = version
+        try:
+            return await self.answer(f"v1/prompts/{quote(name, safe='')}/render", body, RenderedPrompt)
+        except Problem as problem:
+            if problem.status == 404:
+                raise PromptNotFound(404, problem.detail, title=problem.title, **problem.extensions) from problem
+            raise
+
+
+class InferenceClient(Stage):
+    """The inference service's OpenAI chat completions, whole or streamed."""
+
+    async def complete(self, request: dict[str, Any], *, timeout: float) -> dict[str, Any]:
+        """One chat completion (OpenAI's object) for an OpenAI chat request."""
+        return await self.post("v1/chat/completions", {**request, "stream": False}, timeout=timeout)
+
+    @asynccontextmanager
+    async def stream(self, request: dict[str, Any], *, timeout: float) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """The chunks (OpenAI's `chat.completion.chunk` objects) of a streamed completion, as they arrive.
+
+        Usage is asked for (`stream_options.include_usage`), so the last chunk carries it.
+        """
+        body = {**request, "stream": True, "stream_options": {"include_usage": True}}
+        async with self.sidecar.invoke_stream(
+            self.app_id, "v1/chat/completions", json_body=body, timeout=timeout
+        ) as up:
+            if up.status_code != 200:
+                raise await upstream_problem(up, self.app_id)
+            yield sse_events(up)
+
+
+async def upstream_problem(response: httpx.Response, app_id: str) -> Problem:
+    """A client error from an app is the client's to see; anything else is the platform's (503)."""
+    await response.aread()
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if 400 <= response.status_code < 500 and isinstance(body, dict) and "detail" in body:
+        extensions = {k: v for k, v in body.items() if k not in ("type", "title", "status", "detail", "instance")}
+        return Problem(response.status_code, body["detail"], title=body.get("title"), **extensions)
+    return Problem(503, f"The {app_id} service cannot answer right now.", headers={"Retry-After": "5"})
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """The JSON payloads of a server-sent event stream's `data:` lines, up to `[DONE]`."""
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            return
+        try:
+            yield json.loads(payload)
+        except ValueError:
+            continue

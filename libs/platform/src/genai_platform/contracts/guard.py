@@ -1,0 +1,76 @@
+"""The guard's answers: verdicts of its input and output rails, and one step of a checked stream.
+
+The guard's routes declare these as response models; the gateway's `GuardClient` parses the
+answers with them. Text offsets (`start`, `end`) count Python characters (code points) of the
+text checked; scores are in [0, 1], a rail failing when its score reaches its threshold.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class RailFinding(BaseModel):
+    """One thing a rail found: its kind (e.g. `EMAIL`), where it is in the text, how sure the rail is."""
+
+    kind: str
+    start: int
+    end: int
+    score: float
+    detail: str = ""
+
+
+class RailResult(BaseModel):
+    """One rail's verdict on one text: pass or fail, the action its policy takes on a failure."""
+
+    rail: str
+    verdict: Literal["pass", "fail"]
+    action: str = Field(description="What the policy does on a failure: block, redact or log.")
+    score: float
+    threshold: float
+    findings: list[RailFinding] = Field(default_factory=list)
+
+
+class GuardVerdict(BaseModel):
+    """The chain's verdict on one text: allowed or not, and the text that may go on (redacted)."""
+
+    direction: Literal["input", "output"]
+    allowed: bool
+    blocked_by: list[str] = Field(default_factory=list, description="The rails that blocked the text.")
+    redacted: bool = False
+    text: str
+    rails: list[RailResult] = Field(default_factory=list)
+
+
+class CheckedMessage(GuardVerdict):
+    """The verdict on one chat message, by its index in the request's `messages`."""
+
+    index: int
+
+
+class InputVerdict(BaseModel):
+    """The verdict on a chat request's messages: the messages as the model may see them (redacted),
+    and the verdict on each message that was checked (the policy's roles with content)."""
+
+    direction: Literal["input"] = "input"
+    allowed: bool
+    blocked_by: list[str] = Field(default_factory=list)
+    redacted: bool = False
+    messages: list[dict[str, Any]] = Field(description="OpenAI chat messages, every field kept.")
+    checked: list[CheckedMessage] = Field(default_factory=list)
+
+
+class GuardStreamStep(BaseModel):
+    """One step of a checked stream: what the client may see now, what waits for its sentence end.
+
+    The caller sends `pending` back with the next chunk. `blocked` ends the stream: nothing more
+    is released, and `blocked_by` names the rails.
+    """
+
+    released: str
+    pending: str
+    blocked: bool = False
+    blocked_by: list[str] = Field(default_factory=list)
+    rails: list[RailResult] = Field(default_factory=list, description="The rails that failed on `released`.")
