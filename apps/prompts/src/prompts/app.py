@@ -1,26 +1,17 @@
 """Prompt templates with immutable versions, labels and typed variables."""
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from genai_platform.service import create_service
+from genai_platform.startup import StartupWork, startup_done
 from prompts.cache import RenderCache
 from prompts.routes import prompts, subscriptions
 from prompts.seed import seed_rag_prompt
 from prompts.settings import PromptsSettings
 from prompts.store import PromptStore
-
-log = logging.getLogger(__name__)
-
-
-async def seeded(app: FastAPI) -> str | None:
-    """Not ready until the RAG prompt is seeded: the gateway's first grounded answer needs it."""
-    return app.state.seeding
 
 
 def create_app(settings: PromptsSettings) -> FastAPI:
@@ -28,18 +19,18 @@ def create_app(settings: PromptsSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = PromptStore(app.state.sidecar)
         app.state.render_cache = RenderCache(settings.render_cache_size, settings.render_cache_ttl_s)
-        app.state.seeding = None
-        seeding = None
         if settings.rag_prompt:
-            app.state.seeding = f"seeding the {settings.rag_prompt!r} prompt"
-            seeding = asyncio.create_task(_seed(app, settings.rag_prompt))
+            # Not ready until the RAG prompt is seeded: the gateway's first grounded answer needs it.
+            name = settings.rag_prompt
+            app.state.startup = StartupWork(
+                f"seeding the {name!r} prompt", lambda: seed_rag_prompt(app.state.store, name)
+            )
+            app.state.startup.start(app.state.sidecar)
         try:
             yield
         finally:
-            if seeding is not None:
-                seeding.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await seeding
+            if settings.rag_prompt:
+                await app.state.startup.stop()
 
     return create_service(
         settings,
@@ -47,20 +38,5 @@ def create_app(settings: PromptsSettings) -> FastAPI:
         description=__doc__,
         routers=[prompts, subscriptions],
         lifespan=lifespan,
-        readiness=[seeded],
+        readiness=[startup_done],
     )
-
-
-async def _seed(app: FastAPI, name: str) -> None:
-    """Seed the RAG prompt once the sidecar answers; retried while the state store is unreachable."""
-    delay = 0.5
-    while True:
-        try:
-            if await app.state.sidecar.is_ready():
-                await seed_rag_prompt(app.state.store, name)
-                app.state.seeding = None
-                return
-        except Exception:
-            log.exception("seeding the rag prompt failed; retrying")
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 10.0)
