@@ -246,14 +246,12 @@ def test_one_openapi_document_describes_the_whole_public_api(stack, secrets) -> 
     assert "/v1/guard/output" not in document["paths"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ingestion's POST /v1/documents reads JSON or multipart by hand and declares no request body "
-    "in its OpenAPI document (openapi_extra on that route would); strict: passes the day it does",
-)
 def test_the_document_upload_body_is_described(stack, secrets) -> None:
     document = platform_openapi(stack, secrets).json()
-    assert "requestBody" in document["paths"]["/v1/documents"]["post"]
+    content = document["paths"]["/v1/documents"]["post"]["requestBody"]["content"]
+    assert {"text", "url", "path", "collection"} <= set(content["application/json"]["schema"]["properties"])
+    form = content["multipart/form-data"]["schema"]
+    assert form["required"] == ["file"] and "collection" in form["properties"]
 
 
 def test_the_openapi_document_needs_a_key(stack) -> None:

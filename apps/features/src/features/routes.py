@@ -10,10 +10,11 @@ import numpy as np
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, model_validator
 
+from features.schemas import EmbeddingList, IndexedDocument
 from features.search import Mode, SearchParams, search
 from genai_platform.contracts.search import SearchResults
 from genai_platform.dapr import DaprError
-from genai_platform.errors import Problem
+from genai_platform.errors import Problem, problem_responses
 from genai_platform.events import CloudEvent, DeliveryAnswer, Topic
 
 api = APIRouter(prefix="/v1", tags=["features"])
@@ -79,7 +80,13 @@ async def search_chunks(request: Request, body: SearchRequest) -> SearchResults:
     }
 
 
-@api.post("/embeddings", summary="OpenAI-compatible embeddings")
+# Documented, not re-validated on the way out: an answer can hold thousands of floats.
+@api.post(
+    "/embeddings",
+    summary="OpenAI-compatible embeddings",
+    response_model=None,
+    responses={200: {"model": EmbeddingList}, **problem_responses(404, 413)},
+)
 async def embeddings(request: Request, body: EmbeddingsRequest) -> dict[str, Any]:
     embedder = request.app.state.embedder
     settings = request.app.state.settings
@@ -121,6 +128,8 @@ async def index_stats(request: Request) -> dict[str, Any]:
 @api.get(
     "/index/documents/{document_id}",
     summary="One document in the index: its chunk ids and revision, and its tombstone if it was deleted",
+    response_model=None,
+    responses={200: {"model": IndexedDocument}, **problem_responses(503)},
 )
 async def indexed_document(request: Request, document_id: str) -> dict[str, Any]:
     state = request.app.state

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pydantic import BaseModel, Field
+
 from genai_platform.errors import Problem
 
 
@@ -120,6 +122,16 @@ class Limits:
         if quota is None:
             quota = self._quotas[key] = TokenQuota(self.tokens_per_day, 86400.0, clock=self._wall)
         return quota
+
+
+class Usage(BaseModel):
+    """One API key's use as `GET /v1/usage` answers it (see `Limits.usage`)."""
+
+    requests: int = Field(description="Requests made with this key since this replica started, refused ones too.")
+    requests_per_minute: int = Field(description="The key's request rate limit.")
+    tokens_used: int = Field(description="Model tokens spent in the current quota window.")
+    tokens_per_day: int = Field(description="The key's token quota per window of one day.")
+    window_resets_in_seconds: float = Field(description="Seconds until the quota window ends (0.1 s resolution).")
 
 
 def _too_many(wait: float, detail: str) -> Problem:

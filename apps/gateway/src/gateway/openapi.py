@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field
 
 from genai_platform.dapr import Sidecar
 from genai_platform.errors import ProblemDetails
@@ -42,6 +43,17 @@ GATEWAY_RESPONSES = {
 PROBLEM = ProblemDetails.model_json_schema()
 
 Document = dict[str, Any]
+
+
+class OpenApiDocument(BaseModel):
+    """An OpenAPI 3.1 document (https://spec.openapis.org/oas/v3.1.0): only its top level is modelled."""
+
+    model_config = ConfigDict(extra="allow")
+
+    openapi: str
+    info: dict[str, Any]
+    paths: dict[str, Any]
+    components: dict[str, Any] = Field(default_factory=dict)
 
 
 def _walk(node: Any) -> Iterator[dict[str, Any]]:

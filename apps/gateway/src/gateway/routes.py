@@ -12,9 +12,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from gateway.api_keys import ApiKeyDep
 from gateway.chat import ChatPipeline
+from gateway.limits import Usage
+from gateway.openapi import OpenApiDocument
 from gateway.proxy import UsageMeter, forward
 from gateway.settings import GatewaySettings
-from gateway.system import system_health
+from gateway.system import SystemHealth, system_health
 from gateway.timing import ServerTiming
 from genai_platform.errors import Problem
 from genai_platform.requests import current_request_id
@@ -253,8 +255,10 @@ def public_router() -> APIRouter:
         summary="One OpenAPI document for the platform's public API",
         description="Every public route with the request and answer bodies of the app that serves it. When an "
         "app cannot be reached the document is partial: `info.x-missing-apps` names the apps left out.",
+        responses={200: {"model": OpenApiDocument, "description": "An OpenAPI 3.1 document"}},
     )
     async def platform_openapi(request: Request, api_key: ApiKeyDep) -> JSONResponse:
+        """The merged document (see gateway.openapi); a partial one is never cached."""
         request.app.state.limits.admit(api_key)
         document = await request.app.state.openapi.document()
         # A partial document must not be kept by a cache: the next request may find every app.
@@ -262,12 +266,12 @@ def public_router() -> APIRouter:
         return JSONResponse(document, headers={"Cache-Control": cache})
 
     @router.get("/v1/usage", tags=["system"], summary="This API key's use: requests and model tokens")
-    async def get_usage(request: Request, api_key: ApiKeyDep) -> dict:
+    async def get_usage(request: Request, api_key: ApiKeyDep) -> Usage:
         # Only the caller's own key: one key's holder learns nothing about the others.
         return request.app.state.limits.usage(api_key)
 
     @router.get("/v1/system/health", tags=["system"], summary="Readiness of every app of the platform")
-    async def get_system_health(request: Request, sidecar: SidecarDep, _key: ApiKeyDep) -> dict:
+    async def get_system_health(request: Request, sidecar: SidecarDep, _key: ApiKeyDep) -> SystemHealth:
         settings: GatewaySettings = request.app.state.settings
         return await system_health(sidecar, settings.app_id, settings.platform_apps, settings.health_timeout_seconds)
 

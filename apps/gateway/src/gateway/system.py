@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 import httpx
+from pydantic import BaseModel
 
 from genai_platform.dapr import Sidecar
+
+
+class AppReadiness(BaseModel):
+    """One app's readiness: `reasons` says why not (its own /readyz reasons, or why it was unreachable)."""
+
+    ready: bool
+    reasons: list[str]
+
+
+class SystemHealth(BaseModel):
+    """Every app's readiness, this gateway's included; `status` is "ready" only when all are."""
+
+    status: Literal["ready", "degraded"]
+    apps: dict[str, AppReadiness]
 
 
 async def app_readiness(sidecar: Sidecar, app_id: str, timeout: float) -> dict[str, Any]:

@@ -12,12 +12,13 @@ from fastapi.responses import JSONResponse
 from pydantic import Field, ValidationError, model_validator
 
 from genai_platform.dapr import DaprError
-from genai_platform.errors import Problem
+from genai_platform.errors import Problem, problem_responses
 from genai_platform.events import CloudEvent, Delivery, DeliveryAnswer, Topic
 from ingestion.documents import DocumentMeta, DocumentStore
 from ingestion.extract import DocumentTooLarge, ExtractOptions, UnreadableDocument, UnsupportedFormat
 from ingestion.inbox import InboxSweeper
 from ingestion.pipeline import Ingested, Ingestor, OutsideAllowedFolder
+from ingestion.schemas import DocumentCreated, DocumentDetail, DocumentPage, upload_request_body
 from ingestion.settings import IngestionSettings
 from ingestion.urlfetch import FetchFailed, RefusedUrl, fetch
 
@@ -109,8 +110,8 @@ async def submit(request: Request, submission: DocumentSubmission) -> Ingested:
 
 
 def _answer(result: Ingested) -> JSONResponse:
-    body = {"id": result.document.id, "created": result.created, "document": result.document.summary()}
-    return JSONResponse(body, status_code=201 if result.created else 200)
+    body = DocumentCreated(id=result.document.id, created=result.created, document=result.document.summary())
+    return JSONResponse(body.model_dump(mode="json"), status_code=201 if result.created else 200)
 
 
 def _split_list(values: list[str]) -> list[str]:
@@ -122,7 +123,12 @@ def _split_list(values: list[str]) -> list[str]:
     "",
     summary="Add a document: JSON (text, url or path) or a multipart upload (field `file`)",
     status_code=201,
-    responses={200: {"description": "The same content was already stored: its id"}},
+    response_model=DocumentCreated,
+    responses={
+        200: {"model": DocumentCreated, "description": "The same content was already stored: its id"},
+        **problem_responses(413, 415, 422, 503),
+    },
+    openapi_extra={"requestBody": upload_request_body(DocumentSubmission)},
 )
 async def create_document(request: Request) -> JSONResponse:
     settings = _settings(request)
@@ -177,7 +183,13 @@ async def _upload(request: Request, settings: IngestionSettings) -> Ingested:
         await form.close()
 
 
-@documents.get("", summary="List documents, oldest first, optionally in one collection")
+# The answers below are documented, not re-validated: stored catalog entries go out as they are.
+@documents.get(
+    "",
+    summary="List documents, oldest first, optionally in one collection",
+    response_model=None,
+    responses={200: {"model": DocumentPage}, **problem_responses(503)},
+)
 async def list_documents(
     request: Request,
     collection: str | None = None,
@@ -190,7 +202,12 @@ async def list_documents(
     return {"documents": page, "total": total, "offset": offset, "limit": limit}
 
 
-@documents.get("/{document_id}", summary="One document; `chunks=true` adds its chunks")
+@documents.get(
+    "/{document_id}",
+    summary="One document; `chunks=true` adds its chunks",
+    response_model=None,
+    responses={200: {"model": DocumentDetail}, **problem_responses(404, 503)},
+)
 async def get_document(request: Request, document_id: str, chunks: bool = False) -> dict[str, Any]:
     store: DocumentStore = request.app.state.store
     with problems():
@@ -203,7 +220,12 @@ async def get_document(request: Request, document_id: str, chunks: bool = False)
     return body
 
 
-@documents.delete("/{document_id}", status_code=204, summary="Delete a document; its chunks leave the index")
+@documents.delete(
+    "/{document_id}",
+    status_code=204,
+    summary="Delete a document; its chunks leave the index",
+    responses=problem_responses(404, 503),
+)
 async def delete_document(request: Request, document_id: str) -> Response:
     store: DocumentStore = request.app.state.store
     with problems():

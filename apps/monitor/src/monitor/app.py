@@ -8,7 +8,7 @@ from genai_platform.events import CloudEvent, DeliveryAnswer, Topic
 from genai_platform.service import SettingsDep, create_service
 from monitor import routes
 from monitor.dead_letters import export_gauge
-from monitor.events import EventLog
+from monitor.events import EventLog, SeenEvent
 from monitor.settings import MonitorSettings
 
 WATCHED_TOPICS = [topic for topic in Topic if topic is not Topic.DEAD_LETTER]
@@ -44,7 +44,9 @@ async def on_dead_letter(event: CloudEvent, request: Request) -> DeliveryAnswer:
     return DeliveryAnswer(status=request.app.state.event_log.receive_dead_letter(event))
 
 
-@events.get("/events", summary="Recent events, newest first")
+@events.get(
+    "/events", summary="Recent events, newest first", response_model=None, responses={200: {"model": list[SeenEvent]}}
+)
 async def recent_events(
     request: Request, topic: str | None = None, limit: int = Query(100, ge=1, le=1000)
 ) -> list[dict]:
@@ -53,7 +55,12 @@ async def recent_events(
     return [asdict(e) for e in chosen[:limit]]
 
 
-@events.get("/dead-letters", summary="Messages whose retries were spent, newest first")
+@events.get(
+    "/dead-letters",
+    summary="Messages whose retries were spent, newest first",
+    response_model=None,
+    responses={200: {"model": list[SeenEvent]}},
+)
 async def dead_letters(request: Request, limit: int = Query(100, ge=1, le=1000)) -> list[dict]:
     log: EventLog = request.app.state.event_log
     return [asdict(e) for e in list(reversed(log.dead_letters))[:limit]]

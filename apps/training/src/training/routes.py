@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from pydantic import BaseModel
 
-from genai_platform.errors import Problem
+from genai_platform.errors import Problem, problem_responses
 from genai_platform.service import SidecarDep
 from training.datasets import InvalidDataset, parse_chat_jsonl
 from training.jobs import submit_job
-from training.models import ACTIVE, Checkpoint, FileObject, Job, NewJob
+from training.models import ACTIVE, Checkpoint, FileObject, Job, JobEvent, NewJob
 from training.settings import TrainingSettings
 from training.store import TrainingStore
 from training.supervisor import Supervisor
@@ -37,6 +38,17 @@ def get_training_settings(request: Request) -> TrainingSettings:
 StoreDep = Annotated[TrainingStore, Depends(get_store)]
 SupervisorDep = Annotated[Supervisor, Depends(get_supervisor)]
 TrainingSettingsDep = Annotated[TrainingSettings, Depends(get_training_settings)]
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """OpenAI's list answer: `data` in the route's order; `has_more` when `limit` cut it short."""
+
+    object: Literal["list"]
+    data: list[T]
+    has_more: bool
 
 
 def page(items: list[Any], limit: int, after: str | None) -> dict[str, Any]:
@@ -79,7 +91,7 @@ async def upload_file(
     return await store.create_file(file.filename or "training.jsonl", len(data), dataset)
 
 
-@files_router.get("", summary="Uploaded training files")
+@files_router.get("", summary="Uploaded training files", response_model=Page[FileObject])
 async def list_files(store: StoreDep) -> dict[str, Any]:
     files = await store.list_files()
     return {"object": "list", "data": files, "has_more": False}
@@ -99,7 +111,7 @@ async def create_job(new: NewJob, store: StoreDep, supervisor: SupervisorDep, si
     return await submit_job(new, store, supervisor, sidecar)
 
 
-@jobs_router.get("", summary="Fine-tuning jobs, newest first")
+@jobs_router.get("", summary="Fine-tuning jobs, newest first", response_model=Page[Job])
 async def list_jobs(
     store: StoreDep, limit: Annotated[int, Query(ge=1, le=100)] = 20, after: str | None = None
 ) -> dict[str, Any]:
@@ -119,7 +131,12 @@ async def cancel_job(job_id: str, store: StoreDep, supervisor: SupervisorDep) ->
     return await supervisor.cancel(job_id)
 
 
-@jobs_router.get("/{job_id}/events", summary="A job's events, newest first: steps with loss, lr, tokens/s")
+@jobs_router.get(
+    "/{job_id}/events",
+    summary="A job's events, newest first: steps with loss, lr, tokens/s",
+    response_model=Page[JobEvent],
+    responses=problem_responses(404),
+)
 async def list_events(
     job_id: str, store: StoreDep, limit: Annotated[int, Query(ge=1, le=2000)] = 100, after: str | None = None
 ) -> dict[str, Any]:
@@ -128,7 +145,12 @@ async def list_events(
     return page(list(reversed(events)), limit, after)
 
 
-@jobs_router.get("/{job_id}/checkpoints", summary="A job's kept checkpoints, newest first")
+@jobs_router.get(
+    "/{job_id}/checkpoints",
+    summary="A job's kept checkpoints, newest first",
+    response_model=Page[Checkpoint],
+    responses=problem_responses(404),
+)
 async def list_checkpoints(job_id: str, store: StoreDep) -> dict[str, Any]:
     job = await store.get_job(job_id)
     checkpoints = await asyncio.to_thread(read_checkpoints, job)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
+from pydantic import BaseModel
 
-from genai_platform.errors import Problem
+from genai_platform.errors import Problem, problem_responses
 from genai_platform.service import SidecarDep
 from training.base_models import resolve_base
 from training.errors import InvalidBaseModel
@@ -30,7 +31,37 @@ STATUS = {
 }
 
 
-@router.post("", status_code=202, summary="Fine-tune, evaluate against the base, register and promote, durably")
+class WorkflowStarted(BaseModel):
+    """A workflow run just scheduled: its id, and the id its fine-tuning job will have."""
+
+    id: str
+    object: Literal["fine_tuning.workflow"]
+    status: Literal["pending"]
+    job_id: str
+
+
+class WorkflowRun(BaseModel):
+    """A workflow run as Dapr reports it: `status` (one of STATUS's words, or "unknown"), `step` the
+    step it is in, `outcome` its output once completed, `failure` the error message once failed;
+    times as Dapr gives them (ISO 8601)."""
+
+    id: str
+    object: Literal["fine_tuning.workflow"]
+    status: str
+    step: Any = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    job_id: str
+    outcome: Any = None
+    failure: str | None = None
+
+
+@router.post(
+    "",
+    status_code=202,
+    summary="Fine-tune, evaluate against the base, register and promote, durably",
+    response_model=WorkflowStarted,
+)
 async def start_workflow(
     body: PipelineRequest,
     sidecar: SidecarDep,
@@ -53,7 +84,13 @@ async def start_workflow(
     return {"id": instance_id, "object": "fine_tuning.workflow", "status": "pending", "job_id": job_id_for(instance_id)}
 
 
-@router.get("/{instance_id}", summary="A workflow's status, current step and outcome")
+# Documented, not re-validated: Dapr's fields go out as Dapr sends them.
+@router.get(
+    "/{instance_id}",
+    summary="A workflow's status, current step and outcome",
+    response_model=None,
+    responses={200: {"model": WorkflowRun}, **problem_responses(404)},
+)
 async def get_workflow(instance_id: str, sidecar: SidecarDep) -> dict[str, Any]:
     found = await sidecar.get_workflow(instance_id)
     if found is None:
