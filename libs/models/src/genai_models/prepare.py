@@ -20,6 +20,7 @@ DEFAULT_LINK = Path(".data") / "models" / "smollm2-135m-instruct"
 
 
 def main(argv: list[str]) -> int:
+    """Convert the packaged base model once (into GENAI_MODEL_CACHE) and link it at `argv[0]`; 0 on success."""
     link = Path(argv[0]) if argv else DEFAULT_LINK
     cache = Path(os.environ.get("GENAI_MODEL_CACHE", DEFAULT_CACHE))
     started = time.monotonic()

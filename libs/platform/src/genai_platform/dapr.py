@@ -54,6 +54,8 @@ async def with_etag_retries(attempt: Callable[[], Awaitable[T]], attempts: int =
 
 @dataclass(frozen=True)
 class StateItem:
+    """One key read from the state store: its JSON `value` and the `etag` to write it back with."""
+
     key: str
     value: Any
     etag: str | None
@@ -70,6 +72,7 @@ class StateOperation:
     concurrency: Concurrency | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The operation as Dapr's transaction API takes it: `{"operation", "request": {key, value, etag, options}}`."""
         request: dict[str, Any] = {"key": self.key}
         if self.operation == "upsert":
             request["value"] = self.value
@@ -98,9 +101,11 @@ class Sidecar:
 
     @property
     def http(self) -> httpx.AsyncClient:
+        """The HTTP client on daprd's API (base URL and token set), for calls this class has no method for."""
         return self._http
 
     async def aclose(self) -> None:
+        """Close the HTTP client (its pooled connections to daprd)."""
         await self._http.aclose()
 
     # --- health -----------------------------------------------------------------------------
@@ -128,7 +133,11 @@ class Sidecar:
     ) -> httpx.Response:
         """Call another app's route through Dapr; the response comes back as the app sent it.
 
-        The body is `json_body` serialised, or `content` as given (a request being relayed)."""
+        The body is `json_body` serialised, or `content` as given (a request being relayed);
+        `timeout` in seconds overrides the client's 30 s. An error status is returned, not raised
+        (daprd answers 500 `ERR_DIRECT_INVOKE` when it cannot reach the app); raises
+        `httpx.HTTPError` when daprd itself cannot be reached or the call times out.
+        """
         request = self._invoke_request(app_id, path, method, json_body, content, headers, timeout)
         return await self._http.send(request)
 
@@ -176,7 +185,11 @@ class Sidecar:
     async def publish(
         self, topic: str, data: Any, *, metadata: Mapping[str, str] | None = None, pubsub: str | None = None
     ) -> None:
-        """Publish `data` as the payload of a CloudEvent on `topic`."""
+        """Publish `data` (JSON) as the payload of a CloudEvent on `topic`.
+
+        `metadata` goes to the component (e.g. `ttlInSeconds`). Raises `DaprError` when daprd or
+        the broker refuses it (a 403 when the topic is not scoped to this app).
+        """
         params = {f"metadata.{key}": value for key, value in (metadata or {}).items()}
         response = await self._http.post(
             f"/v1.0/publish/{pubsub or self.pubsub}/{quote(topic, safe='')}", json=data, params=params
@@ -184,7 +197,7 @@ class Sidecar:
         _raise_for_dapr(response)
 
     async def publish_many(self, topic: str, events: Iterable[tuple[str, Any]], pubsub: str | None = None) -> None:
-        """Bulk-publish `(entry_id, data)` pairs in one call; any failed entry raises."""
+        """Bulk-publish `(entry_id, data)` pairs in one call; raises `DaprError` if any entry failed."""
         entries = [{"entryId": entry_id, "event": data, "contentType": "application/json"} for entry_id, data in events]
         if not entries:
             return
@@ -199,6 +212,7 @@ class Sidecar:
     # --- state --------------------------------------------------------------------------------
 
     async def get_state(self, key: str, *, store: str | None = None) -> StateItem | None:
+        """Read one key with its ETag; None when it holds nothing. Raises `DaprError` when the store fails."""
         response = await self._http.get(f"/v1.0/state/{store or self.state_store}/{quote(key, safe='')}")
         _raise_for_dapr(response)
         if response.status_code == 204 or not response.content:
@@ -214,7 +228,12 @@ class Sidecar:
         concurrency: Concurrency | None = None,
         store: str | None = None,
     ) -> None:
-        """Write one key; with an `etag` the write fails with StateConflict if the key moved on."""
+        """Write one key; with an `etag` the write fails with `StateConflict` if the key moved on.
+
+        What an ETag or `first-write` does differs between stores (an ETag on an absent key: Redis
+        writes, PostgreSQL refuses): tests/state_contract.py pins both. Raises `DaprError` on any
+        other failure (first-write without an ETag on a taken key is one: a 500 `ERR_STATE_SAVE`).
+        """
         item: dict[str, Any] = {"key": key, "value": value}
         if etag is not None:
             item["etag"] = etag
@@ -226,7 +245,10 @@ class Sidecar:
     async def get_bulk_state(
         self, keys: Iterable[str], *, parallelism: int = 16, store: str | None = None
     ) -> dict[str, Any]:
-        """Read many keys in one call; keys that hold nothing are left out of the answer."""
+        """Read many keys in one call: key -> value, keys that hold nothing left out (no ETags).
+
+        `parallelism` is how many reads daprd runs at once. Raises `DaprError` when the store fails.
+        """
         keys = list(keys)
         if not keys:
             return {}
@@ -246,6 +268,7 @@ class Sidecar:
         """Write many keys in one call (not a transaction: use `transact` for all-or-nothing).
 
         `metadata` applies to every item, e.g. `{"ttlInSeconds": "86400"}` on stores with TTLs.
+        Raises `DaprError` when the store fails (some items may have been written).
         """
         extra = {"metadata": dict(metadata)} if metadata else {}
         body = [{"key": key, "value": value, **extra} for key, value in items]
@@ -255,6 +278,7 @@ class Sidecar:
         _raise_for_dapr(response)
 
     async def delete_state(self, key: str, *, etag: str | None = None, store: str | None = None) -> None:
+        """Delete one key (absent is fine); with an `etag`, raises `StateConflict` if the key moved on."""
         headers = {"If-Match": etag} if etag is not None else None
         response = await self._http.delete(
             f"/v1.0/state/{store or self.state_store}/{quote(key, safe='')}", headers=headers
@@ -262,7 +286,11 @@ class Sidecar:
         _raise_for_dapr(response)
 
     async def transact(self, operations: Iterable[StateOperation], *, store: str | None = None) -> None:
-        """Apply every operation or none of them."""
+        """Apply every operation or none of them (PostgreSQL; Redis does not roll back, see tests/state_contract.py).
+
+        Raises `StateConflict` when a step with an ETag may have failed its check (stores report
+        it in words of their own), `DaprError` on any other failure.
+        """
         operations = list(operations)
         body = {"operations": [op.to_json() for op in operations]}
         response = await self._http.post(f"/v1.0/state/{store or self.state_store}/transaction", json=body)
@@ -280,7 +308,7 @@ class Sidecar:
     async def invoke_binding(
         self, name: str, operation: str, *, data: Any = None, metadata: Mapping[str, str] | None = None
     ) -> bytes:
-        """Run an output binding's operation; the answer is the binding's raw bytes."""
+        """Run an output binding's operation; the answer is the binding's raw bytes. Raises `DaprError`."""
         body: dict[str, Any] = {"operation": operation, "metadata": dict(metadata or {})}
         if data is not None:
             body["data"] = data
@@ -291,7 +319,7 @@ class Sidecar:
     # --- workflows ----------------------------------------------------------------------------
 
     async def start_workflow(self, name: str, instance_id: str, data: Any) -> None:
-        """Schedule a workflow run under `instance_id`; the app hosting `name` runs it."""
+        """Schedule a workflow run under `instance_id`; the app hosting `name` runs it. Raises `DaprError`."""
         response = await self._http.post(
             f"/v1.0/workflows/dapr/{quote(name, safe='')}/start",
             params={"instanceID": instance_id},
@@ -308,6 +336,7 @@ class Sidecar:
         return response.json()
 
     async def raise_workflow_event(self, instance_id: str, event: str, data: Any = None) -> None:
+        """Deliver external event `event` (with `data`) to a workflow run waiting for it. Raises `DaprError`."""
         response = await self._http.post(
             f"/v1.0/workflows/dapr/{quote(instance_id, safe='')}/raiseEvent/{quote(event, safe='')}", json=data
         )
@@ -316,6 +345,7 @@ class Sidecar:
     # --- secrets ------------------------------------------------------------------------------
 
     async def get_secret(self, name: str, *, store: str | None = None) -> dict[str, str]:
+        """Read secret `name` from the secret store: key -> value. Raises `DaprError` when missing or failing."""
         response = await self._http.get(f"/v1.0/secrets/{store or self.secret_store}/{quote(name, safe='')}")
         _raise_for_dapr(response)
         return response.json()

@@ -47,6 +47,7 @@ class Problem(Exception):
         self.extensions = extensions
 
     def body(self, instance: str | None = None) -> dict[str, Any]:
+        """The problem+json body: type, title, status, detail, the extensions, and `instance` when given."""
         body: dict[str, Any] = {
             "type": self.type,
             "title": self.title,
@@ -153,6 +154,7 @@ def is_transient(error: BaseException) -> bool:
 
 
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
+    """`problem` as an application/problem+json answer with its status and headers; `instance` is the request's path."""
     instance = request.url.path if request is not None else None
     return JSONResponse(
         problem.body(instance), status_code=problem.status, headers=problem.headers, media_type=PROBLEM_JSON

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Topic(StrEnum):
+    """The platform's pub/sub topics; `CONTRACTS` below names each one's payload model, producers and consumers."""
+
     DOCUMENTS_SUBMIT = "documents.submit"
     DOCUMENTS_INGESTED = "documents.ingested"
     # A document was deleted: its chunks must leave every index built from it.

@@ -16,11 +16,15 @@ _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskN
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per log line: time (UTC, ms), level, app_id, logger, message, the request id
+    and the trace and span ids when there are, the record's `extra` fields, the exception's traceback."""
+
     def __init__(self, app_id: str) -> None:
         super().__init__()
         self.app_id = app_id
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON (non-JSON values as their `str`)."""
         line: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),

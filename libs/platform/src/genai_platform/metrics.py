@@ -42,11 +42,18 @@ def _route_template(scope: Scope) -> str:
 
 
 class RequestMetricsMiddleware:
+    """ASGI middleware counting requests (per app, method, route, status) and timing them (seconds).
+
+    The route is the router's template (`/v1/documents/{document_id}`), never the raw path, so
+    ids cannot blow up the label set; /metrics itself is not counted.
+    """
+
     def __init__(self, app: ASGIApp, app_id: str) -> None:
         self.app = app
         self.app_id = app_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI call, counting and timing it when it is an HTTP request."""
         if scope["type"] != "http" or scope["path"] == "/metrics":
             await self.app(scope, receive, send)
             return
@@ -81,4 +88,5 @@ class RequestMetricsMiddleware:
 
 
 def metrics_response() -> Response:
+    """This process's metrics in Prometheus' text exposition format."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

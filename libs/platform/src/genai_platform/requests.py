@@ -16,10 +16,14 @@ current_request_id: ContextVar[str | None] = ContextVar("request_id", default=No
 
 
 class RequestIdMiddleware:
+    """ASGI middleware giving every request an id: the caller's `X-Request-ID` when it sends a sane
+    one, else a new one; kept in `current_request_id` for logs and echoed on the answer."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI call with its request id set (HTTP only)."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

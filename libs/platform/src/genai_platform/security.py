@@ -32,6 +32,7 @@ class AppTokenMiddleware:
         self.open_prefixes = open_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass an open path or a request with the right token on; answer anything else 401 problem+json."""
         if scope["type"] != "http" or self._is_open(scope["path"]):
             await self.app(scope, receive, send)
             return

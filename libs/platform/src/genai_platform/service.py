@@ -28,6 +28,7 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
 async def sidecar_ready(app: FastAPI) -> str | None:
+    """Readiness check: None once daprd has loaded its components, else the reason."""
     return None if await app.state.sidecar.is_ready() else "the Dapr sidecar is not ready"
 
 
@@ -98,10 +99,12 @@ def create_service(
 
 
 def get_sidecar(request: Request) -> Sidecar:
+    """Dependency: the app's `Sidecar` client (opened by the lifespan)."""
     return request.app.state.sidecar
 
 
 def get_settings(request: Request) -> ServiceSettings:
+    """Dependency: the settings the app was built with."""
     return request.app.state.settings
 
 

@@ -13,6 +13,8 @@ _PLACEHOLDERS = {"", "changeme", "change-me", "secret", "password", "token", "de
 
 
 class Environment(StrEnum):
+    """Where a service runs: outside `dev`, placeholder tokens are refused at start."""
+
     DEV = "dev"
     TEST = "test"
     PRODUCTION = "production"
@@ -49,6 +51,7 @@ class ServiceSettings(BaseSettings):
 
     @property
     def dapr_url(self) -> str:
+        """The base URL of this app's daprd HTTP API (on loopback unless DAPR_HOST says otherwise)."""
         return f"http://{self.dapr_host}:{self.dapr_http_port}"
 
     @model_validator(mode="after")

@@ -35,5 +35,6 @@ def instrument_client(client: httpx.AsyncClient) -> None:
 
 
 def current_trace_id() -> str | None:
+    """The current span's W3C trace id (32 hex digits), None outside a trace."""
     context = trace.get_current_span().get_span_context()
     return format(context.trace_id, "032x") if context.is_valid else None
