@@ -17,7 +17,7 @@ help:
 	@echo "make test   set up what is missing and run every test"
 	@echo "make down   stop the servers started by make up"
 
-setup: python dapr victorialogs infra  ## everything the platform and the tests need, installed once
+setup: python dapr victorialogs k8s infra  ## everything the platform and the tests need, installed once
 
 python:
 	@command -v uv >/dev/null || python3 -m pip install --quiet uv

@@ -57,7 +57,7 @@ export CGO_ENABLED=0
 # build NAME MODULE_DIR PACKAGE LDFLAGS NOTE: skipped when the binary is newer than its go.sum.
 build() {
   local name="$1" module="$2" pkg="$3" ldflags="$4" note="$5"
-  if [[ -x "$bin/$name" && "$bin/$name" -nt "$module/go.sum" && "$bin/$name" -nt "${BASH_SOURCE[0]}" ]]; then
+  if [[ -x "$bin/$name" && "$bin/$name" -nt "$module/go.sum" ]]; then
     echo "k8s: $name is up to date"
     return
   fi
@@ -101,8 +101,11 @@ rm -rf "$out/dapr-crds" "$out/kwok-stages"
 mkdir -p "$out/dapr-crds" "$out/kwok-stages"
 cp "$(dir_of "$dapr_module" github.com/dapr/dapr)"/charts/dapr/crds/*.yaml "$out/dapr-crds/"
 kwok_dir="$(dir_of "$k8s_module" sigs.k8s.io/kwok)"
+# Nodes and pods, and volumes: its default StorageClass and the stages that bind its claims.
 for stage in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
-    pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+    pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete \
+    volume/fast/storage-class volume/fast/pvc-provision volume/fast/pv-bind volume/fast/pv-delete \
+    volume/fast/pvc-delete; do
   cp "$kwok_dir/kustomize/stage/$stage.yaml" "$out/kwok-stages/"
 done
 chmod -R u+w "$out/dapr-crds" "$out/kwok-stages"   # the module cache is read-only
