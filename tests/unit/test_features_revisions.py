@@ -8,6 +8,7 @@ with ETags, a publish recorder) and an embedder that counts what it embeds (no m
 import asyncio
 import hashlib
 import itertools
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,7 +18,9 @@ from features.embedding import Embeddings
 from features.index import ChunkIndex, IndexedChunk, IndexStore
 from features.indexer import Indexer
 from features.revisions import Tombstone, Verdict, delete_removes, judge_ingested
+from features.routes import subscriptions
 from genai_platform.events import CloudEvent, Delivery
+from genai_platform.idempotency import SeenEvents
 
 DIMENSIONS = 8
 
@@ -87,12 +90,17 @@ class Features:
         self.embedder = CountingEmbedder()
         self.index = ChunkIndex(DIMENSIONS)
         self.store = IndexStore(sidecar)
-        self.indexer = Indexer(sidecar, self.embedder, self.index, self.store, "features")  # type: ignore[arg-type]
+        self.indexer = Indexer(sidecar, self.embedder, self.index, self.store)  # type: ignore[arg-type]
+        seen_events = SeenEvents(sidecar=sidecar, consumer="features")
+        # What the app's routes read from `request.app.state`.
+        self.request = SimpleNamespace(
+            app=SimpleNamespace(state=SimpleNamespace(indexer=self.indexer, seen_events=seen_events))
+        )
 
     async def deliver(self, event: CloudEvent) -> Delivery:
-        if event.topic == "documents.deleted":
-            return await self.indexer.on_deleted(event)
-        return await self.indexer.on_ingested(event)
+        """Deliver as the sidecar would: through features' declared subscription of the topic."""
+        subscription = next(s for s in subscriptions.declared if s.topic == event.topic)
+        return await subscription.deliver(self.request, event)  # type: ignore[arg-type]
 
 
 _ids = itertools.count()

@@ -13,8 +13,9 @@ from fastapi import FastAPI
 from features.embedding import Embedder
 from features.index import ChunkIndex, IndexStore
 from features.indexer import Indexer
-from features.routes import api, dapr_routes
+from features.routes import api, subscriptions
 from features.settings import FeaturesSettings
+from genai_platform.idempotency import SeenEvents
 from genai_platform.service import create_service
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,9 @@ def create_app(settings: FeaturesSettings) -> FastAPI:
         await _wait_for_sidecar(app, settings.sidecar_wait_s)
         await store.load(app.state.index)
         app.state.index_rebuilt = True
-        app.state.indexer = Indexer(app.state.sidecar, embedder, app.state.index, store, settings.app_id)
+        app.state.indexer = Indexer(app.state.sidecar, embedder, app.state.index, store)
+        # Kept in Dapr state: a restarted features must still answer redeliveries from its ledger.
+        app.state.seen_events = SeenEvents(sidecar=app.state.sidecar, consumer=settings.app_id)
         log.info(
             "ready",
             extra={"chunks": len(app.state.index), "device": embedder.device, "batch_size": embedder.batch_size},
@@ -67,7 +70,7 @@ def create_app(settings: FeaturesSettings) -> FastAPI:
         settings,
         title="Features",
         description=__doc__,
-        routers=[api, dapr_routes],
+        routers=[api, subscriptions.router],
         lifespan=lifespan,
         readiness=[ready],
     )

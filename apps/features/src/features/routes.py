@@ -15,13 +15,11 @@ from features.search import Mode, SearchParams, search
 from genai_platform.contracts.search import SearchResults
 from genai_platform.dapr import DaprError
 from genai_platform.errors import Problem, problem_responses
-from genai_platform.events import CloudEvent, DeliveryAnswer, Topic
+from genai_platform.events import CloudEvent, DocumentDeleted, DocumentIngested, Topic
+from genai_platform.subscriptions import Subscriptions
 
 api = APIRouter(prefix="/v1", tags=["features"])
-dapr_routes = APIRouter(tags=["dapr"], include_in_schema=False)
-
-INGESTED_ROUTE = "/events/documents-ingested"
-DELETED_ROUTE = "/events/documents-deleted"
+subscriptions = Subscriptions()
 
 
 class SearchRequest(BaseModel):
@@ -147,24 +145,21 @@ async def indexed_document(request: Request, document_id: str) -> dict[str, Any]
     }
 
 
-@dapr_routes.get("/dapr/subscribe")
-async def dapr_subscriptions(request: Request) -> list[dict[str, Any]]:
-    # No deadLetterTopic here, deliberately: while this app is down (a crash, a restart) the
-    # sidecar's delivery attempts fail, and with a dead-letter topic those events would be
-    # parked there and never indexed. Without one they stay pending in the broker and come
-    # back (Redis: after processingTimeout). Events that can never succeed are answered DROP.
-    pubsub = request.app.state.settings.pubsub_name
-    return [
-        {"pubsubname": pubsub, "topic": str(Topic.DOCUMENTS_INGESTED), "route": INGESTED_ROUTE},
-        {"pubsubname": pubsub, "topic": str(Topic.DOCUMENTS_DELETED), "route": DELETED_ROUTE},
-    ]
+# No deadLetterTopic here, deliberately: while this app is down (a crash, a restart) the sidecar's
+# delivery attempts fail, and with a dead-letter topic those events would be parked there and
+# never indexed. Without one they stay pending in the broker and come back (Redis: after
+# processingTimeout; dapr-config/resiliency-features.yaml retries until then). Events that can
+# never succeed (an invalid payload) are answered DROP; a failing state store or broker RETRY.
 
 
-@dapr_routes.post(INGESTED_ROUTE)
-async def on_ingested(request: Request, event: CloudEvent) -> DeliveryAnswer:
-    return DeliveryAnswer(status=await request.app.state.indexer.on_ingested(event))
+@subscriptions.subscribe(Topic.DOCUMENTS_INGESTED, route="/events/documents-ingested", payload=DocumentIngested)
+async def on_ingested(request: Request, event: CloudEvent, payload: DocumentIngested) -> None:
+    """Index one part of a document; the app's `SeenEvents` (in Dapr state) answers redeliveries."""
+    await request.app.state.indexer.on_ingested(payload)
 
 
-@dapr_routes.post(DELETED_ROUTE)
-async def on_deleted(request: Request, event: CloudEvent) -> DeliveryAnswer:
-    return DeliveryAnswer(status=await request.app.state.indexer.on_deleted(event))
+# Deletes need no seen ids: a tombstone only moves up, so a redelivery changes nothing.
+@subscriptions.subscribe(Topic.DOCUMENTS_DELETED, route="/events/documents-deleted", payload=DocumentDeleted, seen=None)
+async def on_deleted(request: Request, event: CloudEvent, payload: DocumentDeleted) -> None:
+    """Remove a deleted revision's chunks and keep its tombstone."""
+    await request.app.state.indexer.on_deleted(payload)
