@@ -10,7 +10,7 @@ from ingestion.chunking import Chunker, ChunkingPolicy, TokenCounter
 from ingestion.documents import DocumentStore
 from ingestion.inbox import InboxSweeper
 from ingestion.pipeline import Ingestor
-from ingestion.routes import dapr_routes, documents
+from ingestion.routes import dapr_routes, documents, subscriptions
 from ingestion.settings import IngestionSettings
 
 
@@ -32,5 +32,9 @@ def create_app(settings: IngestionSettings) -> FastAPI:
         yield
 
     return create_service(
-        settings, title="Ingestion", description=__doc__, routers=[documents, dapr_routes], lifespan=lifespan
+        settings,
+        title="Ingestion",
+        description=__doc__,
+        routers=[documents, dapr_routes, subscriptions.router],
+        lifespan=lifespan,
     )

@@ -28,6 +28,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from genai_platform.dapr import Sidecar, StateConflict, StateOperation
+
+# What the caller says about a document: one model with `documents.submit`, whose payload extends it.
+from genai_platform.events import DocumentMeta as DocumentMeta
 from ingestion.chunking import Chunk
 
 log = logging.getLogger(__name__)
@@ -39,15 +42,6 @@ class DocumentState(StrEnum):
     # Stored, but `documents.ingested` may not have gone out yet: finished on the next submission.
     STORED = "stored"
     PUBLISHED = "published"
-
-
-class DocumentMeta(BaseModel):
-    """What the caller says about a document."""
-
-    title: str | None = Field(None, max_length=500)
-    source: str | None = Field(None, max_length=2000)
-    tags: list[str] = Field(default_factory=list, max_length=50)
-    collection: str = Field("default", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
 
 
 class Document(BaseModel):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genai_platform.dapr import Sidecar
-from genai_platform.events import Topic
+from genai_platform.events import DocumentDeleted, DocumentIngested, IngestedChunk, Topic
 from ingestion.chunking import Chunker
 from ingestion.clean import clean_text
 from ingestion.documents import Document, DocumentMeta, DocumentState, DocumentStore, document_id, now, stored_chunks
@@ -110,18 +110,18 @@ class Ingestor:
         events = [
             (
                 f"{document.id}-{number}",
-                {
-                    "document_id": document.id,
-                    "title": document.title,
-                    "collection": document.collection,
-                    "source": document.source,
-                    "tags": document.tags,
-                    "content_hash": document.content_hash,
-                    "revision": document.revision,
-                    "part": number,
-                    "parts": len(parts),
-                    "chunks": [chunk.model_dump(mode="json") for chunk in part],
-                },
+                DocumentIngested(
+                    document_id=document.id,
+                    title=document.title,
+                    collection=document.collection,
+                    source=document.source,
+                    tags=document.tags,
+                    content_hash=document.content_hash,
+                    revision=document.revision,
+                    part=number,
+                    parts=len(parts),
+                    chunks=[IngestedChunk.model_validate(chunk.model_dump()) for chunk in part],
+                ).model_dump(mode="json"),
             )
             for number, part in enumerate(parts)
         ]
@@ -137,15 +137,13 @@ class Ingestor:
         The event names the revision deleted: indexes refuse that revision's `documents.ingested`
         events from then on, however late they arrive, and take the next ingestion of the same
         content (a higher revision)."""
-        await self._sidecar.publish(
-            Topic.DOCUMENTS_DELETED,
-            {
-                "document_id": document.id,
-                "collection": document.collection,
-                "chunk_count": document.chunk_count,
-                "revision": document.revision,
-            },
+        deleted = DocumentDeleted(
+            document_id=document.id,
+            collection=document.collection,
+            chunk_count=document.chunk_count,
+            revision=document.revision,
         )
+        await self._sidecar.publish(Topic.DOCUMENTS_DELETED, deleted.model_dump(mode="json"))
         await self._store.delete(document)
         await self._store.catalog_remove(document.id)
 

@@ -9,11 +9,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import Field, ValidationError, model_validator
+from pydantic import ValidationError
 
 from genai_platform.dapr import DaprError
 from genai_platform.errors import Problem, problem_responses
-from genai_platform.events import CloudEvent, Delivery, DeliveryAnswer, Topic
+from genai_platform.events import CloudEvent, DocumentSubmit, Topic
+from genai_platform.subscriptions import Subscriptions
 from ingestion.documents import DocumentMeta, DocumentStore
 from ingestion.extract import DocumentTooLarge, ExtractOptions, UnreadableDocument, UnsupportedFormat
 from ingestion.inbox import InboxSweeper
@@ -26,23 +27,15 @@ log = logging.getLogger(__name__)
 
 documents = APIRouter(prefix="/v1/documents", tags=["documents"])
 dapr_routes = APIRouter(tags=["dapr"], include_in_schema=False)
+subscriptions = Subscriptions()
 
 
-class DocumentSubmission(DocumentMeta):
-    """A document given as text, as a URL to fetch, or as a path inside the allowed folder."""
+class DocumentSubmission(DocumentSubmit):
+    """A document given as text, as a URL to fetch, or as a path inside the allowed folder.
 
-    text: str | None = None
-    url: str | None = Field(None, max_length=2000)
-    path: str | None = Field(None, max_length=1000)
-    format: str | None = Field(None, description="text, markdown, html, pdf, json, jsonl, csv; default: guessed")
-    text_field: str = Field("text", description="JSON/JSONL: the field that holds the text (a.b for nested)")
-    columns: list[str] = Field(default_factory=list, description="CSV: the columns that hold the text")
-
-    @model_validator(mode="after")
-    def _one_source(self) -> DocumentSubmission:
-        if sum(value is not None for value in (self.text, self.url, self.path)) != 1:
-            raise ValueError("give exactly one of text, url or path")
-        return self
+    The JSON body of `POST /v1/documents` and the payload of `documents.submit` (its fields and
+    checks are `genai_platform.events.DocumentSubmit`'s).
+    """
 
     def meta(self) -> DocumentMeta:
         return DocumentMeta.model_validate(self.model_dump(include=set(DocumentMeta.model_fields)))
@@ -242,38 +235,20 @@ SUBMIT_ROUTE = "/events/documents-submit"
 INBOX_BINDING = "inbox-sweep"
 
 
-@dapr_routes.get("/dapr/subscribe")
-async def dapr_subscriptions(request: Request) -> list[dict[str, Any]]:
-    settings = _settings(request)
-    return [
-        {
-            "pubsubname": settings.pubsub_name,
-            "topic": str(Topic.DOCUMENTS_SUBMIT),
-            "route": SUBMIT_ROUTE,
-            "deadLetterTopic": str(Topic.DEAD_LETTER),
-        }
-    ]
-
-
-@dapr_routes.post(SUBMIT_ROUTE)
-async def on_submit(request: Request, event: CloudEvent) -> DeliveryAnswer:
-    """A submission by event: same payload as the JSON POST. Bad input is dropped (it will never
-    succeed); a store that is down is retried."""
-    try:
-        submission = DocumentSubmission.model_validate(event.data)
-    except ValidationError:
-        log.warning("documents.submit: invalid payload dropped", extra={"event_id": event.id})
-        return DeliveryAnswer(status=Delivery.DROP)
-    try:
-        result = await submit(request, submission)
-    except (DocumentTooLarge, UnsupportedFormat, UnreadableDocument, RefusedUrl, FetchFailed, OutsideAllowedFolder):
-        log.warning("documents.submit: document refused", extra={"event_id": event.id}, exc_info=True)
-        return DeliveryAnswer(status=Delivery.DROP)
-    except DaprError:
-        log.warning("documents.submit: store unavailable, retrying", extra={"event_id": event.id}, exc_info=True)
-        return DeliveryAnswer(status=Delivery.RETRY)
+# No seen ids: a document's id is its content hash, so a redelivered submission finds it stored.
+@subscriptions.subscribe(
+    Topic.DOCUMENTS_SUBMIT,
+    route=SUBMIT_ROUTE,
+    payload=DocumentSubmission,
+    dead_letter_topic=Topic.DEAD_LETTER,
+    seen=None,
+    # Bad input will never succeed: dropped. A store that is down (DaprError) is retried.
+    drop_on=(DocumentTooLarge, UnsupportedFormat, UnreadableDocument, RefusedUrl, FetchFailed, OutsideAllowedFolder),
+)
+async def on_submit(request: Request, event: CloudEvent, submission: DocumentSubmission) -> None:
+    """A submission by event: same payload as the JSON POST."""
+    result = await submit(request, submission)
     log.info("documents.submit: ingested", extra={"event_id": event.id, "document_id": result.document.id})
-    return DeliveryAnswer(status=Delivery.SUCCESS)
 
 
 @dapr_routes.options(f"/{INBOX_BINDING}")
