@@ -1,7 +1,12 @@
 """The render cache: bounded, expires, dropped per prompt on `prompt.updated`, idempotent."""
 
+import asyncio
+from types import SimpleNamespace
+
 from genai_platform.events import CloudEvent, Delivery
+from genai_platform.idempotency import SeenEvents
 from prompts.cache import RenderCache
+from prompts.routes import subscriptions
 from prompts.templates import VersionDraft, compile_version
 
 VERSION = VersionDraft(type="text", template="hi").model_dump(mode="json") | {"version": 1}
@@ -12,28 +17,35 @@ def updated(event_id: str, data: object) -> CloudEvent:
     return CloudEvent(id=event_id, topic="prompt.updated", data=data)
 
 
+def delivered(cache: RenderCache, event: CloudEvent, seen: SeenEvents | None = None) -> Delivery:
+    """Deliver as the sidecar would, through prompts' declared `prompt.updated` subscription."""
+    state = SimpleNamespace(render_cache=cache, seen_events=seen if seen is not None else SeenEvents())
+    (subscription,) = subscriptions.declared
+    return asyncio.run(subscription.deliver(SimpleNamespace(app=SimpleNamespace(state=state)), event))  # type: ignore[arg-type]
+
+
 def test_an_event_drops_only_the_named_prompt() -> None:
     cache = RenderCache()
     cache.put("a", "production", VERSION, COMPILED)
     cache.put("a", "3", VERSION, COMPILED)
     cache.put("b", "production", VERSION, COMPILED)
-    assert cache.on_prompt_updated(updated("e1", {"name": "a", "action": "label.moved"})) is Delivery.SUCCESS
+    assert delivered(cache, updated("e1", {"name": "a", "action": "label.moved"})) is Delivery.SUCCESS
     assert cache.get("a", "production") is None and cache.get("a", "3") is None
     assert cache.get("b", "production") is not None
 
 
 def test_a_redelivered_event_changes_nothing() -> None:
-    cache = RenderCache()
-    assert cache.on_prompt_updated(updated("e1", {"name": "a"})) is Delivery.SUCCESS
+    cache, seen = RenderCache(), SeenEvents()
+    assert delivered(cache, updated("e1", {"name": "a"}), seen) is Delivery.SUCCESS
     cache.put("a", "production", VERSION, COMPILED)
-    assert cache.on_prompt_updated(updated("e1", {"name": "a"})) is Delivery.SUCCESS
+    assert delivered(cache, updated("e1", {"name": "a"}), seen) is Delivery.SUCCESS
     assert cache.get("a", "production") is not None
 
 
 def test_an_unreadable_event_drops_everything_and_goes_to_the_dead_letters() -> None:
     cache = RenderCache()
     cache.put("a", "production", VERSION, COMPILED)
-    assert cache.on_prompt_updated(updated("e2", "garbage")) is Delivery.DROP
+    assert delivered(cache, updated("e2", "garbage")) is Delivery.DROP
     assert len(cache) == 0
 
 

@@ -5,6 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from genai_platform.idempotency import SeenEvents
 from genai_platform.service import create_service
 from genai_platform.startup import StartupWork, startup_done
 from prompts.cache import RenderCache
@@ -19,6 +20,7 @@ def create_app(settings: PromptsSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = PromptStore(app.state.sidecar)
         app.state.render_cache = RenderCache(settings.render_cache_size, settings.render_cache_ttl_s)
+        app.state.seen_events = SeenEvents(settings.render_cache_size * 4)
         if settings.rag_prompt:
             # Not ready until the RAG prompt is seeded: the gateway's first grounded answer needs it.
             name = settings.rag_prompt
@@ -36,7 +38,7 @@ def create_app(settings: PromptsSettings) -> FastAPI:
         settings,
         title="Prompts",
         description=__doc__,
-        routers=[prompts, subscriptions],
+        routers=[prompts, subscriptions.router],
         lifespan=lifespan,
         readiness=[startup_done],
     )

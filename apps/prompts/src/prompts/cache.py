@@ -13,7 +13,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from genai_platform.events import CloudEvent, Delivery
 from prompts.templates import CompiledVersion
 
 
@@ -25,14 +24,13 @@ class CachedVersion:
 
 
 class RenderCache:
-    """LRU of compiled versions; idempotent on the CloudEvent id of the events that drop it."""
+    """LRU of compiled versions, dropped per prompt by `prompt.updated` (prompts.routes)."""
 
     def __init__(self, capacity: int = 256, ttl_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.capacity = capacity
         self.ttl_s = ttl_s
         self.clock = clock
         self._entries: OrderedDict[tuple[str, str], CachedVersion] = OrderedDict()
-        self._seen_events: OrderedDict[str, None] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -61,19 +59,3 @@ class RenderCache:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-    def on_prompt_updated(self, event: CloudEvent) -> Delivery:
-        """Apply one `prompt.updated` delivery; a redelivery of the same id changes nothing."""
-        if event.id in self._seen_events:
-            return Delivery.SUCCESS
-        self._seen_events[event.id] = None
-        while len(self._seen_events) > self.capacity * 4:
-            self._seen_events.popitem(last=False)
-        name = event.data.get("name") if isinstance(event.data, dict) else None
-        if not isinstance(name, str):
-            # Nobody can tell which prompt changed: forget everything (safe), and let Dapr park
-            # the message in the dead-letter topic for a person to look at.
-            self.drop()
-            return Delivery.DROP
-        self.drop(name)
-        return Delivery.SUCCESS

@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from genai_platform.contracts.prompts import RenderedPrompt
 from genai_platform.dapr import DaprError
 from genai_platform.errors import Problem
-from genai_platform.events import CloudEvent, DeliveryAnswer, Topic
-from genai_platform.service import SettingsDep
+from genai_platform.events import CloudEvent, PromptUpdated, Topic
+from genai_platform.subscriptions import Subscriptions
 from prompts.cache import RenderCache
 from prompts.store import PromptStore, with_labels
 from prompts.templates import (
@@ -30,7 +30,7 @@ from prompts.templates import (
 log = logging.getLogger(__name__)
 
 prompts = APIRouter(prefix="/v1/prompts", tags=["prompts"])
-subscriptions = APIRouter(tags=["dapr"])
+subscriptions = Subscriptions()
 
 PromptName = Annotated[str, Path(pattern=NAME_PATTERN)]
 LabelName = Annotated[str, Path(pattern=LABEL_PATTERN)]
@@ -90,9 +90,9 @@ def _checked(draft: VersionDraft) -> VersionDraft:
 async def _announce(request: Request, action: str, head: dict, version: int | None = None) -> None:
     """Drop this replica's cache now and tell every other consumer through `prompt.updated`."""
     request.app.state.render_cache.drop(head["name"])
-    event = {"name": head["name"], "action": action, "version": version, "labels": head["labels"]}
+    event = PromptUpdated(name=head["name"], action=action, version=version, labels=head["labels"])
     try:
-        await request.app.state.sidecar.publish(str(Topic.PROMPT_UPDATED), event)
+        await request.app.state.sidecar.publish(str(Topic.PROMPT_UPDATED), event.model_dump(mode="json"))
     except DaprError:
         # The write has happened; consumers' time-to-live bounds how long they serve the old target.
         log.warning("prompt.updated not published", extra={"prompt": head["name"], "action": action})
@@ -185,18 +185,19 @@ async def render_prompt(name: PromptName, body: RenderRequest, store: StoreDep, 
     return rendered
 
 
-@subscriptions.get("/dapr/subscribe", include_in_schema=False)
-async def dapr_subscriptions(settings: SettingsDep) -> list[dict]:
-    return [
-        {
-            "pubsubname": settings.pubsub_name,
-            "topic": str(Topic.PROMPT_UPDATED),
-            "route": f"/events/{Topic.PROMPT_UPDATED}",
-            "deadLetterTopic": str(Topic.DEAD_LETTER),
-        }
-    ]
+def _forget_every_prompt(request: Request, event: CloudEvent) -> None:
+    # Nobody can tell which prompt changed: forget everything (safe); the DROP that follows
+    # leaves the message for a person to look at in the monitor.
+    request.app.state.render_cache.drop()
 
 
-@subscriptions.post(f"/events/{Topic.PROMPT_UPDATED}", include_in_schema=False)
-async def on_prompt_updated(event: CloudEvent, cache: CacheDep) -> DeliveryAnswer:
-    return DeliveryAnswer(status=cache.on_prompt_updated(event))
+@subscriptions.subscribe(
+    Topic.PROMPT_UPDATED,
+    route=f"/events/{Topic.PROMPT_UPDATED}",
+    payload=PromptUpdated,
+    dead_letter_topic=Topic.DEAD_LETTER,
+    on_invalid=_forget_every_prompt,
+)
+def on_prompt_updated(request: Request, event: CloudEvent, updated: PromptUpdated) -> None:
+    """Drop this replica's cached versions of the prompt that changed."""
+    request.app.state.render_cache.drop(updated.name)
