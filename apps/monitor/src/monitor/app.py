@@ -4,8 +4,10 @@ from dataclasses import asdict
 
 from fastapi import APIRouter, FastAPI, Query, Request
 
-from genai_platform.events import CloudEvent, DeliveryAnswer, Topic
-from genai_platform.service import SettingsDep, create_service
+from genai_platform.events import CloudEvent, Delivery, Topic
+from genai_platform.idempotency import SeenEvents
+from genai_platform.service import create_service
+from genai_platform.subscriptions import Subscriptions
 from monitor import routes
 from monitor.dead_letters import export_gauge
 from monitor.events import EventLog, SeenEvent
@@ -13,35 +15,31 @@ from monitor.settings import MonitorSettings
 
 WATCHED_TOPICS = [topic for topic in Topic if topic is not Topic.DEAD_LETTER]
 
-subscriptions = APIRouter(tags=["dapr"])
+subscriptions = Subscriptions()
 events = APIRouter(prefix="/v1", tags=["events"])
 
 
-@subscriptions.get("/dapr/subscribe", include_in_schema=False)
-async def dapr_subscriptions(settings: SettingsDep) -> list[dict]:
-    # Generated, not declared in YAML: the monitor watches every topic the platform defines,
-    # and a topic added to `Topic` is watched with no second list to keep in step.
-    watched = [
-        {
-            "pubsubname": settings.pubsub_name,
-            "topic": str(topic),
-            "route": f"/events/{topic}",
-            "deadLetterTopic": str(Topic.DEAD_LETTER),
-        }
-        for topic in WATCHED_TOPICS
-    ]
-    dead = {"pubsubname": settings.pubsub_name, "topic": str(Topic.DEAD_LETTER), "route": "/dead-letters"}
-    return [*watched, dead]
+def _log_seen(request: Request) -> SeenEvents:
+    return request.app.state.event_log.seen
 
 
-@subscriptions.post("/events/{topic}", include_in_schema=False)
-async def on_event(topic: str, event: CloudEvent, request: Request) -> DeliveryAnswer:
-    return DeliveryAnswer(status=request.app.state.event_log.receive(event))
+def on_event(request: Request, event: CloudEvent, data: object) -> Delivery:
+    """Record one event of any topic, its data as sent (no payload model: any topic, any shape)."""
+    return request.app.state.event_log.receive(event)
 
 
-@subscriptions.post("/dead-letters", include_in_schema=False)
-async def on_dead_letter(event: CloudEvent, request: Request) -> DeliveryAnswer:
-    return DeliveryAnswer(status=request.app.state.event_log.receive_dead_letter(event))
+def on_dead_letter(request: Request, event: CloudEvent, data: object) -> Delivery:
+    """Record one dead letter (idempotent by itself: a letter already listed is not listed again)."""
+    return request.app.state.event_log.receive_dead_letter(event)
+
+
+# Generated, not declared in YAML: the monitor watches every topic the platform defines, and a
+# topic added to `Topic` is watched with no second list to keep in step.
+for _topic in WATCHED_TOPICS:
+    subscriptions.subscribe(_topic, route=f"/events/{_topic}", dead_letter_topic=Topic.DEAD_LETTER, seen=_log_seen)(
+        on_event
+    )
+subscriptions.subscribe(Topic.DEAD_LETTER, route="/dead-letters", seen=None)(on_dead_letter)
 
 
 @events.get(
@@ -71,7 +69,7 @@ def create_app(settings: MonitorSettings) -> FastAPI:
         settings,
         title="Monitor",
         description=__doc__,
-        routers=[subscriptions, events, routes.system, routes.webhooks],
+        routers=[subscriptions.router, events, routes.system, routes.webhooks],
         lifespan=routes.stores_lifespan,
         open_prefixes=(routes.WEBHOOK_PREFIX,),
     )
