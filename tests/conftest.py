@@ -16,9 +16,7 @@ from harness import (
     ROOT,
     AppWithSidecar,
     ControlPlane,
-    Daprd,
     ManagedProcess,
-    ServiceApp,
     read_secrets,
 )
 
@@ -113,19 +111,17 @@ def start_app(log_dir: Path, secrets: dict[str, str]) -> Iterator[StartApp]:
         *,
         env: dict[str, str] | None = None,
         module: str | None = None,
-        **daprd,
+        extra_args: list[str] | None = None,
     ) -> AppWithSidecar:
-        sidecar = Daprd(
-            app_id=app_id,
+        pair = AppWithSidecar.build(
+            app_id,
+            log_dir,
+            secrets,
             resources=[PROFILES[profile], RESILIENCY_DIR],
-            log_dir=log_dir,
-            dapr_api_token=secrets["dapr-api-token"],
-            app_api_token=secrets["app-api-token"],
-            **daprd,
+            env=env,
+            module=module,
+            extra_args=extra_args,
         )
-        app = ServiceApp(app_id=app_id, log_dir=log_dir, sidecar=sidecar, env=env or {}, module=module)
-        sidecar.app_port = app.port
-        pair = AppWithSidecar(app, sidecar)
         started.append(pair)
         return pair.start()
 

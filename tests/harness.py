@@ -268,6 +268,36 @@ class AppWithSidecar:
     app: ServiceApp
     sidecar: Daprd
 
+    @classmethod
+    def build(
+        cls,
+        app_id: str,
+        log_dir: Path,
+        secrets: dict[str, str],
+        *,
+        resources: list[Path] | None = None,
+        env: dict[str, str] | None = None,
+        module: str | None = None,
+        extra_args: list[str] | None = None,
+    ) -> AppWithSidecar:
+        """A service and its daprd, not started yet (its ports are chosen: `app.port`, `sidecar.http_port`).
+
+        Both get the platform's Dapr API and app tokens; `resources` defaults to the default
+        profile's components and the resiliency policies; `module` runs a test double instead of
+        the service; `extra_args` go to daprd.
+        """
+        sidecar = Daprd(
+            app_id=app_id,
+            resources=resources or [PROFILES["default"], RESILIENCY_DIR],
+            log_dir=log_dir,
+            dapr_api_token=secrets["dapr-api-token"],
+            app_api_token=secrets["app-api-token"],
+            extra_args=extra_args or [],
+        )
+        app = ServiceApp(app_id=app_id, log_dir=log_dir, sidecar=sidecar, env=env or {}, module=module)
+        sidecar.app_port = app.port
+        return cls(app, sidecar)
+
     @property
     def processes(self) -> list[ManagedProcess]:
         return [p for p in (self.app.process, self.sidecar.process) if p is not None]
@@ -364,24 +394,24 @@ def start_pair(
     *,
     resources: list[Path] | None = None,
     env: dict[str, str] | None = None,
+    module: str | None = None,
     extra_args: list[str] | None = None,
+    ready: bool = True,
     timeout: float = 180.0,
 ) -> AppWithSidecar:
-    """Start a platform service and its daprd, and wait until the service is ready."""
-    sidecar = Daprd(
-        app_id=app_id,
-        resources=resources or [PROFILES["default"], RESILIENCY_DIR],
-        log_dir=log_dir,
-        dapr_api_token=secrets["dapr-api-token"],
-        app_api_token=secrets["app-api-token"],
-        extra_args=extra_args or [],
+    """Start a platform service beside its daprd (see `AppWithSidecar.build`), stopped again if it fails.
+
+    Returns once the app answers /healthz and daprd /v1.0/healthz; with `ready`, once the app's
+    /readyz says ready too (its models loaded, its start-up work done). Raises `ProcessDied` when
+    a process exits, TimeoutError after `timeout` seconds.
+    """
+    pair = AppWithSidecar.build(
+        app_id, log_dir, secrets, resources=resources, env=env, module=module, extra_args=extra_args
     )
-    app = ServiceApp(app_id=app_id, log_dir=log_dir, sidecar=sidecar, env=env or {})
-    sidecar.app_port = app.port
-    pair = AppWithSidecar(app, sidecar)
     try:
         pair.start(timeout)
-        pair.wait_ready(timeout)
+        if ready:
+            pair.wait_ready(timeout)
     except BaseException:
         pair.stop()
         raise

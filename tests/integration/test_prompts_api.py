@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness import wait_until
+from harness import start_pair, wait_until
 
 BASE = "/v1.0/invoke/prompts/method/v1/prompts"
 QA = {
@@ -27,11 +27,12 @@ def unique(prefix: str = "qa") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture
-def prompts(start_app, default_broker):
-    service = start_app("prompts", default_broker)
-    service.wait_ready()
-    return service
+@pytest.fixture(scope="module")
+def prompts(log_dir, secrets, default_broker):
+    """One prompts app and sidecar for the module; each test works on prompts of its own (`unique`)."""
+    service = start_pair("prompts", log_dir, secrets)
+    yield service
+    service.stop()
 
 
 def create(dapr, name: str, **overrides) -> dict:

@@ -3,10 +3,9 @@
 import asyncio
 import uuid
 
-import pytest
-
-from genai_platform.dapr import Sidecar, StateConflict, StateOperation
+from genai_platform.dapr import Sidecar
 from genai_platform.settings import ServiceSettings
+from state_contract import STORE_OF_PROFILE, expected, run_all
 
 
 def client_for(pair) -> Sidecar:
@@ -21,67 +20,22 @@ def client_for(pair) -> Sidecar:
     return Sidecar(settings)
 
 
-def test_a_stale_etag_is_a_conflict_and_writes_nothing(start_app, profile) -> None:
-    registry = start_app("registry", profile)
-    key = f"model-{uuid.uuid4()}"
+def test_the_state_store_answers_as_the_unit_tests_fake_does(start_app, profile) -> None:
+    """ETags, first-write, deletes and transactions (tests/state_contract.py) on the real store.
 
-    async def scenario() -> None:
+    The unit tests' fake (tests/fakes.py) runs the same scenarios; a difference here means the
+    fake, or the store, changed. Redis' transactions do not roll back: that is one expectation.
+    """
+    registry = start_app("registry", profile)
+
+    async def scenario() -> dict:
         sidecar = client_for(registry)
         try:
-            await sidecar.save_state(key, {"alias": "staging", "version": 1})
-            first = await sidecar.get_state(key)
-            assert first is not None and first.etag
-            await sidecar.save_state(key, {"alias": "staging", "version": 2}, etag=first.etag)
-            with pytest.raises(StateConflict):
-                await sidecar.save_state(key, {"alias": "staging", "version": 3}, etag=first.etag)
-            current = await sidecar.get_state(key)
-            assert current is not None
-            assert current.value == {"alias": "staging", "version": 2}
-            assert current.etag != first.etag
+            return await run_all(sidecar, f"contract-{uuid.uuid4()}")
         finally:
             await sidecar.aclose()
 
-    asyncio.run(scenario())
-
-
-def test_a_transaction_is_all_or_nothing(start_app, profile, request) -> None:
-    if profile == "default":
-        # Dapr's Redis store runs a transaction as MULTI/EXEC of Lua scripts: a failed ETag check
-        # fails its own step and the others still apply ("Redis does not support transaction
-        # rollbacks", components-contrib state/redis). Strict: this fails once Redis rolls back.
-        request.applymarker(pytest.mark.xfail(strict=True, reason="Redis transactions do not roll back"))
-    registry = start_app("registry", profile)
-    prefix = f"tx-{uuid.uuid4()}"
-
-    async def scenario() -> None:
-        sidecar = client_for(registry)
-        try:
-            await sidecar.save_state(f"{prefix}-alias", {"production": 1})
-            stale = (await sidecar.get_state(f"{prefix}-alias")).etag
-            await sidecar.save_state(f"{prefix}-alias", {"production": 2})
-
-            with pytest.raises(StateConflict):
-                await sidecar.transact(
-                    [
-                        StateOperation("upsert", f"{prefix}-version-3", {"version": 3}),
-                        StateOperation("upsert", f"{prefix}-alias", {"production": 3}, etag=stale),
-                    ]
-                )
-            assert await sidecar.get_state(f"{prefix}-version-3") is None
-            assert (await sidecar.get_state(f"{prefix}-alias")).value == {"production": 2}
-
-            await sidecar.transact(
-                [
-                    StateOperation("upsert", f"{prefix}-version-3", {"version": 3}),
-                    StateOperation("delete", f"{prefix}-alias"),
-                ]
-            )
-            assert (await sidecar.get_state(f"{prefix}-version-3")).value == {"version": 3}
-            assert await sidecar.get_state(f"{prefix}-alias") is None
-        finally:
-            await sidecar.aclose()
-
-    asyncio.run(scenario())
+    assert asyncio.run(scenario()) == expected(STORE_OF_PROFILE[profile])
 
 
 def test_a_secret_is_read_from_the_local_store(start_app, default_broker, secrets) -> None:
