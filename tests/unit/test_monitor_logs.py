@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from monitor.logs import InvalidQuery, logsql, parse_query, to_line
+from monitor.logs import UNPACK, InvalidQuery, logsql, parse_query, to_line
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -54,10 +54,34 @@ def test_the_logsql_filters_by_app_file_level_ids_and_text() -> None:
     )
     assert logsql(query) == (
         "_time:[2026-03-01T11:00:00.000Z, 2026-03-01T12:00:00.000Z] "
-        'file:~"/gateway_daprd_[0-9]+[.]log$" level:in(warning, error, critical, fatal) '
-        'request_id:="r\\"1" trace_id:="0af7651916cd43dd8448eb211c80319c" "timed out" '
+        'file:~"/gateway_daprd_[0-9]+[.]log$" "r\\"1" "0af7651916cd43dd8448eb211c80319c" "timed out" '
+        f"{UNPACK} "
+        '| filter level:in(warning, error, critical, fatal) request_id:="r\\"1" '
+        'trace_id:="0af7651916cd43dd8448eb211c80319c" '
         "| sort by (_time desc) | offset 40 | limit 21"
     )
+
+
+def test_an_app_line_behind_the_cli_prefix_keeps_its_own_time_and_fields() -> None:
+    line = to_line(
+        {
+            "_time": "2026-03-01T11:59:03Z",
+            "_msg": '== APP - guard == {"time": "2026-03-01T11:59:00.250+00:00", "message": "request served"}',
+            "file": "/repo/.dapr/logs/guard_app_20260301115000.log",
+            "app_line": '{"time": "2026-03-01T11:59:00.250+00:00", "message": "request served"}',
+            "time": "2026-03-01T11:59:00.250+00:00",
+            "level": "info",
+            "message": "request served",
+            "trace_id": "0af7651916cd43dd8448eb211c80319c",
+            "route": "/v1/guard/input",
+        }
+    )
+    assert (line.time.isoformat(), line.source, line.message) == (
+        "2026-03-01T11:59:00.250000+00:00",
+        "app",
+        "request served",
+    )
+    assert line.fields == {"route": "/v1/guard/input"}
 
 
 def test_a_row_names_its_app_and_source_by_its_file_and_keeps_plain_text() -> None:

@@ -29,7 +29,7 @@ _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _LOG_FILE = re.compile(r"(?:^|/)(?P<app>[a-z0-9][a-z0-9-]*)_(?P<source>app|daprd)_\d+\.log$")
 # Fields shown as the line's own attributes; the rest go to `fields`.
 _OWN = {"_time", "_msg", "_stream", "_stream_id", "file", "hostname", "level", "app_id", "request_id", "trace_id"}
-_OWN |= {"span_id", "time", "msg", "message"}
+_OWN |= {"span_id", "time", "msg", "message", "app_line", "status"}
 
 MAX_LIMIT = 1000
 MAX_OFFSET = 10_000
@@ -161,13 +161,35 @@ def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def filters(query: LogQuery) -> str:
-    """The LogsQL filter of a search (no pipes), e.g. `_time:[a, b] file:~"..." level:in(...)`."""
-    parts = [f"_time:[{_rfc3339(query.since)}, {_rfc3339(query.until)}]"]
+# `dapr run -f` writes each app line to its file as `== APP - <app-id> == <line>`, so vlagent
+# keeps app lines as text; these pipes take the prefix off and read a JSON line's fields at query
+# time. daprd's lines reach the store as JSON (`--log-as-json`) and pass through unchanged.
+UNPACK = (
+    '| extract if (file:~"_app_[0-9]+[.]log$") "== APP - <_> == <app_line>" '
+    '| unpack_json if (app_line:~"^[{]") from app_line'
+)
+
+
+def _window(query: LogQuery) -> str:
+    return f"_time:[{_rfc3339(query.since)}, {_rfc3339(query.until)}]"
+
+
+def raw_filters(query: LogQuery) -> str:
+    """Filters on the stored line (before UNPACK): time, file, and words that narrow the scan."""
+    parts = [_window(query)]
     if query.app or query.source:
         app = re.escape(query.app) if query.app else "[a-z0-9-]+"
         source = query.source or "(app|daprd)"
         parts.append(f"file:~{_quoted(f'/{app}_{source}_[0-9]+[.]log$')}")
+    for phrase in (query.request_id, query.trace_id, query.text):
+        if phrase:
+            parts.append(_quoted(phrase))  # a phrase filter on the whole line
+    return " ".join(parts)
+
+
+def field_filters(query: LogQuery) -> str:
+    """Filters on a line's fields (after UNPACK): level and exact ids; empty when none."""
+    parts = []
     if query.level:
         shown = LEVELS[LEVELS.index(query.level) :]
         parts.append(f"level:in({', '.join(shown)})")
@@ -175,27 +197,36 @@ def filters(query: LogQuery) -> str:
         parts.append(f"request_id:={_quoted(query.request_id)}")
     if query.trace_id:
         parts.append(f"trace_id:={_quoted(query.trace_id)}")
-    if query.text:
-        parts.append(_quoted(query.text))  # a phrase filter on the message
     return " ".join(parts)
 
 
+def lines_query(query: LogQuery, extra_raw: str = "") -> str:
+    """The LogsQL of every line matching `query`, fields unpacked (no order, no limit)."""
+    fields = field_filters(query)
+    text = f"{raw_filters(query)}{f' {extra_raw}' if extra_raw else ''} {UNPACK}"
+    return f"{text} | filter {fields}" if fields else text
+
+
 def logsql(query: LogQuery) -> str:
-    """The whole LogsQL query of one page: filters, newest first, one line more than the page."""
-    return f"{filters(query)} | sort by (_time desc) | offset {query.offset} | limit {query.limit + 1}"
+    """The whole LogsQL query of one page: its lines, newest first, one line more than the page."""
+    return f"{lines_query(query)} | sort by (_time desc) | offset {query.offset} | limit {query.limit + 1}"
 
 
 def to_line(row: dict[str, Any]) -> LogLine:
-    """A VictoriaLogs row as a LogLine; the file path names the app and the source."""
+    """A VictoriaLogs row as a LogLine; the file path names the app and the source.
+
+    An app's JSON line keeps its own `time` (the stored `_time` is when vlagent read it).
+    """
     match = _LOG_FILE.search(row.get("file", ""))
     app_id = match.group("app") if match else row.get("app_id", "unknown")
     source = match.group("source") if match else "app"
+    message = row.get("message") or row.get("app_line") or row.get("_msg", "")
     return LogLine(
-        time=row["_time"],
+        time=row.get("time") or row["_time"],
         app_id=app_id,
         source=source,
-        level=row.get("level"),
-        message=row.get("_msg", ""),
+        level=row.get("level") or row.get("status"),  # the dapr CLI's own lines say `status`
+        message=message,
         request_id=row.get("request_id"),
         trace_id=row.get("trace_id"),
         span_id=row.get("span_id"),

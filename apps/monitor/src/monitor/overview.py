@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field
 
 from monitor.dashboards import INFERENCE, OVERVIEW, PUBSUB, WINDOW
+from monitor.logs import UNPACK
 from monitor.stores import ALERTMANAGER, PROMETHEUS, VICTORIALOGS, Sample, Stores, StoreUnavailable
 
 T = TypeVar("T")
@@ -165,8 +166,10 @@ def alert_from(raw: dict[str, Any]) -> ActiveAlert:
 
 
 async def _error_lines(stores: Stores) -> dict[str, int]:
+    # Words first (they use the store's index), then each line's own level.
     rows = await stores.logs.query(
-        f"_time:{WINDOW} level:in(error, critical, fatal) | stats by (app_id) count() as lines"
+        f"_time:{WINDOW} (error or critical or fatal) {UNPACK} "
+        "| filter level:in(error, critical, fatal) | stats by (app_id) count() as lines"
     )
     return {row.get("app_id", ""): int(row["lines"]) for row in rows}
 

@@ -15,13 +15,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from monitor.logs import LogLine, LogQuery, filters, to_line
+from monitor.logs import LogLine, LogQuery, lines_query, to_line
 from monitor.stores import VICTORIALOGS, ZIPKIN, StoreUnavailable, VictoriaLogs, Zipkin
 
 TRACE_ID = re.compile(r"^(?:[0-9a-f]{16}|[0-9a-f]{32})$")
 # How far before and after the spans a sidecar line may fall: daprd writes its API line when a
 # call ends, and clocks of one machine agree, so a second covers the writing.
 _SLACK = timedelta(seconds=1)
+# How long after a line was written vlagent may store it (it polls files every second and
+# sends every second; more when the machine is busy).
+_READ_DELAY = timedelta(minutes=2)
 # Without spans (Zipkin down, or the trace not exported yet) app lines are looked for this far back.
 _WITHOUT_SPANS = timedelta(days=1)
 MAX_LINES = 2000
@@ -115,12 +118,14 @@ async def trace_view(zipkin: Zipkin, logs: VictoriaLogs, trace_id: str, now: dat
         start = end = None
         window = (now - _WITHOUT_SPANS, now)
     services = sorted({span.service for span in spans})
-    by_trace = LogQuery(since=window[0], until=window[1], trace_id=trace_id)
-    queries = [_lines(logs, filters(by_trace), "trace_id")]
+    # App lines are stored when vlagent reads them, a few seconds after they were written.
+    by_trace = LogQuery(since=window[0], until=min(now, window[1] + _READ_DELAY), trace_id=trace_id)
+    queries = [_lines(logs, lines_query(by_trace), "trace_id")]
     if services:
         sidecars = "|".join(re.escape(service) for service in services)
         in_window = LogQuery(since=window[0], until=window[1])
-        queries.append(_lines(logs, f'{filters(in_window)} file:~"/({sidecars})_daprd_[0-9]+[.]log$"', "time"))
+        daprd_files = f'file:~"/({sidecars})_daprd_[0-9]+[.]log$"'
+        queries.append(_lines(logs, lines_query(in_window, daprd_files), "time"))
     try:
         found = await asyncio.gather(*queries)
         lines = sorted((line for group in found for line in group), key=lambda line: line.time)
