@@ -6,6 +6,7 @@ from genai_platform.service import run
 
 
 def main() -> None:
+    """Run the features service: settings from the environment, JSON logs, uvicorn on APP_PORT."""
     run(FeaturesSettings, create_app)
 
 

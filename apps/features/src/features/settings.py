@@ -19,6 +19,8 @@ def bundled_model() -> Path | None:
 
 
 class FeaturesSettings(ServiceSettings):
+    """The features service's settings, read from the environment (the variable is each field's alias)."""
+
     app_id: str = Field("features", validation_alias="APP_ID")
     port: int = Field(8102, validation_alias="APP_PORT")
 

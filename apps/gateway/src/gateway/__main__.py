@@ -6,6 +6,7 @@ from genai_platform.service import run
 
 
 def main() -> None:
+    """Run the gateway service: settings from the environment, JSON logs, uvicorn on APP_PORT."""
     run(GatewaySettings, create_app)
 
 

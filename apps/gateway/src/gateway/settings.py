@@ -8,6 +8,8 @@ PLATFORM_APPS = ("ingestion", "features", "training", "registry", "inference", "
 
 
 class GatewaySettings(ServiceSettings):
+    """The gateway service's settings, read from the environment (the variable is each field's alias)."""
+
     app_id: str = Field("gateway", validation_alias="APP_ID")
     port: int = Field(8080, validation_alias="APP_PORT")
     # The secret (in the Dapr secret store) holding the comma-separated API keys.

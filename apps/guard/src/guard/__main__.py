@@ -6,6 +6,7 @@ from guard.settings import GuardSettings
 
 
 def main() -> None:
+    """Run the guard service: settings from the environment, JSON logs, uvicorn on APP_PORT."""
     run(GuardSettings, create_app)
 
 

@@ -18,12 +18,16 @@ from guard.rails.pii import ENTITIES
 
 
 class Action(StrEnum):
+    """What a failed rail does."""
+
     BLOCK = "block"  # the request or answer is refused
     REDACT = "redact"  # the findings are cut out or masked, the rest goes on
     FLAG = "flag"  # reported (and published), nothing changes
 
 
 class RailPolicy(BaseModel):
+    """One rail's settings: on or off, what it does when it fails, and the score at which it fails."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = True
@@ -33,28 +37,40 @@ class RailPolicy(BaseModel):
 
 
 class InjectionPolicy(RailPolicy):
+    """The prompt-injection rail's settings."""
+
     decode: bool = True  # also scan base64, hex and ROT13 payloads
 
 
 class PiiPolicy(RailPolicy):
+    """The personal-data rail's settings: which kinds it looks for."""
+
     entities: tuple[str, ...] = ENTITIES
 
 
 class BlocklistPolicy(RailPolicy):
+    """Blocked terms, and denied topics (name -> phrases)."""
+
     terms: tuple[str, ...] = ()
     topics: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
 
 class LengthPolicy(RailPolicy):
+    """Length limits: estimated tokens, and optionally characters."""
+
     max_tokens: int = Field(8192, ge=1)
     max_chars: int | None = Field(None, ge=1)
 
 
 class ExfiltrationPolicy(RailPolicy):
+    """The exfiltration rail's settings: hosts whose images and links may stay."""
+
     allowed_hosts: tuple[str, ...] = ()
 
 
 class InputRails(BaseModel):
+    """The rails run on what a user sends, and which chat roles they read."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     unicode: RailPolicy = RailPolicy(action=Action.REDACT)
@@ -68,6 +84,8 @@ class InputRails(BaseModel):
 
 
 class OutputRails(BaseModel):
+    """The rails run on what the model answers."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     unicode: RailPolicy = RailPolicy(action=Action.REDACT)
@@ -80,6 +98,8 @@ class OutputRails(BaseModel):
 
 
 class Policy(BaseModel):
+    """The guard's whole policy (policy.yaml): input and output rails."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     input: InputRails = InputRails()

@@ -8,6 +8,8 @@ from genai_platform.settings import ServiceSettings
 
 
 class GuardSettings(ServiceSettings):
+    """The guard service's settings, read from the environment (the variable is each field's alias)."""
+
     app_id: str = Field("guard", validation_alias="APP_ID")
     port: int = Field(8107, validation_alias="APP_PORT")
     # A policy file of your own; the one shipped beside the code (guard/policy.yaml) otherwise.

@@ -6,6 +6,7 @@ from inference.settings import InferenceSettings
 
 
 def main() -> None:
+    """Run the inference service: settings from the environment, JSON logs, uvicorn on APP_PORT."""
     run(InferenceSettings, create_app)
 
 

@@ -20,6 +20,8 @@ class Dtype(StrEnum):
 
 
 class InferenceSettings(ServiceSettings):
+    """The inference service's settings, read from the environment (the variable is each field's alias)."""
+
     app_id: str = Field("inference", validation_alias="APP_ID")
     port: int = Field(8105, validation_alias="APP_PORT")
 

@@ -6,6 +6,7 @@ from ingestion.settings import IngestionSettings
 
 
 def main() -> None:
+    """Run the ingestion service: settings from the environment, JSON logs, uvicorn on APP_PORT."""
     run(IngestionSettings, create_app)
 
 

@@ -24,6 +24,8 @@ def bundled_tokenizer() -> Path | None:
 
 
 class IngestionSettings(ServiceSettings):
+    """The ingestion service's settings, read from the environment (the variable is each field's alias)."""
+
     app_id: str = Field("ingestion", validation_alias="APP_ID")
     port: int = Field(8101, validation_alias="APP_PORT")
 

@@ -6,6 +6,7 @@ from monitor.settings import MonitorSettings
 
 
 def main() -> None:
+    """Run the monitor service: settings from the environment, JSON logs, uvicorn on APP_PORT."""
     run(MonitorSettings, create_app)
 
 

@@ -6,6 +6,8 @@ from genai_platform.settings import ServiceSettings
 
 
 class MonitorSettings(ServiceSettings):
+    """The monitor service's settings, read from the environment (the variable is each field's alias)."""
+
     app_id: str = Field("monitor", validation_alias="APP_ID")
     port: int = Field(8108, validation_alias="APP_PORT")
     # How many recent events and dead letters the monitor keeps to show.

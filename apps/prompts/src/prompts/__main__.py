@@ -6,6 +6,7 @@ from prompts.settings import PromptsSettings
 
 
 def main() -> None:
+    """Run the prompts service: settings from the environment, JSON logs, uvicorn on APP_PORT."""
     run(PromptsSettings, create_app)
 
 

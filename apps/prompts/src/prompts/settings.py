@@ -6,6 +6,8 @@ from genai_platform.settings import ServiceSettings
 
 
 class PromptsSettings(ServiceSettings):
+    """The prompts service's settings, read from the environment (the variable is each field's alias)."""
+
     app_id: str = Field("prompts", validation_alias="APP_ID")
     port: int = Field(8106, validation_alias="APP_PORT")
     # Compiled versions kept in memory, and how long one is trusted without a `prompt.updated`.

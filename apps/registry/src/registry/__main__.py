@@ -6,6 +6,7 @@ from registry.settings import RegistrySettings
 
 
 def main() -> None:
+    """Run the registry service: settings from the environment, JSON logs, uvicorn on APP_PORT."""
     run(RegistrySettings, create_app)
 
 

@@ -8,6 +8,8 @@ from genai_platform.settings import ServiceSettings
 
 
 class RegistrySettings(ServiceSettings):
+    """The registry service's settings, read from the environment (the variable is each field's alias)."""
+
     app_id: str = Field("registry", validation_alias="APP_ID")
     port: int = Field(8104, validation_alias="APP_PORT")
     # The output binding artifacts are stored through (components/blobstore.yaml).

@@ -13,6 +13,7 @@ from training.settings import TrainingSettings  # noqa: E402
 
 
 def main() -> None:
+    """Run the training service: settings from the environment, JSON logs, uvicorn on APP_PORT."""
     run(TrainingSettings, create_app)
 
 

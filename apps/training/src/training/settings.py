@@ -8,6 +8,8 @@ from genai_platform.settings import ServiceSettings
 
 
 class TrainingSettings(ServiceSettings):
+    """The training service's settings, read from the environment (the variable is each field's alias)."""
+
     app_id: str = Field("training", validation_alias="APP_ID")
     port: int = Field(8103, validation_alias="APP_PORT")
 

@@ -6,6 +6,7 @@ from ui.settings import UiSettings
 
 
 def main() -> None:
+    """Run the ui service: settings from the environment, JSON logs, uvicorn on APP_PORT."""
     run(UiSettings, create_app)
 
 

@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True, slots=True)
 class Finding:
+    """One risky span of the scanned text: its `kind` (e.g. "email", "tag_characters"), the
+    character offsets [start, end), a `score` in [0, 1], what redaction puts there, and a `detail`
+    that never quotes the text."""
+
     kind: str
     start: int
     end: int

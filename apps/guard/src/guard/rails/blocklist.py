@@ -20,6 +20,10 @@ def _compile(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
 
 
 def scan(text: str, terms: tuple[str, ...] = (), topics: dict[str, tuple[str, ...]] | None = None) -> Scan:
+    """Findings "term" and "topic:<name>" for each blocked phrase in `text` (score 1.0 on any finding).
+
+    Matching is on the folded text (look-alikes and case folded, positions unchanged).
+    """
     folded = fold(text)
     findings: list[Finding] = []
     pattern = _compile(tuple(terms))

@@ -41,6 +41,12 @@ def _carries_data(url: str) -> bool:
 
 
 def scan(text: str, allowed_hosts: tuple[str, ...] = ()) -> Scan:
+    """Markdown images (kinds "markdown_image"), links, reference links, HTML images and bare URLs
+    that would send data to a host outside `allowed_hosts` (a host's subdomains are allowed too).
+
+    Each finding's replacement keeps what is safe: an image's alt text, a link's text, a URL
+    without its query. Score: the highest finding's (1.0 for data in an image URL).
+    """
     if "](" not in text and "<img" not in text.lower() and "]:" not in text and "://" not in text:
         return Scan()
     findings: list[Finding] = []

@@ -80,6 +80,8 @@ ENCODED_BONUS = 0.1
 
 @dataclass(frozen=True, slots=True)
 class View:
+    """One reading of the text the patterns run over: plain, leetspeak, hidden, ROT13 or a decoded run."""
+
     name: str
     text: str
     # Where in the original text this view's matches are reported (a decoded run's span); None

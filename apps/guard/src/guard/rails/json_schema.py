@@ -31,6 +31,7 @@ def _validator(schema_json: str) -> Draft202012Validator:
 
 
 def validator_for(schema: dict[str, Any]) -> Draft202012Validator:
+    """A JSON Schema (draft 2020-12) validator for `schema`, cached; raises `InvalidSchema` for a bad schema."""
     return _validator(json.dumps(schema, sort_keys=True))
 
 

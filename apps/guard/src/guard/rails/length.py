@@ -14,6 +14,7 @@ _PIECES = re.compile(r"[A-Za-z]+|\d{1,3}|[^\sA-Za-z\d]")
 
 
 def estimate_tokens(text: str) -> int:
+    """About how many BPE tokens `text` is: one per word of up to 6 letters, one per 4 characters of longer ones."""
     tokens = 0
     for match in _PIECES.finditer(text):
         piece = match.group()
@@ -22,6 +23,7 @@ def estimate_tokens(text: str) -> int:
 
 
 def scan(text: str, max_tokens: int, max_chars: int | None = None) -> Scan:
+    """A "too_many_tokens" or "too_many_chars" finding over the whole text when it is over a limit."""
     tokens = estimate_tokens(text)
     findings = []
     if tokens > max_tokens:

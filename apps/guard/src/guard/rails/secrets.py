@@ -50,11 +50,15 @@ MIN_ENTROPY = 3.0
 
 
 def entropy(value: str) -> float:
+    """Shannon entropy of `value`'s characters, in bits per character."""
     counts = Counter(value)
     return -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
 
 
 def scan(text: str) -> Scan:
+    """Credentials in `text`: vendor formats (kind named after the format) and `key = value`
+    assignments whose value looks random (`generic_secret`, entropy >= MIN_ENTROPY, score 0.8).
+    Where a pattern captures the secret part, only that part is the finding."""
     found: list[Finding] = []
     for kind, pattern in VENDOR_PATTERNS:
         for match in pattern.finditer(text):

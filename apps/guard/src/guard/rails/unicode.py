@@ -29,6 +29,9 @@ _CONFUSABLE_CODEPOINTS = frozenset(map(chr, CONFUSABLES))
 
 @dataclass(frozen=True, slots=True)
 class UnicodeScan:
+    """The unicode rail's answer: its findings, the text without invisible characters, and any text
+    hidden in tag characters or variation selectors (for the injection rail to read)."""
+
     scan: Scan
     sanitized: str  # invisible and control characters removed
     hidden: str  # text spelled by tag characters or variation selectors
@@ -39,6 +42,8 @@ def _is_emoji(char: str) -> bool:
 
 
 def scan(text: str) -> UnicodeScan:
+    """Smuggled or invisible characters in `text`, by finding kind: `tag_characters`,
+    `variation_selectors`, `bidi_control`, `zero_width`, and `mixed_script` (look-alike letters)."""
     if text.isascii():  # the common case: nothing to smuggle in ASCII
         return UnicodeScan(Scan(), text, "")
     findings: list[Finding] = []
