@@ -33,6 +33,8 @@ class ApiKey:
         self._expires = 0.0
 
     async def get(self) -> str | None:
+        """The key, from the cache or the secret store; None when there is none (or the store cannot
+        be read: then asked again after `retry_after` seconds), so only the sidecar may call."""
         now = time.monotonic()
         if now < self._expires:
             return self._value

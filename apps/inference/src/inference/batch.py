@@ -18,6 +18,9 @@ from transformers import DynamicCache, PreTrainedModel
 
 @dataclass
 class KVBatch:
+    """The rows being decoded together: their shared key/value cache, attention mask, positions
+    and next input tokens. Rows are left-padded to one cached length."""
+
     cache: DynamicCache
     mask: torch.Tensor  # (batch, cached length): 1 for real tokens, 0 for left padding
     positions: torch.Tensor  # (batch,) position id of each row's next input token
@@ -25,10 +28,12 @@ class KVBatch:
 
     @property
     def size(self) -> int:
+        """Rows in the batch."""
         return self.mask.shape[0]
 
     @property
     def length(self) -> int:
+        """Cached length in tokens, padding included."""
         return self.mask.shape[1]
 
 
@@ -73,6 +78,7 @@ def decode(model: PreTrainedModel, batch: KVBatch) -> torch.Tensor:
 
 
 def set_next_tokens(batch: KVBatch, tokens: list[int]) -> None:
+    """Set each row's next input token (one per row, in row order) for the next `decode`."""
     batch.next_tokens = torch.tensor(tokens, dtype=torch.long, device=batch.mask.device).unsqueeze(1)
 
 

@@ -24,6 +24,7 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
+        """Temperature 0 or below: always the most likely token (no randomness)."""
         return self.temperature <= 0.0
 
     def make_generator(self) -> torch.Generator | None:

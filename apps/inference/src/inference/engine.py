@@ -50,11 +50,15 @@ class LimitExceeded(Exception):
 
 @dataclass(frozen=True)
 class TextDelta:
+    """Text generated since the last event: whole characters, less what a stop string may still need."""
+
     text: str
 
 
 @dataclass(frozen=True)
 class Finished:
+    """A generation's end: why (`stop`, `length`, `cancelled`, `error`) and its token counts."""
+
     reason: FinishReason
     prompt_tokens: int
     completion_tokens: int
@@ -105,6 +109,7 @@ class Generation:
             yield event
 
     async def text(self) -> tuple[str, Finished]:
+        """Wait for the whole generation: its text and how it finished."""
         parts = [e.text async for e in self if isinstance(e, TextDelta)]
         assert self.finished is not None
         return "".join(parts), self.finished
@@ -157,15 +162,18 @@ class Engine:
     # --- the event loop's side -------------------------------------------------------------------
 
     def start(self) -> Engine:
+        """Start the engine's decoding thread; returns the engine."""
         self._thread.start()
         return self
 
     @property
     def active(self) -> int:
+        """Requests being decoded now."""
         return len(self._active)
 
     @property
     def waiting(self) -> int:
+        """Requests queued for a free slot."""
         return len(self._waiting)
 
     def check_limits(self, prompt_tokens: int, max_tokens: int | None) -> int:

@@ -44,18 +44,21 @@ class LoadedModel:
         return self.encode(text)
 
     def encode(self, text: str) -> list[int]:
+        """Token ids of `text` as given, without special tokens."""
         # The chat template already carries the special tokens; plain prompts get none either,
         # as OpenAI's /v1/completions feeds the text as given.
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def pick_device(name: str) -> torch.device:
+    """The torch device for a setting: "auto" is CUDA when there is one, else the CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
 
 
 def pick_dtype(dtype: Dtype, device: torch.device) -> torch.dtype:
+    """The torch dtype for a setting: "auto" is bfloat16 on CUDA, float32 on a CPU."""
     if dtype is Dtype.AUTO:
         # bf16 halves memory traffic on GPUs; on CPUs without AMX fp32 decodes faster.
         return torch.bfloat16 if device.type == "cuda" else torch.float32

@@ -30,27 +30,36 @@ DISCONNECT_POLL_S = 0.25
 
 
 class TextPart(BaseModel):
+    """One part of a message's content; only `text` parts are read."""
+
     model_config = ConfigDict(extra="ignore")
     type: str = "text"
     text: str = ""
 
 
 class ChatMessage(BaseModel):
+    """One chat turn: its role and its content, a string or a list of parts."""
+
     model_config = ConfigDict(extra="ignore")
     role: str
     content: str | list[TextPart] | None = None
 
     def text(self) -> str:
+        """The content as one string (the text parts joined)."""
         if isinstance(self.content, list):
             return "".join(part.text for part in self.content if part.type == "text")
         return self.content or ""
 
 
 class StreamOptions(BaseModel):
+    """With `include_usage`, a stream ends with a chunk holding the token usage."""
+
     include_usage: bool = False
 
 
 class GenerationFields(BaseModel):
+    """The sampling and streaming fields chat and text completions share (OpenAI's names)."""
+
     # Unknown OpenAI fields (user, logit_bias, ...) are ignored rather than refused, as
     # clients send them by default.
     model_config = ConfigDict(extra="ignore")
@@ -67,6 +76,7 @@ class GenerationFields(BaseModel):
     ignore_eos: bool = Field(False, description="Generate max_tokens even past the end token (vLLM's extension).")
 
     def sampling(self, max_tokens: int) -> SamplingParams:
+        """These fields as the engine's sampling parameters (OpenAI's defaults: temperature 1, top_p 1)."""
         stops = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
         return SamplingParams(
             max_tokens=max_tokens,
@@ -79,21 +89,28 @@ class GenerationFields(BaseModel):
 
     @property
     def include_usage(self) -> bool:
+        """Whether a stream ends with a usage chunk."""
         return self.stream_options is not None and self.stream_options.include_usage
 
 
 class ChatCompletionRequest(GenerationFields):
+    """OpenAI's chat completion request: at least one message."""
+
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
 
     def requested_max_tokens(self) -> int | None:
+        """`max_completion_tokens`, else the older `max_tokens`; None for the engine's default."""
         return self.max_completion_tokens or self.max_tokens
 
 
 class CompletionRequest(GenerationFields):
+    """OpenAI's (legacy) text completion request: one prompt."""
+
     prompt: str | list[str]
 
     def prompt_text(self) -> str:
+        """The one prompt; raises a 400 `Problem` for a list of more than one."""
         if isinstance(self.prompt, str):
             return self.prompt
         if len(self.prompt) != 1:
@@ -105,6 +122,8 @@ class CompletionRequest(GenerationFields):
 
 
 class Answer(BaseModel):
+    """Base of the answer models: no field beyond those declared."""
+
     # Exactly what is sent: the unit tests validate real answers against these, so a field added
     # to one side only fails there.
     model_config = ConfigDict(extra="forbid")
@@ -119,11 +138,15 @@ class Usage(Answer):
 
 
 class AssistantMessage(Answer):
+    """The generated reply."""
+
     role: Literal["assistant"]
     content: str
 
 
 class ChatChoice(Answer):
+    """The one choice of a chat answer; `finish_reason` "length" when `max_tokens` cut it."""
+
     index: int
     message: AssistantMessage
     logprobs: None
@@ -143,6 +166,8 @@ class ChatCompletion(Answer):
 
 
 class TextChoice(Answer):
+    """The one choice of a text completion; `finish_reason` "length" when `max_tokens` cut it."""
+
     index: int
     text: str
     logprobs: None
@@ -191,6 +216,7 @@ def _streamed_or_whole(whole: type[BaseModel], chunk: str) -> dict[int | str, di
 
 
 def get_models(request: Request) -> ModelService:
+    """Dependency: the service holding the engine that serves requests."""
     return request.app.state.models
 
 
@@ -313,6 +339,7 @@ def sse_event(data: dict[str, Any]) -> str:
 
 
 def usage(finished: Finished) -> dict[str, int]:
+    """OpenAI's usage object for one generation (token counts)."""
     return {
         "prompt_tokens": finished.prompt_tokens,
         "completion_tokens": finished.completion_tokens,
@@ -347,6 +374,7 @@ class Completion:
         }
 
     def chat_response(self, text: str, finished: Finished) -> dict[str, Any]:
+        """The whole chat answer (`ChatCompletion`'s shape)."""
         choice = {
             "index": 0,
             "message": {"role": "assistant", "content": text},
@@ -356,10 +384,14 @@ class Completion:
         return {**self._envelope("chat.completion"), "choices": [choice], "usage": usage(finished)}
 
     def text_response(self, text: str, finished: Finished) -> dict[str, Any]:
+        """The whole text completion (`TextCompletion`'s shape)."""
         choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": _finish_reason(finished)}
         return {**self._envelope("text_completion"), "choices": [choice], "usage": usage(finished)}
 
     async def chat_chunks(self, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
+        """`chat.completion.chunk` objects: the role, each text delta, the finish reason, then usage
+        if asked; a failed generation ends with an OpenAI `error` object instead."""
+
         def chunk(delta: dict[str, str], reason: str | None = None) -> dict[str, Any]:
             body = {
                 **self._envelope("chat.completion.chunk"),
@@ -383,6 +415,9 @@ class Completion:
             yield {**self._envelope("chat.completion.chunk"), "choices": [], "usage": usage(finished)}
 
     async def text_chunks(self, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
+        """`text_completion` chunks: each text delta, the finish reason, then usage if asked; a failed
+        generation ends with an OpenAI `error` object instead."""
+
         def chunk(text: str, reason: str | None = None) -> dict[str, Any]:
             body = {
                 **self._envelope("text_completion"),

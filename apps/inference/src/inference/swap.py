@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Promotion:
+    """The outcome of `ModelService.promote`: the version served before and now, and whether it changed."""
+
     previous: str | None
     current: str
     changed: bool
@@ -44,6 +46,7 @@ class ModelService:
 
     @property
     def ready(self) -> bool:
+        """Whether a model is being served."""
         return self.current is not None
 
     async def promote(self, source: str, version: str, name: str | None = None) -> Promotion:
@@ -98,6 +101,7 @@ class ModelService:
         self._retiring.discard(engine)
 
     async def close(self) -> None:
+        """Stop every engine, the current one and those still draining."""
         for engine in [self.current, *self._retiring]:
             if engine is not None:
                 engine.stop()
