@@ -82,6 +82,7 @@ def _stem(word: str) -> str:
 
 
 def terms(text: str) -> list[str]:
+    """`text`'s index terms: lower-cased, accents stripped, stop words dropped, suffixes stemmed."""
     folded = unicodedata.normalize("NFKD", text.lower()).encode("ascii", "ignore").decode()
     return [_stem(word) for word in _WORD.findall(folded) if word not in _STOPWORDS]
 
@@ -104,6 +105,7 @@ class BM25Index:
         return chunk_id in self._lengths
 
     def add(self, chunk_id: str, text: str) -> None:
+        """Index `text` under `chunk_id`, replacing what that id held."""
         if chunk_id in self._lengths:
             self.remove(chunk_id)
         counts = Counter(terms(text))
@@ -115,6 +117,7 @@ class BM25Index:
         self._total_length += length
 
     def remove(self, chunk_id: str) -> None:
+        """Forget `chunk_id` (nothing happens when it is not indexed)."""
         if chunk_id not in self._lengths:
             return
         for term in self._terms.pop(chunk_id):

@@ -25,6 +25,8 @@ def default_batch_size(device: str) -> int:
 
 @dataclass(frozen=True)
 class Embeddings:
+    """A batch's vectors (one row per text, in order) and the tokens read."""
+
     vectors: np.ndarray  # (n, dim) float32, L2-normalised
     tokens: int  # tokens the model read (after its own truncation), for usage accounting
 
@@ -50,9 +52,11 @@ class Embedder:
 
     @classmethod
     async def load(cls, model_path: str, **kwargs) -> Embedder:
+        """Load the model on a thread (seconds), keeping the event loop free; kwargs as `__init__`."""
         return await asyncio.to_thread(cls, model_path, **kwargs)
 
     def close(self) -> None:
+        """Stop the worker thread; queued batches are cancelled."""
         self._worker.shutdown(wait=False, cancel_futures=True)
 
     def encode(self, texts: list[str]) -> Embeddings:
@@ -69,8 +73,10 @@ class Embedder:
         return Embeddings(np.asarray(vectors, dtype=np.float32), self.count_tokens(texts))
 
     def count_tokens(self, texts: list[str]) -> int:
+        """Tokens the model reads for `texts`, special tokens included, each cut at `max_tokens`."""
         encoded = self._model.tokenizer(texts, truncation=True, max_length=self.max_tokens, add_special_tokens=True)
         return sum(len(ids) for ids in encoded["input_ids"])
 
     async def embed(self, texts: list[str]) -> Embeddings:
+        """Embed `texts` on the worker thread (see `encode`); batches from concurrent callers queue."""
         return await asyncio.get_running_loop().run_in_executor(self._worker, self.encode, texts)

@@ -35,6 +35,9 @@ MANIFEST_KEY = "manifest"
 
 @dataclass(frozen=True)
 class IndexedChunk:
+    """One searchable chunk: its id (`<document id>:<index>`), text and content hash, the document's
+    title, collection and revision, and the heading it sits under."""
+
     id: str
     document_id: str
     index: int
@@ -67,13 +70,16 @@ class ChunkIndex:
 
     @property
     def documents(self) -> int:
+        """How many documents have chunks in the index."""
         return len(self._by_document)
 
     def get(self, chunk_id: str) -> IndexedChunk | None:
+        """The chunk with this id; None when it is not indexed."""
         row = self._rows.get(chunk_id)
         return self._chunks[row] if row is not None else None
 
     def vector(self, chunk_id: str) -> np.ndarray:
+        """The chunk's unit-length embedding (a view into the matrix); KeyError when it is not indexed."""
         return self._vectors[self._rows[chunk_id]]
 
     def revision(self, document_id: str) -> int | None:
@@ -81,9 +87,11 @@ class ChunkIndex:
         return self._revisions.get(document_id)
 
     def chunk_ids(self, document_id: str) -> set[str]:
+        """The ids of the document's indexed chunks (empty when none)."""
         return set(self._by_document.get(document_id, ()))
 
     def has(self, chunk_id: str, chunk_hash: str) -> bool:
+        """Whether this chunk is indexed with this content (its vector can be reused)."""
         existing = self.get(chunk_id)
         return existing is not None and existing.hash == chunk_hash
 
@@ -107,6 +115,7 @@ class ChunkIndex:
             self.keywords.add(chunk.id, _keyword_text(chunk))
 
     def remove_document(self, document_id: str) -> int:
+        """Remove every chunk of the document; answers how many were removed."""
         self._revisions.pop(document_id, None)
         ids = self._by_document.pop(document_id, set())
         for chunk_id in ids:
@@ -136,18 +145,22 @@ def _keyword_text(chunk: IndexedChunk) -> str:
 
 
 def encode_vector(vector: np.ndarray) -> str:
+    """A vector as base64 of its float32 bytes (machine byte order), for the state store."""
     return base64.b64encode(np.asarray(vector, dtype=np.float32).tobytes()).decode()
 
 
 def decode_vector(text: str) -> np.ndarray:
+    """The vector `encode_vector` wrote (read-only float32 array)."""
     return np.frombuffer(base64.b64decode(text), dtype=np.float32)
 
 
 def part_key(document_id: str, part: int) -> str:
+    """The state key of one stored part (one event's chunks) of a document."""
     return f"part:{document_id}:{part}"
 
 
 def tombstone_key(document_id: str) -> str:
+    """The state key of a deleted document's tombstone."""
     return f"tombstone:{document_id}"
 
 
@@ -159,6 +172,7 @@ class IndexStore:
         self._manifest_lock = asyncio.Lock()
 
     async def save_part(self, document_id: str, part: int, chunks: list[IndexedChunk], vectors: np.ndarray) -> None:
+        """Store one part's chunks with their vectors, then list it in the manifest. Raises `DaprError`."""
         value = {
             "document_id": document_id,
             "part": part,
@@ -171,6 +185,7 @@ class IndexStore:
         await self._change_manifest(lambda parts: _add_part(parts, document_id, part))
 
     async def tombstone(self, document_id: str) -> Tombstone | None:
+        """The document's tombstone; None when it was never deleted. Raises `DaprError`."""
         item = await self._sidecar.get_state(tombstone_key(document_id))
         return Tombstone(**item.value) if item is not None else None
 
@@ -183,6 +198,7 @@ class IndexStore:
         await self._change(tombstone_key(document_id), apply)
 
     async def forget_document(self, document_id: str) -> None:
+        """Drop the document's parts from the manifest, then delete them. Raises `DaprError`."""
         removed: list[int] = []
         await self._change_manifest(lambda parts: removed.extend(parts.pop(document_id, [])))
         for part in removed:

@@ -13,6 +13,8 @@ from enum import StrEnum
 
 
 class Verdict(StrEnum):
+    """What the indexer does with a `documents.ingested` event (see `judge_ingested`)."""
+
     INDEX = "index"  # nothing indexed yet, or more parts of the revision indexed
     REPLACE = "replace"  # a newer revision: the older one's chunks go first
     DELETED = "deleted"  # this revision was deleted (or a later one): refused
@@ -28,10 +30,12 @@ class Tombstone:
     late_events_refused: int = 0
 
     def buried_again(self, revision: int, chunks_removed: int) -> Tombstone:
+        """This tombstone after another delete: the higher revision, the removed chunks added up."""
         # Revisions only move up: a late delete of an older revision lowers nothing.
         return Tombstone(max(self.revision, revision), self.chunks_removed + chunks_removed, self.late_events_refused)
 
     def refused_one(self) -> Tombstone:
+        """This tombstone after refusing one more late event."""
         return Tombstone(self.revision, self.chunks_removed, self.late_events_refused + 1)
 
 

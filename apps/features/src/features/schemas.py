@@ -13,6 +13,8 @@ from features.revisions import Tombstone
 
 
 class Answer(BaseModel):
+    """Base of the answer models: no field beyond those declared."""
+
     # Exactly what is sent: an unknown field in a real answer fails its validation in the tests.
     model_config = ConfigDict(extra="forbid")
 
@@ -26,6 +28,8 @@ class Embedding(Answer):
 
 
 class EmbeddingUsage(Answer):
+    """Tokens the model read for the inputs (prompt and total are the same: nothing is generated)."""
+
     prompt_tokens: int
     total_tokens: int
 

@@ -11,6 +11,8 @@ from features.index import ChunkIndex, IndexedChunk
 
 
 class Mode(StrEnum):
+    """Search by embedding similarity, by keywords (BM25), or both fused."""
+
     VECTOR = "vector"
     KEYWORD = "keyword"
     HYBRID = "hybrid"
@@ -18,6 +20,9 @@ class Mode(StrEnum):
 
 @dataclass(frozen=True)
 class Hit:
+    """One result: the chunk, its final score, and the vector and keyword scores behind it (None
+    when that search did not run or did not find it)."""
+
     chunk: IndexedChunk
     score: float
     vector_score: float | None
@@ -26,6 +31,9 @@ class Hit:
 
 @dataclass(frozen=True)
 class SearchParams:
+    """How to search: `k` results, the mode, a collection filter, the fusion weights, and MMR
+    re-ranking (`mmr_lambda` 1 = relevance only, 0 = diversity only)."""
+
     k: int = 5
     mode: Mode = Mode.HYBRID
     collection: str | None = None

@@ -36,6 +36,7 @@ class FeaturesSettings(ServiceSettings):
     sidecar_wait_s: float = Field(120.0, validation_alias="FEATURES_SIDECAR_WAIT", gt=0)
 
     def resolved_model(self) -> str:
+        """The model folder to load: FEATURES_MODEL, else the bundled one; RuntimeError when there is none."""
         if self.model_path:
             return self.model_path
         bundled = bundled_model()
