@@ -24,6 +24,7 @@ class TokenCounter:
         self._tokenizer.no_padding()
 
     def count(self, text: str) -> int:
+        """Tokens in `text`, special tokens not counted."""
         return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
 
     def split(self, text: str, size: int) -> list[str]:
@@ -38,6 +39,8 @@ class TokenCounter:
 
 @dataclass(frozen=True)
 class Chunk:
+    """One chunk of a document: its position, text, size in tokens and heading path."""
+
     index: int
     text: str
     tokens: int
@@ -45,11 +48,14 @@ class Chunk:
 
     @property
     def hash(self) -> str:
+        """sha256 of the text (hex): an unchanged chunk keeps its hash, so its vector can be reused."""
         return hashlib.sha256(self.text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
 class ChunkingPolicy:
+    """Chunk size and overlap, in tokens; raises ValueError unless size >= 8 and 0 <= overlap < size/2."""
+
     size: int = 200
     overlap: int = 32
 
@@ -73,6 +79,7 @@ class Chunker:
         self.policy = policy
 
     def chunks(self, text: str) -> list[Chunk]:
+        """`text` (markdown headings understood) as chunks, numbered from 0."""
         out: list[Chunk] = []
         for heading, paragraphs in _sections(text):
             for piece in self._pack(paragraphs):

@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 
 
 class Format(StrEnum):
+    """The document formats ingestion reads."""
+
     TEXT = "text"
     MARKDOWN = "markdown"
     HTML = "html"
@@ -94,6 +96,8 @@ class ExtractOptions:
 
 @dataclass(frozen=True)
 class Extracted:
+    """A document's text, and its title when the format has one (markdown `# ` line, HTML <title>, PDF metadata)."""
+
     text: str
     title: str | None = None
 

@@ -53,6 +53,8 @@ def refusal(address: IPAddress) -> str | None:
 
 @dataclass(frozen=True)
 class Target:
+    """A vetted URL: its host and the public address it resolved to (the one connected to)."""
+
     url: str
     host: str
     address: IPAddress
