@@ -5,6 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from genai_platform.contracts.prompts import GROUNDING_INSTRUCTIONS
 from harness import start_pair, wait_until
 
 BASE = "/v1.0/invoke/prompts/method/v1/prompts"
@@ -177,3 +178,20 @@ def test_prompt_updated_drops_the_render_cache(prompts, start_app, default_broke
 
     event = wait_until(announced, what="prompt.updated at the monitor", watch=monitor.processes)
     assert event["source"] == "prompts" and event["data"]["labels"]["staging"] == 1
+
+
+def test_the_rag_prompt_is_seeded_before_the_service_is_ready(prompts) -> None:
+    """The gateway's grounded answers need `rag-answer`: it renders the built-in grounding with no setup."""
+    context = "[1] Handbook: The launch site is Kourou."
+    with prompts.sidecar.client() as dapr:
+        rendered = dapr.post(
+            f"{BASE}/rag-answer/render", json={"variables": {"question": "Where?", "context": context}}
+        )
+        assert rendered.status_code == 200, rendered.text
+        body = rendered.json()
+        assert body["label"] == "production" and body["type"] == "chat"
+        assert "text" not in body  # only text prompts answer `text`
+        assert body["messages"] == [
+            {"role": "system", "content": GROUNDING_INSTRUCTIONS + context},
+            {"role": "user", "content": "Where?"},
+        ]
