@@ -388,26 +388,16 @@ class ControlPlane:
 
 
 def start_pair(
-    app_id: str,
-    log_dir: Path,
-    secrets: dict[str, str],
-    *,
-    resources: list[Path] | None = None,
-    env: dict[str, str] | None = None,
-    module: str | None = None,
-    extra_args: list[str] | None = None,
-    ready: bool = True,
-    timeout: float = 180.0,
+    app_id: str, log_dir: Path, secrets: dict[str, str], *, ready: bool = True, timeout: float = 180.0, **options: Any
 ) -> AppWithSidecar:
-    """Start a platform service beside its daprd (see `AppWithSidecar.build`), stopped again if it fails.
+    """Start a platform service beside its daprd, stopped again if it fails.
 
-    Returns once the app answers /healthz and daprd /v1.0/healthz; with `ready`, once the app's
-    /readyz says ready too (its models loaded, its start-up work done). Raises `ProcessDied` when
-    a process exits, TimeoutError after `timeout` seconds.
+    `options` are `AppWithSidecar.build`'s (resources, env, module, extra_args). Returns once the
+    app answers /healthz and daprd /v1.0/healthz; with `ready`, once the app's /readyz says ready
+    too (its models loaded, its start-up work done). Raises `ProcessDied` when a process exits,
+    TimeoutError after `timeout` seconds.
     """
-    pair = AppWithSidecar.build(
-        app_id, log_dir, secrets, resources=resources, env=env, module=module, extra_args=extra_args
-    )
+    pair = AppWithSidecar.build(app_id, log_dir, secrets, **options)
     try:
         pair.start(timeout)
         if ready:

@@ -153,16 +153,22 @@ class ChatChoice(Answer):
     finish_reason: Literal["stop", "length"] | None
 
 
-class ChatCompletion(Answer):
-    """A whole chat answer (`object: chat.completion`); `system_fingerprint` is `v<model version>`."""
+class CompletionAnswer(Answer):
+    """What every whole answer carries: its id, creation time, model and `system_fingerprint`
+    (`v<model version>`), and the token usage."""
 
     id: str
-    object: Literal["chat.completion"]
     created: int = Field(description="Unix time, seconds.")
     model: str
     system_fingerprint: str
-    choices: list[ChatChoice]
     usage: Usage
+
+
+class ChatCompletion(CompletionAnswer):
+    """A whole chat answer (`object: chat.completion`)."""
+
+    object: Literal["chat.completion"]
+    choices: list[ChatChoice]
 
 
 class TextChoice(Answer):
@@ -174,16 +180,11 @@ class TextChoice(Answer):
     finish_reason: Literal["stop", "length"] | None
 
 
-class TextCompletion(Answer):
+class TextCompletion(CompletionAnswer):
     """A whole text completion (`object: text_completion`)."""
 
-    id: str
     object: Literal["text_completion"]
-    created: int = Field(description="Unix time, seconds.")
-    model: str
-    system_fingerprint: str
     choices: list[TextChoice]
-    usage: Usage
 
 
 class ModelCard(Answer):
