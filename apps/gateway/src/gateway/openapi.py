@@ -270,6 +270,9 @@ class PlatformOpenApi:
         self._lock = asyncio.Lock()
 
     async def document(self) -> Document:
+        """The merged document: the cached one while complete and younger than `ttl` seconds, else
+        rebuilt from every app's (each asked through Dapr, `timeout` seconds each). Never raises for
+        an app that cannot be read: the document says which are missing."""
         async with self._lock:  # one fetch of every app at a time, however many callers
             if self._cached is not None and self._clock() - self._built_at < self._ttl:
                 return self._cached

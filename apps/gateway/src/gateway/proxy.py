@@ -48,6 +48,7 @@ class UsageMeter:
         self.total_tokens = 0
 
     def feed(self, chunk: bytes) -> None:
+        """Read the next piece of the answer's body as it is relayed."""
         if len(self._whole) < 1 << 20:  # a JSON answer is small; SSE is read line by line
             self._whole += chunk
         lines = (self._tail + chunk).split(b"\n")
@@ -57,6 +58,7 @@ class UsageMeter:
                 self._take(line[5:].strip())
 
     def close(self) -> None:
+        """The body is over: read a whole JSON answer (not an event stream) for its usage."""
         if self.total_tokens == 0 and not self._whole.lstrip().startswith(b"data:"):
             self._take(bytes(self._whole))
 

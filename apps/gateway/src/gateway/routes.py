@@ -25,6 +25,8 @@ from genai_platform.service import SidecarDep
 
 @dataclass(frozen=True)
 class PublicRoute:
+    """One public route: method and path, the app serving it, its OpenAPI summary and tag."""
+
     method: str
     path: str
     app_id: str
@@ -36,6 +38,7 @@ class PublicRoute:
     upstream: tuple[str, str] | None = None
 
     def upstream_path(self, path: str) -> str:
+        """The path the serving app answers `path` (a public request path) under."""
         if self.upstream is None:
             return path
         public, app = self.upstream
@@ -189,6 +192,8 @@ def _relay(route: PublicRoute) -> Callable[..., Awaitable[StreamingResponse]]:
 
 
 def public_router() -> APIRouter:
+    """The public API: a relay per `PUBLIC_ROUTES` entry, the chat pipeline, the merged OpenAPI
+    document, the caller's usage and the platform's health; every route needs an API key."""
     router = APIRouter()
     for route in PUBLIC_ROUTES:
         router.add_api_route(

@@ -26,6 +26,7 @@ class SystemHealth(BaseModel):
 
 
 async def app_readiness(sidecar: Sidecar, app_id: str, timeout: float) -> dict[str, Any]:
+    """One app's `AppReadiness` (as a dict), from its /readyz through Dapr within `timeout` seconds; never raises."""
     try:
         response = await sidecar.invoke(app_id, "readyz", method="GET", timeout=timeout)
     except httpx.HTTPError as error:

@@ -35,6 +35,7 @@ class ServerTiming:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        """Time the `with` block as stage `name` (added to what the stage already took)."""
         started = self._clock()
         try:
             yield
@@ -42,6 +43,7 @@ class ServerTiming:
             self.add(name, self._clock() - started)
 
     def add(self, name: str, seconds: float) -> None:
+        """Add `seconds` to stage `name` (kept in milliseconds)."""
         self.durations_ms[name] = self.durations_ms.get(name, 0.0) + seconds * 1000
 
     def since_start(self, name: str) -> None:
@@ -50,6 +52,8 @@ class ServerTiming:
             self.add(name, self._clock() - self.started)
 
     def header(self, *, total: bool = True) -> str:
+        """The Server-Timing header value (W3C Server Timing): `name;dur=<ms>;desc="..."` per stage in
+        pipeline order, with `total` (the time since the request arrived) unless `total` is False."""
         durations = dict(self.durations_ms)
         if total:
             durations["total"] = (self._clock() - self.started) * 1000
