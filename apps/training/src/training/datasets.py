@@ -14,6 +14,8 @@ MAX_REPORTED = 10
 
 @dataclass(frozen=True)
 class LineProblem:
+    """What is wrong with one line of an uploaded file (lines numbered from 1)."""
+
     line: int
     message: str
 
@@ -29,9 +31,11 @@ class ChatDataset:
 
     @property
     def snapshot_id(self) -> str:
+        """The examples' content id (see `snapshot_id`), recorded as a version's lineage."""
         return snapshot_id(self.examples)
 
     def to_jsonl(self) -> str:
+        """The examples as JSON Lines, one `{"messages": [...]}` per line."""
         return "".join(json.dumps({"messages": messages}, ensure_ascii=False) + "\n" for messages in self.examples)
 
 

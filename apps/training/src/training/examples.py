@@ -17,11 +17,14 @@ Encode = Callable[[str], tuple[list[int], list[tuple[int, int]]]]
 
 @dataclass(frozen=True)
 class TokenizedExample:
+    """One conversation as token ids, and its labels: the ids of the assistant replies, IGNORE elsewhere."""
+
     input_ids: list[int]
     labels: list[int]
 
     @property
     def trained_tokens(self) -> int:
+        """The tokens the loss is computed on (the assistant replies')."""
         return sum(1 for label in self.labels if label != IGNORE)
 
 

@@ -17,6 +17,10 @@ KINDS = frozenset({"started", "resumed", "step", "checkpoint", "eval", "exported
 
 
 def encode_record(kind: str, **fields: Any) -> bytes:
+    """One progress record as a JSON line: `type`, Unix `time` in seconds (ms precision) and `fields`.
+
+    Raises ValueError for a kind not in KINDS.
+    """
     if kind not in KINDS:
         raise ValueError(f"unknown progress record kind {kind!r}")
     return (json.dumps({"type": kind, "time": round(time.time(), 3), **fields}, separators=(",", ":")) + "\n").encode()
@@ -57,9 +61,11 @@ class ProgressWriter:
                     os.write(self._fd, b"\n")
 
     def write(self, kind: str, **fields: Any) -> None:
+        """Append one record (see `encode_record`) in a single write."""
         os.write(self._fd, encode_record(kind, **fields))
 
     def close(self) -> None:
+        """Close the file."""
         os.close(self._fd)
 
 

@@ -24,14 +24,17 @@ jobs_router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 
 
 def get_store(request: Request) -> TrainingStore:
+    """Dependency: the store of files, jobs and events."""
     return request.app.state.store
 
 
 def get_supervisor(request: Request) -> Supervisor:
+    """Dependency: the supervisor that runs and watches the workers."""
     return request.app.state.supervisor
 
 
 def get_training_settings(request: Request) -> TrainingSettings:
+    """Dependency: the training service's settings."""
     return request.app.state.settings
 
 
@@ -158,6 +161,8 @@ async def list_checkpoints(job_id: str, store: StoreDep) -> dict[str, Any]:
 
 
 def read_checkpoints(job: Job) -> list[Checkpoint]:
+    """The job's kept checkpoints, newest first, read from its folder (blocking: run on a thread);
+    one being written or removed right now is left out."""
     folder = Path(job.job_dir) / "checkpoints"
     found = []
     for path in sorted(folder.glob("step-*"), reverse=True) if folder.exists() else []:

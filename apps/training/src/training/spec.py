@@ -33,26 +33,32 @@ class JobSpec:
 
     @property
     def train_path(self) -> Path:
+        """The training examples (JSON Lines) in the job folder."""
         return self.job_dir / "train.jsonl"
 
     @property
     def eval_path(self) -> Path:
+        """The validation examples (JSON Lines), when the job has any."""
         return self.job_dir / "eval.jsonl"
 
     @property
     def progress_path(self) -> Path:
+        """The worker's progress records (training.progress)."""
         return self.job_dir / "progress.jsonl"
 
     @property
     def checkpoint_dir(self) -> Path:
+        """Where the worker keeps its checkpoints, one `step-<n>` folder each."""
         return self.job_dir / "checkpoints"
 
     @property
     def output_dir(self) -> Path:
+        """Where the worker exports the trained model (a Hugging Face folder)."""
         return self.job_dir / "output"
 
     @classmethod
     def read(cls, path: Path) -> JobSpec:
+        """The spec a `to_json` wrote at `path`."""
         raw = json.loads(path.read_text())
         return cls(
             job_id=raw["job_id"],
@@ -67,6 +73,7 @@ class JobSpec:
         )
 
     def to_json(self) -> dict[str, Any]:
+        """The spec as JSON-ready values (paths as strings), as `read` takes it back."""
         return {
             "job_id": self.job_id,
             "method": self.method,
