@@ -13,11 +13,12 @@ import torch
 from fastapi import FastAPI
 
 from genai_platform.dapr import DaprError
+from genai_platform.idempotency import SeenEvents
 from genai_platform.registry_client import RegistryClient, RegistryError
 from genai_platform.service import create_service
 from inference.access import ApiKey
 from inference.openai_api import router as openai_router
-from inference.promotion import SeenEvents, admin, subscriptions
+from inference.promotion import admin, subscriptions
 from inference.registry_source import RegistryNotReady, RegistryRef, fetch_from_registry
 from inference.settings import InferenceSettings
 from inference.swap import ModelService
@@ -53,14 +54,14 @@ def create_app(settings: InferenceSettings) -> FastAPI:
         settings,
         title="Inference",
         description=__doc__,
-        routers=[openai_router, subscriptions, admin],
+        routers=[openai_router, subscriptions.router, admin],
         lifespan=lifespan,
         readiness=[model_ready],
         # The OpenAI routes check their callers themselves (sidecar token or API key), see access.py.
         open_prefixes=("/v1/",),
     )
     app.state.models = ModelService(settings)
-    app.state.seen_events = SeenEvents()
+    app.state.seen_events = SeenEvents()  # model.promoted ids handled (promotion.py)
     app.state.load_error = None
     return app
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -11,25 +10,28 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from genai_platform.dapr import Sidecar
 from genai_platform.errors import Problem
-from genai_platform.events import CloudEvent, Delivery, DeliveryAnswer, Topic
+from genai_platform.events import CloudEvent, ModelPromoted, Topic
 from genai_platform.registry_client import RegistryClient, RegistryError, RegistryNotFound
-from genai_platform.service import SettingsDep, SidecarDep
+from genai_platform.service import SidecarDep
+from genai_platform.subscriptions import Subscriptions
 from inference.model import ModelNotFound
 from inference.registry_source import RegistryNotReady, RegistryRef, fetch_from_registry
 from inference.swap import ModelService, Promotion
 
 log = logging.getLogger(__name__)
 
-subscriptions = APIRouter(tags=["dapr"])
+subscriptions = Subscriptions()
 admin = APIRouter(prefix="/admin", tags=["admin"])
 
 
 class PromotedModel(BaseModel):
-    """What `model.promoted` carries (and the admin call takes) to find the new version.
+    """What the admin call takes (and `model.promoted`, genai_platform.events.ModelPromoted, becomes)
+    to find the new version.
 
-    The registry's event names a model, version and alias, and the files are fetched from the
+    A registry promotion names a model, version and alias, and the files are fetched from the
     registry when this instance serves that model's alias (`INFERENCE_MODEL=registry:...`);
-    `path` instead names a Hugging Face folder (or a .gguf file) this service can read.
+    `path` instead names a Hugging Face folder (or a .gguf file) this service can read, and
+    `version` is then any label.
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -75,60 +77,23 @@ def get_models(request: Request) -> ModelService:
 ModelsDep = Annotated[ModelService, Depends(get_models)]
 
 
-class SeenEvents:
-    """CloudEvent ids already handled, so a redelivered event does no second swap."""
-
-    def __init__(self, size: int = 1024) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self.size = size
-
-    def __contains__(self, event_id: str) -> bool:
-        return event_id in self._ids
-
-    def add(self, event_id: str) -> None:
-        self._ids[event_id] = None
-        while len(self._ids) > self.size:
-            self._ids.popitem(last=False)
-
-
-@subscriptions.get("/dapr/subscribe", include_in_schema=False)
-async def dapr_subscriptions(settings: SettingsDep) -> list[dict[str, str]]:
-    return [
-        {
-            "pubsubname": settings.pubsub_name,
-            "topic": str(Topic.MODEL_PROMOTED),
-            "route": "/events/model-promoted",
-            "deadLetterTopic": str(Topic.DEAD_LETTER),
-        }
-    ]
-
-
-@subscriptions.post("/events/model-promoted", include_in_schema=False)
-async def on_model_promoted(
-    event: CloudEvent, request: Request, models: ModelsDep, sidecar: SidecarDep
-) -> DeliveryAnswer:
-    seen: SeenEvents = request.app.state.seen_events
-    if event.id in seen:
-        return DeliveryAnswer(status=Delivery.SUCCESS)
-    try:
-        promoted = PromotedModel.model_validate(event.data)
-    except ValueError:
-        log.warning("model.promoted event without a version; dropped", extra={"event_id": event.id})
-        return DeliveryAnswer(status=Delivery.DROP)
-    if promoted.path is None and promoted.model is None:
-        log.warning("model.promoted event names neither model nor path; dropped", extra={"event_id": event.id})
-        return DeliveryAnswer(status=Delivery.DROP)
-    try:
-        await serve_promotion(models, sidecar, promoted)
-    except ModelNotFound:
-        # The path will not appear by retrying: dead-letter it rather than loop.
-        log.exception("promoted model not found", extra={"event_id": event.id, "path": promoted.path})
-        return DeliveryAnswer(status=Delivery.DROP)
-    except Exception:
-        log.exception("promotion failed; Dapr will redeliver", extra={"event_id": event.id})
-        return DeliveryAnswer(status=Delivery.RETRY)
-    seen.add(event.id)
-    return DeliveryAnswer(status=Delivery.SUCCESS)
+# The registry's `model.promoted`; a redelivered event (same CloudEvent id) does no second swap.
+@subscriptions.subscribe(
+    Topic.MODEL_PROMOTED,
+    route="/events/model-promoted",
+    payload=ModelPromoted,
+    dead_letter_topic=Topic.DEAD_LETTER,
+    # The path will not appear by retrying: dead-letter it rather than loop. Anything else
+    # (a registry that is restarting, a download cut short) is retried.
+    drop_on=(ModelNotFound,),
+)
+async def on_model_promoted(request: Request, event: CloudEvent, promoted: ModelPromoted) -> None:
+    """Swap to the promoted version when this instance serves that model's alias (or path)."""
+    # The engine is labelled with the version as text (a folder's version may be any label).
+    wanted = PromotedModel(
+        version=str(promoted.version), path=promoted.path, model=promoted.model, alias=promoted.alias
+    )
+    await serve_promotion(request.app.state.models, request.app.state.sidecar, wanted)
 
 
 @admin.get("/engines", summary="The engine serving new requests and those still draining")
