@@ -64,3 +64,38 @@ def test_model_promoted_carries_the_registry_version_number() -> None:
     assert ModelPromoted.model_validate({"model": "m", "version": 3}).model_dump(mode="json")["version"] == 3
     with pytest.raises(ValueError, match="names `model`, `path` or both"):
         ModelPromoted.model_validate({"version": 3})
+
+
+def declared_subscriptions() -> dict[str, set[str]]:
+    """The topics each app subscribes to, from its declared `Subscriptions` (what /dapr/subscribe lists)."""
+    import features.routes  # noqa: PLC0415 - each app's modules, imported only for this test
+    import inference.promotion  # noqa: PLC0415
+    import ingestion.routes  # noqa: PLC0415
+    import monitor.app  # noqa: PLC0415
+    import prompts.routes  # noqa: PLC0415
+
+    modules = {
+        "features": features.routes,
+        "inference": inference.promotion,
+        "ingestion": ingestion.routes,
+        "monitor": monitor.app,
+        "prompts": prompts.routes,
+    }
+    return {app: module.subscriptions.topics for app, module in modules.items()}
+
+
+def test_declared_consumers_are_the_apps_that_subscribe() -> None:
+    subscribed = declared_subscriptions()
+    for topic, contract in CONTRACTS.items():
+        apps = {app for app, topics in subscribed.items() if topic in topics}
+        assert apps == set(contract.consumers), f"{topic}: CONTRACTS says {contract.consumers}, apps subscribe: {apps}"
+
+
+def test_only_apps_with_declared_subscriptions_serve_dapr_subscribe() -> None:
+    # Every /dapr/subscribe comes from genai_platform.subscriptions; none is written by hand.
+    handwritten = [
+        source.relative_to(ROOT)
+        for source in (ROOT / "apps").glob("*/src/**/*.py")
+        if '"/dapr/subscribe"' in source.read_text()
+    ]
+    assert handwritten == []

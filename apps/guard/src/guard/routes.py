@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from genai_platform.contracts.guard import GuardStreamStep, GuardVerdict, InputVerdict
 from genai_platform.dapr import DaprError
 from genai_platform.errors import Problem
-from genai_platform.events import Topic
+from genai_platform.events import GuardViolation, RailViolation, Topic
 from guard.chain import Direction, Guard, Verdict
 from guard.rails.json_schema import InvalidSchema, validator_for
 from guard.streaming import stream_step
@@ -95,16 +95,16 @@ async def publish_violation(request: Request, verdicts: list[Verdict], request_i
     failed = [rail for verdict in verdicts for rail in verdict.violation_summary()]
     if not failed:
         return
-    event = {
-        "direction": str(verdicts[0].direction),
-        "request_id": request_id,
-        "allowed": all(v.allowed for v in verdicts),
-        "blocked_by": sorted({rail for v in verdicts for rail in v.blocked_by}),
-        "rails": failed,
-        "text_chars": sum(len(v.text) for v in verdicts),
-    }
+    event = GuardViolation(
+        direction=str(verdicts[0].direction),
+        request_id=request_id,
+        allowed=all(v.allowed for v in verdicts),
+        blocked_by=sorted({rail for v in verdicts for rail in v.blocked_by}),
+        rails=[RailViolation.model_validate(rail) for rail in failed],
+        text_chars=sum(len(v.text) for v in verdicts),
+    )
     try:
-        await request.app.state.sidecar.publish(str(Topic.GUARD_VIOLATION), event)
+        await request.app.state.sidecar.publish(str(Topic.GUARD_VIOLATION), event.model_dump(mode="json"))
     except (DaprError, httpx.HTTPError):
         # The verdict stands either way; a lost event must not turn a refusal into an outage.
         log.warning("guard.violation not published", extra={"request_id": request_id})

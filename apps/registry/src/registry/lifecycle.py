@@ -8,30 +8,23 @@ from __future__ import annotations
 
 from genai_platform.contracts.registry import Model, Version
 from genai_platform.dapr import Sidecar
-from genai_platform.events import Topic
+from genai_platform.events import ModelPromoted, ModelRegistered, Topic
 from registry.catalog import Catalog
 
 
 async def make_ready(catalog: Catalog, sidecar: Sidecar, name: str, number: int) -> Version:
     version = await catalog.mark_ready(name, number)
-    await sidecar.publish(
-        Topic.MODEL_REGISTERED,
-        {"model": name, "version": number, "lineage": version.lineage.model_dump(), "files": sorted(version.artifacts)},
-    )
+    registered = ModelRegistered(model=name, version=number, lineage=version.lineage, files=sorted(version.artifacts))
+    await sidecar.publish(Topic.MODEL_REGISTERED, registered.model_dump(mode="json"))
     return version
 
 
 async def point_alias(catalog: Catalog, sidecar: Sidecar, name: str, alias: str, number: int) -> Model:
     model, previous = await catalog.move_alias(name, alias, number)
     version = await catalog.get_version(name, number)
-    await sidecar.publish(
-        Topic.MODEL_PROMOTED,
-        {
-            "model": name,
-            "version": number,
-            "alias": alias,
-            "previous_version": previous,
-            "files": sorted(version.artifacts),
-        },
+    promoted = ModelPromoted(
+        model=name, version=number, alias=alias, previous_version=previous, files=sorted(version.artifacts)
     )
+    # `path` is inference's extension for a folder outside the registry: never sent from here.
+    await sidecar.publish(Topic.MODEL_PROMOTED, promoted.model_dump(mode="json", exclude={"path"}))
     return model

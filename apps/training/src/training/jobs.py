@@ -11,7 +11,7 @@ import asyncio
 
 from genai_models.files import ModelFilesMissing
 from genai_platform.dapr import Sidecar
-from genai_platform.events import Topic
+from genai_platform.events import Topic, TrainingRequested
 from training.base_models import describe_packaged, resolve_base
 from training.collections import snapshot_collection
 from training.errors import BaseModelNotFound, InvalidBaseModel
@@ -67,8 +67,8 @@ async def submit_job(
     )
     await store.create_job(job)
     supervisor.start(job.id)
-    await sidecar.publish(
-        Topic.TRAINING_REQUESTED,
-        {"job_id": job.id, "model": job.model, "method": job.method.type, "training_file": job.training_file},
+    requested = TrainingRequested(
+        job_id=job.id, model=job.model, method=job.method.type, training_file=job.training_file
     )
+    await sidecar.publish(Topic.TRAINING_REQUESTED, requested.model_dump(mode="json"))
     return job

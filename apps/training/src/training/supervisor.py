@@ -24,7 +24,7 @@ from typing import Any
 
 from genai_platform.dapr import DaprError, Sidecar
 from genai_platform.errors import is_transient
-from genai_platform.events import Topic
+from genai_platform.events import Topic, TrainingCompleted, TrainingFailed, TrainingProgress
 from genai_platform.registry_client import RegistryClient, RegistryError
 from training.base_models import download_base
 from training.models import ACTIVE, Job, JobError, JobEvent, JobResult, unix_now
@@ -331,16 +331,16 @@ class Supervisor:
     async def _publish_record(self, job: Job, record: dict[str, Any]) -> None:
         if record["type"] != "step":
             return
-        payload = {
-            "job_id": job.id,
-            "step": record["step"],
-            "total_steps": record["total_steps"],
-            "loss": record["loss"],
-            "learning_rate": record["learning_rate"],
-            "tokens_per_second": record["tokens_per_second"],
-        }
+        payload = TrainingProgress(
+            job_id=job.id,
+            step=record["step"],
+            total_steps=record["total_steps"],
+            loss=record["loss"],
+            learning_rate=record["learning_rate"],
+            tokens_per_second=record["tokens_per_second"],
+        )
         try:
-            await self.sidecar.publish(Topic.TRAINING_PROGRESS, payload)
+            await self.sidecar.publish(Topic.TRAINING_PROGRESS, payload.model_dump(mode="json"))
         except DaprError:
             # Progress is advisory (the events endpoint has every step); a broker blip must not stop a job.
             log.warning("could not publish training.progress", extra={"job": job.id})
@@ -360,18 +360,16 @@ class Supervisor:
 
         job = await self.store.update_job(job_id, succeed)
         assert job.result is not None
-        await self.sidecar.publish(
-            Topic.TRAINING_COMPLETED,
-            {
-                "job_id": job_id,
-                "output_dir": job.result.output_dir,
-                "final_loss": job.metrics.get("train_loss"),
-                "metrics": job.metrics,
-                "model": model if version is not None else None,
-                "version": version,
-                "dataset_snapshot_id": job.dataset_snapshot_id,
-            },
+        completed = TrainingCompleted(
+            job_id=job_id,
+            output_dir=job.result.output_dir,
+            final_loss=job.metrics.get("train_loss"),
+            metrics=job.metrics,
+            model=model if version is not None else None,
+            version=version,
+            dataset_snapshot_id=job.dataset_snapshot_id,
         )
+        await self.sidecar.publish(Topic.TRAINING_COMPLETED, completed.model_dump(mode="json"))
 
     async def register_result(
         self, job_id: str, *, promote_to: str | None = None, extra_metrics: dict[str, float] | None = None
@@ -436,7 +434,8 @@ class Supervisor:
         with contextlib.suppress(Exception):
             await self.store.update_job(job_id, mark)
         try:
-            await self.sidecar.publish(Topic.TRAINING_FAILED, {"job_id": job_id, "code": code, "reason": reason})
+            failed = TrainingFailed(job_id=job_id, code=code, reason=reason)
+            await self.sidecar.publish(Topic.TRAINING_FAILED, failed.model_dump(mode="json"))
         except DaprError:
             log.warning("could not publish training.failed", extra={"job": job_id})
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from genai_platform.contracts.registry import Lineage
+
 
 class Topic(StrEnum):
     """The platform's pub/sub topics; `CONTRACTS` below names each one's payload model, producers and consumers."""
@@ -209,23 +211,12 @@ class TrainingFailed(Payload):
     reason: str = Field(description="A human-readable explanation (at most a few hundred characters).")
 
 
-class VersionLineage(Payload):
-    """Where a registry version came from, as `model.registered` carries it (the registry's `Lineage`)."""
-
-    base_model: str | None = None
-    base_version: int | None = Field(None, ge=1)
-    training_job_id: str | None = None
-    dataset_snapshot_id: str | None = None
-    hyperparameters: dict[str, Any] = Field(default_factory=dict)
-    metrics: dict[str, float] = Field(default_factory=dict)
-
-
 class ModelRegistered(Payload):
     """`model.registered`: a registry version became ready (its files are frozen, sha256-checked)."""
 
     model: str
     version: int = Field(ge=1, description="The registry's version number.")
-    lineage: VersionLineage = Field(default_factory=VersionLineage)
+    lineage: Lineage = Field(default_factory=Lineage, description="The registry's lineage of the version.")
     files: list[str] = Field(default_factory=list, description="The version's file names, sorted.")
 
 
