@@ -164,3 +164,24 @@ def test_a_route_is_declared_once() -> None:
     subscriptions.subscribe(Topic.CHUNKS_INDEXED, route="/events/x")(lambda request, event, data: None)
     with pytest.raises(ValueError, match="already subscribed"):
         subscriptions.subscribe(Topic.MODEL_PROMOTED, route="/events/x")
+
+
+def test_a_service_serves_its_subscriptions_to_its_own_sidecar_only() -> None:
+    from genai_platform.service import create_service  # noqa: PLC0415
+    from genai_platform.settings import ServiceSettings  # noqa: PLC0415
+
+    token = "app-token-for-tests-0123456789"
+    settings = ServiceSettings.model_validate(
+        {"APP_ID": "demo", "APP_PORT": "1", "DAPR_HTTP_PORT": "9", "APP_API_TOKEN": token}
+    )
+    harness = Harness()
+    with TestClient(create_service(settings, title="demo", routers=[harness.subscriptions.router])) as client:
+        client.app.state.seen_events = SeenEvents()
+        event = {"id": "e1", "data": GOOD}
+        assert client.get("/dapr/subscribe").status_code == 401
+        assert client.post("/events/model-promoted", json=event).status_code == 401
+        assert harness.handled == []
+        listed = client.get("/dapr/subscribe", headers={"dapr-api-token": token})
+        assert [s["pubsubname"] for s in listed.json()] == [settings.pubsub_name] * 3
+        answer = client.post("/events/model-promoted", json=event, headers={"dapr-api-token": token})
+        assert answer.json() == {"status": "SUCCESS"} and len(harness.handled) == 1
