@@ -7,23 +7,6 @@ from typing import Any
 
 from gateway.openapi import METHODS
 
-# Answers still plain dicts while issue 10 moves them into genai_platform.contracts (prompts'
-# heads and versions; search, guard and render until those contracts are committed). A route
-# outside this set must declare its answer; one that gains a model should leave it.
-NOT_YET_DESCRIBED = {
-    "GET /v1/prompts",
-    "POST /v1/prompts",
-    "GET /v1/prompts/{name}",
-    "POST /v1/prompts/{name}/versions",
-    "GET /v1/prompts/{name}/versions",
-    "GET /v1/prompts/{name}/versions/{ref}",
-    "PUT /v1/prompts/{name}/labels/{label}",
-    "DELETE /v1/prompts/{name}/labels/{label}",
-    "POST /v1/prompts/{name}/render",
-    "POST /v1/search",
-    "POST /v1/guard/check",
-}
-
 
 def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     """`(METHOD, path, operation)` of every operation in the document."""

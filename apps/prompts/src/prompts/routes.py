@@ -10,10 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from genai_platform.contracts.prompts import RenderedPrompt
 from genai_platform.dapr import DaprError
-from genai_platform.errors import Problem
+from genai_platform.errors import Problem, problem_responses
 from genai_platform.events import CloudEvent, PromptUpdated, Topic
 from genai_platform.subscriptions import Subscriptions
 from prompts.cache import RenderCache
+from prompts.schemas import CreatedPrompt, PromptHead, PromptVersion
 from prompts.store import PromptStore, with_labels
 from prompts.templates import (
     LABEL_PATTERN,
@@ -98,7 +99,13 @@ async def _announce(request: Request, action: str, head: dict, version: int | No
         log.warning("prompt.updated not published", extra={"prompt": head["name"], "action": action})
 
 
-@prompts.post("", status_code=201, summary="Create a prompt with its version 1")
+@prompts.post(
+    "",
+    status_code=201,
+    summary="Create a prompt with its version 1",
+    response_model=None,
+    responses={201: {"model": CreatedPrompt}, **problem_responses(409)},
+)
 async def create_prompt(body: CreatePrompt, request: Request, store: StoreDep, response: Response) -> dict:
     draft = _checked(VersionDraft(**body.model_dump(exclude={"name", "description"})))
     head, version = await store.create_prompt(body.name, body.description, draft)
@@ -107,41 +114,74 @@ async def create_prompt(body: CreatePrompt, request: Request, store: StoreDep, r
     return {"prompt": head, "version": with_labels(version, head)}
 
 
-@prompts.get("", summary="Every prompt, with its labels")
+@prompts.get(
+    "", summary="Every prompt, with its labels", response_model=None, responses={200: {"model": list[PromptHead]}}
+)
 async def list_prompts(store: StoreDep) -> list[dict]:
     return await store.list_prompts()
 
 
-@prompts.get("/{name}", summary="One prompt: description, latest number, labels")
+@prompts.get(
+    "/{name}",
+    summary="One prompt: description, latest number, labels",
+    response_model=None,
+    responses={200: {"model": PromptHead}, **problem_responses(404)},
+)
 async def get_prompt(name: PromptName, store: StoreDep) -> dict:
     return await store.get_prompt(name)
 
 
-@prompts.post("/{name}/versions", status_code=201, summary="Add a new immutable version")
+@prompts.post(
+    "/{name}/versions",
+    status_code=201,
+    summary="Add a new immutable version",
+    response_model=None,
+    responses={201: {"model": PromptVersion}, **problem_responses(404)},
+)
 async def create_version(name: PromptName, draft: VersionDraft, request: Request, store: StoreDep) -> dict:
     head, version = await store.create_version(name, _checked(draft))
     await _announce(request, "version.created", head, version["version"])
     return with_labels(version, head)
 
 
-@prompts.get("/{name}/versions", summary="Every version of a prompt, oldest first")
+@prompts.get(
+    "/{name}/versions",
+    summary="Every version of a prompt, oldest first",
+    response_model=None,
+    responses={200: {"model": list[PromptVersion]}, **problem_responses(404)},
+)
 async def list_versions(name: PromptName, store: StoreDep) -> list[dict]:
     return await store.list_versions(name)
 
 
-@prompts.get("/{name}/versions/{ref}", summary="One version, by number or by label")
+@prompts.get(
+    "/{name}/versions/{ref}",
+    summary="One version, by number or by label",
+    response_model=None,
+    responses={200: {"model": PromptVersion}, **problem_responses(404)},
+)
 async def get_version(name: PromptName, ref: Annotated[str, Path(pattern=LABEL_PATTERN)], store: StoreDep) -> dict:
     return await store.get_version(name, int(ref) if ref.isdigit() else ref)
 
 
-@prompts.put("/{name}/labels/{label}", summary="Point a label at a version (ETag-safe)")
+@prompts.put(
+    "/{name}/labels/{label}",
+    summary="Point a label at a version (ETag-safe)",
+    response_model=None,
+    responses={200: {"model": PromptHead}, **problem_responses(404, 409)},
+)
 async def move_label(name: PromptName, label: LabelName, body: MoveLabel, request: Request, store: StoreDep) -> dict:
     head = await store.move_label(name, label, body.version, body.expected_version)
     await _announce(request, "label.moved", head, body.version)
     return head
 
 
-@prompts.delete("/{name}/labels/{label}", summary="Remove a label")
+@prompts.delete(
+    "/{name}/labels/{label}",
+    summary="Remove a label",
+    response_model=None,
+    responses={200: {"model": PromptHead}, **problem_responses(404)},
+)
 async def delete_label(name: PromptName, label: LabelName, request: Request, store: StoreDep) -> dict:
     head = await store.delete_label(name, label)
     await _announce(request, "label.deleted", head)
