@@ -39,12 +39,17 @@ CATALOG_KEY = "catalog"
 
 
 class DocumentState(StrEnum):
+    """How far a document's ingestion got (see `Ingestor` for the order of writes)."""
+
     # Stored, but `documents.ingested` may not have gone out yet: finished on the next submission.
     STORED = "stored"
     PUBLISHED = "published"
 
 
 class Document(BaseModel):
+    """A stored document: id (`doc-` + 32 hex of the content hash), metadata, format, sizes
+    (characters, chunks, tokens), creation time (ISO 8601), revision and ingestion state."""
+
     id: str
     title: str
     source: str | None = None
@@ -61,10 +66,13 @@ class Document(BaseModel):
     state: DocumentState = DocumentState.STORED
 
     def summary(self) -> dict[str, Any]:
+        """The document as the API and the catalog show it: every field but `state`, as JSON values."""
         return self.model_dump(mode="json", exclude={"state"})
 
 
 class StoredChunk(BaseModel):
+    """One chunk as stored: id (`<document id>:<index>`), text, sha256 (hex), tokens and heading path."""
+
     id: str
     document_id: str
     index: int
@@ -75,26 +83,32 @@ class StoredChunk(BaseModel):
 
 
 def document_id(content_hash: str) -> str:
+    """A document's id from the sha256 (hex) of its cleaned text: the same content, the same id."""
     return f"doc-{content_hash[:32]}"
 
 
 def chunk_key(doc_id: str, index: int) -> str:
+    """The state key of one chunk."""
     return f"chunk:{doc_id}:{index}"
 
 
 def document_key(doc_id: str) -> str:
+    """The state key of a document's record."""
     return f"document:{doc_id}"
 
 
 def deleted_key(doc_id: str) -> str:
+    """The state key of the last revision of `doc_id` that was deleted."""
     return f"deleted:{doc_id}"
 
 
 def now() -> str:
+    """The current UTC time, ISO 8601 with milliseconds."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def stored_chunks(doc_id: str, chunks: Sequence[Chunk]) -> list[StoredChunk]:
+    """The chunker's chunks as the store keeps them, ids derived from the document's."""
     return [
         StoredChunk(
             id=f"{doc_id}:{chunk.index}",
@@ -118,10 +132,12 @@ class DocumentStore:
         self._catalog_lock = asyncio.Lock()
 
     async def get(self, doc_id: str) -> Document | None:
+        """The document's record; None when there is none. Raises `DaprError`."""
         item = await self._sidecar.get_state(document_key(doc_id))
         return Document.model_validate(item.value) if item is not None else None
 
     async def chunks(self, document: Document) -> list[StoredChunk]:
+        """The document's chunks in order (one bulk read). Raises `DaprError`."""
         keys = [chunk_key(document.id, index) for index in range(document.chunk_count)]
         found = await self._sidecar.get_bulk_state(keys)
         return [StoredChunk.model_validate(found[key]) for key in keys if key in found]
@@ -145,6 +161,7 @@ class DocumentStore:
         return (int(item.value["revision"]) if item is not None else 0) + 1
 
     async def mark_published(self, document: Document) -> Document:
+        """Record that the document's `documents.ingested` events went out; answers the updated record."""
         published = document.model_copy(update={"state": DocumentState.PUBLISHED})
         await self._sidecar.save_state(document_key(document.id), published.model_dump(mode="json"))
         return published
@@ -159,6 +176,7 @@ class DocumentStore:
     # --- catalog ------------------------------------------------------------------------------
 
     async def list(self, *, collection: str | None, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """One page of catalog entries (oldest first, optionally one collection's) and how many match."""
         item = await self._sidecar.get_state(CATALOG_KEY)
         entries = list((item.value if item else {}).get("documents", {}).values())
         if collection is not None:
@@ -167,9 +185,11 @@ class DocumentStore:
         return entries[offset : offset + limit], len(entries)
 
     async def catalog_add(self, document: Document) -> None:
+        """Add or replace the document's catalog entry; raises `StateConflict` after 20 lost races."""
         await self._update_catalog(lambda docs: docs.__setitem__(document.id, document.summary()))
 
     async def catalog_remove(self, doc_id: str) -> None:
+        """Remove the document's catalog entry (absent is fine); raises `StateConflict` after 20 lost races."""
         await self._update_catalog(lambda docs: docs.pop(doc_id, None))
 
     async def _update_catalog(self, change) -> None:

@@ -19,11 +19,13 @@ log = logging.getLogger(__name__)
 
 
 class OutsideAllowedFolder(ValueError):
-    pass
+    """A path submission points outside the folder ingestion may read (INGESTION_ALLOWED_DIR)."""
 
 
 @dataclass(frozen=True)
 class Ingested:
+    """The stored document, and whether this submission created it (False: the content was there)."""
+
     document: Document
     created: bool
 
@@ -59,6 +61,9 @@ class Ingestor:
         media_type: str | None = None,
         options: ExtractOptions | None = None,
     ) -> Ingested:
+        """Ingest a file's bytes: the format from the declared one, the name or the media type, then
+        the text extracted and ingested as `ingest_text`. Raises `UnsupportedFormat`,
+        `UnreadableDocument`, and what `ingest_text` raises."""
         fmt = detect_format(declared_format, filename, media_type)
         extracted = await asyncio.to_thread(extract, data, fmt, options or ExtractOptions())
         title = meta.title or extracted.title or (Path(filename).stem if filename else None)
@@ -69,6 +74,11 @@ class Ingestor:
     async def ingest_text(
         self, text: str, meta: DocumentMeta, *, fmt: Format = Format.TEXT, source: str | None = None
     ) -> Ingested:
+        """Clean, chunk, store and announce a text (see the class for the order of writes).
+
+        Raises `UnreadableDocument` when no text is left after cleaning, `DaprError` when the
+        state store or the broker fails (the same submission can be repeated safely).
+        """
         cleaned = await asyncio.to_thread(clean_text, text)
         if not cleaned:
             raise UnreadableDocument("the document has no extractable text")
