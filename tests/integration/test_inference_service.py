@@ -21,7 +21,7 @@ import yaml
 from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import PROFILES, RESILIENCY_DIR, ROOT, AppWithSidecar, Daprd, ServiceApp, wait_until
+from harness import PROFILES, RESILIENCY_DIR, ROOT, AppWithSidecar, wait_until
 
 MODEL = "SmolLM2-135M-Instruct"
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -78,23 +78,16 @@ def inference(
 ) -> Iterator[AppWithSidecar]:
     resources = scratch / "resources"
     resources.mkdir()
-    sidecar = Daprd(
-        app_id="inference",
-        resources=[PROFILES["default"], RESILIENCY_DIR, resources],
-        log_dir=log_dir,
-        dapr_api_token=secrets["dapr-api-token"],
-        app_api_token=secrets["app-api-token"],
-    )
     env = {
         "SECRET_STORE": TEST_SECRET_STORE,
         "INFERENCE_CONTEXT_LENGTH": str(CONTEXT_LENGTH),
         "INFERENCE_MAX_TOKENS": "256",
         "HF_HUB_OFFLINE": "1",
     }
-    app = ServiceApp(app_id="inference", log_dir=log_dir, sidecar=sidecar, env=env)
-    sidecar.app_port = app.port
-    render_test_resources(resources, app.port, api_key)
-    pair = AppWithSidecar(app, sidecar)
+    pair = AppWithSidecar.build(
+        "inference", log_dir, secrets, resources=[PROFILES["default"], RESILIENCY_DIR, resources], env=env
+    )
+    render_test_resources(resources, pair.app.port, api_key)  # the test components call this app back
     try:
         pair.start(timeout=120)
         # The first run on a machine converts the packaged GGUF once (~30 s on 2 cores).
