@@ -4,9 +4,11 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from genai_platform import catalogue
 from genai_platform.events import CONTRACTS, ModelPromoted, Payload, Topic
+from genai_platform.subscriptions import Subscriptions
 
 ROOT = Path(__file__).resolve().parents[2]
 # A topic with no payload of its own: the dead-letter topic carries other topics' messages.
@@ -66,26 +68,25 @@ def test_model_promoted_carries_the_registry_version_number() -> None:
         ModelPromoted.model_validate({"version": 3})
 
 
-def declared_subscriptions() -> dict[str, set[str]]:
-    """The topics each app subscribes to, from its declared `Subscriptions` (what /dapr/subscribe lists)."""
-    import features.routes  # noqa: PLC0415 - each app's modules, imported only for this test
+def app_subscriptions() -> dict[str, Subscriptions]:
+    """Each subscribing app's declared `Subscriptions` (what its /dapr/subscribe lists)."""
+    import features.routes  # noqa: PLC0415 - each app's modules, imported only for these tests
     import inference.promotion  # noqa: PLC0415
     import ingestion.routes  # noqa: PLC0415
     import monitor.app  # noqa: PLC0415
     import prompts.routes  # noqa: PLC0415
 
-    modules = {
-        "features": features.routes,
-        "inference": inference.promotion,
-        "ingestion": ingestion.routes,
-        "monitor": monitor.app,
-        "prompts": prompts.routes,
+    return {
+        "features": features.routes.subscriptions,
+        "inference": inference.promotion.subscriptions,
+        "ingestion": ingestion.routes.subscriptions,
+        "monitor": monitor.app.subscriptions,
+        "prompts": prompts.routes.subscriptions,
     }
-    return {app: module.subscriptions.topics for app, module in modules.items()}
 
 
 def test_declared_consumers_are_the_apps_that_subscribe() -> None:
-    subscribed = declared_subscriptions()
+    subscribed = {app: subscriptions.topics for app, subscriptions in app_subscriptions().items()}
     for topic, contract in CONTRACTS.items():
         apps = {app for app, topics in subscribed.items() if topic in topics}
         assert apps == set(contract.consumers), f"{topic}: CONTRACTS says {contract.consumers}, apps subscribe: {apps}"
@@ -99,3 +100,18 @@ def test_only_apps_with_declared_subscriptions_serve_dapr_subscribe() -> None:
         if '"/dapr/subscribe"' in source.read_text()
     ]
     assert handwritten == []
+
+
+def test_the_clusters_declarative_subscriptions_match_the_apps_declared_ones() -> None:
+    apps = app_subscriptions()
+    documents = list(yaml.safe_load_all((ROOT / "k8s/base/dapr/subscriptions.yaml").read_text()))
+    assert documents
+    for document in documents:
+        (app,) = document["scopes"]
+        spec = document["spec"]
+        declared = [d for d in apps[app].declarations(spec["pubsubname"]) if d["topic"] == spec["topic"]]
+        assert len(declared) == 1, f"{app} declares no subscription to {spec['topic']}"
+        assert (spec["routes"]["default"], spec.get("deadLetterTopic")) == (
+            declared[0]["route"],
+            declared[0].get("deadLetterTopic"),
+        ), f"k8s Subscription {document['metadata']['name']} differs from {app}'s declared subscription"
