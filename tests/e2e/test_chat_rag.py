@@ -44,9 +44,10 @@ def stack(
         started["ingestion"] = start_pair("ingestion", log_dir, secrets, extra_args=INGESTION_DAPRD_ARGS)
         for app_id in APPS:
             started[app_id] = start_pair(app_id, log_dir, secrets, timeout=300)
-        # Only for the OpenAPI document: training's routes are part of the public API.
+        # Only for the OpenAPI document: training's and the registry's routes are part of the public API.
         data_dir = str(tmp_path_factory.mktemp("training"))
         started["training"] = start_pair("training", log_dir, secrets, env={"TRAINING_DATA_DIR": data_dir})
+        started["registry"] = start_pair("registry", log_dir, secrets)
         yield started
     finally:
         for pair in reversed(started.values()):
