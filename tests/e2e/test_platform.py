@@ -1,32 +1,8 @@
 """The whole platform, started the way a user starts it (`dapr run -f .` via scripts/run-platform.sh)."""
 
-import os
-import signal
-import subprocess
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
-import pytest
 
-from harness import ROOT, SERVICES, ManagedProcess, wait_until
-
-
-@pytest.fixture(scope="module")
-def platform(log_dir: Path, secrets: dict[str, str]) -> Iterator[ManagedProcess]:
-    env = {**os.environ, "DAPR_RUNTIME_PATH": str(ROOT / ".runtime")}
-    process = ManagedProcess(
-        "dapr run -f", ["bash", str(ROOT / "scripts" / "run-platform.sh"), "default"], env, log_dir / "platform.log"
-    ).start()
-    yield process
-    # The CLI stops every app and sidecar it started on SIGINT, as on Ctrl-C.
-    process.signal(signal.SIGINT)
-    try:
-        assert process.popen is not None
-        process.popen.wait(30)
-    except subprocess.TimeoutExpired:
-        pass
-    process.stop()
+from harness import SERVICES, ManagedProcess, wait_until
 
 
 def test_every_app_is_ready_behind_the_gateway(platform: ManagedProcess, secrets: dict[str, str]) -> None:
