@@ -290,8 +290,11 @@ class Cluster:
         # Dapr's CRDs from the pinned Dapr module (charts/dapr/crds), as its Helm chart installs them.
         self.kubectl("apply", "--server-side", "-f", str(K8S_RUNTIME / "dapr-crds"))
         self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-        self.kubectl("apply", "-f", "-", input=json.dumps(dapr_system_objects(p["injector"])))
+        self.kubectl("apply", "-f", "-", input=json.dumps(dapr_system_objects(p["injector"], p["sentry"])))
 
+        # In Kubernetes mode sentry keeps its issuer in the dapr-trust-bundle Secret, but it
+        # watches this folder all the same and exits if it is missing.
+        (self.workdir / "sentry-credentials").mkdir()
         sentry = self._start(
             "sentry",
             self._in_private_hosts(
@@ -301,7 +304,8 @@ class Cluster:
                  "--healthz-port", str(p["sentry-health"]), "--healthz-listen-address", "127.0.0.1",
                  "--metrics-port", str(p["sentry-metrics"]), "--metrics-listen-address", "127.0.0.1"]
             ),
-            env={"NAMESPACE": DAPR_NAMESPACE},
+            # The tests run as root; the real pods do not.
+            env={"NAMESPACE": DAPR_NAMESPACE, "DAPR_UNSAFE_SKIP_CONTAINER_UID_GID_CHECK": "true"},
         )  # fmt: skip
         anchors = self.workdir / "trust-anchors.pem"
 
@@ -419,7 +423,7 @@ def standin_pod(name: str, service: str) -> dict:
     }
 
 
-def dapr_system_objects(injector_port: int) -> dict:
+def dapr_system_objects(injector_port: int, sentry_port: int) -> dict:
     """What Dapr's Helm chart creates before its control plane starts, as far as it runs here."""
     items: list[dict] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": DAPR_NAMESPACE}}]
     for service in ("sentry", "injector", "operator"):
@@ -440,7 +444,9 @@ def dapr_system_objects(injector_port: int) -> dict:
                     "workloadCertTTL": "24h",
                     "allowedClockSkew": "15m",
                     "controlPlaneTrustDomain": TRUST_DOMAIN,
-                    "sentryAddress": f"dapr-sentry.{DAPR_NAMESPACE}.svc.cluster.local:443",
+                    # The operator dials this address (not DAPR_SENTRY_ADDRESS); the Service name
+                    # Helm puts here would send a DNS query off the machine.
+                    "sentryAddress": f"127.0.0.1:{sentry_port}",
                 }
             },
         },
