@@ -46,6 +46,10 @@ StoreKind = Literal["redis", "postgresql"]
 # connection failed), or a function of the request returning either (sync or async).
 Answer = Any | httpx.Response | BaseException | Callable[[httpx.Request], Any]
 
+# The words of components-contrib's ETag errors (state/errors.go), which the client reads.
+MISMATCH = "possible etag mismatch. error from state store"
+INVALID = "invalid etag value"
+
 STATE_STORE = "statestore"
 PUBSUB = "pubsub"
 SECRET_STORE = "secretstore"
@@ -108,12 +112,12 @@ class FakeStateStore:
             try:
                 int(etag)
             except ValueError:
-                raise StoreError(400, f"invalid etag value: {etag!r}") from None
+                raise StoreError(400, f"{INVALID}: {etag!r}") from None
         else:
             try:
                 uuid.UUID(etag)
             except ValueError:
-                raise StoreError(409, f"possible etag mismatch: {etag!r} is not a UUID") from None
+                raise StoreError(409, f"{MISMATCH}: {etag!r} is not a UUID") from None
 
     def set(
         self,
@@ -135,7 +139,9 @@ class FakeStateStore:
             allowed = current is None or current.etag == given or (not current.first_write and given == "0")
             if not allowed:
                 # Without an ETag the component's error is no ETag error: daprd answers 500.
-                raise StoreError(409 if etag is not None else 500, f"failed to set key {key}")
+                if etag is not None:
+                    raise StoreError(409, f"{MISMATCH}: failed to set key {key}")
+                raise StoreError(500, f"failed to set key {key}")
             # In a transaction the script gets no first-write argument, so it never marks a key.
             first_write = (current.first_write if current else False) or (
                 concurrency == "first-write" and not in_transaction
@@ -144,7 +150,7 @@ class FakeStateStore:
             if etag is not None:
                 self._check_etag(etag)
                 if current is None or current.etag != etag:
-                    raise StoreError(409, "possible etag mismatch. error from state store")
+                    raise StoreError(409, MISMATCH)
             elif current is not None and concurrency == "first-write":
                 raise StoreError(500, "no item was updated")
             first_write = False
@@ -159,11 +165,11 @@ class FakeStateStore:
         elif self.kind == "redis":
             # Redis compares the ETag as a string: no format check, an absent key passes.
             if current is not None and current.etag != etag:
-                raise StoreError(409, f"failed to delete {key}")
+                raise StoreError(409, f"{MISMATCH}: failed to delete {key}")
         else:
             self._check_etag(etag)
             if current is None or current.etag != etag:
-                raise StoreError(409, "possible etag mismatch. error from state store")
+                raise StoreError(409, MISMATCH)
         self.records.pop(key, None)
 
     def transact(self, operations: list[dict[str, Any]]) -> None:

@@ -155,12 +155,8 @@ EXPECTED: dict[Scenario, dict[str, tuple[Any, ...]]] = {
 
 
 async def run_all(sidecar: Sidecar, prefix: str) -> dict[str, tuple[Any, ...]]:
-    """Every scenario's observations, by name; each scenario uses keys under its own prefix.
-
-    Keys are numbered, not named after the scenario: the client reads "etag" in a failed save's
-    message (which quotes the key) as an ETag error.
-    """
-    return {scenario.__name__: await scenario(sidecar, f"{prefix}-{n}") for n, scenario in enumerate(EXPECTED)}
+    """Every scenario's observations, by name; each scenario uses keys under its own prefix."""
+    return {scenario.__name__: await scenario(sidecar, f"{prefix}-{scenario.__name__}") for scenario in EXPECTED}
 
 
 def expected(store: str) -> dict[str, tuple[Any, ...]]:

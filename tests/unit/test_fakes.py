@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from fakes import FakeDapr
-from genai_platform.dapr import DaprError
+from genai_platform.dapr import DaprError, StateConflict
 from state_contract import STORE_OF_PROFILE, expected, run_all
 
 
@@ -96,3 +96,18 @@ def test_a_request_the_fake_does_not_know_fails_loudly() -> None:
     sidecar = FakeDapr().sidecar()
     with pytest.raises(AssertionError, match="does not answer"):
         asyncio.run(sidecar.invoke_binding("blobstore", "create", data="x"))
+
+
+def test_a_refused_write_is_a_conflict_only_when_an_etag_failed() -> None:
+    sidecar = FakeDapr().sidecar()
+
+    async def scenario() -> None:
+        await sidecar.save_state("etag-notes", 1, concurrency="first-write")
+        with pytest.raises(DaprError) as taken:
+            await sidecar.save_state("etag-notes", 2, concurrency="first-write")
+        # daprd's message quotes the key, whose name says "etag": still not an ETag error.
+        assert taken.value.status == 500 and not isinstance(taken.value, StateConflict)
+        with pytest.raises(StateConflict):
+            await sidecar.save_state("etag-notes", 2, etag="not-a-number")
+
+    asyncio.run(scenario())

@@ -361,7 +361,9 @@ def _raise_for_dapr(response: httpx.Response) -> None:
         message = body.get("message", message)
     except (json.JSONDecodeError, AttributeError):
         pass
-    # Dapr answers an ETag mismatch with 409, and a malformed ETag with 400 ERR_STATE_SAVE + "etag".
-    if response.status_code == 409 or (code == "ERR_STATE_SAVE" and "etag" in message.lower()):
+    # Dapr answers an ETag mismatch with 409, and a malformed ETag with 400 ERR_STATE_SAVE and the
+    # store's "invalid etag value" (components-contrib state/errors.go). Not just "etag": the message
+    # quotes the key, and a key may say "etag" in its name.
+    if response.status_code == 409 or (code == "ERR_STATE_SAVE" and "invalid etag value" in message.lower()):
         raise StateConflict(response.status_code, code, message)
     raise DaprError(response.status_code, code, message)
