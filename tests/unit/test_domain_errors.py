@@ -67,6 +67,7 @@ def test_a_domain_error_leaves_as_problem_json_with_its_status_title_and_extensi
         (DaprError(400, "ERR_MALFORMED_REQUEST", "bad key"), False),
         (RegistrationFailed("the registry answered 422"), False),
         (KeyError("version"), False),
+        (ValueError("1 validation error for Version"), False),
         # May pass: the sidecar or a service restarting, a busy store, a lost race.
         (RegistryUnavailable(503, "the registry cannot be reached"), True),
         (DependencyUnavailable("ingestion did not answer"), True),
@@ -80,6 +81,8 @@ def test_a_domain_error_leaves_as_problem_json_with_its_status_title_and_extensi
         (httpx.ReadTimeout("timed out"), True),
         (TimeoutError(), True),
         (RegistrationFailed("the registry answered 503", transient=True), True),
+        # The app shutting down under a running activity: the activity runs again after the restart.
+        (RuntimeError("Event loop is closed"), True),
     ],
 )
 def test_transient_errors_are_told_from_those_that_would_come_back(error: BaseException, transient: bool) -> None:

@@ -129,14 +129,21 @@ def is_transient_status(status: int) -> bool:
     return status >= 500 or status in _TRANSIENT_STATUSES
 
 
+# Errors that come back the same on every try: bad data (a pydantic ValidationError is a
+# ValueError) or a bug.
+_BAD_DATA_OR_CODE = (ValueError, TypeError, LookupError, AttributeError, AssertionError)
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether `error` may go away by retrying the same call later.
 
-    Transient: timeouts and lost connections (`TimeoutError`, `ConnectionError`, httpx's transport
-    errors), a sidecar or service answering 408, 429 or 5xx, an optimistic-concurrency race lost
-    too often, a `DomainError` or any error whose `transient` attribute says so (the registry
-    client's `RegistryError`, training's `RegistrationFailed`). Everything else (a 4xx domain error such as a
-    missing version, a bad request, a bug) fails the same way every time and is not retried.
+    Not transient, so never retried: a `DomainError` or `Problem` with a 4xx status (a missing
+    version, a refused request), any error whose `transient` attribute says False (the registry
+    client's `RegistryError` for a 4xx, training's `RegistrationFailed`), a sidecar 4xx other than
+    an ETag conflict, and the errors of bad data or code (`ValueError`, `TypeError`,
+    `LookupError`, `AttributeError`, `AssertionError`). Transient: timeouts and lost connections,
+    408, 429 and 5xx answers, ETag races lost too often, and any other error: a process shutting
+    down mid-call (`RuntimeError: Event loop is closed`) must not fail a durable workflow for good.
     """
     if isinstance(error, DomainError):
         return error.transient or is_transient_status(error.status)
@@ -150,7 +157,7 @@ def is_transient(error: BaseException) -> bool:
     status = getattr(error, "status", None)  # DaprError and its StateConflict carry the sidecar's status
     if isinstance(status, int):
         return status == 409 or is_transient_status(status)
-    return False
+    return not isinstance(error, _BAD_DATA_OR_CODE)
 
 
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
