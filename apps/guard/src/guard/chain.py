@@ -18,12 +18,17 @@ from guard.rails import unicode as unicode_rail
 
 
 class Direction(StrEnum):
+    """Which side of the model a text is on: what a user sends, or what the model answers."""
+
     INPUT = "input"
     OUTPUT = "output"
 
 
 @dataclass(frozen=True, slots=True)
 class RailVerdict:
+    """One rail's outcome on a text: pass or fail (score against threshold), the policy's action
+    and the findings (positions and kinds, never the matched text)."""
+
     rail: str
     passed: bool
     action: Action
@@ -32,6 +37,7 @@ class RailVerdict:
     findings: tuple[Finding, ...]
 
     def to_json(self) -> dict[str, Any]:
+        """The verdict as the guard's API answers it (`verdict`: "pass" or "fail")."""
         return {
             "rail": self.rail,
             "verdict": "pass" if self.passed else "fail",
@@ -47,6 +53,9 @@ class RailVerdict:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
+    """The whole check of one text: what may go on (cleaned and redacted), every rail's verdict,
+    and the rails that blocked it (none when allowed)."""
+
     direction: Direction
     text: str  # what may go on: cleaned and redacted per the policy
     rails: tuple[RailVerdict, ...]
@@ -54,17 +63,21 @@ class Verdict:
 
     @property
     def allowed(self) -> bool:
+        """No rail blocked the text."""
         return not self.blocked_by
 
     @property
     def failed(self) -> tuple[RailVerdict, ...]:
+        """The rails that failed, whatever their action."""
         return tuple(r for r in self.rails if not r.passed)
 
     @property
     def changed(self) -> bool:
+        """Whether a failed rail redacted the text (so `text` differs from what was checked)."""
         return any(r.action is Action.REDACT for r in self.failed)
 
     def to_json(self) -> dict[str, Any]:
+        """The verdict as the guard's API answers it (`redacted` is `changed`)."""
         return {
             "direction": str(self.direction),
             "allowed": self.allowed,
@@ -123,6 +136,7 @@ class Guard:
         self.policy = policy
 
     def check_input(self, text: str) -> Verdict:
+        """Run the input rails on what a user sends (unicode first: its hidden text feeds injection)."""
         rails = self.policy.input
         run = _Run(text)
         found = unicode_rail.scan(text)
@@ -176,4 +190,5 @@ class Guard:
 
 
 def json_schema_scan(text: str, schema: dict[str, Any] | None) -> Scan:
+    """Whether `text` is JSON matching `schema` (None: any JSON object); see guard.rails.json_schema."""
     return json_schema.scan(text, schema)

@@ -29,12 +29,16 @@ MAX_PENDING = 2000
 
 @dataclass(frozen=True, slots=True)
 class StreamStep:
+    """What one fed chunk let through: checked text the client may see now, what is held back
+    until its sentence ends, whether the stream is blocked, and the check that decided."""
+
     released: str  # checked text the client may see now
     pending: str  # held back, waiting for the end of its sentence
     blocked: bool = False
     verdict: Verdict | None = None  # the check of `released` (None when nothing was checked)
 
     def to_json(self) -> dict[str, Any]:
+        """The step as the guard's stream API answers it: only the failed rails are listed."""
         body: dict[str, Any] = {"released": self.released, "pending": self.pending, "blocked": self.blocked}
         body["blocked_by"] = list(self.verdict.blocked_by) if self.verdict else []
         body["rails"] = [r.to_json() for r in self.verdict.failed] if self.verdict else []
@@ -91,9 +95,11 @@ class OutputStream:
         self.blocked = False
 
     def feed(self, chunk: str) -> StreamStep:
+        """Add the model's next chunk; answers what is released (complete sentences, checked)."""
         return self._step(chunk, final=False)
 
     def finish(self) -> StreamStep:
+        """The answer is over: check and release what is still held back."""
         return self._step("", final=True)
 
     def _step(self, chunk: str, final: bool) -> StreamStep:
