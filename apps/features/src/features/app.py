@@ -40,6 +40,9 @@ async def _wait_for_sidecar(app: FastAPI, timeout: float) -> None:
 
 
 def create_app(settings: FeaturesSettings) -> FastAPI:
+    """The features app: its lifespan loads the embedding model and rebuilds the index from Dapr state
+    before the port opens."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Model and index before the port opens: daprd subscribes this app only once it

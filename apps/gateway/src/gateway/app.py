@@ -16,6 +16,8 @@ from genai_platform.service import create_service
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
+    """The gateway app: API keys, limits, the chat pipeline and the merged OpenAPI document opened by its lifespan."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.api_keys = ApiKeys(app.state.sidecar, settings.api_keys_secret, settings.api_keys_ttl_seconds)

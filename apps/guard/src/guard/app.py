@@ -13,6 +13,8 @@ from guard.settings import GuardSettings
 
 
 def create_app(settings: GuardSettings) -> FastAPI:
+    """The guard app: its lifespan loads and validates the policy (a bad policy file stops the start)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Read and validated once: a broken policy file stops the start instead of weakening checks.

@@ -34,6 +34,9 @@ async def model_ready(app: FastAPI) -> str | None:
 
 
 def create_app(settings: InferenceSettings) -> FastAPI:
+    """The inference app: OpenAI API, `model.promoted` subscription, admin routes; the model loads in
+    the background (readiness waits for it)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.torch_threads:

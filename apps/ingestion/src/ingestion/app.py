@@ -15,6 +15,8 @@ from ingestion.settings import IngestionSettings
 
 
 def create_app(settings: IngestionSettings) -> FastAPI:
+    """The ingestion app: the documents API, the `documents.submit` subscription and the inbox sweep binding."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         assert settings.tokenizer_file is not None  # the settings refuse to start without one

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: TrainingSettings) -> FastAPI:
+    """The training app: files and jobs API, workflows; its lifespan resumes unfinished jobs once the sidecar is up."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = TrainingStore(app.state.sidecar)
