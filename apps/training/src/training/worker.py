@@ -82,6 +82,10 @@ class Stop(Exception):
 
 
 class Worker:
+    """One rank of a fine-tuning run (LoRA or full), in its own process: loads the base, trains
+    from the last checkpoint on, reports progress records, and the leader (rank 0) evaluates,
+    checkpoints and exports. The world comes from torchrun's WORLD_SIZE, RANK and LOCAL_RANK."""
+
     def __init__(self, spec: JobSpec) -> None:
         self.spec = spec
         self.hp = spec.hyperparameters
@@ -105,19 +109,26 @@ class Worker:
 
     @property
     def leader(self) -> bool:
+        """Rank 0: the one that evaluates, checkpoints and exports."""
         return self.rank == 0
 
     def report(self, kind: str, **fields: Any) -> None:
+        """Write a progress record (see training.progress), when this rank writes them."""
         if self.progress is not None:
             self.progress.write(kind, **fields)
 
     def check_running(self) -> None:
+        """Raise `Stop` when a stop was asked (SIGTERM) or the app that launched the worker is gone."""
         if self.stop_requested:
             raise Stop("stop requested")
         if self.owner_pid and not owner_alive(self.owner_pid):
             raise Stop("the app that launched this worker is gone")
 
     def load(self) -> None:
+        """Load the base model and tokenizer (LoRA adapters added), the optimizer and the tokenized examples.
+
+        Raises ValueError when the base has no chat template or no example fits `max_seq_length`.
+        """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from genai_models.files import packaged_folder
@@ -165,15 +176,19 @@ class Worker:
     # --- checkpoints -------------------------------------------------------------------------
 
     def checkpoints(self) -> list[Path]:
+        """The complete checkpoints, oldest first (a folder without its state.json is not one)."""
         folder = self.spec.checkpoint_dir
         if not folder.exists():
             return []
         return sorted(p for p in folder.glob("step-*") if (p / "state.json").exists())
 
     def weights_module(self) -> torch.nn.Module:
+        """The model itself, unwrapped from DistributedDataParallel."""
         return self.model.module if isinstance(self.model, torch.nn.parallel.DistributedDataParallel) else self.model
 
     def save_checkpoint(self, step: int, trained_tokens: int, last_loss: float) -> None:
+        """Write checkpoint `step-<n>` (weights or adapter, optimizer, RNG states, state.json) atomically
+        by renaming a staging folder; only the newest KEEP_CHECKPOINTS are kept."""
         started = time.perf_counter()
         target = self.spec.checkpoint_dir / f"step-{step:06d}"
         staging = self.spec.checkpoint_dir / f".step-{step:06d}.tmp"
@@ -211,6 +226,7 @@ class Worker:
         )
 
     def restore_checkpoint(self, folder: Path) -> dict[str, Any]:
+        """Load a checkpoint's weights, optimizer and RNG states; answers its state.json plus `seconds` taken."""
         started = time.perf_counter()
         module = self.weights_module()
         if self.spec.method == "lora":
@@ -231,6 +247,7 @@ class Worker:
     # --- the run -----------------------------------------------------------------------------
 
     def batch_tensors(self, examples: list[TokenizedExample]) -> dict[str, torch.Tensor]:
+        """`input_ids`, `attention_mask` and `labels` of the padded batch, on the worker's device."""
         ids, mask, labels = pad_batch(examples, self.pad_id)
         return {
             "input_ids": torch.tensor(ids, device=self.device),
@@ -250,6 +267,7 @@ class Worker:
 
     @torch.no_grad()
     def evaluate(self) -> float | None:
+        """Mean token loss (nats) over the validation examples; None when there are none."""
         if not self.eval_set:
             return None
         # The unwrapped module: DDP's forward syncs buffers with every rank, and only rank 0 evaluates.
@@ -263,6 +281,7 @@ class Worker:
         return total / max(count, 1)
 
     def all_reduce(self, *values: float) -> list[float]:
+        """`values` summed over every rank (as they are with one rank)."""
         if self.world == 1:
             return list(values)
         tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
@@ -270,6 +289,10 @@ class Worker:
         return tensor.tolist()
 
     def run(self) -> None:
+        """Train from the last checkpoint (or the start) to the last step, then export (leader).
+
+        Raises `Stop` when stopped between steps; other errors end the run as failed (see `main`).
+        """
         self.load()
         start_step, trained_tokens, last_loss = 0, 0, float("nan")
         existing = self.checkpoints()
@@ -341,6 +364,7 @@ class Worker:
             self.finish(trained_tokens, last_loss, self.base_eval)
 
     def finish(self, trained_tokens: int, last_loss: float, base_eval: float | None) -> None:
+        """Evaluate, then export the trained model (LoRA merged) in `output_dtype` to the output folder."""
         eval_loss = self.evaluate()
         if eval_loss is not None:
             self.report("eval", step=self.total, eval_loss=eval_loss)
@@ -383,6 +407,10 @@ def hold_job_lock(job_dir: Path, timeout: float = 120.0) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m training.worker <job folder>/spec.json`: run one job's worker.
+
+    Exit status: 0 done, EXIT_STOPPED stopped, 1 failed (a `failed` record says why), 2 usage.
+    """
     args = argv if argv is not None else sys.argv[1:]
     if len(args) != 1:
         sys.stderr.write("usage: python -m training.worker <job folder>/spec.json\n")
