@@ -81,6 +81,10 @@ def test_every_app_and_sidecar_is_a_scraped_healthy_target(gateway: httpx.Client
 
     overview = wait_until(overview_ready, what="the overview to show every app ready", timeout=30, interval=0.5)
     assert overview["missing"] == []
+    # The overview dashboard's `up` panel, as the ui's System page draws it.
+    data = gateway.get("/v1/system/dashboards/overview/data", params={"range": "5m"}).json()
+    up = next(panel for panel in data["panels"] if panel["id"] == "up")
+    assert {series["labels"]["app_id"] for series in up["series"]} >= SERVICES
     assert {
         (app["app_id"], app["app_up"], app["sidecar_up"]) for app in overview["apps"] if app["app_id"] in SERVICES
     } == {(app_id, True, True) for app_id in SERVICES}
