@@ -7,6 +7,7 @@ Every state-changing route depends on `WriteSessionDep`, which refuses a request
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import secrets
 from pathlib import Path
@@ -130,7 +131,7 @@ async def signin(request: Request) -> Response:
     form = await request.form()
     expected = await sessions.unsign(request.cookies.get(LOGIN_CSRF_COOKIE))
     presented = form.get("csrf_token")
-    if expected is None or not isinstance(presented, str) or presented != expected:
+    if expected is None or not isinstance(presented, str) or not hmac.compare_digest(presented, expected):
         raise CsrfRefused
     api_key = str(form.get("api_key") or "").strip()
     if not api_key:
@@ -219,9 +220,6 @@ async def ask(request: Request, session: WriteSessionDep) -> JSONResponse:
         body["max_tokens"] = min(int(max_tokens), 4096)
     if collection:
         body["collection"] = collection
-    prompt = str(form.get("prompt") or "")
-    if prompt:
-        body["prompt"] = json.loads(prompt)
     answer = runner.start(session.id, session.api_key, body, question, collection)
     session.conversation = [*session.conversation, answer.id][-20:]
     await request.app.state.sessions.save(session)
@@ -583,7 +581,7 @@ async def job_page(request: Request, job_id: str, session: SessionDep) -> HTMLRe
 async def job_loss(request: Request, job_id: str, session: SessionDep) -> JSONResponse:
     key = session.api_key
     job = await gateway(request).json("GET", f"v1/fine_tuning/jobs/{job_id}", key)
-    events = await gateway(request).json("GET", f"v1/fine_tuning/jobs/{job_id}/events", key, params={"limit": 10000})
+    events = await gateway(request).json("GET", f"v1/fine_tuning/jobs/{job_id}/events", key, params={"limit": 2000})
     return JSONResponse({"status": job["status"], "step": job.get("step"), **views.loss_series(events.get("data", []))})
 
 

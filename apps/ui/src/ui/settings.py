@@ -19,5 +19,6 @@ class UiSettings(ServiceSettings):
     answer_ttl_seconds: int = Field(24 * 3600, ge=60, validation_alias="UI_ANSWER_TTL_SECONDS")
     request_timeout_seconds: float = Field(30.0, gt=0, validation_alias="UI_REQUEST_TIMEOUT_SECONDS")
     generation_timeout_seconds: float = Field(300.0, gt=0, validation_alias="UI_GENERATION_TIMEOUT_SECONDS")
-    # Largest upload the Documents page relays (ingestion's own limit is the real one).
-    max_upload_bytes: int = Field(16 * 1024 * 1024, ge=1, validation_alias="UI_MAX_UPLOAD_BYTES")
+    # Largest file the Documents page relays: under daprd's default 4 MiB request body (the ui's and the
+    # gateway's sidecars), with room for the multipart framing. Raise it with the sidecars' --max-body-size.
+    max_upload_bytes: int = Field(4_000_000, ge=1, validation_alias="UI_MAX_UPLOAD_BYTES")
