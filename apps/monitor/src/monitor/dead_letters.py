@@ -73,6 +73,11 @@ def list_letters(log: EventLog, topic: str | None = None, limit: int = 100) -> l
     return [_letter(e) for e in chosen[:limit]]
 
 
+def get_letter(log: EventLog, letter_id: str) -> DeadLetter:
+    """One dead letter by its CloudEvent id. Raises DeadLetterMissing."""
+    return _letter(_take(log, letter_id))
+
+
 def _take(log: EventLog, letter_id: str) -> SeenEvent:
     found = next((e for e in log.dead_letters if e.id == letter_id), None)
     if found is None:

@@ -249,14 +249,10 @@ async def trace(trace_id: str, request: Request) -> TraceView:
     responses={404: {"description": "No dead letter has this id."}},
 )
 async def get_dead_letter(letter_id: str, request: Request) -> dead_letters.DeadLetter:
-    found = [
-        letter
-        for letter in dead_letters.list_letters(request.app.state.event_log, limit=10**6)
-        if letter.id == letter_id
-    ]
-    if not found:
-        raise Problem(404, f"No dead letter {letter_id}.")
-    return found[0]
+    try:
+        return dead_letters.get_letter(request.app.state.event_log, letter_id)
+    except dead_letters.DeadLetterMissing:
+        raise Problem(404, f"No dead letter {letter_id}.") from None
 
 
 @system.post(
