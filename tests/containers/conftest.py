@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from podman_engine import PODMAN_CONF, podman
 
-from harness import ROOT, ManagedProcess, wait_until
-
-PODMAN_CONF = ROOT / ".runtime" / "podman" / "containers.conf"
-
-
-def podman(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CONTAINERS_CONF": str(PODMAN_CONF)}
-    return subprocess.run(["podman", *args], capture_output=True, text=True, env=env, timeout=120)
+from harness import ManagedProcess, wait_until
 
 
 @pytest.fixture(scope="session")
@@ -51,20 +44,3 @@ def docker_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         else:
             os.environ[key] = value
     service.stop()
-
-
-def image_of(app: str) -> str:
-    version = next(
-        line.split('"')[1]
-        for line in (ROOT / "apps" / app / "pyproject.toml").read_text().splitlines()
-        if line.startswith("version = ")
-    )
-    # podman keeps locally built images under localhost/; a short name could be looked up remotely.
-    return f"localhost/genai-platform/{app}:{version}"
-
-
-def require_image(app: str) -> str:
-    image = image_of(app)
-    if podman("image", "exists", image).returncode != 0:
-        pytest.skip(f"image {image} is not built: run `scripts/build-images.sh {app}`")
-    return image

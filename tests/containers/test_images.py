@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import require_image
+from podman_engine import require_image
 from testcontainers.core.container import DockerContainer
 
 from harness import PROFILES, RESILIENCY_DIR, Daprd, free_port, wait_until

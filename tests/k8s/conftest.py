@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
-from kube import KUBECTL, Cluster, missing_binaries
-
-from harness import ROOT
-
-K8S = ROOT / "k8s"
-# Every kustomization a user applies: the overlays, and the smoke Job.
-OVERLAYS = ["overlays/local", "overlays/production", "overlays/production-gpu", "jobs/smoke"]
-APPS = ["gateway", "ingestion", "features", "training", "registry", "inference", "prompts", "guard", "ui", "monitor"]
-
-
-def kustomize(path: str) -> list[dict]:
-    """`kubectl kustomize` of one kustomization under k8s/, as a list of objects."""
-    result = subprocess.run([str(KUBECTL), "kustomize", str(K8S / path)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, f"kubectl kustomize k8s/{path} failed:\n{result.stderr}"
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+from kube import KUBECTL, OVERLAYS, Cluster, kustomize, missing_binaries
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import yaml
 
 from harness import ROOT, RUNTIME, ManagedProcess, wait_until
 
@@ -28,6 +29,19 @@ CONTROL_PLANE_BINARIES = [
     BIN / name
     for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "injector")
 ] + [BIN / "operator", SENTRY]
+
+K8S = ROOT / "k8s"
+# Every kustomization a user applies: the overlays, and the smoke Job.
+OVERLAYS = ["overlays/local", "overlays/production", "overlays/production-gpu", "jobs/smoke"]
+APPS = ["gateway", "ingestion", "features", "training", "registry", "inference", "prompts", "guard", "ui", "monitor"]
+
+
+def kustomize(path: str) -> list[dict]:
+    """`kubectl kustomize` of one kustomization under k8s/, as a list of objects."""
+    result = subprocess.run([str(KUBECTL), "kustomize", str(K8S / path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"kubectl kustomize k8s/{path} failed:\n{result.stderr}"
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
 
 DAPR_NAMESPACE = "dapr-system"
 TRUST_DOMAIN = "cluster.local"

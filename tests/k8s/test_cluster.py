@@ -14,8 +14,7 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
-from conftest import APPS, K8S, OVERLAYS
-from kube import Cluster
+from kube import APPS, K8S, OVERLAYS, Cluster
 
 from harness import wait_until
 

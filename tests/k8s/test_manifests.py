@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 import yaml
-from conftest import APPS, K8S, OVERLAYS
+from kube import APPS, K8S, OVERLAYS
 
 from genai_platform.events import Topic
 from harness import ROOT
