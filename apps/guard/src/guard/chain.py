@@ -144,7 +144,7 @@ class Guard:
             self._clean(run, rails.unicode, found)
         if rails.injection.enabled:
             # Always the clean text: invisible characters split words ("ig\u200bnore") to dodge a match.
-            scan = injection.scan(found.sanitized, found.hidden, rails.injection.decode)
+            scan = injection.scan(found.sanitized, found.hidden, rails.injection.decode, found.spaced)
             run.record("injection", rails.injection, scan)
         self._common(run, rails.pii, rails.secrets, rails.blocklist, rails.length)
         return run.verdict(Direction.INPUT)

