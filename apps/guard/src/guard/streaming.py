@@ -20,10 +20,14 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import regex
+
 from genai_platform.sentences import last_sentence_end
 from guard.chain import Guard, Verdict
 
 _OPEN_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY")
+_CLUSTER = regex.compile(r"\X")
+_LONGEST_CLUSTER = 64  # code points past the cut read to finish the cluster it falls in
 MAX_PENDING = 2000
 
 
@@ -52,8 +56,19 @@ def release_point(text: str, final: bool = False, max_pending: int = MAX_PENDING
     cut = last_sentence_end(text)
     if cut == 0 and len(text) > max_pending:
         space = text.rfind(" ", 0, max_pending)
-        cut = space + 1 if space > 0 else max_pending
+        cut = space + 1 if space > 0 else _cluster_start(text, max_pending)
     return min(cut, _hold_back_start(text[:cut]))
+
+
+def _cluster_start(text: str, index: int) -> int:
+    """The start of the grapheme cluster (UAX #29) holding `index`: a cut there never splits an
+    emoji sequence, which the unicode rail would then see as stray joiners and strip."""
+    start = 0
+    for match in _CLUSTER.finditer(text, 0, min(len(text), index + _LONGEST_CLUSTER)):
+        if match.end() > index:
+            break
+        start = match.end()
+    return start or index  # one cluster longer than the limit: cut it rather than wait forever
 
 
 def _hold_back_start(segment: str) -> int:
