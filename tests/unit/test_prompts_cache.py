@@ -59,3 +59,23 @@ def test_entries_expire_and_the_cache_is_bounded() -> None:
     now[0] = 11
     assert cache.get("b", "1") is None
     assert cache.misses == 2 and cache.hits == 0
+
+
+def test_a_version_number_and_a_label_are_different_keys() -> None:
+    cache = RenderCache()
+    cache.put("a", 2, VERSION | {"version": 2}, COMPILED)
+    assert cache.get("a", "2") is None  # a label can never answer for version 2, nor the reverse
+    assert cache.get("a", 2).version["version"] == 2
+
+
+def test_a_label_move_is_served_after_its_event() -> None:
+    """`production` moves 1 -> 2: the cached version 1 goes with the event, version 2 is read next."""
+    cache = RenderCache()
+    cache.put("a", "production", VERSION, COMPILED)
+    cache.put("a", 1, VERSION, COMPILED)
+    assert cache.get("a", "production").version["version"] == 1
+    delivered(cache, updated("move-1", {"name": "a", "action": "label.moved", "version": 2}))
+    assert cache.get("a", "production") is None and cache.get("a", 1) is None
+    second = VERSION | {"version": 2}
+    cache.put("a", "production", second, compile_version(second))
+    assert cache.get("a", "production").version["version"] == 2

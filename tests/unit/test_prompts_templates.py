@@ -105,3 +105,30 @@ def test_a_draft_must_fit_its_type_and_may_not_set_latest() -> None:
 def test_model_config_keeps_extra_generation_settings() -> None:
     draft = chat_draft(config={"temperature": 0.1, "presence_penalty": 0.5})
     assert draft.model_dump(mode="json", exclude_none=True)["config"] == {"temperature": 0.1, "presence_penalty": 0.5}
+
+
+@pytest.mark.parametrize("label", ["2", "10", "007", "2x"])
+def test_a_label_never_looks_like_a_version_number(label: str) -> None:
+    with pytest.raises(ValidationError, match="starts with a lowercase letter"):
+        chat_draft(labels=[label])
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"temperature": [0.5]}, "temperature"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"top_p": {"p": 1}}, "top_p"),
+        ({"max_tokens": 2.5}, "max_tokens"),
+        ({"seed": "seven"}, "seed"),
+        ({"stop": "END"}, "stop"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"presence_penalty": 3}, "presence_penalty"),
+        ({"frequency_penalty": float("nan")}, "frequency_penalty"),
+        ({"temprature": 0.3}, "temprature"),
+    ],
+)
+def test_a_config_value_of_the_wrong_type_or_range_or_name_is_refused_naming_it(config: dict, field: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        chat_draft(config=config)
+    assert [error["loc"][:2] for error in refused.value.errors()][0] == ("config", field)

@@ -16,6 +16,7 @@ from genai_platform.contracts.search import SearchResults
 from genai_platform.dapr import DaprError
 from genai_platform.errors import Problem, problem_responses
 from genai_platform.events import CloudEvent, DocumentDeleted, DocumentIngested, Topic
+from genai_platform.paths import ResourceId
 from genai_platform.subscriptions import Subscriptions
 
 api = APIRouter(prefix="/v1", tags=["features"])
@@ -127,9 +128,9 @@ async def index_stats(request: Request) -> dict[str, Any]:
     "/index/documents/{document_id}",
     summary="One document in the index: its chunk ids and revision, and its tombstone if it was deleted",
     response_model=None,
-    responses={200: {"model": IndexedDocument}, **problem_responses(503)},
+    responses={200: {"model": IndexedDocument}, **problem_responses(422, 503)},
 )
-async def indexed_document(request: Request, document_id: str) -> dict[str, Any]:
+async def indexed_document(request: Request, document_id: ResourceId) -> dict[str, Any]:
     state = request.app.state
     try:
         tombstone = await state.index_store.tombstone(document_id)

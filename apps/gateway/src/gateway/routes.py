@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import quote, quote_from_bytes
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -174,6 +175,22 @@ def schema_app_paths() -> dict[tuple[str, str], str]:
     return {(route.method, route.path): route.upstream_path(route.path) for route in PUBLIC_ROUTES if route.upstream}
 
 
+# RFC 3986's characters a path may hold unescaped, and `%`: escapes the client made stay as they are.
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+
+
+def encoded_path(request: Request) -> str:
+    """The request's path as the client encoded it, for relaying it on.
+
+    The decoded path (`request.url.path`) may hold a control character (`%05` -> U+0005) that
+    no URL can carry (httpx refuses it: a 500), or a `%2F` that would become a path separator.
+    Relayed encoded, the serving app sees what the client sent and refuses a bad id with a 422
+    naming it (genai_platform.paths).
+    """
+    raw = request.scope.get("raw_path")
+    return quote_from_bytes(raw, safe=_PATH_SAFE) if raw else quote(request.url.path, safe=_PATH_SAFE)
+
+
 def _relay(route: PublicRoute) -> Callable[..., Awaitable[StreamingResponse]]:
     async def relay(request: Request, sidecar: SidecarDep, api_key: ApiKeyDep) -> StreamingResponse:
         settings: GatewaySettings = request.app.state.settings
@@ -183,7 +200,7 @@ def _relay(route: PublicRoute) -> Callable[..., Awaitable[StreamingResponse]]:
             request,
             sidecar,
             route.app_id,
-            route.upstream_path(request.url.path),
+            route.upstream_path(encoded_path(request)),
             timeout=settings.generation_timeout_seconds if route.generates else settings.request_timeout_seconds,
             on_usage=(lambda tokens: limits.spend(api_key, tokens)) if route.generates else None,
         )

@@ -38,6 +38,19 @@ class UnreadableDocument(ValueError):
     """The document is of a known format but yields no text, or is corrupt (answered 422)."""
 
 
+class ContentMismatch(UnsupportedFormat):
+    """The bytes are not of the format the upload declares, e.g. a PNG sent as `notes.txt` (answered 415).
+
+    `declared_type` is the media type of the declared format (`text/plain`), `detected_type` the
+    one its bytes show (`image/png`, `application/octet-stream` when unknown).
+    """
+
+    def __init__(self, declared_type: str, detected_type: str) -> None:
+        super().__init__(f"the document is declared {declared_type} but its content is {detected_type}")
+        self.declared_type = declared_type
+        self.detected_type = detected_type
+
+
 _BY_SUFFIX = {
     ".txt": Format.TEXT,
     ".text": Format.TEXT,
@@ -64,6 +77,65 @@ _BY_MEDIA_TYPE = {
     "application/jsonlines": Format.JSONL,
     "text/csv": Format.CSV,
 }
+
+
+# The media type each format is declared as when a mismatch is reported.
+MEDIA_TYPES = {
+    Format.TEXT: "text/plain",
+    Format.MARKDOWN: "text/markdown",
+    Format.HTML: "text/html",
+    Format.PDF: "application/pdf",
+    Format.JSON: "application/json",
+    Format.JSONL: "application/jsonl",
+    Format.CSV: "text/csv",
+}
+TEXT = "text/plain"
+PDF = "application/pdf"
+UNKNOWN = "application/octet-stream"
+# C0 controls that never occur in text, whatever its 8-bit encoding (tab, LF, VT, FF, CR and ESC can).
+_BINARY_CONTROLS = bytes(set(range(32)) - {9, 10, 11, 12, 13, 27})
+
+
+def detect_content_type(data: bytes) -> str:
+    """The media type the bytes themselves show: `application/pdf`, `text/plain`, or another type.
+
+    Binary formats are told by their magic bytes (puremagic's signature data, the file(1)-style
+    table it maintains); text formats have none, so text is judged honestly instead: NUL-free
+    UTF-8 (or UTF-16 with its byte-order mark), or 8-bit text with no control character that text
+    never holds and no signature. Markdown, HTML, JSON, JSONL and CSV are all `text/plain` here:
+    their syntax is checked by their extractors. `application/octet-stream` when nothing fits.
+    """
+    import puremagic  # imported here: only byte uploads pay for its signature table
+
+    try:
+        matches = puremagic.magic_string(data)
+    except (puremagic.PureError, ValueError):
+        matches = []
+    signature = matches[0].mime_type if matches else None
+    # A PDF may be plain ASCII throughout: its signature decides before any text check.
+    if signature == PDF:
+        return PDF
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        try:
+            return TEXT if "\x00" not in data.decode("utf-16") else UNKNOWN
+        except UnicodeDecodeError:
+            return signature or UNKNOWN
+    if b"\x00" not in data:
+        try:
+            data.decode("utf-8")
+            return TEXT
+        except UnicodeDecodeError:
+            if signature is None and not any(byte in _BINARY_CONTROLS for byte in data[:65536]):
+                return TEXT  # Latin-1 or another 8-bit text: extraction decodes it as Latin-1
+    return signature or UNKNOWN
+
+
+def check_content(data: bytes, fmt: Format) -> None:
+    """Raise `ContentMismatch` unless the bytes are of `fmt`: a PDF for `pdf`, text for the rest."""
+    detected = detect_content_type(data)
+    expected = PDF if fmt is Format.PDF else TEXT
+    if detected != expected:
+        raise ContentMismatch(MEDIA_TYPES[fmt], detected)
 
 
 def detect_format(declared: str | None, filename: str | None, media_type: str | None) -> Format:

@@ -9,17 +9,39 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genai_platform.dapr import Sidecar
+from genai_platform.errors import Conflict
 from genai_platform.events import DocumentDeleted, DocumentIngested, IngestedChunk, Topic
 from ingestion.chunking import Chunker
 from ingestion.clean import clean_text
 from ingestion.documents import Document, DocumentMeta, DocumentState, DocumentStore, document_id, now, stored_chunks
-from ingestion.extract import DocumentTooLarge, ExtractOptions, Format, UnreadableDocument, detect_format, extract
+from ingestion.extract import (
+    DocumentTooLarge,
+    Extracted,
+    ExtractOptions,
+    Format,
+    UnreadableDocument,
+    check_content,
+    detect_format,
+    extract,
+)
 
 log = logging.getLogger(__name__)
 
 
 class OutsideAllowedFolder(ValueError):
     """A path submission points outside the folder ingestion may read (INGESTION_ALLOWED_DIR)."""
+
+
+class DocumentInOtherCollection(Conflict):
+    """The same content is stored already, in another collection (409).
+
+    A document's id is its content hash and it belongs to one collection, so the second
+    collection is refused rather than answered with the first one's document (which would never
+    be searchable in the second). The problem carries `document_id` and its `collection`: delete
+    the document there first, or search that collection.
+    """
+
+    title = "Document exists in another collection"
 
 
 @dataclass(frozen=True)
@@ -65,7 +87,7 @@ class Ingestor:
         the text extracted and ingested as `ingest_text`. Raises `UnsupportedFormat`,
         `UnreadableDocument`, and what `ingest_text` raises."""
         fmt = detect_format(declared_format, filename, media_type)
-        extracted = await asyncio.to_thread(extract, data, fmt, options or ExtractOptions())
+        extracted = await asyncio.to_thread(_checked_extract, data, fmt, options or ExtractOptions())
         title = meta.title or extracted.title or (Path(filename).stem if filename else None)
         return await self.ingest_text(
             extracted.text, meta.model_copy(update={"title": title}), fmt=fmt, source=meta.source or filename
@@ -76,8 +98,10 @@ class Ingestor:
     ) -> Ingested:
         """Clean, chunk, store and announce a text (see the class for the order of writes).
 
-        Raises `UnreadableDocument` when no text is left after cleaning, `DaprError` when the
-        state store or the broker fails (the same submission can be repeated safely).
+        Raises `UnreadableDocument` when no text is left after cleaning, `DocumentInOtherCollection`
+        when the same content is stored in another collection (after finishing its announcement if
+        a crash cut that short), `DaprError` when the state store or the broker fails (the same
+        submission can be repeated safely).
         """
         cleaned = await asyncio.to_thread(clean_text, text)
         if not cleaned:
@@ -85,12 +109,18 @@ class Ingestor:
         content_hash = hashlib.sha256(cleaned.encode()).hexdigest()
         doc_id = document_id(content_hash)
         existing = await self._store.get(doc_id)
-        if existing is not None and existing.state is DocumentState.PUBLISHED:
-            return Ingested(existing, created=False)
-        if existing is not None:
+        if existing is not None and existing.state is not DocumentState.PUBLISHED:
             log.info("finishing a document stored but not published", extra={"document_id": doc_id})
-            chunks = await self._store.chunks(existing)
-            return Ingested(await self._announce(existing, chunks), created=False)
+            existing = await self._announce(existing, await self._store.chunks(existing))
+        if existing is not None and existing.collection != meta.collection:
+            raise DocumentInOtherCollection(
+                f"The same content is document {existing.id} in collection {existing.collection!r}; "
+                "a document belongs to one collection: delete it there first to ingest it here.",
+                document_id=existing.id,
+                collection=existing.collection,
+            )
+        if existing is not None:
+            return Ingested(existing, created=False)
 
         revision = await self._store.next_revision(doc_id)
         pieces = await asyncio.to_thread(self._chunker.chunks, cleaned)
@@ -173,6 +203,12 @@ def _inside(allowed_dir: Path, path: str) -> tuple[Path, Path]:
     if not candidate.is_relative_to(root) or not candidate.is_file():
         raise OutsideAllowedFolder("the path is not a file inside the allowed folder")
     return root, candidate
+
+
+def _checked_extract(data: bytes, fmt: Format, options: ExtractOptions) -> Extracted:
+    """The text of `data`, once its bytes are known to be of `fmt` (`ContentMismatch` otherwise)."""
+    check_content(data, fmt)
+    return extract(data, fmt, options)
 
 
 def _first_line(text: str) -> str:

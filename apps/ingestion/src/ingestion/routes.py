@@ -14,11 +14,12 @@ from pydantic import ValidationError
 from genai_platform.dapr import DaprError
 from genai_platform.errors import Problem, problem_responses
 from genai_platform.events import CloudEvent, DocumentSubmit, Topic
+from genai_platform.paths import ResourceId
 from genai_platform.subscriptions import Subscriptions
 from ingestion.documents import DocumentMeta, DocumentStore
-from ingestion.extract import DocumentTooLarge, ExtractOptions, UnreadableDocument, UnsupportedFormat
+from ingestion.extract import ContentMismatch, DocumentTooLarge, ExtractOptions, UnreadableDocument, UnsupportedFormat
 from ingestion.inbox import InboxSweeper
-from ingestion.pipeline import Ingested, Ingestor, OutsideAllowedFolder
+from ingestion.pipeline import DocumentInOtherCollection, Ingested, Ingestor, OutsideAllowedFolder
 from ingestion.schemas import DocumentCreated, DocumentDetail, DocumentPage, upload_request_body
 from ingestion.settings import IngestionSettings
 from ingestion.urlfetch import FetchFailed, RefusedUrl, fetch
@@ -51,6 +52,14 @@ def problems() -> Iterator[None]:
         yield
     except DocumentTooLarge as error:
         raise Problem(413, str(error)) from error
+    except ContentMismatch as error:
+        raise Problem(
+            415,
+            str(error),
+            title="Content does not match its declared type",
+            declared_type=error.declared_type,
+            detected_type=error.detected_type,
+        ) from error
     except UnsupportedFormat as error:
         raise Problem(415, str(error)) from error
     except RefusedUrl as error:
@@ -119,7 +128,7 @@ def _split_list(values: list[str]) -> list[str]:
     response_model=DocumentCreated,
     responses={
         200: {"model": DocumentCreated, "description": "The same content was already stored: its id"},
-        **problem_responses(413, 415, 422, 503),
+        **problem_responses(409, 413, 415, 422, 503),
     },
     openapi_extra={"requestBody": upload_request_body(DocumentSubmission)},
 )
@@ -199,9 +208,9 @@ async def list_documents(
     "/{document_id}",
     summary="One document; `chunks=true` adds its chunks",
     response_model=None,
-    responses={200: {"model": DocumentDetail}, **problem_responses(404, 503)},
+    responses={200: {"model": DocumentDetail}, **problem_responses(404, 422, 503)},
 )
-async def get_document(request: Request, document_id: str, chunks: bool = False) -> dict[str, Any]:
+async def get_document(request: Request, document_id: ResourceId, chunks: bool = False) -> dict[str, Any]:
     store: DocumentStore = request.app.state.store
     with problems():
         document = await store.get(document_id)
@@ -217,9 +226,9 @@ async def get_document(request: Request, document_id: str, chunks: bool = False)
     "/{document_id}",
     status_code=204,
     summary="Delete a document; its chunks leave the index",
-    responses=problem_responses(404, 503),
+    responses=problem_responses(404, 422, 503),
 )
-async def delete_document(request: Request, document_id: str) -> Response:
+async def delete_document(request: Request, document_id: ResourceId) -> Response:
     store: DocumentStore = request.app.state.store
     with problems():
         document = await store.get(document_id)
@@ -243,7 +252,15 @@ INBOX_BINDING = "inbox-sweep"
     dead_letter_topic=Topic.DEAD_LETTER,
     seen=None,
     # Bad input will never succeed: dropped. A store that is down (DaprError) is retried.
-    drop_on=(DocumentTooLarge, UnsupportedFormat, UnreadableDocument, RefusedUrl, FetchFailed, OutsideAllowedFolder),
+    drop_on=(
+        DocumentTooLarge,
+        UnsupportedFormat,
+        UnreadableDocument,
+        RefusedUrl,
+        FetchFailed,
+        OutsideAllowedFolder,
+        DocumentInOtherCollection,
+    ),
 )
 async def on_submit(request: Request, event: CloudEvent, submission: DocumentSubmission) -> None:
     """A submission by event: same payload as the JSON POST."""

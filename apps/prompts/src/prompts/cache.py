@@ -1,9 +1,11 @@
 """A small cache of compiled prompt versions, dropped per prompt on `prompt.updated`.
 
-Keyed by (prompt, reference) where the reference is a label or a version number. What goes
-stale is a label's target, so every entry of a prompt is dropped when an event names it. The
-event is the fast path; the time-to-live bounds staleness if an event is missed (on Redis
-Streams, replicas of one app-id share a consumer group, so only one replica sees each event).
+Keyed by (prompt, reference) where the reference is a label (str) or a version number (int):
+`2` and `"2"` are different keys, and labels start with a letter, so neither can stand for the
+other. What goes stale is a label's target, so every entry of a prompt is dropped when an
+event names it. The event is the fast path; the time-to-live bounds staleness if an event is
+missed (on Redis Streams, replicas of one app-id share a consumer group, so only one replica
+sees each event).
 """
 
 from __future__ import annotations
@@ -30,11 +32,11 @@ class RenderCache:
         self.capacity = capacity
         self.ttl_s = ttl_s
         self.clock = clock
-        self._entries: OrderedDict[tuple[str, str], CachedVersion] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, int | str], CachedVersion] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
-    def get(self, name: str, ref: str) -> CachedVersion | None:
+    def get(self, name: str, ref: int | str) -> CachedVersion | None:
         entry = self._entries.get((name, ref))
         if entry is None or entry.expires_at <= self.clock():
             self._entries.pop((name, ref), None)
@@ -44,7 +46,7 @@ class RenderCache:
         self.hits += 1
         return entry
 
-    def put(self, name: str, ref: str, version: dict, compiled: CompiledVersion) -> None:
+    def put(self, name: str, ref: int | str, version: dict, compiled: CompiledVersion) -> None:
         self._entries[(name, ref)] = CachedVersion(version, compiled, self.clock() + self.ttl_s)
         self._entries.move_to_end((name, ref))
         while len(self._entries) > self.capacity:

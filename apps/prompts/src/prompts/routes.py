@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from genai_platform.contracts.prompts import RenderedPrompt
 from genai_platform.dapr import DaprError
 from genai_platform.errors import Problem, problem_responses
 from genai_platform.events import CloudEvent, PromptUpdated, Topic
+from genai_platform.paths import path_parameter
 from genai_platform.subscriptions import Subscriptions
 from prompts.cache import RenderCache
 from prompts.schemas import CreatedPrompt, PromptHead, PromptVersion
@@ -19,6 +20,7 @@ from prompts.store import PromptStore, with_labels
 from prompts.templates import (
     LABEL_PATTERN,
     NAME_PATTERN,
+    REF_PATTERN,
     PromptType,
     TemplateError,
     VariablesError,
@@ -33,8 +35,11 @@ log = logging.getLogger(__name__)
 prompts = APIRouter(prefix="/v1/prompts", tags=["prompts"])
 subscriptions = Subscriptions()
 
-PromptName = Annotated[str, Path(pattern=NAME_PATTERN)]
-LabelName = Annotated[str, Path(pattern=LABEL_PATTERN)]
+PromptName = Annotated[str, path_parameter(NAME_PATTERN, f"The prompt's name; matches `{NAME_PATTERN}`.")]
+LabelName = Annotated[str, path_parameter(LABEL_PATTERN, f"A label; matches `{LABEL_PATTERN}`.")]
+VersionRef = Annotated[
+    str, path_parameter(REF_PATTERN, "A version number (`2`) or a label (`production`); labels start with a letter.")
+]
 DEFAULT_LABEL = "production"
 
 
@@ -160,7 +165,7 @@ async def list_versions(name: PromptName, store: StoreDep) -> list[dict]:
     response_model=None,
     responses={200: {"model": PromptVersion}, **problem_responses(404)},
 )
-async def get_version(name: PromptName, ref: Annotated[str, Path(pattern=LABEL_PATTERN)], store: StoreDep) -> dict:
+async def get_version(name: PromptName, ref: VersionRef, store: StoreDep) -> dict:
     return await store.get_version(name, int(ref) if ref.isdigit() else ref)
 
 
@@ -194,11 +199,11 @@ async def delete_label(name: PromptName, label: LabelName, request: Request, sto
 )
 async def render_prompt(name: PromptName, body: RenderRequest, store: StoreDep, cache: CacheDep) -> RenderedPrompt:
     ref: int | str = body.version if body.version is not None else (body.label or DEFAULT_LABEL)
-    cached = cache.get(name, str(ref))
+    cached = cache.get(name, ref)
     if cached is None:
         version = await store.get_version(name, ref)
         compiled = compile_version(version)
-        cache.put(name, str(ref), version, compiled)
+        cache.put(name, ref, version, compiled)
     else:
         version, compiled = cached.version, cached.compiled
     try:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import jinja2
 from jinja2 import meta
@@ -24,7 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 # Names and labels end up inside state keys and URLs: keep them to a small, unambiguous alphabet.
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
-LABEL_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,49}$"
+# A label starts with a letter, so it never reads as a version number: `2` is version 2 only.
+LABEL_PATTERN = r"^[a-z][a-z0-9._-]{0,49}$"
+# A version reference: a number (1 to 999,999,999) or a label.
+REF_PATTERN = r"^(?:[1-9][0-9]{0,8}|[a-z][a-z0-9._-]{0,49})$"
 _NAME = re.compile(NAME_PATTERN)
 _LABEL = re.compile(LABEL_PATTERN)
 
@@ -60,16 +63,28 @@ class Message(BaseModel):
     content: str = Field(max_length=100_000)
 
 
-class ModelConfig(BaseModel):
-    """Generation settings that travel with a version; unknown keys pass through to inference."""
+StopSequence = Annotated[str, Field(min_length=1, max_length=200)]
 
-    model_config = ConfigDict(extra="allow")
+
+class ModelConfig(BaseModel):
+    """Generation settings that travel with a version: OpenAI's sampling fields with their ranges.
+
+    Ranges are those of OpenAI's chat completions API reference (temperature 0-2, top_p in
+    (0, 1], penalties -2 to 2, up to 4 stop sequences). Strict: a value of the wrong type (a
+    list for `temperature`, 2.5 as `seed`) and a key that is none of these is refused (422 naming
+    `config.<field>`), never stored to fail later at render or generation time.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     model: str | None = Field(None, max_length=200)
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    temperature: float | None = Field(None, ge=0.0, le=2.0, allow_inf_nan=False)
     max_tokens: int | None = Field(None, ge=1, le=1_000_000)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    stop: list[str] | None = Field(None, max_length=16)
+    top_p: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0, allow_inf_nan=False)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0, allow_inf_nan=False)
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
+    stop: Annotated[list[StopSequence], Field(max_length=4)] | None = None
 
 
 class VersionDraft(BaseModel):
@@ -116,7 +131,9 @@ def check_name(name: str) -> str:
 
 def check_label(label: str) -> str:
     if not _LABEL.match(label):
-        raise ValueError(f"a label matches {LABEL_PATTERN}")
+        raise ValueError(
+            f"a label matches {LABEL_PATTERN}: it starts with a lowercase letter, so it never reads as a version number"
+        )
     return label
 
 

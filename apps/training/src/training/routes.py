@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from pydantic import BaseModel
 
 from genai_platform.errors import Problem, problem_responses
+from genai_platform.paths import ResourceId
 from genai_platform.service import SidecarDep
 from training.datasets import InvalidDataset, parse_chat_jsonl
 from training.jobs import submit_job
@@ -101,7 +102,7 @@ async def list_files(store: StoreDep) -> dict[str, Any]:
 
 
 @files_router.get("/{file_id}", summary="One uploaded training file")
-async def get_file(file_id: str, store: StoreDep) -> FileObject:
+async def get_file(file_id: ResourceId, store: StoreDep) -> FileObject:
     file, _ = await store.get_file(file_id)
     return file
 
@@ -122,12 +123,12 @@ async def list_jobs(
 
 
 @jobs_router.get("/{job_id}", summary="One fine-tuning job")
-async def get_job(job_id: str, store: StoreDep) -> Job:
+async def get_job(job_id: ResourceId, store: StoreDep) -> Job:
     return await store.get_job(job_id)
 
 
 @jobs_router.post("/{job_id}/cancel", summary="Cancel a queued or running job")
-async def cancel_job(job_id: str, store: StoreDep, supervisor: SupervisorDep) -> Job:
+async def cancel_job(job_id: ResourceId, store: StoreDep, supervisor: SupervisorDep) -> Job:
     job = await store.get_job(job_id)
     if job.status not in ACTIVE:
         raise Problem(409, f"Job '{job_id}' has {job.status} already; there is nothing to cancel.", title="Conflict")
@@ -141,7 +142,7 @@ async def cancel_job(job_id: str, store: StoreDep, supervisor: SupervisorDep) ->
     responses=problem_responses(404),
 )
 async def list_events(
-    job_id: str, store: StoreDep, limit: Annotated[int, Query(ge=1, le=2000)] = 100, after: str | None = None
+    job_id: ResourceId, store: StoreDep, limit: Annotated[int, Query(ge=1, le=2000)] = 100, after: str | None = None
 ) -> dict[str, Any]:
     await store.get_job(job_id)
     events, _ = await store.read_events(job_id)
@@ -154,7 +155,7 @@ async def list_events(
     response_model=Page[Checkpoint],
     responses=problem_responses(404),
 )
-async def list_checkpoints(job_id: str, store: StoreDep) -> dict[str, Any]:
+async def list_checkpoints(job_id: ResourceId, store: StoreDep) -> dict[str, Any]:
     job = await store.get_job(job_id)
     checkpoints = await asyncio.to_thread(read_checkpoints, job)
     return {"object": "list", "data": checkpoints, "has_more": False}

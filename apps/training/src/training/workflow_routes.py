@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from genai_platform.errors import Problem, problem_responses
+from genai_platform.paths import ResourceId
 from genai_platform.service import SidecarDep
 from training.base_models import resolve_base
 from training.errors import InvalidBaseModel
@@ -91,7 +92,7 @@ async def start_workflow(
     response_model=None,
     responses={200: {"model": WorkflowRun}, **problem_responses(404)},
 )
-async def get_workflow(instance_id: str, sidecar: SidecarDep) -> dict[str, Any]:
+async def get_workflow(instance_id: ResourceId, sidecar: SidecarDep) -> dict[str, Any]:
     found = await sidecar.get_workflow(instance_id)
     if found is None:
         raise Problem(404, f"There is no fine-tuning workflow '{instance_id}'.")
