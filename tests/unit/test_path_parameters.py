@@ -80,3 +80,10 @@ def test_the_gateway_relays_a_path_as_the_client_encoded_it(raw: bytes, relayed:
     scope = {"type": "http", "method": "GET", "path": raw.decode("latin-1"), "raw_path": raw, "headers": []}
     assert encoded_path(Request(scope)) == relayed
     httpx.Request("GET", "http://127.0.0.1:3500/v1.0/invoke/prompts/method" + relayed)  # a URL httpx sends
+
+
+def test_a_relay_names_each_parameter_no_url_can_carry() -> None:
+    from genai_platform.paths import invalid_path_parameters
+
+    params = {"name": "rag-answer", "label": "x\ny", "ref": "caf\u00e9", "id": "doc-1\n", "ok": "v1.2:3"}
+    assert [e["location"] for e in invalid_path_parameters(params)] == ["path.label", "path.ref", "path.id"]

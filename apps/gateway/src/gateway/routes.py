@@ -20,6 +20,7 @@ from gateway.settings import GatewaySettings
 from gateway.system import SystemHealth, system_health
 from gateway.timing import ServerTiming
 from genai_platform.errors import Problem
+from genai_platform.paths import invalid_path_parameters
 from genai_platform.requests import current_request_id
 from genai_platform.service import SidecarDep
 
@@ -196,6 +197,8 @@ def _relay(route: PublicRoute) -> Callable[..., Awaitable[StreamingResponse]]:
         settings: GatewaySettings = request.app.state.settings
         limits = request.app.state.limits
         limits.admit(api_key)
+        if errors := invalid_path_parameters(request.path_params):
+            raise Problem(422, "The request is not valid.", title="Invalid request", errors=errors)
         return await forward(
             request,
             sidecar,
