@@ -9,7 +9,7 @@ from pathlib import Path
 from genai_platform.dapr import DaprError
 from ingestion.documents import DocumentMeta
 from ingestion.extract import DocumentTooLarge, UnreadableDocument, UnsupportedFormat
-from ingestion.pipeline import Ingestor
+from ingestion.pipeline import DocumentInOtherCollection, Ingestor
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,9 @@ class InboxSweeper:
             result = await self._ingestor.ingest_bytes(data, meta, filename=path.name)
         except (DocumentTooLarge, UnsupportedFormat, UnreadableDocument) as error:
             await asyncio.to_thread(self._move, path, FAILED, str(error))
+            return
+        except DocumentInOtherCollection as error:
+            await asyncio.to_thread(self._move, path, FAILED, error.detail)
             return
         log.info("inbox: ingested", extra={"file": path.name, "document_id": result.document.id})
         await asyncio.to_thread(self._move, path, DONE, None)
