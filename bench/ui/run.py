@@ -54,6 +54,7 @@ FIRST_TEXT = """() => new Promise((resolve) => {
   };
   const observer = new MutationObserver(seen);
   observer.observe(document.getElementById('conversation'), {subtree: true, childList: true, characterData: true});
+  setTimeout(() => { observer.disconnect(); resolve(null); }, 120000);  // no text: counted as a failure
   document.getElementById('send').click();
 })"""
 BIG_CHART = """async () => {
@@ -101,10 +102,18 @@ def chat_page_ttft(page: Page, asks: int, max_tokens: int) -> list[float]:
     samples = []
     for _ in range(asks):
         page.goto(f"{UI}/chat")
+        page.get_by_role("button", name="New conversation").click()
+        page.wait_for_function("document.querySelectorAll('#conversation article.turn').length === 0")
         page.get_by_label("Question").fill(QUESTION)
         page.get_by_label("Longest answer (tokens)").fill(str(max_tokens))
-        samples.append(float(page.evaluate(FIRST_TEXT)))
-        page.locator('#conversation article.turn[data-status="done"]').last.wait_for(timeout=120_000)
+        first = page.evaluate(FIRST_TEXT)
+        samples.append(float(first) if first is not None else float("nan"))
+        # The next ask starts once this answer has ended (a running one keeps Send disabled).
+        page.wait_for_function(
+            "document.querySelector('#conversation article.turn') && "
+            "!document.querySelector('#conversation article.turn[data-status=running]')",
+            timeout=120_000,
+        )
     return samples
 
 
