@@ -85,6 +85,7 @@ class Ingestor:
     ) -> Ingested:
         """Ingest a file's bytes: the format from the declared one, the name or the media type, then
         the text extracted and ingested as `ingest_text`. Raises `UnsupportedFormat`,
+        `ContentMismatch` when the bytes are of another type than the format (a PNG as `notes.txt`),
         `UnreadableDocument`, and what `ingest_text` raises."""
         fmt = detect_format(declared_format, filename, media_type)
         extracted = await asyncio.to_thread(_checked_extract, data, fmt, options or ExtractOptions())
