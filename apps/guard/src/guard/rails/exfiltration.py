@@ -27,6 +27,9 @@ from markdown_it.rules_inline import StateInline, autolink, html_inline, image, 
 from guard.rails import Finding, Scan
 from guard.rails import pii as pii_rail
 
+# Every image, link, definition, autolink or HTML tag has one of these (CommonMark allows no
+# space inside `](` or `]:`); text without any is not parsed, which keeps a page of brackets cheap.
+_MAY_HOLD_MARKUP = re.compile(r"\]\(|\]:|<[A-Za-z/!?]")
 _BARE_URL = re.compile(r"(?<![(<\[\w])https?://[^\s)<>\]\"']+")
 _DATA_LIKE = re.compile(r"^[A-Za-z0-9+/=_%-]{24,}$")
 LONG_QUERY = 64
@@ -189,11 +192,11 @@ def scan(text: str, allowed_hosts: tuple[str, ...] = ()) -> Scan:
     Each finding's replacement keeps what is safe: an image's alt text, a link's text, a URL
     without its query. Score: the highest finding's (1.0 for data in an image URL).
     """
-    lowered = text.lower()
-    if "[" not in text and "<" not in text and "://" not in text and "]:" not in text:
+    has_markup = bool(_MAY_HOLD_MARKUP.search(text))
+    if not has_markup and "://" not in text:
         return Scan()
     env: dict[str, Any] = {}
-    tokens = _MD.parse(text, env)
+    tokens = _MD.parse(text, env) if has_markup else []
     starts = _line_starts(text)
     seen: list[_Seen] = env.get("_seen", [])
     seen += [_Seen("html", t.content, t.map[0] if t.map else 0) for t in tokens if t.type == "html_block"]
@@ -238,7 +241,7 @@ def scan(text: str, allowed_hosts: tuple[str, ...] = ()) -> Scan:
             text_kept = item.text if item.kind == "link" else item.url.split("?", 1)[0].split("#", 1)[0]
             findings.append(Finding("markdown_link", *span, 0.9, replacement=text_kept))
     covered = [(f.start, f.end) for f in findings]
-    if "://" in lowered:
+    if "://" in text:
         for m in _BARE_URL.finditer(text):
             if any(s <= m.start() < e for s, e in covered):
                 continue
