@@ -46,6 +46,7 @@ _SMUGGLED = regex.compile(
 _BIDI_CONTROL = regex.compile(r"\p{Bidi_Control}")
 _BIDI_OVERRIDE = frozenset("\u202d\u202e")  # they reorder what a reader sees
 _EMOJI = regex.compile(r"\p{Emoji}")
+_LATIN = regex.compile(r"\p{Script=Latin}")
 _PICTOGRAPHIC = regex.compile(r"\p{Extended_Pictographic}")
 # UTS #51 ED-14a: black flag, a unicode_subdivision_id (UTS #35: region + 1-4 alphanumerics) in
 # tag letters and digits, then CANCEL TAG.
@@ -175,7 +176,8 @@ def _mixed_script_words(text: str) -> list[Finding]:
         word = m.group()
         if word.isascii() or not any(c.isascii() for c in word):
             continue
-        if any(not c.isascii() and _fold_char(c) != c for c in word):
+        # Another script's letter (UTS #39: a mixed-script word), not an accented Latin one (ı, ß).
+        if any(not c.isascii() and not _LATIN.match(c) and _fold_char(c) != c for c in word):
             findings.append(Finding("mixed_script", *m.span(), 0.5, detail="Latin mixed with look-alike letters"))
     return findings
 
