@@ -66,3 +66,31 @@ def test_the_openapi_document_names_the_apps_it_could_not_read(start_app, defaul
     }
     assert "features" in document["paths"]["/v1/search"]["post"]["x-schema-missing"]
     assert dangling_refs(document) == []
+
+
+def test_a_path_parameter_no_url_can_carry_is_a_422_naming_it(start_app, default_broker, secrets) -> None:
+    """Issue 11 input 16 through the front door: control characters and non-ASCII text in an id,
+    a name or a label are refused by the gateway (daprd cannot relay them); an id the gateway
+    relays is refused by its app, by the app's own alphabet."""
+    prompts = start_app("prompts")
+    gateway = start_app("gateway")
+    prompts.wait_ready()
+    gateway.wait_ready()
+    headers = bearer(secrets)
+    calls = [
+        ("GET", "/v1/prompts/%057", "name"),
+        ("GET", "/v1/prompts/rag-answer/versions/caf%C3%A9", "ref"),
+        ("PUT", "/v1/prompts/rag-answer/labels/x%0Ay", "label"),
+        ("DELETE", "/v1/prompts/rag-answer/labels/%00", "label"),
+        ("POST", "/v1/prompts/%1F/render", "name"),
+        ("GET", "/v1/documents/doc%0A", "document_id"),
+        ("DELETE", "/v1/documents/doc-caf%C3%A9", "document_id"),
+        ("GET", "/v1/files/file%05", "file_id"),
+        ("GET", "/v1/prompts/Upper", "name"),  # relayed: the prompts app's names are lowercase
+    ]
+    with httpx.Client(base_url=gateway.app.url, headers=headers, timeout=30) as client:
+        for method, path, parameter in calls:
+            response = client.request(method, path, json={"version": 1} if method == "PUT" else None)
+            assert response.status_code == 422, (method, path, response.text)
+            assert response.headers["content-type"] == "application/problem+json"
+            assert f"path.{parameter}" in [e["location"] for e in response.json()["errors"]], response.text

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from knowledge_docs import pdf
+from knowledge_docs import pdf, png
 from knowledge_stack import Knowledge, start_knowledge
 
 from harness import wait_until
@@ -144,6 +144,68 @@ def test_the_same_content_twice_gives_one_document(knowledge: Knowledge) -> None
     assert second.json()["id"] == first.json()["id"]
     assert second.json()["created"] is False
     knowledge.invoke("ingestion", "DELETE", f"v1/documents/{first.json()['id']}")
+
+
+def test_the_same_content_in_another_collection_is_a_409_naming_the_document(knowledge: Knowledge) -> None:
+    """Issue 11 input 9: a document belongs to one collection; a second one is refused, never a silent no-op."""
+    first_collection, second_collection = f"a-{uuid.uuid4().hex[:8]}", f"b-{uuid.uuid4().hex[:8]}"
+    marker = word()
+    text = f"One document, two collections. {marker}"
+    first = knowledge.invoke("ingestion", "POST", "v1/documents", json={"text": text, "collection": first_collection})
+    assert first.status_code == 201, first.text
+    doc_id = first.json()["id"]
+    again = knowledge.invoke("ingestion", "POST", "v1/documents", json={"text": text, "collection": first_collection})
+    assert (again.status_code, again.json()["created"]) == (200, False)  # a retry into the same collection
+
+    second = knowledge.invoke("ingestion", "POST", "v1/documents", json={"text": text, "collection": second_collection})
+    assert second.status_code == 409, second.text
+    assert second.headers["content-type"] == "application/problem+json"
+    problem = second.json()
+    assert (problem["document_id"], problem["collection"]) == (doc_id, first_collection)
+    assert doc_id in problem["detail"] and first_collection in problem["detail"]
+    uploaded = upload(knowledge, "same.txt", text.encode(), "text/plain", collection=second_collection)
+    assert uploaded.status_code == 409 and uploaded.json()["document_id"] == doc_id
+    listed = knowledge.invoke("ingestion", "GET", f"v1/documents?collection={second_collection}").json()
+    assert listed["total"] == 0
+    assert knowledge.invoke("ingestion", "GET", f"v1/documents/{doc_id}").json()["collection"] == first_collection
+
+    # Deleted from the first collection, the content may go into the second.
+    assert knowledge.invoke("ingestion", "DELETE", f"v1/documents/{doc_id}").status_code == 204
+    moved = knowledge.invoke("ingestion", "POST", "v1/documents", json={"text": text, "collection": second_collection})
+    assert moved.status_code == 201, moved.text
+    knowledge.wait_searchable(marker, doc_id, collection=second_collection)
+    knowledge.invoke("ingestion", "DELETE", f"v1/documents/{doc_id}")
+
+
+def test_a_png_sent_as_text_is_a_415_naming_both_types(knowledge: Knowledge) -> None:
+    """Issue 11 input 10: the bytes decide, not the name or the media type the client gave."""
+    before = knowledge.invoke("ingestion", "GET", "v1/documents?limit=1").json()["total"]
+    for name, media_type, form in (
+        ("notes.txt", "text/plain", {}),
+        ("notes.md", "application/octet-stream", {}),
+        ("upload", "application/json", {"format": "json"}),
+    ):
+        refused = upload(knowledge, name, png(), media_type, **form)
+        assert refused.status_code == 415, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        problem = refused.json()
+        assert problem["detected_type"] == "image/png" and problem["declared_type"] in problem["detail"]
+    assert problem["declared_type"] == "application/json"
+    assert knowledge.invoke("ingestion", "GET", "v1/documents?limit=1").json()["total"] == before
+
+
+# Control characters never reach an app: daprd 1.18 refuses them in an invoked method
+# (dapr/dapr#10409) and the gateway refuses them first (tests/integration/test_gateway_api.py).
+@pytest.mark.parametrize("raw", ["doc-caf%C3%A9", "doc%20x", "%E2%80%AEdoc"])
+def test_a_document_id_with_non_ascii_or_a_space_is_a_422_naming_it(knowledge: Knowledge, raw) -> None:
+    """Issue 11 input 16: GET and DELETE refuse the id before any state key is built from it."""
+    for method in ("GET", "DELETE"):
+        response = knowledge.invoke("ingestion", method, f"v1/documents/{raw}")
+        assert response.status_code == 422, (method, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert [e["location"] for e in response.json()["errors"]] == ["path.document_id"]
+    indexed = knowledge.invoke("features", "GET", f"v1/index/documents/{raw}")
+    assert indexed.status_code == 422 and indexed.json()["errors"][0]["location"] == "path.document_id"
 
 
 def test_documents_are_listed_by_collection_and_page(knowledge: Knowledge) -> None:

@@ -214,3 +214,75 @@ def test_answers_are_the_shapes_the_openapi_document_declares(prompts) -> None:
     # A field the model lacks is dropped by the round trip, one it requires fails it: both show.
     for model, answer in answers:
         assert model.model_validate(answer).model_dump(mode="json", exclude_unset=True) == answer, model.__name__
+
+
+def test_a_number_is_a_version_and_a_label_is_never_a_number(prompts) -> None:
+    """Issue 11 input 15: a label named `2` would shadow version 2; it is refused, and `2` is version 2."""
+    name = unique()
+    variables = {"product": "Dapr", "question": "q"}
+    with prompts.sidecar.client() as dapr:
+        create(dapr, name)
+        add_version(dapr, name, "second about {{ product }}")
+        for label in ("2", "10"):
+            refused = dapr.put(f"{BASE}/{name}/labels/{label}", json={"version": 1})
+            assert refused.status_code == 422, refused.text
+            assert [e["location"] for e in refused.json()["errors"]] == ["path.label"]
+        refused = dapr.post(f"{BASE}/{name}/versions", json={**QA, "labels": ["2"]})
+        assert refused.status_code == 422 and refused.json()["errors"][0]["location"] == "body.labels"
+        assert dapr.post(f"{BASE}/{name}/render", json={"label": "2", "variables": variables}).status_code == 422
+
+        by_number = dapr.post(f"{BASE}/{name}/render", json={"version": 2, "variables": variables}).json()
+        assert (by_number["version"], by_number["label"]) == (2, None)
+        assert dapr.get(f"{BASE}/{name}/versions/2").json()["version"] == 2
+        # The render cache follows a label move made through the API (this replica drops at once).
+        assert dapr.post(f"{BASE}/{name}/render", json={"variables": variables}).json()["version"] == 1
+        assert dapr.put(f"{BASE}/{name}/labels/production", json={"version": 2}).status_code == 200
+        moved = dapr.post(f"{BASE}/{name}/render", json={"label": "production", "variables": variables}).json()
+        assert (moved["version"], moved["label"]) == (2, "production")
+        assert dapr.post(f"{BASE}/{name}/render", json={"version": 1, "variables": variables}).json()["version"] == 1
+
+
+def test_a_config_value_of_the_wrong_type_is_a_422_naming_the_field(prompts) -> None:
+    """Issue 11 input 18: `temperature` as a list (and the like) is refused, and nothing is written."""
+    name = unique()
+    with prompts.sidecar.client() as dapr:
+        for config, field in (
+            ({"temperature": [0.2]}, "temperature"),
+            ({"max_tokens": "many"}, "max_tokens"),
+            ({"stop": [1, 2]}, "stop"),
+            ({"top_k": 5}, "top_k"),
+        ):
+            refused = dapr.post(BASE, json={"name": name, **QA, "config": config})
+            assert refused.status_code == 422, refused.text
+            assert refused.headers["content-type"] == "application/problem+json"
+            locations = [e["location"] for e in refused.json()["errors"]]
+            assert all(location.startswith(f"body.config.{field}") for location in locations), locations
+        assert dapr.get(f"{BASE}/{name}").status_code == 404
+        create(dapr, name)
+        refused = dapr.post(f"{BASE}/{name}/versions", json={**QA, "config": {"temperature": [1, 2]}})
+        assert refused.status_code == 422 and refused.json()["errors"][0]["location"] == "body.config.temperature"
+        assert dapr.get(f"{BASE}/{name}").json()["latest"] == 1
+
+
+# Control characters never reach an app: daprd 1.18 refuses them in an invoked method
+# (dapr/dapr#10409) and the gateway refuses them first (tests/integration/test_gateway_api.py).
+@pytest.mark.parametrize("raw", ["caf%C3%A9", "a%20b", "%E2%80%AEx", "Upper"])
+def test_non_ascii_and_other_characters_in_a_path_are_a_422_naming_the_parameter(prompts, raw: str) -> None:
+    """Issue 11 input 16, on every prompts route: nothing reaches a state key."""
+    name = unique()
+    with prompts.sidecar.client() as dapr:
+        create(dapr, name)
+        calls = [
+            ("GET", f"{BASE}/{raw}", None, "name"),
+            ("GET", f"{BASE}/{raw}/versions", None, "name"),
+            ("POST", f"{BASE}/{raw}/versions", QA, "name"),
+            ("GET", f"{BASE}/{name}/versions/{raw}", None, "ref"),
+            ("PUT", f"{BASE}/{name}/labels/{raw}", {"version": 1}, "label"),
+            ("DELETE", f"{BASE}/{name}/labels/{raw}", None, "label"),
+            ("POST", f"{BASE}/{raw}/render", {"variables": {}}, "name"),
+        ]
+        for method, path, body, parameter in calls:
+            response = dapr.request(method, path, json=body)
+            assert response.status_code == 422, (method, path, response.text)
+            assert response.headers["content-type"] == "application/problem+json"
+            assert f"path.{parameter}" in [e["location"] for e in response.json()["errors"]], response.text

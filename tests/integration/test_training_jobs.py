@@ -96,6 +96,14 @@ def test_bad_input_is_refused_and_no_job_starts(start_app, default_broker, tmp_p
         assert dapr.post(jobs, json={**base, "model": "Bad Name!"}).status_code == 422
         assert job_list(dapr) == before  # nothing was started
         assert dapr.get(f"{jobs}/ftjob-nope").status_code == 404
+        # Non-ASCII text or a space in an id: a 422 naming it, never a store key built from it.
+        files = "/v1.0/invoke/training/method/v1/files"
+        for raw in ("caf%C3%A9", "a%20b"):
+            for path, parameter in ((f"{files}/{raw}", "file_id"), (f"{jobs}/{raw}", "job_id")):
+                refused = dapr.get(path)
+                assert refused.status_code == 422, (path, refused.text)
+                assert refused.headers["content-type"] == "application/problem+json"
+                assert [e["location"] for e in refused.json()["errors"]] == [f"path.{parameter}"]
 
 
 def test_lora_job_survives_an_app_kill_resumes_from_its_checkpoint_and_registers(
