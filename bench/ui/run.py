@@ -108,15 +108,16 @@ def chat_page_ttft(page: Page, asks: int, max_tokens: int) -> list[float]:
     for _ in range(asks):
         page.goto(f"{UI}/chat")
         page.get_by_role("button", name="New conversation").click()
-        page.wait_for_function("document.querySelectorAll('#conversation article.turn').length === 0")
+        # Functions, not expression strings: Playwright evals a string in the page, which the CSP refuses.
+        page.wait_for_function("() => document.querySelectorAll('#conversation article.turn').length === 0")
         page.get_by_label("Question").fill(QUESTION)
         page.get_by_label("Longest answer (tokens)").fill(str(max_tokens))
         first = page.evaluate(FIRST_TEXT)
         samples.append(float(first) if first is not None else float("nan"))
         # The next ask starts once this answer has ended (a running one keeps Send disabled).
         page.wait_for_function(
-            "document.querySelector('#conversation article.turn') && "
-            "!document.querySelector('#conversation article.turn[data-status=running]')",
+            "() => document.querySelector('#conversation article.turn') !== null && "
+            "document.querySelector('#conversation article.turn[data-status=running]') === null",
             timeout=120_000,
         )
     return samples
