@@ -31,6 +31,8 @@ TEMPLATES.env.filters["markdown"] = render_markdown
 TEMPLATES.env.filters["server_timing"] = views.parse_server_timing
 LOGIN_CSRF_COOKIE = "ui_signin_csrf"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# The loss chart reads at most this many pages of 2,000 job events (40,000 steps and evaluations).
+LOSS_PAGES = 20
 
 router = APIRouter()
 
@@ -581,8 +583,17 @@ async def job_page(request: Request, job_id: str, session: SessionDep) -> HTMLRe
 async def job_loss(request: Request, job_id: str, session: SessionDep) -> JSONResponse:
     key = session.api_key
     job = await gateway(request).json("GET", f"v1/fine_tuning/jobs/{job_id}", key)
-    events = await gateway(request).json("GET", f"v1/fine_tuning/jobs/{job_id}/events", key, params={"limit": 2000})
-    return JSONResponse({"status": job["status"], "step": job.get("step"), **views.loss_series(events.get("data", []))})
+    events: list[dict[str, Any]] = []
+    after = None
+    # Pages of the API's largest size (2,000 events), newest first, up to a long job's worth.
+    for _ in range(LOSS_PAGES):
+        params = {"limit": 2000, "after": after}
+        listed = await gateway(request).json("GET", f"v1/fine_tuning/jobs/{job_id}/events", key, params=params)
+        events += listed.get("data", [])
+        if not listed.get("has_more") or not events:
+            break
+        after = events[-1]["id"]
+    return JSONResponse({"status": job["status"], "step": job.get("step"), **views.loss_series(events)})
 
 
 @router.post("/fine-tuning/jobs/{job_id}/cancel", summary="Cancel a job")
