@@ -60,6 +60,10 @@ def test_refused_requests_start_nothing_and_a_failing_gate_registers_nothing(sta
             assert response.headers["content-type"].startswith("application/problem+json")
             assert "Traceback" not in response.text
         assert job_list(dapr) == before
+        # A workflow that does not exist: daprd answers 404 ERR_INSTANCE_ID_NOT_FOUND (was a 500).
+        missing = dapr.get(f"{WORKFLOWS}/wf-missing-{secrets.token_hex(4)}")
+        assert missing.status_code == 404, missing.text
+        assert missing.headers["content-type"].startswith("application/problem+json")
 
         # A gate no fine-tuning can pass: held-out loss must fall to 1% of the base model's.
         strict = {**good, "hyperparameters": {**TINY_LORA, "max_steps": 2}, "gate": {"max_loss_ratio": 0.01}}

@@ -14,6 +14,8 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     [
         ({"since": "yesterday"}, "since"),
         ({"since": "2026-03-01T10:00:00"}, "since"),  # no time zone
+        ({"since": "99999999999999h"}, "since"),  # further back than a date can count (was a 500)
+        ({"since": "9999999999d"}, "since"),
         ({"until": "12:00"}, "until"),
         ({"since": "2026-03-01T11:00:00Z", "until": "2026-03-01T10:00:00Z"}, "since"),  # backwards
         ({"level": "loud"}, "level"),

@@ -64,3 +64,21 @@ def test_the_alert_webhook_wants_the_token_as_a_bearer() -> None:
             "/alerts/webhook", json=body, headers={"Authorization": "Bearer a-real-token-for-this-test"}
         )
         assert answer.json() == {"published": 0}
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        # W3C Trace Context: an all-zero trace id is invalid (Zipkin refused it: was a 500).
+        (f"/v1/traces/{'0' * 32}", "path.trace_id"),
+        (f"/v1/traces/{'0' * 16}", "path.trace_id"),
+        # A range further back than a date can count (was an OverflowError: a 500).
+        ("/v1/system/dashboards/overview/data?range=99999999999d", "query.range"),
+        ("/v1/logs?since=99999999999999h", "query.since"),
+    ],
+)
+def test_out_of_range_inputs_are_422_naming_the_field(client: TestClient, path: str, field: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert field in {error["location"] for error in response.json()["errors"]}

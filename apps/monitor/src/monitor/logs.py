@@ -92,7 +92,10 @@ def parse_time(value: str, field: str, now: datetime) -> datetime:
     Raises InvalidQuery naming `field` for anything else.
     """
     if match := _DURATION.match(value.strip()):
-        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        try:
+            return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        except OverflowError:  # more than datetime can count back (before year 1)
+            raise InvalidQuery(field, "the duration reaches back further than a date can") from None
     try:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:

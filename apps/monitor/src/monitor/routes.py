@@ -225,12 +225,13 @@ async def logs(request: Request) -> LogPage:
 )
 async def trace(trace_id: str, request: Request) -> TraceView:
     trace_id = trace_id.lower()
-    if not TRACE_ID.match(trace_id):
+    # W3C Trace Context: an id of all zeros is invalid (and Zipkin refuses to look it up).
+    if not TRACE_ID.match(trace_id) or not trace_id.strip("0"):
         raise Problem(
             422,
-            "`trace_id` must be 16 or 32 hexadecimal digits.",
+            "`trace_id` must be 16 or 32 hexadecimal digits, not all zeros.",
             title="Invalid request",
-            errors=[{"location": "path.trace_id", "message": "expected 16 or 32 hexadecimal digits"}],
+            errors=[{"location": "path.trace_id", "message": "expected 16 or 32 hexadecimal digits, not all zeros"}],
         )
     stores = get_stores(request)
     try:

@@ -330,7 +330,9 @@ class Sidecar:
     async def get_workflow(self, instance_id: str) -> dict[str, Any] | None:
         """A workflow run's status, input, output and custom status; None when there is no such run."""
         response = await self._http.get(f"/v1.0/workflows/dapr/{quote(instance_id, safe='')}")
-        if response.status_code in (400, 404, 500) and "not found" in response.text.lower():
+        # daprd answers a missing instance with 404 ERR_INSTANCE_ID_NOT_FOUND, or (older paths)
+        # 400/500 with "not found" in the message.
+        if response.status_code == 404 or (response.status_code in (400, 500) and "not found" in response.text.lower()):
             return None
         _raise_for_dapr(response)
         return response.json()
