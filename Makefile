@@ -10,14 +10,14 @@ PROFILE ?= default
 # Keep the model caches of every clone and run in one place.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup python dapr victorialogs k8s images infra secrets up down test test-unit test-integration lint
+.PHONY: help setup python dapr victorialogs toxiproxy k8s images infra secrets up down test test-unit test-integration lint
 
 help:
 	@echo "make up     set up what is missing and start the whole platform (PROFILE=$(PROFILE))"
 	@echo "make test   set up what is missing and run every test"
 	@echo "make down   stop the servers started by make up"
 
-setup: python dapr victorialogs k8s infra  ## everything the platform and the tests need, installed once
+setup: python dapr victorialogs toxiproxy k8s infra  ## everything the platform and the tests need, installed once
 
 python:
 	@command -v uv >/dev/null || python3 -m pip install --quiet uv
@@ -32,6 +32,10 @@ dapr:
 # Alertmanager come from Debian with `infra`).
 victorialogs:
 	@bash scripts/build-victorialogs.sh
+
+# The TCP fault proxy the network-cut test cuts links with (tests/integration/test_faults_network.py).
+toxiproxy:
+	@bash scripts/build-toxiproxy.sh
 
 # A real Kubernetes API server, kwok, Dapr's injector and operator, actionlint (tests/k8s).
 k8s:
