@@ -69,7 +69,7 @@ class ExfiltrationPolicy(RailPolicy):
 
 
 class InputRails(BaseModel):
-    """The rails run on what a user sends, and which chat roles they read."""
+    """The rails run on what a client sends: every message, whatever its role, and prompt variables."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -79,8 +79,7 @@ class InputRails(BaseModel):
     secrets: RailPolicy = RailPolicy(action=Action.REDACT)
     blocklist: BlocklistPolicy = BlocklistPolicy()
     length: LengthPolicy = LengthPolicy()
-    # Chat roles whose text is checked; system prompts come from the prompts service, not users.
-    roles: tuple[str, ...] = ("user", "tool")
+    # No list of roles: every message a client sends is checked, whatever its role (issue 11).
 
 
 class OutputRails(BaseModel):

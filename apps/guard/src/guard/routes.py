@@ -44,11 +44,26 @@ class CheckRequest(JsonAnswer):
     direction: Direction = Direction.INPUT
 
 
+class ContentPart(BaseModel):
+    """One part of a message's content (OpenAI's content parts); only `text` parts hold text."""
+
+    model_config = ConfigDict(extra="allow")  # image_url, input_audio, ... carry their own fields
+
+    type: str
+    text: str | None = Field(None, max_length=MAX_TEXT)
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")  # OpenAI messages carry more fields (name, tool_call_id)
 
     role: str
-    content: str | None = Field(None, max_length=MAX_TEXT)
+    content: str | list[ContentPart] | None = Field(None, max_length=MAX_TEXT)
+
+    def text(self) -> str:
+        """The text the model reads: the content, or its text parts joined as inference joins them."""
+        if isinstance(self.content, list):
+            return "".join(part.text or "" for part in self.content if part.type == "text")
+        return self.content or ""
 
 
 class InputRequest(BaseModel):
@@ -56,6 +71,9 @@ class InputRequest(BaseModel):
 
     text: str | None = Field(None, max_length=MAX_TEXT)
     messages: list[ChatMessage] | None = Field(None, max_length=1000)
+    variables: dict[str, Any] | None = Field(
+        None, max_length=1000, description="A prompt's variables: every string in them is checked like a message."
+    )
     request_id: str | None = Field(None, max_length=200, description="Carried into guard.violation events.")
 
 
@@ -124,32 +142,83 @@ async def check(body: CheckRequest, request: Request, guard: GuardDep) -> GuardV
     return verdict.to_json()
 
 
-@router.post("/input", summary="Gate a user's text or chat messages before the model sees them")
+@router.post("/input", summary="Gate a user's text, or a chat request's messages and prompt variables")
 async def check_input(body: InputRequest, request: Request, guard: GuardDep) -> GuardVerdict | InputVerdict:
+    """`text` alone answers one verdict; `messages` (with `variables`, optional) answer the verdict on
+    the whole request: every message of every role is checked, because a client writes its system
+    and assistant turns as freely as its user turns (an injection planted in an earlier "assistant"
+    turn is a known attack), and so is every string in a prompt's variables, which the prompt puts
+    in front of the model. Content parts are checked as the one text the model reads (text parts
+    joined); a checked message goes on with that text as its content, redacted where a rail says so.
+    """
     if (body.text is None) == (body.messages is None):
         raise Problem(422, "Give `text` or `messages`, one of them.")
-    roles = set(guard.policy.input.roles)
     if body.text is not None:
+        if body.variables is not None:
+            raise Problem(422, "`variables` go with `messages`, not with `text`.")
         verdict = await _run(request, len(body.text), lambda: guard.check_input(body.text))
         await publish_violation(request, [verdict], body.request_id)
         return verdict.to_json()
 
     messages = body.messages or []
-    checked = [(i, m) for i, m in enumerate(messages) if m.role in roles and m.content]
-    size = sum(len(m.content or "") for _, m in checked)
-    verdicts = await _run(request, size, lambda: [guard.check_input(m.content or "") for _, m in checked])
-    await publish_violation(request, verdicts, body.request_id)
+    texts = {("message", i): m.text() for i, m in enumerate(messages)}
+    strings = dict(_strings(body.variables or {}))
+    texts.update({("variable", path): text for path, text in strings.items()})
+    checked = {key: text for key, text in texts.items() if text}
+    size = sum(len(text) for text in checked.values())
+    verdicts = await _run(request, size, lambda: {key: guard.check_input(text) for key, text in checked.items()})
+    await publish_violation(request, list(verdicts.values()), body.request_id)
     sanitized = [m.model_dump(exclude_none=True) for m in messages]
-    for (i, _), verdict in zip(checked, verdicts, strict=True):
-        sanitized[i]["content"] = verdict.text
-    return {
+    variables = dict(body.variables or {})
+    for (kind, where), verdict in verdicts.items():
+        if kind == "message":
+            sanitized[where]["content"] = verdict.text
+        else:
+            variables = _replaced(variables, where, verdict.text)
+    answer: dict[str, Any] = {
         "direction": "input",
-        "allowed": all(v.allowed for v in verdicts),
-        "blocked_by": sorted({rail for v in verdicts for rail in v.blocked_by}),
-        "redacted": any(v.changed for v in verdicts),
+        "allowed": all(v.allowed for v in verdicts.values()),
+        "blocked_by": sorted({rail for v in verdicts.values() for rail in v.blocked_by}),
+        "redacted": any(v.changed for v in verdicts.values()),
         "messages": sanitized,
-        "checked": [{"index": i, **v.to_json()} for (i, _), v in zip(checked, verdicts, strict=True)],
+        "checked": [{"index": where, **v.to_json()} for (kind, where), v in verdicts.items() if kind == "message"],
     }
+    if body.variables is not None:
+        answer["variables"] = variables
+        answer["checked_variables"] = [
+            {"variable": _dotted(where), **v.to_json()} for (kind, where), v in verdicts.items() if kind == "variable"
+        ]
+    return answer
+
+
+Path = tuple[str | int, ...]
+
+
+def _strings(value: Any, path: Path = ()) -> list[tuple[Path, str]]:
+    """Every string in a JSON value with its path (keys and list indexes), depth first."""
+    if isinstance(value, str):
+        return [(path, value)]
+    if isinstance(value, dict):
+        return [found for key, item in value.items() for found in _strings(item, (*path, key))]
+    if isinstance(value, list):
+        return [found for i, item in enumerate(value) for found in _strings(item, (*path, i))]
+    return []
+
+
+def _replaced(value: Any, path: Path, text: str) -> Any:
+    """A copy of `value` with the string at `path` replaced by `text`."""
+    if not path:
+        return text
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict):
+        return {**value, head: _replaced(value[head], rest, text)}
+    copy = list(value)
+    copy[head] = _replaced(copy[head], rest, text)  # type: ignore[index]
+    return copy
+
+
+def _dotted(path: Path) -> str:
+    return ".".join(str(step) for step in path)
 
 
 @router.post("/output", summary="Gate a model's answer: redact, strip, validate JSON")

@@ -50,16 +50,28 @@ class CheckedMessage(GuardVerdict):
     index: int
 
 
+class CheckedVariable(GuardVerdict):
+    """The verdict on one string of a prompt's variables, by its dotted path (`topic`, `items.0`)."""
+
+    variable: str
+
+
 class InputVerdict(BaseModel):
-    """The verdict on a chat request's messages: the messages as the model may see them (redacted),
-    and the verdict on each message that was checked (the policy's roles with content)."""
+    """The verdict on a chat request's messages and prompt variables: both as the model may see
+    them (redacted), and the verdict on each text that was checked (every message of every role
+    with text; every string of the variables)."""
 
     direction: Literal["input"] = "input"
     allowed: bool
     blocked_by: list[str] = Field(default_factory=list)
     redacted: bool = False
-    messages: list[dict[str, Any]] = Field(description="OpenAI chat messages, every field kept.")
+    messages: list[dict[str, Any]] = Field(
+        description="OpenAI chat messages, every field kept; a checked message's content is its text, "
+        "content parts joined."
+    )
     checked: list[CheckedMessage] = Field(default_factory=list)
+    variables: dict[str, Any] | None = Field(None, description="The prompt variables sent, redacted; null if none.")
+    checked_variables: list[CheckedVariable] = Field(default_factory=list)
 
 
 class GuardStreamStep(BaseModel):
