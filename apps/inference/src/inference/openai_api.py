@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from genai_platform.contracts.openai import ChatCompletionRequest, CompletionRequest, GenerationFields
 from genai_platform.errors import Problem
 from inference.access import require_caller
 from inference.decoding import SamplingParams
@@ -26,96 +27,20 @@ router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(require_
 DISCONNECT_POLL_S = 0.25
 
 
-# --- request schemas -----------------------------------------------------------------------------
+# The request schemas are the platform's contract (genai_platform.contracts.openai), shared with
+# the gateway, which validates each body against them before anything else.
 
 
-class TextPart(BaseModel):
-    """One part of a message's content; only `text` parts are read."""
-
-    model_config = ConfigDict(extra="ignore")
-    type: str = "text"
-    text: str = ""
-
-
-class ChatMessage(BaseModel):
-    """One chat turn: its role and its content, a string or a list of parts."""
-
-    model_config = ConfigDict(extra="ignore")
-    role: str
-    content: str | list[TextPart] | None = None
-
-    def text(self) -> str:
-        """The content as one string (the text parts joined)."""
-        if isinstance(self.content, list):
-            return "".join(part.text for part in self.content if part.type == "text")
-        return self.content or ""
-
-
-class StreamOptions(BaseModel):
-    """With `include_usage`, a stream ends with a chunk holding the token usage."""
-
-    include_usage: bool = False
-
-
-class GenerationFields(BaseModel):
-    """The sampling and streaming fields chat and text completions share (OpenAI's names)."""
-
-    # Unknown OpenAI fields (user, logit_bias, ...) are ignored rather than refused, as
-    # clients send them by default.
-    model_config = ConfigDict(extra="ignore")
-
-    model: str | None = None
-    max_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    n: int = Field(1, ge=1, le=1, description="Only one choice per request is served.")
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    ignore_eos: bool = Field(False, description="Generate max_tokens even past the end token (vLLM's extension).")
-
-    def sampling(self, max_tokens: int) -> SamplingParams:
-        """These fields as the engine's sampling parameters (OpenAI's defaults: temperature 1, top_p 1)."""
-        stops = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
-        return SamplingParams(
-            max_tokens=max_tokens,
-            temperature=1.0 if self.temperature is None else self.temperature,
-            top_p=1.0 if self.top_p is None else self.top_p,
-            seed=self.seed,
-            stop=tuple(s for s in stops if s),
-            ignore_eos=self.ignore_eos,
-        )
-
-    @property
-    def include_usage(self) -> bool:
-        """Whether a stream ends with a usage chunk."""
-        return self.stream_options is not None and self.stream_options.include_usage
-
-
-class ChatCompletionRequest(GenerationFields):
-    """OpenAI's chat completion request: at least one message."""
-
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-
-    def requested_max_tokens(self) -> int | None:
-        """`max_completion_tokens`, else the older `max_tokens`; None for the engine's default."""
-        return self.max_completion_tokens or self.max_tokens
-
-
-class CompletionRequest(GenerationFields):
-    """OpenAI's (legacy) text completion request: one prompt."""
-
-    prompt: str | list[str]
-
-    def prompt_text(self) -> str:
-        """The one prompt; raises a 400 `Problem` for a list of more than one."""
-        if isinstance(self.prompt, str):
-            return self.prompt
-        if len(self.prompt) != 1:
-            raise _invalid("Only one prompt per request is served.", "prompt")
-        return self.prompt[0]
+def sampling(body: GenerationFields, max_tokens: int) -> SamplingParams:
+    """`body`'s fields as the engine's sampling parameters (OpenAI's defaults: temperature 1, top_p 1)."""
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=1.0 if body.temperature is None else body.temperature,
+        top_p=1.0 if body.top_p is None else body.top_p,
+        seed=body.seed,
+        stop=body.stops,
+        ignore_eos=body.ignore_eos,
+    )
 
 
 # --- answer schemas (OpenAI's shapes; what `Completion` and `list_models` build) -------------------
@@ -243,6 +168,7 @@ async def list_models(models: ModelsDep) -> dict[str, Any]:
     responses=_streamed_or_whole(ChatCompletion, "chat.completion.chunk"),
 )
 async def chat_completions(body: ChatCompletionRequest, request: Request, models: ModelsDep) -> Any:
+    body.refuse_unsupported()
     messages = [{"role": m.role, "content": m.text()} for m in body.messages]
     generation = await _start(models, lambda loaded: loaded.encode_chat(messages), body, body.requested_max_tokens())
     completion = Completion("chat.completion", generation)
@@ -259,6 +185,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, models
     responses=_streamed_or_whole(TextCompletion, "text_completion"),
 )
 async def completions(body: CompletionRequest, request: Request, models: ModelsDep) -> Any:
+    body.refuse_unsupported()
     prompt = body.prompt_text()
     # OpenAI's default for this legacy endpoint is 16 tokens.
     generation = await _start(models, lambda loaded: loaded.encode(prompt), body, body.max_tokens or 16)
@@ -276,7 +203,7 @@ async def _start(
     models: ModelService, encode: Callable[[LoadedModel], list[int]], body: GenerationFields, max_tokens: int | None
 ) -> Generation:
     try:
-        return await start_generation(models, encode, max_tokens, body.sampling)
+        return await start_generation(models, encode, max_tokens, lambda tokens: sampling(body, tokens))
     except NotLoaded as error:
         raise Problem(503, "The model is loading.", headers={"Retry-After": "5"}) from error
     except QueueFull as error:

@@ -1,0 +1,318 @@
+"""OpenAI's chat and text completion requests, as this platform serves them: one contract for the
+gateway (which validates every body before anything else) and inference (which serves it).
+
+Every field of OpenAI's request types (the `openai` package's `CompletionCreateParams` of
+`openai.types.chat` and `openai.types`) is in exactly one of three sets:
+
+- honoured: a model field below that changes the answer as OpenAI documents;
+- accepted, no effect (`ACCEPTED_NO_OP`): metadata or hints whose absence of effect cannot change
+  the answer a client expects (`user`, `metadata`, ...), each with its reason;
+- refused (`REFUSED_CHAT`, `REFUSED_COMPLETION`): the platform cannot honour it, so any value but
+  the neutral one (`n: 1`, `tools: []`, `logprobs: false`, ...) answers 400 naming the field,
+  never a 200 that pretends.
+
+A field in none of these sets (a typo, another vendor's extension) is refused with 400 too, as
+OpenAI itself answers "Unrecognized request argument supplied" (400).
+
+Types are strict: JSON `true` is no integer, `"yes"` no boolean, `1e23` no seed; floats are
+finite. A wrong type is a 422 naming the field (`body.top_p`), as every route of the platform
+answers; an unsupported field is a 400 with OpenAI's `error` object, whose `param` names it.
+
+Roles: OpenAI's five (system, developer, user, assistant, tool). A role is matched without
+regard to ASCII case and normalised to lower case (`User` -> `user`), so code that reads
+`message.role` (the input rails check each role's text) sees exactly one spelling; anything
+else, the empty role included, is a 422.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from genai_platform.errors import DomainError
+
+# OpenAI documents `seed` as a 64-bit integer; torch's generator takes any of them.
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
+# OpenAI's limit on `stop` sequences.
+MAX_STOP_SEQUENCES = 4
+
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+ROLES: tuple[str, ...] = Role.__args__  # type: ignore[attr-defined]
+
+
+def _finite(low: float, high: float, *, low_open: bool = False) -> Any:
+    """A strict, finite JSON number in [low, high] (or (low, high] with `low_open`)."""
+    bound = {"gt": low} if low_open else {"ge": low}
+    return Annotated[float, Field(strict=True, allow_inf_nan=False, le=high, **bound)]
+
+
+# --- messages ------------------------------------------------------------------------------------
+
+
+class TextPart(BaseModel):
+    """One part of a message's content: `{"type": "text", "text": ...}`.
+
+    Other part types (`image_url`, `input_audio`, `file`, ...) are accepted by this model and
+    refused by `unsupported_fields` with 400: no model served here reads them.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    type: StrictStr
+    text: StrictStr | None = None
+
+    @model_validator(mode="after")
+    def _text_parts_carry_text(self) -> TextPart:
+        if self.type == "text" and self.text is None:
+            raise ValueError("a text part needs `text`, a string")
+        return self
+
+
+class ChatMessage(BaseModel):
+    """One chat turn: a known role (normalised to lower case) and its content, a string or a list
+    of text parts. Every role but `assistant` needs content; an assistant turn may be null only
+    when it carried tool calls, which are refused here."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Role
+    content: StrictStr | list[TextPart] | None = Field(None, validate_default=True)
+    name: StrictStr | None = Field(None, description="Accepted, not read: the chat template has no participant names.")
+    tool_call_id: StrictStr | None = Field(None, description="The call a `tool` turn answers (kept for the record).")
+
+    @field_validator("role", mode="before")
+    @classmethod
+    def _lower_case_role(cls, role: Any) -> Any:
+        # ASCII only: str.lower() would also fold look-alikes (U+0130) into a role name.
+        if isinstance(role, str) and role.isascii():
+            return role.lower()
+        return role
+
+    @field_validator("content")
+    @classmethod
+    def _content_is_given(cls, content: Any, info: ValidationInfo) -> Any:
+        role = info.data.get("role")
+        if content is None and role not in (None, "assistant"):
+            raise ValueError(f"a `{role}` message needs `content`: a string or a list of text parts")
+        return content
+
+    @model_validator(mode="after")
+    def _assistant_says_or_calls(self) -> ChatMessage:
+        calls = {k: v for k, v in (self.model_extra or {}).items() if k in ("tool_calls", "function_call") and v}
+        if self.content is None and not calls:
+            # A null assistant content only stands beside its tool calls (which are refused, 400).
+            raise ValueError("an `assistant` message needs `content` or `tool_calls`")
+        return self
+
+    def text(self) -> str:
+        """The content as one string: the text parts joined with nothing between them."""
+        if isinstance(self.content, list):
+            return "".join(part.text or "" for part in self.content if part.type == "text")
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    """With `include_usage`, a stream ends with a chunk holding the token usage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    include_usage: StrictBool = False
+    include_obfuscation: StrictBool | None = Field(
+        None, description="Accepted, no effect: chunks carry no obfuscation padding here."
+    )
+
+
+# --- the fields that are not served --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a field is refused, the values that ask for nothing (accepted), and a value that is refused."""
+
+    reason: str
+    neutral: tuple[Any, ...] = ()
+    example: Any = True
+
+
+def _is_neutral(value: Any, neutral: tuple[Any, ...]) -> bool:
+    # `type(...) is`: `true == 1` in Python, yet `n: true` is no neutral `n`.
+    return value is None or any(type(value) is type(v) and value == v for v in neutral)
+
+
+_TOOLS = "Tool and function calling is not served: the model was not trained to call tools."
+_LOGPROBS = "Log probabilities are not returned by this server."
+_PENALTY = "Presence and frequency penalties are not applied by this server's sampler."
+_SHARED_REFUSED: dict[str, Refusal] = {
+    "n": Refusal("Only one choice per request is served.", (1,), 2),
+    "presence_penalty": Refusal(_PENALTY, (0, 0.0), 0.5),
+    "frequency_penalty": Refusal(_PENALTY, (0, 0.0), 0.5),
+    "logit_bias": Refusal("Logit biases are not applied by this server's sampler.", ({},), {"50256": -100}),
+}
+REFUSED_CHAT: dict[str, Refusal] = {
+    **_SHARED_REFUSED,
+    "logprobs": Refusal(_LOGPROBS, (False,), True),
+    "top_logprobs": Refusal(_LOGPROBS, (), 2),
+    "tools": Refusal(_TOOLS, ([],), [{"type": "function", "function": {"name": "f", "parameters": {}}}]),
+    "tool_choice": Refusal(_TOOLS, ("none", "auto"), "required"),
+    "functions": Refusal(_TOOLS, ([],), [{"name": "f", "parameters": {}}]),
+    "function_call": Refusal(_TOOLS, ("none", "auto"), {"name": "f"}),
+    "response_format": Refusal(
+        "Only `{type: text}` is served: JSON output needs constrained decoding, which this server does not do.",
+        ({"type": "text"},),
+        {"type": "json_object"},
+    ),
+    "audio": Refusal("Audio output is not served: the model writes text only.", (), {"voice": "alloy"}),
+    "modalities": Refusal("Only the `text` modality is served.", (["text"],), ["text", "audio"]),
+    "prediction": Refusal("Predicted outputs are not served.", (), {"type": "content", "content": "x"}),
+    "reasoning_effort": Refusal("The model does not reason in hidden steps.", (), "low"),
+    "verbosity": Refusal("The model's verbosity cannot be set.", (), "low"),
+    "web_search_options": Refusal("Web search is not served.", (), {}),
+    "store": Refusal("Completions are not stored for later retrieval.", (False,), True),
+    "service_tier": Refusal("One service tier is served.", ("auto", "default"), "priority"),
+    "moderation": Refusal("Moderation is the guard's input and output rails, not a request field.", (), {}),
+    "prompt_cache_options": Refusal("Prompt caching is not served.", (), {}),
+}
+REFUSED_COMPLETION: dict[str, Refusal] = {
+    **_SHARED_REFUSED,
+    "logprobs": Refusal(_LOGPROBS, (), 2),
+    "suffix": Refusal("Insertion (text after the completion) is not served: the model only continues.", ("",), "x"),
+    "best_of": Refusal("Only one candidate per request is generated.", (1,), 2),
+}
+# Fields taken and given no effect, with the reason that cannot change the answer a client expects.
+ACCEPTED_NO_OP: dict[str, str] = {
+    "user": "An end-user id for abuse monitoring; the API key identifies the caller here.",
+    "safety_identifier": "An end-user id for abuse monitoring; the API key identifies the caller here.",
+    "metadata": "Tags for stored completions; completions are not stored (`store: true` is refused).",
+    "prompt_cache_key": "A cache-routing hint: an optimisation that cannot change the answer.",
+    "prompt_cache_retention": "A cache-lifetime hint: an optimisation that cannot change the answer.",
+    "parallel_tool_calls": "Only matters with `tools`, which are refused.",
+}
+# What the platform adds to OpenAI's fields (served by inference).
+EXTENSIONS: dict[str, str] = {
+    "ignore_eos": "vLLM's: generate `max_tokens` tokens even past the end-of-sequence token.",
+}
+
+
+class UnsupportedField(DomainError):
+    """A request field the platform does not serve, or does not know (400, OpenAI's `error` with `param`)."""
+
+    status = 400
+
+    def __init__(self, param: str, reason: str) -> None:
+        message = f"`{param}` is not supported: {reason}"
+        error = {"message": message, "type": "invalid_request_error", "param": param, "code": None}
+        super().__init__(message, param=param, error=error)
+        self.param = param
+
+
+# --- requests ------------------------------------------------------------------------------------
+
+
+class GenerationFields(BaseModel):
+    """The sampling and streaming fields chat and text completions share (OpenAI's names).
+
+    Unknown and refused fields land in `model_extra` and are answered by `unsupported_fields`.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    REFUSED: ClassVar[dict[str, Refusal]] = {}
+
+    model: StrictStr | None = None
+    max_tokens: StrictInt | None = Field(None, ge=1)
+    temperature: _finite(0.0, 2.0) | None = None
+    top_p: _finite(0.0, 1.0, low_open=True) | None = None
+    stop: StrictStr | Annotated[list[StrictStr], Field(max_length=MAX_STOP_SEQUENCES)] | None = None
+    seed: Annotated[StrictInt, Field(ge=SEED_MIN, le=SEED_MAX)] | None = None
+    stream: StrictBool | None = False
+    stream_options: StreamOptions | None = None
+    ignore_eos: StrictBool = Field(False, description=EXTENSIONS["ignore_eos"])
+    user: StrictStr | None = Field(None, description=ACCEPTED_NO_OP["user"])
+
+    @property
+    def include_usage(self) -> bool:
+        """Whether a stream ends with a usage chunk."""
+        return self.stream_options is not None and self.stream_options.include_usage
+
+    @property
+    def stops(self) -> tuple[str, ...]:
+        """The stop sequences, empty ones left out."""
+        stops = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
+        return tuple(s for s in stops if s)
+
+    def unsupported_fields(self) -> list[UnsupportedField]:
+        """Every refused field set to a value that asks for something, and every unknown field."""
+        found = []
+        for name, value in (self.model_extra or {}).items():
+            refusal = self.REFUSED.get(name)
+            if refusal is None:
+                found.append(UnsupportedField(name, "Unrecognized request argument supplied."))
+            elif not _is_neutral(value, refusal.neutral):
+                found.append(UnsupportedField(name, refusal.reason))
+        return found
+
+    def refuse_unsupported(self) -> None:
+        """Raise the first `UnsupportedField` (400), if any."""
+        if found := self.unsupported_fields():
+            raise found[0]
+
+
+class ChatCompletionRequest(GenerationFields):
+    """OpenAI's chat completion request: at least one message."""
+
+    REFUSED: ClassVar[dict[str, Refusal]] = REFUSED_CHAT
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: StrictInt | None = Field(None, ge=1)
+    safety_identifier: StrictStr | None = Field(None, description=ACCEPTED_NO_OP["safety_identifier"])
+    metadata: dict[StrictStr, StrictStr] | None = Field(None, description=ACCEPTED_NO_OP["metadata"])
+    prompt_cache_key: StrictStr | None = Field(None, description=ACCEPTED_NO_OP["prompt_cache_key"])
+    prompt_cache_retention: StrictStr | None = Field(None, description=ACCEPTED_NO_OP["prompt_cache_retention"])
+    parallel_tool_calls: StrictBool | None = Field(None, description=ACCEPTED_NO_OP["parallel_tool_calls"])
+
+    def requested_max_tokens(self) -> int | None:
+        """`max_completion_tokens`, else the older `max_tokens`; None for the engine's default."""
+        return self.max_completion_tokens or self.max_tokens
+
+    def unsupported_fields(self) -> list[UnsupportedField]:
+        """The request's unsupported fields, then each message's (tool calls, audio, non-text parts)."""
+        found = super().unsupported_fields()
+        for i, message in enumerate(self.messages):
+            for name in message.model_extra or {}:
+                if (message.model_extra or {})[name] is not None:
+                    reason = _TOOLS if name in ("tool_calls", "function_call") else "Not a field this server reads."
+                    found.append(UnsupportedField(f"messages[{i}].{name}", reason))
+            for j, part in enumerate(message.content if isinstance(message.content, list) else []):
+                if part.type != "text":
+                    reason = f"Only text parts are served: no model here reads `{part.type}` parts."
+                    found.append(UnsupportedField(f"messages[{i}].content[{j}].type", reason))
+        return found
+
+
+class CompletionRequest(GenerationFields):
+    """OpenAI's (legacy) text completion request: one prompt."""
+
+    REFUSED: ClassVar[dict[str, Refusal]] = REFUSED_COMPLETION
+
+    prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=1)]
+    echo: StrictBool = Field(False, description="Answer the prompt followed by its completion.")
+
+    def prompt_text(self) -> str:
+        """The one prompt (a list holds exactly one)."""
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+
+def honoured_fields(request: type[GenerationFields]) -> set[str]:
+    """The fields of `request` that change the answer as OpenAI documents."""
+    return set(request.model_fields) - set(ACCEPTED_NO_OP) - set(EXTENSIONS)
