@@ -5,7 +5,9 @@ SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 export DAPR_RUNTIME_PATH := $(CURDIR)/.runtime
 DAPR := $(DAPR_RUNTIME_PATH)/bin/dapr
-# Which broker/store set `make up` uses: default (Redis) or a folder under components/profiles/.
+# Which broker/store set `make up` uses: default (Redis, components/), a folder name under
+# components/profiles/ (rabbitmq-postgres, nats-postgres), or the path of any folder of components
+# with a profile.yaml naming its servers (components/profiles/README.md).
 PROFILE ?= default
 # Keep the model caches of every clone and run in one place.
 export HF_HUB_OFFLINE := 1
@@ -15,7 +17,7 @@ export HF_HUB_OFFLINE := 1
 help:
 	@echo "make up     set up what is missing and start the whole platform (PROFILE=$(PROFILE))"
 	@echo "make test   set up what is missing and run every test"
-	@echo "make down   stop the servers started by make up"
+	@echo "make down   stop what make up started: apps, sidecars, control plane, servers"
 
 setup: python dapr victorialogs toxiproxy k8s infra  ## everything the platform and the tests need, installed once
 
@@ -49,7 +51,9 @@ infra:
 up: setup
 	@bash scripts/run-platform.sh $(PROFILE)
 
+# Every app, sidecar and the control plane of a `make up` (wherever it runs), then the servers.
 down:
+	@bash scripts/run-platform.sh stop
 	@bash scripts/infra.sh stop
 
 # The light apps' images from the Dockerfile, built with podman (tests/containers); the model
@@ -58,7 +62,7 @@ images: infra
 	@bash scripts/build-images.sh
 
 test: setup images
-	@bash scripts/infra.sh start redis rabbitmq postgres zipkin
+	@bash scripts/infra.sh start profiles zipkin
 	@uv run --frozen pytest
 
 test-unit: python

@@ -8,8 +8,11 @@
 #   scripts/infra.sh status               one line per server
 #   scripts/infra.sh secrets              create .data/secrets.json when missing
 #
+#   scripts/infra.sh profile-dir PROFILE  the components folder of a profile (see "profiles" below)
+#
 # names: redis rabbitmq postgres mosquitto nats zipkin prometheus alertmanager victorialogs vlagent;
-# `default` = redis zipkin; `monitoring` = prometheus alertmanager victorialogs vlagent; none = all.
+# `default` = redis zipkin; `monitoring` = prometheus alertmanager victorialogs vlagent; none = all;
+# `profile:PROFILE` = the servers a profile's profile.yaml declares; `profiles` = every profile's.
 # VictoriaLogs and vlagent are built by scripts/build-victorialogs.sh (make setup).
 # Passwords come from .data/secrets.json (scripts/secrets.sh) and are pushed into every server
 # on each start, so a regenerated secrets file never leaves a server on an old password.
@@ -71,6 +74,17 @@ seconds_since() { awk -v us="$(($(now_us) - $1))" 'BEGIN { printf "%.1f", us / 1
 # True when something accepts TCP connections on 127.0.0.1:PORT (bash's /dev/tcp, no tools).
 port_open() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Names the process listening on 127.0.0.1:PORT ("pid N: command line"), for an error message.
+port_owner() {
+  local pid
+  pid="$(ss -ltnpH "sport = :$1" 2>/dev/null | grep -oE 'pid=[0-9]+' | head -n 1 | cut -d= -f2)"
+  if [[ -n "$pid" ]]; then
+    printf 'pid %s: %s\n' "$pid" "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-160)"
+  else
+    printf 'see: ss -ltnp\n'
+  fi
 }
 
 # Prints the pid of our running server NAME and succeeds; fails when it is not running.
@@ -417,15 +431,23 @@ jetstream {
   # nats-server adds a "jetstream" directory below this one.
   store_dir: "$dir"
 }
+# A token rather than user/password: Dapr's pubsub.jetstream authenticates with a token, a JWT
+# and seed, or a client certificate, never a password.
 authorization {
-  users: [
-    { user: genai, password: "$(secrets_get nats-password)" }
-  ]
+  token: "$(secrets_get nats-password)"
 }
 EOF
   )
   launch nats nats-server -c "$dir/nats.conf"
   wait_ready nats nats_ready
+  nats_ensure
+}
+
+# One JetStream stream per platform topic (scripts/nats_streams.py says why); run on every
+# start, also when the server already runs, so a topic added since gets its stream.
+nats_ensure() {
+  (cd "$ROOT" && uv run --frozen --no-sync python scripts/nats_streams.py) >/dev/null ||
+    die "nats: declaring the JetStream streams failed (scripts/nats_streams.py)"
 }
 
 # A NATS server greets every client with an INFO line; it lists JetStream once that is up.
@@ -557,11 +579,13 @@ start_one() {
   local name="$1" pid started
   if pid="$(running_pid "$name")"; then
     log "$name: already running (pid $pid, 127.0.0.1:${PORT[$name]})"
+    # Setup a server needs on every start (nats: its streams) runs again, idempotently.
+    if declare -F "${name}_ensure" >/dev/null; then "${name}_ensure"; fi
     return 0
   fi
   rm -f "$(pid_file "$name")"
   if port_open "${PORT[$name]}"; then
-    die "$name: 127.0.0.1:${PORT[$name]} is taken by a process this script did not start (see: ss -ltnp); stop it first"
+    die "$name: 127.0.0.1:${PORT[$name]} is taken by a process this script did not start ($(port_owner "${PORT[$name]}")); stop it first"
   fi
   mkdir -p "$(dir_of "$name")"
   chmod 700 "$(dir_of "$name")"
@@ -609,18 +633,78 @@ status_all() {
   done
 }
 
-# Expands the command-line names (none = all, `default` = redis zipkin) into SELECTED.
+# ---------------------------------------------------------------------------- profiles
+# A profile is a folder of Dapr components plus a profile.yaml naming the servers it needs
+# (`servers: [nats, postgres]`): components/profile.yaml for the default, one per folder of
+# components/profiles/. daprd skips the file (it has no apiVersion/kind). Nothing here names a
+# profile, so adding one is a folder and no script change.
+
+# Prints the folder of profile SPEC, relative to the repo root when inside it: `default`
+# (components/), a folder name under components/profiles/, or a path to any folder that holds a
+# profile.yaml.
+profile_dir() {
+  local spec="$1" dir
+  if [[ "$spec" == default ]]; then
+    dir="$ROOT/components"
+  elif [[ -f "$spec/profile.yaml" ]]; then
+    dir="$(cd "$spec" && pwd)"
+  elif [[ -f "$ROOT/components/profiles/$spec/profile.yaml" ]]; then
+    dir="$ROOT/components/profiles/$spec"
+  else
+    die "unknown profile '$spec': use default, a folder of components/profiles/ ($(profile_names)) or a folder with a profile.yaml"
+  fi
+  rel "$dir"
+}
+
+profile_names() {
+  local file names=()
+  for file in "$ROOT"/components/profiles/*/profile.yaml; do
+    [[ -f "$file" ]] && names+=("$(basename "$(dirname "$file")")")
+  done
+  printf '%s' "${names[*]}"
+}
+
+# Prints the servers profile SPEC declares, one per line.
+profile_servers() {
+  local dir
+  dir="$(profile_dir "$1")" || exit 1
+  [[ "$dir" == /* ]] || dir="$ROOT/$dir"
+  command -v uv >/dev/null || die "uv not found; run: make setup"
+  (cd "$ROOT" && uv run --frozen --no-sync python -c '
+import sys, yaml
+servers = (yaml.safe_load(open(sys.argv[1])) or {}).get("servers")
+if not isinstance(servers, list) or not all(isinstance(s, str) for s in servers):
+    sys.exit(f"{sys.argv[1]}: servers must be a list of server names")
+print(*servers, sep="\n")
+' "$dir/profile.yaml") || die "reading $(rel "$dir")/profile.yaml failed"
+}
+
+# Expands the command-line names (none = all, `default` = redis zipkin, `profile:SPEC` = the
+# servers profile SPEC declares, `profiles` = those of every profile) into SELECTED, each once.
 select_servers() {
   SELECTED=()
   (($#)) || set -- "${ALL_SERVERS[@]}"
-  local name
-  for name in "$@"; do
+  local -a names=("$@") declared
+  local name spec listed i=0
+  while ((i < ${#names[@]})); do
+    name="${names[i]}"
+    i=$((i + 1))
     case "$name" in
-      default) SELECTED+=("${DEFAULT_SERVERS[@]}") ;;
-      monitoring) SELECTED+=("${MONITORING_SERVERS[@]}") ;;
-      redis | rabbitmq | postgres | mosquitto | nats | zipkin) SELECTED+=("$name") ;;
-      prometheus | alertmanager | victorialogs | vlagent) SELECTED+=("$name") ;;
-      *) die "unknown server '$name' (expected: ${ALL_SERVERS[*]} default monitoring)" ;;
+      profiles)
+        for spec in default $(profile_names); do names+=("profile:$spec"); done
+        ;;
+      profile:*)
+        # A profile's names pass through this same check (an unknown one is refused).
+        listed="$(profile_servers "${name#profile:}")" || exit 1
+        mapfile -t declared <<<"$listed"
+        names+=("${declared[@]}")
+        ;;
+      default) names+=("${DEFAULT_SERVERS[@]}") ;;
+      monitoring) names+=("${MONITORING_SERVERS[@]}") ;;
+      redis | rabbitmq | postgres | mosquitto | nats | zipkin | prometheus | alertmanager | victorialogs | vlagent)
+        [[ " ${SELECTED[*]} " == *" $name "* ]] || SELECTED+=("$name")
+        ;;
+      *) die "unknown server '$name' (expected: ${ALL_SERVERS[*]} default monitoring profiles profile:<profile>)" ;;
     esac
   done
 }
@@ -721,9 +805,13 @@ main() {
       for name in "${SELECTED[@]}"; do stop_one "$name"; done
       ;;
     status) status_all ;;
+    profile-dir)
+      (($# == 1)) || die "usage: $0 profile-dir <profile>"
+      profile_dir "$1"
+      ;;
     *)
-      echo "usage: $0 install | start [names...] | stop [names...] | status | secrets" >&2
-      echo "names: ${ALL_SERVERS[*]} default monitoring" >&2
+      echo "usage: $0 install | start [names...] | stop [names...] | status | secrets | profile-dir <profile>" >&2
+      echo "names: ${ALL_SERVERS[*]} default monitoring profiles profile:<profile>" >&2
       exit 2
       ;;
   esac

@@ -7,26 +7,130 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 profile="${1:-default}"
 cd "$root"
+export DAPR_RUNTIME_PATH="${DAPR_RUNTIME_PATH:-$root/.runtime}"
 
-case "$profile" in
-  default) servers=(redis zipkin monitoring); run_file=dapr.yaml ;;
-  rabbitmq-postgres) servers=(rabbitmq postgres zipkin monitoring) ;;
-  *) echo "unknown profile '$profile': use default or a folder of components/profiles/" >&2; exit 2 ;;
-esac
-bash scripts/infra.sh start "${servers[@]}"
+# The dapr CLI (1.16.5) moves itself into a process group of its own (setpgid), so a Ctrl-C in
+# the terminal never reaches it, and on SIGINT/SIGTERM it SIGKILLs each app's `uv run` wrapper,
+# which orphans `python -m <app>` with its port held. So the CLI runs as our child, its group id
+# (its own pid) is kept in this file, and we stop that group ourselves (stop_group).
+pid_file=.data/platform/dapr-run.pgid
 
-if [[ "$profile" != default ]]; then
+# Pids in process group $1 but $2 (the CLI): the apps, their `uv run` wrappers, the sidecars,
+# the control plane. A process keeps its group when orphaned, so none escapes this.
+members() { pgrep -g "$1" | grep -vx "${2:-}" || true; }
+
+# Stops process group $1 led by the CLI: SIGTERM to every member but the CLI (daprd shuts down
+# gracefully, uvicorn finishes open requests), SIGKILL after PLATFORM_STOP_TIMEOUT seconds (default
+# 30), then SIGINT to the CLI, which closes its log files and exits.
+stop_group() {
+  local pgid="$1" timeout="${PLATFORM_STOP_TIMEOUT:-30}" deadline left
+  left="$(members "$pgid" "$pgid")"
+  # shellcheck disable=SC2086 # one pid per word
+  [[ -z "$left" ]] || kill -TERM $left 2>/dev/null || true
+  deadline=$((SECONDS + timeout))
+  while left="$(members "$pgid" "$pgid")" && [[ -n "$left" ]]; do
+    if ((SECONDS >= deadline)); then
+      echo "platform: still running after ${timeout}s, sending SIGKILL to: $(tr '\n' ' ' <<<"$left")" >&2
+      # shellcheck disable=SC2086
+      kill -KILL $left 2>/dev/null || true
+    fi
+    sleep 0.2
+  done
+  kill -INT "$pgid" 2>/dev/null || true
+  deadline=$((SECONDS + 10))
+  while kill -0 "$pgid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+  pkill -KILL -g "$pgid" 2>/dev/null || true
+}
+
+# True when process group $1 is a platform of this checkout: a member runs from under $root (the
+# CLI and daprd from .runtime, the apps from .venv), so a recycled pid is never taken for it.
+is_platform() {
+  local pid
+  for pid in $(pgrep -g "$1"); do
+    [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *"$root/"* ]] && return 0
+  done
+  return 1
+}
+
+# `run-platform.sh stop` (make down): stop the platform a `make up` started, wherever it runs.
+if [[ "$profile" == stop ]]; then
+  if [[ -f "$pid_file" ]] && pgid="$(<"$pid_file")" && is_platform "$pgid"; then
+    echo "platform: stopping every app, sidecar and the control plane (process group $pgid)"
+    stop_group "$pgid"
+    echo "platform: stopped"
+  else
+    echo "platform: not running"
+  fi
+  rm -f "$pid_file"
+  exit 0
+fi
+
+# The ports of every app, sidecar and control-plane server (dapr.yaml, scripts/control-plane.sh):
+# one already taken is named with the process holding it, instead of an app failing to bind.
+check_ports() {
+  local port what line pid owner
+  while read -r port what; do
+    line="$(ss -ltnpH "sport = :$port" 2>/dev/null | head -n 1)"
+    [[ -n "$line" ]] || continue
+    pid="$(grep -oE 'pid=[0-9]+' <<<"$line" | head -n 1 | cut -d= -f2)"
+    owner="a process ss cannot name (ss -ltnp as root shows it)"
+    [[ -n "$pid" ]] && owner="pid $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-160)"
+    echo "platform: error: 127.0.0.1:$port ($what) is already taken by $owner." >&2
+    echo "platform: stop it first; \`make down\` stops a platform that \`make up\` started." >&2
+    exit 1
+  done < <(
+    awk '/appID:/ { app = $NF } /(appPort|daprHTTPPort|daprGRPCPort|daprInternalGRPCPort|metricsPort):/ {
+      key = $1; sub(":", "", key); print $2, app "\x27s " key }' dapr.yaml
+    grep -oE -- '-port [0-9]+|127\.0\.0\.1:[0-9]+' scripts/control-plane.sh | grep -oE '[0-9]+$' |
+      sed 's/$/ Dapr control plane/'
+  )
+}
+if [[ -f "$pid_file" ]] && is_platform "$(<"$pid_file")"; then
+  echo "platform: error: already running (process group $(<"$pid_file")); \`make down\` stops it" >&2
+  exit 1
+fi
+check_ports
+
+# The profile's folder (default, a folder of components/profiles/ or any folder with a
+# profile.yaml) and the servers its profile.yaml declares: nothing here names a profile.
+folder="$(bash scripts/infra.sh profile-dir "$profile")" || exit 2
+bash scripts/infra.sh start "profile:$folder" zipkin monitoring
+
+run_file=dapr.yaml
+if [[ "$folder" != components ]]; then
   # The run file names its resources folder; a profile gets a copy that names the profile's
   # folder instead, beside dapr.yaml so its relative paths still hold (git-ignored).
-  run_file=".dapr.$profile.yaml"
-  sed "s#\"./components\"#\"./components/profiles/$profile\"#" dapr.yaml > "$run_file"
+  [[ "$folder" == /* ]] || folder="./$folder"
+  run_file=".dapr.$(basename "$folder").yaml"
+  sed "s#\"./components\"#\"$folder\"#" dapr.yaml >"$run_file"
 fi
 
 secret() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' .data/secrets.json "$1"; }
 export DAPR_API_TOKEN="$(secret dapr-api-token)" APP_API_TOKEN="$(secret app-api-token)"
-export DAPR_RUNTIME_PATH="${DAPR_RUNTIME_PATH:-$root/.runtime}"
-
 echo "platform: starting every app with its sidecar ($profile profile); gateway on http://127.0.0.1:8080"
 echo "platform: metrics on http://127.0.0.1:9090 (Prometheus), logs on http://127.0.0.1:9428/select/vmui (VictoriaLogs)"
 # --log-as-json: daprd writes JSON lines too (the CLI passes it on), which the log store keeps as fields.
-exec "$DAPR_RUNTIME_PATH/bin/dapr" --log-as-json run -f "$run_file"
+"$DAPR_RUNTIME_PATH/bin/dapr" --log-as-json run -f "$run_file" &
+cli=$!
+mkdir -p "$(dirname "$pid_file")"
+echo "$cli" >"$pid_file"
+
+# Ctrl-C (make and this script get the terminal's SIGINT), SIGTERM to make or to this script.
+on_signal() {
+  trap '' INT TERM
+  echo "platform: stopping every app, sidecar and the control plane..."
+  # Before the CLI's setpgid its group is ours: then it has started nothing, and only it goes.
+  if [[ "$(ps -o pgid= -p "$cli" | tr -d ' ')" == "$cli" ]]; then stop_group "$cli"; else kill -KILL "$cli"; fi
+  rm -f "$pid_file"
+  echo "platform: stopped"
+  exit "$1"
+}
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
+status=0
+wait "$cli" || status=$?
+# The CLI ended by itself (a signal sent to it alone, `make down`, a failed start): what it left
+# behind in its group goes too.
+stop_group "$cli"
+rm -f "$pid_file"
+exit "$status"
