@@ -1,60 +1,170 @@
-"""API keys: held in the Dapr secret store, checked in constant time on every public route."""
+"""API keys and their scopes: held in the Dapr secret store, checked in constant time on every public route.
+
+The secret (`gateway-api-keys`) is a comma-separated list of entries, each `<key>` or
+`<key>=<scope> <scope> ...` (scopes space-separated, as OAuth 2.0 writes them, RFC 6749 §3.3).
+A bare key holds every scope (`*`): the form of the dev key scripts/secrets.sh generates, so
+that one key serves `make up`, the tests and the README's commands.
+
+Rotation without a restart: the gateway reads the secret again every
+`GATEWAY_API_KEYS_TTL_SECONDS` (60 s), and at once on SIGHUP. The sidecar's secret store must
+see the new value too: the Kubernetes store reads the Secret on each request; Dapr's local file
+store reads its file when the component loads, so locally the component is reloaded (daprd's hot
+reload, on by default in 1.18, reloads a component whose YAML changed; see the gateway README).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
 import time
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
+from gateway.scopes import ALL, SCOPES, missing_scopes, route_scopes
 from genai_platform.dapr import DaprError, Sidecar
 from genai_platform.errors import Problem
 from genai_platform.security import tokens_match
 
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One key and the scopes it holds."""
+
+    key: str
+    scopes: frozenset[str]
+
+
+def parse_keys(raw: str) -> tuple[ApiKey, ...]:
+    """The keys of the secret's value (format in the module docstring); empty entries are skipped.
+
+    A scope the gateway does not know is dropped with a warning naming it (never the key), so a
+    typo grants nothing rather than failing every key.
+    """
+    keys = []
+    for entry in raw.split(","):
+        key, sep, scopes = entry.strip().partition("=")
+        key = key.strip()
+        if not key:
+            continue
+        granted = set(scopes.split()) if sep else {ALL}
+        unknown = granted - set(SCOPES) - {ALL}
+        if unknown:
+            log.warning("API key entry %d names unknown scopes %s: ignored", len(keys) + 1, sorted(unknown))
+        keys.append(ApiKey(key, frozenset(granted - unknown)))
+    return tuple(keys)
+
 
 class ApiKeys:
-    """The set of valid keys, fetched from the secret store and refreshed after a TTL."""
+    """The valid keys with their scopes, fetched from the secret store and read again after a TTL."""
 
     def __init__(self, sidecar: Sidecar, secret_name: str, ttl_seconds: float) -> None:
         self._sidecar = sidecar
         self._secret_name = secret_name
         self._ttl = ttl_seconds
-        self._keys: tuple[str, ...] = ()
+        self._keys: tuple[ApiKey, ...] = ()
         self._loaded_at = float("-inf")
 
-    async def current(self) -> tuple[str, ...]:
+    def expire(self) -> None:
+        """Read the secret again on the next request (a key was rotated)."""
+        self._loaded_at = float("-inf")
+
+    def expire_on_sighup(self) -> None:
+        """Call `expire` when the process gets SIGHUP (`kill -HUP <gateway pid>` after a rotation).
+
+        Only the main thread's running loop can take signals; elsewhere (an in-process test
+        client) the TTL alone re-reads the keys.
+        """
+
+        def on_sighup() -> None:
+            log.info("SIGHUP: API keys are read again on the next request")
+            self.expire()
+
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
+        except (RuntimeError, ValueError, NotImplementedError):
+            log.debug("SIGHUP cannot be watched here; API keys are read again after their TTL")
+
+    async def current(self) -> tuple[ApiKey, ...]:
+        """The keys, from the secret store when the copy held is older than the TTL.
+
+        Raises `DaprError` when the secret store cannot be read.
+        """
         if time.monotonic() - self._loaded_at > self._ttl:
             secret = await self._sidecar.get_secret(self._secret_name)
             raw = secret.get(self._secret_name) or next(iter(secret.values()), "")
-            self._keys = tuple(key.strip() for key in raw.split(",") if key.strip())
+            self._keys = parse_keys(raw)
             self._loaded_at = time.monotonic()
         return self._keys
 
-    async def is_valid(self, presented: str) -> bool:
-        keys = await self.current()
-        # Check every key, so the time taken does not tell which one nearly matched.
-        matches = [tokens_match(presented, key) for key in keys]
-        return any(matches)
+    async def find(self, presented: str) -> ApiKey | None:
+        """The key matching `presented`, or None. Raises `DaprError` as `current` does."""
+        found = None
+        # Compare with every key, so the time taken does not tell which one nearly matched.
+        for candidate in await self.current():
+            if tokens_match(presented, candidate.key) and found is None:
+                found = candidate
+        return found
 
 
 _bearer = HTTPBearer(auto_error=False, description="An API key of the platform, as `Authorization: Bearer <key>`.")
 
 
 async def require_api_key(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request,
+    security_scopes: SecurityScopes,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
+    """Check the caller's key and that it holds every scope the route declares.
+
+    Raises 401 without a valid key, 403 naming the missing scopes (`required_scopes`,
+    `missing_scopes`), 503 when the secret store cannot be read. Keeps the key on
+    `request.state.api_key` for the route (`ApiKeyDep`).
+    """
     presented = credentials.credentials if credentials else request.headers.get("x-api-key")
     unauthorized = Problem(401, "A valid API key is required.", headers={"WWW-Authenticate": "Bearer"})
     if not presented:
         raise unauthorized
     try:
-        valid = await request.app.state.api_keys.is_valid(presented)
+        key = await request.app.state.api_keys.find(presented)
     except DaprError as error:
         raise Problem(503, "API keys cannot be read from the secret store right now.") from error
-    if not valid:
+    if key is None:
         raise unauthorized
-    return presented
+    required = tuple(security_scopes.scopes)
+    if missing := missing_scopes(key.scopes, required):
+        raise Problem(
+            403,
+            f"This API key lacks the scope{'s' if len(missing) > 1 else ''} {', '.join(missing)}.",
+            title="Insufficient scope",
+            headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{" ".join(required)}"'},
+            required_scopes=list(required),
+            missing_scopes=missing,
+        )
+    request.state.api_key = key.key
+    return key.key
 
 
-ApiKeyDep = Annotated[str, Depends(require_api_key)]
+def requires_key(method: str, path: str) -> object:
+    """The dependency a public route lists: a valid key holding the route's scopes
+    (`gateway.scopes.ROUTE_SCOPES`, which raises LookupError for an undeclared route).
+
+    In the OpenAPI document the scopes show as the operation's security requirement.
+    """
+    return Security(require_api_key, scopes=list(route_scopes(method, path)))
+
+
+def _checked_key(request: Request) -> str:
+    key = getattr(request.state, "api_key", None)
+    if key is None:  # a route without `requires_key`: a bug the route-table test catches
+        raise RuntimeError(f"{request.method} {request.url.path} has no requires_key dependency")
+    return key
+
+
+# The key `requires_key` accepted, for a route's own use (limits, usage).
+ApiKeyDep = Annotated[str, Depends(_checked_key)]

@@ -21,6 +21,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.api_keys = ApiKeys(app.state.sidecar, settings.api_keys_secret, settings.api_keys_ttl_seconds)
+        app.state.api_keys.expire_on_sighup()
         app.state.limits = Limits(settings.requests_per_minute, settings.tokens_per_day)
         app.state.chat = ChatPipeline(
             app.state.sidecar,

@@ -11,7 +11,7 @@ from urllib.parse import quote, quote_from_bytes
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from gateway.api_keys import ApiKeyDep
+from gateway.api_keys import ApiKeyDep, requires_key
 from gateway.chat import ChatPipeline
 from gateway.limits import Usage
 from gateway.openapi import OpenApiDocument
@@ -223,6 +223,7 @@ def public_router() -> APIRouter:
             summary=route.summary,
             tags=[route.tag],
             description=f"Served by the `{route.app_id}` app, reached through Dapr service invocation.",
+            dependencies=[requires_key(route.method, route.path)],
         )
 
     @router.post(
@@ -236,6 +237,7 @@ def public_router() -> APIRouter:
         "`guard-out`, `total`); a stream's header holds the stages before generation and its last event "
         "repeats it with every stage as `server_timing`.",
         openapi_extra={"requestBody": {"content": {"application/json": {"schema": CHAT_FIELDS}}}},
+        dependencies=[requires_key("POST", "/v1/chat/completions")],
         responses={200: {"description": "The answer, whole or as server-sent events", "headers": SERVER_TIMING_HEADER}},
     )
     async def chat_completions(request: Request, api_key: ApiKeyDep) -> object:
@@ -281,6 +283,7 @@ def public_router() -> APIRouter:
         description="Every public route with the request and answer bodies of the app that serves it. When an "
         "app cannot be reached the document is partial: `info.x-missing-apps` names the apps left out.",
         responses={200: {"model": OpenApiDocument, "description": "An OpenAPI 3.1 document"}},
+        dependencies=[requires_key("GET", "/v1/openapi.json")],
     )
     async def platform_openapi(request: Request, api_key: ApiKeyDep) -> JSONResponse:
         """The merged document (see gateway.openapi); a partial one is never cached."""
@@ -290,12 +293,22 @@ def public_router() -> APIRouter:
         cache = "no-store" if document["info"]["x-missing-apps"] else "private, max-age=60"
         return JSONResponse(document, headers={"Cache-Control": cache})
 
-    @router.get("/v1/usage", tags=["system"], summary="This API key's use: requests and model tokens")
+    @router.get(
+        "/v1/usage",
+        tags=["system"],
+        summary="This API key's use: requests and model tokens",
+        dependencies=[requires_key("GET", "/v1/usage")],
+    )
     async def get_usage(request: Request, api_key: ApiKeyDep) -> Usage:
         # Only the caller's own key: one key's holder learns nothing about the others.
         return request.app.state.limits.usage(api_key)
 
-    @router.get("/v1/system/health", tags=["system"], summary="Readiness of every app of the platform")
+    @router.get(
+        "/v1/system/health",
+        tags=["system"],
+        summary="Readiness of every app of the platform",
+        dependencies=[requires_key("GET", "/v1/system/health")],
+    )
     async def get_system_health(request: Request, sidecar: SidecarDep, _key: ApiKeyDep) -> SystemHealth:
         settings: GatewaySettings = request.app.state.settings
         return await system_health(sidecar, settings.app_id, settings.platform_apps, settings.health_timeout_seconds)
