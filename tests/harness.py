@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = frozenset(
@@ -36,8 +37,15 @@ PROFILES = {
 }
 
 
-# Uploads up to the ingestion service's limit must pass its sidecar (daprd's default is 4 MiB).
-INGESTION_DAPRD_ARGS = ["--max-body-size", "16Mi"]
+def sidecar_limit_args() -> list[str]:
+    """daprd's body and header limits as dapr.yaml gives them to `make up`'s sidecars, as flags."""
+    common = yaml.safe_load((ROOT / "dapr.yaml").read_text())["common"]
+    return ["--max-body-size", common["maxBodySize"], "--read-buffer-size", common["readBufferSize"]]
+
+
+# Every daprd a test starts has the limits of `make up` (uploads up to ingestion's limit pass them).
+SIDECAR_LIMIT_ARGS = sidecar_limit_args()
+INGESTION_DAPRD_ARGS: list[str] = []  # every sidecar has SIDECAR_LIMIT_ARGS now; kept for older callers
 
 
 def bearer(secrets: dict[str, str]) -> dict[str, str]:
@@ -201,6 +209,7 @@ class Daprd:
             "--log-level",
             "info",
             *[arg for path in self.resources for arg in ("--resources-path", str(path))],
+            *SIDECAR_LIMIT_ARGS,
             *self.extra_args,
         ]
         if self.app_port is not None:

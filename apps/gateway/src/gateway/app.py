@@ -8,7 +8,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from gateway.api_keys import ApiKeys
 from gateway.chat import ChatPipeline, PipelineSettings
-from gateway.limits import Limits
+from gateway.limits import Limits, SizeLimitMiddleware, SizeLimits
 from gateway.openapi import PlatformOpenApi
 from gateway.routes import public_router, schema_app_paths, schema_sources
 from gateway.settings import GatewaySettings
@@ -50,6 +50,17 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=lifespan,
         # Clients call the public API directly, with API keys instead of the sidecar's token.
         open_prefixes=("/v1/", "/docs", "/openapi.json"),
+    )
+    # Outside everything but CORS: an oversized request is refused before any work (a browser still
+    # reads the 413, which carries CORS headers).
+    app.add_middleware(
+        SizeLimitMiddleware,
+        limits=SizeLimits(
+            model_body=settings.max_model_body_bytes,
+            upload_body=settings.max_upload_body_bytes,
+            body=settings.max_body_bytes,
+            header=settings.max_header_bytes,
+        ),
     )
     app.add_middleware(
         CORSMiddleware,

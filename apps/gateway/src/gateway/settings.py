@@ -32,3 +32,15 @@ class GatewaySettings(ServiceSettings):
     # The merged OpenAPI document (/v1/openapi.json) is rebuilt from the apps' documents this often.
     openapi_ttl_seconds: float = Field(300.0, ge=0, validation_alias="GATEWAY_OPENAPI_TTL_SECONDS")
     openapi_timeout_seconds: float = Field(5.0, gt=0, validation_alias="GATEWAY_OPENAPI_TIMEOUT_SECONDS")
+    # The largest request let through, in bytes (gateway.limits.SizeLimits): over it the answer is a
+    # 413 (body) or 431 (headers) here, before any sidecar sees the request. Every sidecar's
+    # `--max-body-size` (dapr.yaml `maxBodySize`, 16Mi) is above the largest of them.
+    # Chat, completions and embeddings: 1 MiB holds the guard's largest text (1,000,000 characters).
+    max_model_body_bytes: int = Field(1 << 20, ge=1024, le=16 << 20, validation_alias="GATEWAY_MAX_MODEL_BODY_BYTES")
+    # Documents and training files: ingestion's largest document (10 MiB) and 64 KiB of multipart framing.
+    max_upload_body_bytes: int = Field(
+        (10 << 20) + (64 << 10), ge=1024, le=16 << 20, validation_alias="GATEWAY_MAX_UPLOAD_BODY_BYTES"
+    )
+    max_body_bytes: int = Field(1 << 20, ge=1024, le=16 << 20, validation_alias="GATEWAY_MAX_BODY_BYTES")
+    # Every header field together ("name: value" and CRLF each), as Go's net/http counts MaxHeaderBytes.
+    max_header_bytes: int = Field(16 << 10, ge=1024, le=1 << 20, validation_alias="GATEWAY_MAX_HEADER_BYTES")

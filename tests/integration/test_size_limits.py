@@ -1,0 +1,116 @@
+"""Body and header limits through real sidecars (issue 11 inputs 11 and 20, issue 16): every request
+over a limit is a 413 or 431 problem+json naming the limit, answered by the gateway before a sidecar
+sees it; a document near ingestion's limit passes every sidecar (their limits are dapr.yaml's)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harness import AppWithSidecar, bearer, start_pair
+
+MODEL_LIMIT = 1 << 20  # GatewaySettings.max_model_body_bytes
+OTHER_LIMIT = 1 << 20  # GatewaySettings.max_body_bytes
+UPLOAD_LIMIT = (10 << 20) + (64 << 10)  # GatewaySettings.max_upload_body_bytes
+DOCUMENT_LIMIT = 10 << 20  # IngestionSettings.max_document_bytes
+
+
+@pytest.fixture(scope="module")
+def stack(log_dir: Path, secrets: dict[str, str], default_broker: str) -> Iterator[dict[str, AppWithSidecar]]:
+    started: list[AppWithSidecar] = []
+    try:
+        for app_id in ("guard", "ingestion", "gateway"):
+            started.append(start_pair(app_id, log_dir, secrets))
+        yield {pair.app.app_id: pair for pair in started}
+    finally:
+        for pair in reversed(started):
+            pair.stop()
+
+
+def assert_limit_problem(response: httpx.Response, status: int, limit: int) -> None:
+    assert response.status_code == status, response.text[:500]
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "retry-after" not in response.headers  # the same request can never succeed
+    body = response.json()
+    assert body["status"] == status and body["limit_bytes"] == limit
+    assert f"{limit} bytes" in body["detail"]
+
+
+def chunked(data: bytes, piece: int = 1 << 16) -> Iterator[bytes]:
+    """`data` sent without a Content-Length (Transfer-Encoding: chunked)."""
+    for start in range(0, len(data), piece):
+        yield data[start : start + piece]
+
+
+def test_a_5_4_mb_chat_request_is_a_413_naming_the_limit(stack, secrets) -> None:
+    """Issue 11 input 11: it was a 503 with Retry-After blaming the guard (daprd's 4 MiB refused it)."""
+    url = f"{stack['gateway'].app.url}/v1/chat/completions"
+    body = httpx.Request("POST", url, json={"messages": [{"role": "user", "content": "a" * 5_400_000}]}).content
+    with httpx.Client(headers=bearer(secrets), timeout=60) as http:
+        headers = {"content-type": "application/json"}
+        assert_limit_problem(http.post(url, content=body, headers=headers), 413, MODEL_LIMIT)
+        assert_limit_problem(http.post(url, content=chunked(body), headers=headers), 413, MODEL_LIMIT)
+
+
+def test_megabytes_of_one_character_with_lone_surrogates_for_the_guard(stack, secrets) -> None:
+    """Issue 11 input 20: it was a 503. Over the body limit: 413 naming it; under it: a verdict, or a
+    422 naming the field when the text holds lone surrogates (not a Unicode string)."""
+    url = f"{stack['gateway'].app.url}/v1/guard/check"
+    with httpx.Client(headers={**bearer(secrets), "content-type": "application/json"}, timeout=120) as http:
+        huge = '{"text": "' + "a" * 3_000_000 + "\\ud800" + "a" * 1000 + '\\udfff"}'
+        assert_limit_problem(http.post(url, content=huge), 413, OTHER_LIMIT)
+        surrogates = '{"text": "' + "a" * 900_000 + '\\ud800 \\udfff"}'
+        refused = http.post(url, content=surrogates)
+        assert refused.status_code == 422, refused.text[:500]
+        assert [error["location"] for error in refused.json()["errors"]] == ["body.text"]
+        verdict = http.post(url, content='{"text": "' + "a" * 900_000 + '"}')
+        assert verdict.status_code == 200, verdict.text[:500]
+        assert verdict.json()["allowed"] is False and verdict.json()["blocked_by"] == ["length"]
+
+
+def test_a_document_near_the_limit_is_ingested_and_one_over_it_is_a_413(stack, secrets) -> None:
+    """A 10 MiB upload passes the gateway, both sidecars (maxBodySize 16Mi) and ingestion; 11 MiB is
+    refused at the gateway, declared or chunked; one byte over ingestion's limit is its own 413."""
+    url = f"{stack['gateway'].app.url}/v1/documents"
+    sentence = f"Size limits are answered as limits, marker {uuid.uuid4().hex}.".encode()
+    # Spaces clean away (ingestion folds whitespace): the document is near the limit, its text short.
+    near = sentence + b" " * (DOCUMENT_LIMIT - len(sentence))
+    with httpx.Client(headers=bearer(secrets), timeout=180) as http:
+        created = http.post(url, files={"file": ("near-limit.txt", near, "text/plain")})
+        assert created.status_code == 201, created.text[:500]
+        document = http.get(f"{url}/{created.json()['id']}", params={"chunks": "true"}).json()
+        assert [chunk["text"] for chunk in document["chunks"]] == [sentence.decode()]
+
+        one_over = http.post(url, files={"file": ("one-over.txt", near + b" ", "text/plain")})
+        assert one_over.status_code == 413, one_over.text[:500]
+        assert str(DOCUMENT_LIMIT) in one_over.json()["detail"]
+
+        over = sentence + b" " * (11 << 20)
+        assert_limit_problem(http.post(url, files={"file": ("over.txt", over, "text/plain")}), 413, UPLOAD_LIMIT)
+        framed = httpx.Request("POST", url, files={"file": ("over.txt", over, "text/plain")})
+        sent = http.post(url, content=chunked(framed.read()), headers={"content-type": framed.headers["content-type"]})
+        assert_limit_problem(sent, 413, UPLOAD_LIMIT)
+
+
+def test_the_sidecars_take_what_the_gateway_lets_through(stack, secrets) -> None:
+    """Ingestion's own sidecar has the body limit of `make up` (16Mi, not daprd's 4Mi): a 12 MiB
+    upload reaches ingestion, which refuses it with its own 413 naming its limit."""
+    ingestion = stack["ingestion"]
+    with ingestion.sidecar.client() as dapr:
+        files = {"file": ("big.txt", b"x " * (6 << 20), "text/plain")}
+        response = dapr.post("/v1.0/invoke/ingestion/method/v1/documents", files=files)
+        assert response.status_code == 413, response.text[:500]
+        assert str(DOCUMENT_LIMIT) in response.json()["detail"]
+
+
+def test_header_fields_over_the_limit_are_a_431_naming_it(stack, secrets) -> None:
+    url = f"{stack['gateway'].app.url}/v1/documents"
+    for size in (20_000, 200_000):
+        response = httpx.get(url, headers={**bearer(secrets), "x-padding": "p" * size}, timeout=30)
+        assert response.status_code == 431, (size, response.status_code, response.text[:300])
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["limit_bytes"] == 16 << 10
