@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -24,8 +25,9 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        """Temperature 0 or below: always the most likely token (no randomness)."""
-        return self.temperature <= 0.0
+        """Temperature 0 or below, or so small that it is 0 as a float32 (sampling runs in float32,
+        and its limit as the temperature falls is the most likely token): no randomness."""
+        return self.temperature <= 0.0 or struct.unpack("f", struct.pack("f", self.temperature))[0] == 0.0
 
     def make_generator(self) -> torch.Generator | None:
         """A per-request random stream: the same seed gives the same tokens, whatever else runs."""
@@ -49,7 +51,9 @@ def pick_tokens(
 
 def _sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
     # Sampling runs in float32 on the CPU: the same seed then gives the same tokens on any device.
-    probs = torch.softmax(logits.float().cpu() / params.temperature, dim=-1)
+    # Less the largest logit first: a tiny temperature (1e-40) then gives -inf or 0, never inf - inf.
+    scores = logits.float().cpu()
+    probs = torch.softmax((scores - scores.max()) / params.temperature, dim=-1)
     if params.top_p < 1.0:
         sorted_probs, order = probs.sort(descending=True)
         # Keep the smallest set whose mass reaches top_p (the first token always stays).

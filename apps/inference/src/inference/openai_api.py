@@ -190,10 +190,11 @@ async def completions(body: CompletionRequest, request: Request, models: ModelsD
     # OpenAI's default for this legacy endpoint is 16 tokens.
     generation = await _start(models, lambda loaded: loaded.encode(prompt), body, body.max_tokens or 16)
     completion = Completion("text_completion", generation)
+    echo = prompt if body.echo else ""  # `echo`: the prompt leads the answer, as OpenAI sends it
     if body.stream:
-        return _sse(completion.text_chunks(body.include_usage), generation)
+        return _sse(completion.text_chunks(body.include_usage, echo), generation)
     text, finished = await _collect(generation, request)
-    return completion.text_response(text, finished)
+    return completion.text_response(echo + text, finished)
 
 
 # --- plumbing ------------------------------------------------------------------------------------
@@ -217,10 +218,18 @@ async def _start(
     except LimitExceeded as error:
         raise _invalid(
             str(error),
-            "max_tokens" if error.limit == "max_tokens" else "messages",
+            _limited_field(body, error.limit),
             limit=error.limit,
             limit_value=error.value,
         ) from error
+
+
+def _limited_field(body: GenerationFields, limit: str) -> str:
+    """The field a `LimitExceeded` is about: the token count the client sent, or its input."""
+    if limit == "max_tokens":
+        chat = isinstance(body, ChatCompletionRequest) and body.max_completion_tokens is not None
+        return "max_completion_tokens" if chat else "max_tokens"
+    return "messages" if isinstance(body, ChatCompletionRequest) else "prompt"
 
 
 def _invalid(message: str, param: str, **extensions: Any) -> Problem:
@@ -342,9 +351,9 @@ class Completion:
         if include_usage:
             yield {**self._envelope("chat.completion.chunk"), "choices": [], "usage": usage(finished)}
 
-    async def text_chunks(self, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
-        """`text_completion` chunks: each text delta, the finish reason, then usage if asked; a failed
-        generation ends with an OpenAI `error` object instead."""
+    async def text_chunks(self, include_usage: bool, echo: str = "") -> AsyncIterator[dict[str, Any]]:
+        """`text_completion` chunks: `echo` (the prompt, when asked for) then each text delta, the finish
+        reason, then usage if asked; a failed generation ends with an OpenAI `error` object instead."""
 
         def chunk(text: str, reason: str | None = None) -> dict[str, Any]:
             body = {
@@ -355,6 +364,8 @@ class Completion:
                 body["usage"] = None
             return body
 
+        if echo:
+            yield chunk(echo)
         async for event in self.generation:
             if isinstance(event, TextDelta):
                 yield chunk(event.text)

@@ -316,3 +316,27 @@ class CompletionRequest(GenerationFields):
 def honoured_fields(request: type[GenerationFields]) -> set[str]:
     """The fields of `request` that change the answer as OpenAI documents."""
     return set(request.model_fields) - set(ACCEPTED_NO_OP) - set(EXTENSIONS)
+
+
+# --- the gateway's additions ---------------------------------------------------------------------
+
+
+class PromptReference(BaseModel):
+    """A managed prompt to render for the last user turn: its name, a label or a version, and the
+    variables to fill in (their types are the prompt version's to check)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr = Field(min_length=1)
+    label: StrictStr | None = None
+    version: StrictInt | None = Field(None, ge=1)
+    variables: dict[StrictStr, Any] = Field(default_factory=dict)
+
+
+class GatewayChatRequest(ChatCompletionRequest):
+    """The gateway's chat request: OpenAI's, plus `collection` (ground the answer in its documents)
+    and `prompt` (a managed prompt, by name or `PromptReference`). The gateway takes both out
+    before the request reaches inference."""
+
+    collection: StrictStr | None = Field(None, min_length=1)
+    prompt: StrictStr | PromptReference | None = None

@@ -1,0 +1,33 @@
+"""The first step of every generation route: the body against the platform's OpenAI contract
+(genai_platform.contracts.openai), before the guard, retrieval or a sidecar sees it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from genai_platform.contracts.openai import GenerationFields
+from genai_platform.errors import Problem
+
+
+def validated_body(contract: type[GenerationFields], body: Any) -> dict[str, Any]:
+    """`body` checked against `contract`, as a dict in the shape clients send (roles in lower case).
+
+    Raises `Problem` 422 naming each invalid field (`body.messages.0.role`), as FastAPI's
+    validation answers on every app, and `UnsupportedField` (400, OpenAI's `error.param`) for a
+    field the platform does not serve or does not know.
+    """
+    if not isinstance(body, dict):
+        raise Problem(422, "The body must be a JSON object.", title="Invalid request")
+    try:
+        request = contract.model_validate(body)
+    except ValidationError as error:
+        # Say which field is wrong and why, without echoing the input back.
+        errors = [
+            {"location": ".".join(str(part) for part in ("body", *err["loc"])), "message": err["msg"]}
+            for err in error.errors(include_url=False, include_input=False)
+        ]
+        raise Problem(422, "The request is not valid.", title="Invalid request", errors=errors) from error
+    request.refuse_unsupported()
+    return request.model_dump(mode="json", exclude_unset=True)
