@@ -1,4 +1,4 @@
-"""Per-key rate limits and token quotas, on a clock the test moves."""
+"""Per-key rate limits (token quotas: test_gateway_usage.py), on a clock the test moves."""
 
 import pytest
 
@@ -26,26 +26,13 @@ def test_a_bucket_refills_at_its_rate() -> None:
 
 def test_over_the_rate_is_a_429_with_retry_after_per_key() -> None:
     clock = Clock()
-    limits = Limits(requests_per_minute=1, tokens_per_day=100, clock=clock, wall=clock)
+    limits = Limits(requests_per_minute=1, clock=clock)
     limits.admit("key-a")
     with pytest.raises(Problem) as refused:
         limits.admit("key-a")
     assert refused.value.status == 429
     assert refused.value.headers["Retry-After"] == "60"
     limits.admit("key-b")  # another key has its own budget
-
-
-def test_a_spent_token_quota_refuses_until_the_window_turns() -> None:
-    clock = Clock()
-    limits = Limits(requests_per_minute=1000, tokens_per_day=100, clock=clock, wall=clock)
-    limits.admit("k")
-    limits.spend("k", 100)
-    with pytest.raises(Problem) as refused:
-        limits.admit("k")
-    assert "quota" in refused.value.detail
-    assert int(refused.value.headers["Retry-After"]) == 86400
-    clock.now += 86400
-    limits.admit("k")
 
 
 def test_usage_is_read_from_a_json_answer_and_from_a_stream() -> None:
@@ -64,22 +51,6 @@ def test_usage_is_read_from_a_json_answer_and_from_a_stream() -> None:
         stream.feed(chunk)
     stream.close()
     assert stream.total_tokens == 9
-
-
-def test_usage_tells_one_key_its_own_requests_and_tokens() -> None:
-    clock = Clock()
-    limits = Limits(requests_per_minute=1000, tokens_per_day=100, clock=clock, wall=clock)
-    for _ in range(3):
-        limits.admit("key-a")
-    limits.spend("key-a", 40)
-    limits.admit("key-b")
-    clock.now += 3600
-    usage = limits.usage("key-a")
-    assert usage["requests"] == 3 and usage["tokens_used"] == 40 and usage["tokens_per_day"] == 100
-    assert usage["window_resets_in_seconds"] == pytest.approx(86400 - 3600)
-    assert limits.usage("key-b")["requests"] == 1 and limits.usage("key-b")["tokens_used"] == 0
-    clock.now += 86400
-    assert limits.usage("key-a")["tokens_used"] == 0  # the window turned
 
 
 def test_the_registry_is_public_under_its_own_prefix_and_rewritten_to_its_path() -> None:

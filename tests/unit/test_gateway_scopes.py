@@ -22,6 +22,7 @@ from gateway.limits import Limits
 from gateway.routes import PUBLIC_ROUTES, public_router
 from gateway.scopes import ALL, ANY_KEY, ROUTE_SCOPES, SCOPES, missing_scopes, route_scopes
 from gateway.settings import GatewaySettings
+from gateway.usage import UsageLedger
 
 SECRET = "gateway-api-keys"
 
@@ -113,7 +114,8 @@ def gateway() -> tuple[TestClient, FakeDapr]:
     app.state.settings = SETTINGS
     app.state.sidecar = dapr.sidecar("gateway")
     app.state.api_keys = ApiKeys(app.state.sidecar, SECRET, ttl_seconds=0)
-    app.state.limits = Limits(requests_per_minute=10_000, tokens_per_day=10**9)
+    app.state.limits = Limits(requests_per_minute=10_000)
+    app.state.usage = UsageLedger(app.state.sidecar, tokens_per_day=10**9)
     return TestClient(app), dapr
 
 

@@ -122,8 +122,9 @@ async def require_api_key(
 ) -> str:
     """Check the caller's key and that it holds every scope the route declares.
 
-    Raises 401 without a valid key, 403 naming the missing scopes (`required_scopes`,
-    `missing_scopes`), 503 when the secret store cannot be read. Keeps the key on
+    Counts the request against the key's usage (gateway.usage). Raises 401 without a valid key,
+    403 naming the missing scopes (`required_scopes`, `missing_scopes`), 429 when the key's
+    token quota is used up, 503 when the secret or state store cannot be read. Keeps the key on
     `request.state.api_key` for the route (`ApiKeyDep`).
     """
     presented = credentials.credentials if credentials else request.headers.get("x-api-key")
@@ -146,6 +147,8 @@ async def require_api_key(
             required_scopes=list(required),
             missing_scopes=missing,
         )
+    # Counted by every replica together; refused when the key's token quota is used up (429).
+    await request.app.state.usage.admit(key.key)
     request.state.api_key = key.key
     return key.key
 

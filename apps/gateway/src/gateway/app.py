@@ -12,6 +12,7 @@ from gateway.limits import Limits, SizeLimitMiddleware, SizeLimits
 from gateway.openapi import PlatformOpenApi
 from gateway.routes import public_router, schema_app_paths, schema_sources
 from gateway.settings import GatewaySettings
+from gateway.usage import UsageLedger
 from genai_platform.service import create_service
 
 
@@ -22,7 +23,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.api_keys = ApiKeys(app.state.sidecar, settings.api_keys_secret, settings.api_keys_ttl_seconds)
         app.state.api_keys.expire_on_sighup()
-        app.state.limits = Limits(settings.requests_per_minute, settings.tokens_per_day)
+        app.state.limits = Limits(settings.requests_per_minute)
+        app.state.usage = UsageLedger(app.state.sidecar, settings.tokens_per_day)
         app.state.chat = ChatPipeline(
             app.state.sidecar,
             PipelineSettings(

@@ -7,7 +7,7 @@ tokens it reports in `usage` are counted against the caller's quota.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 
 import httpx
@@ -78,7 +78,7 @@ async def forward(
     path: str,
     *,
     timeout: float,
-    on_usage: Callable[[int], None] | None = None,
+    on_usage: Callable[[int], Awaitable[None]] | None = None,
 ) -> StreamingResponse:
     """Send this request's method, query and body to `app_id` at `path` and stream the answer back."""
     query = request.url.query
@@ -112,7 +112,7 @@ async def forward(
             yield chunk
         meter.close()
         if on_usage is not None and meter.total_tokens:
-            on_usage(meter.total_tokens)
+            await on_usage(meter.total_tokens)
 
     relayed = {name: value for name in RELAYED_RESPONSE_HEADERS if (value := upstream.headers.get(name))}
     return StreamingResponse(

@@ -13,12 +13,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from gateway.api_keys import ApiKeyDep, requires_key
 from gateway.chat import ChatPipeline
-from gateway.limits import Usage
 from gateway.openapi import OpenApiDocument
 from gateway.proxy import UsageMeter, forward
 from gateway.settings import GatewaySettings
 from gateway.system import SystemHealth, system_health
 from gateway.timing import ServerTiming
+from gateway.usage import Usage, usage_of
 from genai_platform.errors import Problem
 from genai_platform.paths import invalid_path_parameters
 from genai_platform.requests import current_request_id
@@ -205,7 +205,7 @@ def _relay(route: PublicRoute) -> Callable[..., Awaitable[StreamingResponse]]:
             route.app_id,
             route.upstream_path(encoded_path(request)),
             timeout=settings.generation_timeout_seconds if route.generates else settings.request_timeout_seconds,
-            on_usage=(lambda tokens: limits.spend(api_key, tokens)) if route.generates else None,
+            on_usage=(lambda tokens: request.app.state.usage.spend(api_key, tokens)) if route.generates else None,
         )
 
     return relay
@@ -256,7 +256,7 @@ def public_router() -> APIRouter:
         plan = await pipeline.plan(body, request_id, timing)
         if not body.get("stream"):
             answer = await pipeline.complete(plan, request_id)
-            limits.spend(api_key, int((answer.get("usage") or {}).get("total_tokens") or 0))
+            await request.app.state.usage.spend(api_key, int((answer.get("usage") or {}).get("total_tokens") or 0))
             headers = {"Server-Timing": timing.header()} if settings.server_timing else None
             return JSONResponse(answer, headers=headers)
 
@@ -269,7 +269,7 @@ def public_router() -> APIRouter:
             except Problem as problem:
                 # Headers are gone already: the failure travels as a last event, as OpenAI's do.
                 yield f"data: {json.dumps({'error': problem.body()})}\n\n".encode()
-            limits.spend(api_key, meter.total_tokens)
+            await request.app.state.usage.spend(api_key, meter.total_tokens)
 
         headers = {"Cache-Control": "no-cache"}
         if settings.server_timing:
@@ -301,7 +301,7 @@ def public_router() -> APIRouter:
     )
     async def get_usage(request: Request, api_key: ApiKeyDep) -> Usage:
         # Only the caller's own key: one key's holder learns nothing about the others.
-        return request.app.state.limits.usage(api_key)
+        return await usage_of(request.app.state.usage, api_key, request.app.state.limits.requests_per_minute)
 
     @router.get(
         "/v1/system/health",
