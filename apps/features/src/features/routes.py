@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.schemas import EmbeddingList, IndexedDocument
 from features.search import Mode, SearchParams, search
@@ -24,12 +24,15 @@ subscriptions = Subscriptions()
 
 
 class SearchRequest(BaseModel):
+    # An unknown field is a 422 naming it: a misspelt `top_k` must not pass for the default `k`.
+    model_config = ConfigDict(extra="forbid")
+
     query: str = Field(min_length=1, max_length=4000)
     k: int = Field(5, ge=1, le=100)
     mode: Mode = Mode.HYBRID
     collection: str | None = None
-    vector_weight: float = Field(0.5, ge=0)
-    keyword_weight: float = Field(0.5, ge=0)
+    vector_weight: float = Field(0.5, ge=0, le=1, description="The vector score's share of the hybrid score.")
+    keyword_weight: float = Field(0.5, ge=0, le=1, description="The keyword (BM25) score's share of the hybrid score.")
     mmr: bool = False
     mmr_lambda: float = Field(0.7, ge=0, le=1)
 

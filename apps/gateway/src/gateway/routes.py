@@ -146,7 +146,7 @@ CHAT_FIELDS = {
                     "properties": {
                         "name": {"type": "string"},
                         "label": {"type": "string"},
-                        "version": {"type": "integer"},
+                        "version": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
                         "variables": {"type": "object", "additionalProperties": True},
                     },
                     "required": ["name"],

@@ -195,7 +195,7 @@ async def _upload(request: Request, settings: IngestionSettings) -> Ingested:
 async def list_documents(
     request: Request,
     collection: str | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     store: DocumentStore = request.app.state.store

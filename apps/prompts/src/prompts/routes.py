@@ -31,6 +31,9 @@ from prompts.templates import (
 )
 
 log = logging.getLogger(__name__)
+# The largest version number a request may name: stores and other clients keep numbers as 32-bit
+# signed integers or JSON doubles, and no prompt has this many versions.
+MAX_VERSION = 2**31 - 1
 
 prompts = APIRouter(prefix="/v1/prompts", tags=["prompts"])
 subscriptions = Subscriptions()
@@ -65,9 +68,9 @@ class CreatePrompt(VersionDraft):
 class MoveLabel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
     expected_version: int | None = Field(
-        None, description="Move only if the label points at this version now (409 otherwise)."
+        None, ge=1, le=MAX_VERSION, description="Move only if the label points at this version now (409 otherwise)."
     )
 
 
@@ -76,7 +79,7 @@ class RenderRequest(BaseModel):
 
     variables: dict[str, Any] = Field(default_factory=dict)
     label: str | None = Field(None, pattern=LABEL_PATTERN, description="Defaults to `production`.")
-    version: int | None = Field(None, ge=1, description="A version number instead of a label.")
+    version: int | None = Field(None, ge=1, le=MAX_VERSION, description="A version number instead of a label.")
 
     @model_validator(mode="after")
     def _one_reference(self) -> RenderRequest:

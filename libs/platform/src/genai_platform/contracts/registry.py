@@ -12,7 +12,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 
@@ -106,9 +106,11 @@ class Version(NewVersion):
 
 
 class AliasMove(BaseModel):
-    """Point an alias at a version number (1 or more)."""
+    """Point an alias at a version number (1 to 2**31 - 1)."""
 
-    version: int = Field(ge=1)
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, le=2**31 - 1)
 
 
 class FileComplete(BaseModel):
