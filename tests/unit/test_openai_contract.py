@@ -14,6 +14,7 @@ from typing import Any
 
 import openai.types.chat.completion_create_params as chat_params
 import openai.types.completion_create_params as text_params
+import openai.types.embedding_create_params as embedding_params
 import pytest
 import torch
 from test_inference_api import AUTH, running, settings
@@ -24,8 +25,10 @@ from genai_platform.contracts.openai import (
     EXTENSIONS,
     ChatCompletionRequest,
     CompletionRequest,
+    EmbeddingsRequest,
     GatewayChatRequest,
     GenerationFields,
+    OpenAIRequest,
     UnsupportedField,
     honoured_fields,
 )
@@ -40,22 +43,32 @@ CONTRACTS = [(ChatCompletionRequest, chat_params), (CompletionRequest, text_para
 def openai_fields(module: ModuleType) -> set[str]:
     """Every field of the `openai` package's request type in `module`, streamed or not."""
     fields: set[str] = set()
-    for name in ("CompletionCreateParamsBase", "CompletionCreateParamsStreaming", "CompletionCreateParamsNonStreaming"):
-        fields |= set(getattr(module, name).__annotations__)
+    for name in (
+        "CompletionCreateParamsBase",
+        "CompletionCreateParamsStreaming",
+        "CompletionCreateParamsNonStreaming",
+        "EmbeddingCreateParams",
+    ):
+        fields |= set(getattr(module, name, object).__dict__.get("__annotations__", {}))
+    assert fields, f"no request type found in {module.__name__}"
     return fields
 
 
-def accepted(contract: type[GenerationFields]) -> set[str]:
+def accepted(contract: type[OpenAIRequest]) -> set[str]:
     return set(ACCEPTED_NO_OP) & set(contract.model_fields)
 
 
-@pytest.mark.parametrize(("contract", "module"), CONTRACTS, ids=["chat", "completions"])
+@pytest.mark.parametrize(
+    ("contract", "module"),
+    [*CONTRACTS, (EmbeddingsRequest, embedding_params)],
+    ids=["chat", "completions", "embeddings"],
+)
 def test_every_openai_field_is_honoured_accepted_or_refused_and_no_set_overlaps(
-    contract: type[GenerationFields], module: ModuleType
+    contract: type[OpenAIRequest], module: ModuleType
 ) -> None:
     fields = openai_fields(module)
     honoured, no_op, refused = honoured_fields(contract), accepted(contract), set(contract.REFUSED)
-    assert {"messages" if contract is ChatCompletionRequest else "prompt", "stream", "seed"} <= fields
+    assert {"messages", "prompt", "input"} & fields and {"model"} <= fields
     assert fields - (honoured | no_op | refused) == set(), "an OpenAI field the contract does not place"
     assert not (honoured & refused) and not (honoured & no_op) and not (no_op & refused)
     # Nothing is declared for a field OpenAI does not have; our own extensions are all the model adds.
@@ -142,6 +155,9 @@ def test_issue_11_inputs_are_refused_by_field_or_answered_correctly(tiny_llama_f
             400,
             "messages[0].content[0].type",
         ),
+        # A model not served is a 404 naming it (the served one is `tiny` here, alias `smollm2`).
+        (chat, {"messages": HELLO, "model": "gpt-4o"}, 404, "model"),
+        (text, {"prompt": "Hi", "model": "tiny-2"}, 404, "model"),
         (chat, {"messages": HELLO, "max_tokens": 10**9}, 400, "max_tokens"),
         (chat, {"messages": HELLO, "max_completion_tokens": 10**9}, 400, "max_completion_tokens"),
     ]
@@ -160,6 +176,8 @@ def test_issue_11_inputs_are_refused_by_field_or_answered_correctly(tiny_llama_f
         (text, {"prompt": "Once upon", "echo": True, **ask}),
         (text, {"prompt": "Once upon", "top_p": 5e-324, "temperature": 1.0, "max_tokens": 3}),  # 17
         (text, {"prompt": "Once upon", **ask}),
+        (text, {"prompt": "Once upon", "model": "TINY", **ask}),
+        (text, {"prompt": "Once upon", "model": "smollm2", **ask}),
     ]
     answers = post_all(tiny_llama_folder, [(path, body) for path, body, _, _ in cases] + answered)
     for (_, body, status, field), (got, answer) in zip(cases, answers, strict=False):
@@ -168,7 +186,8 @@ def test_issue_11_inputs_are_refused_by_field_or_answered_correctly(tiny_llama_f
             assert field in [error["location"] for error in answer["errors"]], answer
         else:
             assert answer["error"]["param"] == field, answer
-    upper, parts, lower, echoed, tiny_top_p, plain = (answer for _, answer in answers[len(cases) :])
+    upper, parts, lower, echoed, tiny_top_p, plain, by_name, by_alias = (answer for _, answer in answers[len(cases) :])
+    assert by_name["model"] == by_alias["model"] == "tiny" and by_alias["choices"] == plain["choices"]
     # A role in capitals is the same turn; parts are the text they join.
     content = lower["choices"][0]["message"]["content"]
     assert upper["choices"][0]["message"]["content"] == content == parts["choices"][0]["message"]["content"]

@@ -14,11 +14,12 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from genai_platform.contracts.openai import ChatCompletionRequest, CompletionRequest, GenerationFields
-from genai_platform.errors import Problem
+from genai_platform.errors import Problem, problem_responses
 from inference.access import require_caller
 from inference.decoding import SamplingParams
 from inference.engine import Finished, Generation, LimitExceeded, QueueFull, TextDelta
 from inference.model import LoadedModel
+from inference.registry_source import RegistryRef
 from inference.swap import ModelService, NotLoaded, start_generation
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(require_caller)])
@@ -135,7 +136,8 @@ def _streamed_or_whole(whole: type[BaseModel], chunk: str) -> dict[int | str, di
         "type": "string",
         "description": f"Server-sent events `data: <{chunk} JSON>`, ending with `data: [DONE]`.",
     }
-    return {200: {"model": whole, "content": {"text/event-stream": {"schema": events}}}}
+    # 400: a refused or unknown field, or a limit (`error.param` names it); 404: a model not served.
+    return {200: {"model": whole, "content": {"text/event-stream": {"schema": events}}}, **problem_responses(400, 404)}
 
 
 # --- routes --------------------------------------------------------------------------------------
@@ -169,6 +171,7 @@ async def list_models(models: ModelsDep) -> dict[str, Any]:
 )
 async def chat_completions(body: ChatCompletionRequest, request: Request, models: ModelsDep) -> Any:
     body.refuse_unsupported()
+    _check_model(models, body.model)
     messages = [{"role": m.role, "content": m.text()} for m in body.messages]
     generation = await _start(models, lambda loaded: loaded.encode_chat(messages), body, body.requested_max_tokens())
     completion = Completion("chat.completion", generation)
@@ -186,6 +189,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, models
 )
 async def completions(body: CompletionRequest, request: Request, models: ModelsDep) -> Any:
     body.refuse_unsupported()
+    _check_model(models, body.model)
     prompt = body.prompt_text()
     # OpenAI's default for this legacy endpoint is 16 tokens.
     generation = await _start(models, lambda loaded: loaded.encode(prompt), body, body.max_tokens or 16)
@@ -198,6 +202,28 @@ async def completions(body: CompletionRequest, request: Request, models: ModelsD
 
 
 # --- plumbing ------------------------------------------------------------------------------------
+
+
+def served_names(models: ModelService) -> set[str]:
+    """The names a request's `model` may give, in lower case: the served model's id (what /v1/models
+    lists), the configured name, the registry model followed, and the configured aliases."""
+    settings = models.settings
+    registry = RegistryRef.parse(settings.model_source)
+    names = {settings.model_name, *settings.model_aliases, *([registry.name] if registry else [])}
+    if models.current is not None:
+        names.add(models.current.name)
+    return {name.lower() for name in names}
+
+
+def _check_model(models: ModelService, model: str | None) -> None:
+    """Raise a 404 naming `model` (OpenAI's `model_not_found`) unless it names the served model
+    (without regard to case); no `model` asks for the served one."""
+    if model is None or model.lower() in served_names(models):
+        return
+    served = models.current.name if models.current is not None else models.settings.model_name
+    message = f"The model {model!r} is not served here; ask for {served!r}."
+    error = {"message": message, "type": "invalid_request_error", "param": "model", "code": "model_not_found"}
+    raise Problem(404, message, title="Model not found", error=error, model=model)
 
 
 async def _start(

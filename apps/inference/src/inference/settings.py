@@ -34,6 +34,9 @@ class InferenceSettings(ServiceSettings):
     registry_app_id: str = Field("registry", validation_alias="INFERENCE_REGISTRY_APP_ID")
     # The id clients see in `model` and /v1/models; the version labels metrics and swaps.
     model_name: str = Field("SmolLM2-135M-Instruct", validation_alias="INFERENCE_MODEL_NAME")
+    # Other names a request's `model` may give for the served model (vLLM's --served-model-name
+    # takes several too); any other name is a 404. JSON in the environment: '["smollm2"]'.
+    model_aliases: tuple[str, ...] = Field(("smollm2",), validation_alias="INFERENCE_MODEL_ALIASES")
     model_version: str = Field("1", validation_alias="INFERENCE_MODEL_VERSION")
     # GGUF files are converted once to safetensors here, so later starts load in a second.
     model_cache_dir: Path = Field(

@@ -220,14 +220,32 @@ class UnsupportedField(DomainError):
 # --- requests ------------------------------------------------------------------------------------
 
 
-class GenerationFields(BaseModel):
-    """The sampling and streaming fields chat and text completions share (OpenAI's names).
-
-    Unknown and refused fields land in `model_extra` and are answered by `unsupported_fields`.
-    """
+class OpenAIRequest(BaseModel):
+    """A request of OpenAI's API: fields beyond the declared ones land in `model_extra`, where
+    `unsupported_fields` answers each refused one (unless neutral) and each unknown one."""
 
     model_config = ConfigDict(extra="allow")
     REFUSED: ClassVar[dict[str, Refusal]] = {}
+
+    def unsupported_fields(self) -> list[UnsupportedField]:
+        """Every refused field set to a value that asks for something, and every unknown field."""
+        found = []
+        for name, value in (self.model_extra or {}).items():
+            refusal = self.REFUSED.get(name)
+            if refusal is None:
+                found.append(UnsupportedField(name, "Unrecognized request argument supplied."))
+            elif not _is_neutral(value, refusal.neutral):
+                found.append(UnsupportedField(name, refusal.reason))
+        return found
+
+    def refuse_unsupported(self) -> None:
+        """Raise the first `UnsupportedField` (400), if any."""
+        if found := self.unsupported_fields():
+            raise found[0]
+
+
+class GenerationFields(OpenAIRequest):
+    """The sampling and streaming fields chat and text completions share (OpenAI's names)."""
 
     model: StrictStr | None = None
     max_tokens: StrictInt | None = Field(None, ge=1)
@@ -250,22 +268,6 @@ class GenerationFields(BaseModel):
         """The stop sequences, empty ones left out."""
         stops = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
         return tuple(s for s in stops if s)
-
-    def unsupported_fields(self) -> list[UnsupportedField]:
-        """Every refused field set to a value that asks for something, and every unknown field."""
-        found = []
-        for name, value in (self.model_extra or {}).items():
-            refusal = self.REFUSED.get(name)
-            if refusal is None:
-                found.append(UnsupportedField(name, "Unrecognized request argument supplied."))
-            elif not _is_neutral(value, refusal.neutral):
-                found.append(UnsupportedField(name, refusal.reason))
-        return found
-
-    def refuse_unsupported(self) -> None:
-        """Raise the first `UnsupportedField` (400), if any."""
-        if found := self.unsupported_fields():
-            raise found[0]
 
 
 class ChatCompletionRequest(GenerationFields):
@@ -313,7 +315,34 @@ class CompletionRequest(GenerationFields):
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
 
-def honoured_fields(request: type[GenerationFields]) -> set[str]:
+class EmbeddingsRequest(OpenAIRequest):
+    """OpenAI's embeddings request: `input` as a string or a list of strings, none empty.
+
+    `dimensions` is honoured only as the model's own size: a vector cut shorter is a good
+    embedding only for a model trained for it (Matryoshka), and the served one is checked by the
+    features app, which answers 400 naming `dimensions` otherwise. Token arrays as `input` are
+    a 422: the served model's tokenizer is not OpenAI's.
+    """
+
+    input: StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
+    model: StrictStr | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: StrictInt | None = Field(None, ge=1, description="The model's own size, if given.")
+    user: StrictStr | None = Field(None, description=ACCEPTED_NO_OP["user"])
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> EmbeddingsRequest:
+        if any(not text for text in self.texts):
+            raise ValueError("input must be a non-empty string or a list of non-empty strings")
+        return self
+
+    @property
+    def texts(self) -> list[str]:
+        """The inputs as a list."""
+        return [self.input] if isinstance(self.input, str) else self.input
+
+
+def honoured_fields(request: type[OpenAIRequest]) -> set[str]:
     """The fields of `request` that change the answer as OpenAI documents."""
     return set(request.model_fields) - set(ACCEPTED_NO_OP) - set(EXTENSIONS)
 
