@@ -229,3 +229,11 @@ def test_the_gateway_validates_before_anything_else_and_keeps_the_pipelines_shap
     assert invalid.value.status == 422 and {"body.messages.0.role", "body.prompt.PromptReference.name"} <= locations
     with pytest.raises(Problem):
         validated_body(CompletionRequest, ["not", "an", "object"])
+
+
+def test_the_inference_readme_table_places_every_openai_field() -> None:
+    readme = (Path(__file__).parents[2] / "apps/inference/README.md").read_text()
+    section = readme.split("### OpenAI compatibility", 1)[1].split("\n\n", 2)[2]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    documented = {name for row in rows for name in row.split("|")[1].split("`")[1::2]}
+    assert openai_fields(chat_params) | openai_fields(text_params) <= documented
