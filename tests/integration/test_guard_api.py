@@ -35,10 +35,11 @@ def test_checks_gates_and_streaming_through_dapr(start_app, default_broker) -> N
         out = dapr.post(f"{GUARD}/output", json={"text": "Reach Jane at jane@example.com or 555-123-4567."}).json()
         assert out["allowed"] and out["text"] == "Reach Jane at [REDACTED:EMAIL] or [REDACTED:PHONE]."
 
+        # Only the tail that may still become an e-mail address waits.
         step = dapr.post(f"{GUARD}/output/stream", json={"chunk": "Mail jane@exa"}).json()
-        assert (step["released"], step["pending"]) == ("", "Mail jane@exa")
+        assert (step["released"], step["pending"]) == ("Mail ", "jane@exa")
         step = dapr.post(f"{GUARD}/output/stream", json={"pending": step["pending"], "chunk": "mple.com. Bye"}).json()
-        assert (step["released"], step["pending"]) == ("Mail [REDACTED:EMAIL]. ", "Bye")
+        assert (step["released"], step["pending"]) == ("[REDACTED:EMAIL]. ", "Bye")
 
         # Issue 11, inputs 12-14 through the real API: an invisible mark inside the injection's
         # words, emoji sequences in an answer, and a reference-style image carrying data.

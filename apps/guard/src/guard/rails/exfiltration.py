@@ -8,7 +8,7 @@ personal data); raw HTML that fetches (`<img>`, `<iframe>`, `srcset`...) and dat
 The text is read by a CommonMark parser (markdown-it-py), not by patterns, so every form a
 renderer understands is seen: inline, full reference (`![x][1]`), collapsed (`![x][]`) and
 shortcut (`![x]`) images and links with their `[1]: url` definitions, autolinks (`<https://...>`)
-and raw HTML, inline or in blocks (read with the standard library's HTML parser). The parser's
+and raw HTML, every tag read as inline HTML (with the standard library's HTML parser). The parser's
 inline rules are wrapped to learn where in the text each image or link was found.
 """
 
@@ -24,13 +24,18 @@ from markdown_it import MarkdownIt
 from markdown_it.rules_block import StateBlock, reference
 from markdown_it.rules_inline import StateInline, autolink, html_inline, image, link
 
-from guard.rails import Finding, Scan
+from guard.rails import Finding, Scan, partial_patterns, unsettled_start
 from guard.rails import pii as pii_rail
 
 # Every image, link, definition, autolink or HTML tag has one of these (CommonMark allows no
 # space inside `](` or `]:`); text without any is not parsed, which keeps a page of brackets cheap.
 _MAY_HOLD_MARKUP = re.compile(r"\]\(|\]:|<[A-Za-z/!?]")
 _BARE_URL = re.compile(r"(?<![(<\[\w])https?://[^\s)<>\]\"']+")
+_PARTIAL_URL = partial_patterns([_BARE_URL])
+# A line that may be (or become) a link reference definition: `[label]: url` (CommonMark 4.7).
+_DEFINITION_LINE = re.compile(r" {0,3}\[")
+_FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$", re.MULTILINE)
+_BACKTICKS = re.compile(r"`+")
 _DATA_LIKE = re.compile(r"^[A-Za-z0-9+/=_%-]{24,}$")
 LONG_QUERY = 64
 # HTML attributes whose URL a browser fetches as soon as the element is shown (WHATWG HTML).
@@ -140,7 +145,11 @@ def _inline_with_lines(state: Any) -> None:
 
 
 def _parser() -> MarkdownIt:
-    md = MarkdownIt("commonmark")
+    # No HTML blocks: a CommonMark HTML block runs to the next blank line and hides the markdown
+    # lines after its tag (`<img ...>` then `![x](url)` on the next line), which a renderer with
+    # HTML turned off (most chat UIs) shows as an image. Without the block rule every tag is
+    # read as inline HTML and the markdown around it is parsed too.
+    md = MarkdownIt("commonmark").disable("html_block")
     # See every destination, even those markdown-it would not render (javascript:): another
     # renderer might.
     md.validateLink = lambda url: True
@@ -196,10 +205,10 @@ def scan(text: str, allowed_hosts: tuple[str, ...] = ()) -> Scan:
     if not has_markup and "://" not in text:
         return Scan()
     env: dict[str, Any] = {}
-    tokens = _MD.parse(text, env) if has_markup else []
+    if has_markup:
+        _MD.parse(text, env)
     starts = _line_starts(text)
     seen: list[_Seen] = env.get("_seen", [])
-    seen += [_Seen("html", t.content, t.map[0] if t.map else 0) for t in tokens if t.type == "html_block"]
     findings: list[Finding] = []
     cursors: dict[str, int] = {}
 
@@ -266,3 +275,101 @@ def _html_findings(item: _Seen, allowed: tuple[str, ...], locate: Any, findings:
         span = locate(raw, item.line) if unsafe and raw else None
         if span is not None:
             findings.append(Finding(kind, *span, score, replacement=""))
+
+
+def unsettled(text: str) -> int:
+    """Streaming: where the tail that more text could turn into markup to judge starts: an open
+    markdown link or image (`[` not closed, a `]` at the very end, a `](` destination not closed),
+    an open `<` tag or autolink, a `!` that may open an image, a link reference definition line
+    until its end, a bare URL still growing, an open code block or code span (markdown inside is
+    not markdown). `len(text)` when there is none.
+
+    Brackets are matched within a paragraph: a blank line ends every open one (CommonMark's
+    inlines never cross it), so a stray `[` holds text back only to the end of its paragraph.
+    """
+    start = unsettled_start(_PARTIAL_URL, text)
+    if text.endswith("!"):
+        start = min(start, len(text) - 1)
+    # The last line, or the one a final newline just closed (a definition's title may follow it).
+    line = text.rfind("\n", 0, max(0, len(text) - 1)) + 1
+    if _DEFINITION_LINE.match(text, line):
+        start = min(start, line)
+    tag = text.rfind("<")
+    if tag != -1 and ">" not in text[tag:] and (tag == len(text) - 1 or re.match(r"[A-Za-z/!?]", text[tag + 1])):
+        start = min(start, tag)
+    return min(start, _open_bracket(text), _open_code(text))
+
+
+def _open_code(text: str) -> int:
+    """The start of an open code block or span: inside one, markdown is not markdown (a piece of it
+    checked alone would be judged as markdown), so it is judged whole once it closes."""
+    fence_at, fence = None, ""
+    for match in _FENCE_LINE.finditer(text):
+        marker = match.group(1)
+        if fence_at is None:
+            fence_at, fence = match.start(), marker
+        elif marker[0] == fence[0] and len(marker) >= len(fence) and not match.group(2).strip():
+            fence_at = None  # a closing fence: as long as the opening one, nothing after it
+    if fence_at is not None:
+        return fence_at
+    if text.endswith("`"):
+        return len(text.rstrip("`"))  # a backtick run may still grow
+    # Code spans stay within a paragraph: an opening backtick run waits for a run as long.
+    paragraph = max(text.rfind("\n\n"), text.rfind("\n\r\n")) + 1
+    runs = [m for m in _BACKTICKS.finditer(text, paragraph)]
+    i = 0
+    while i < len(runs):
+        closing = next((j for j in range(i + 1, len(runs)) if len(runs[j].group()) == len(runs[i].group())), None)
+        if closing is None:
+            return runs[i].start()
+        i = closing + 1
+    return len(text)
+
+
+def _open_bracket(text: str) -> int:
+    """The start (its `!` included) of the earliest link or image that is still open."""
+    opened: list[int] = []
+    i, end = 0, len(text)
+    while i < end:
+        char = text[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == "\n" and (text.startswith("\n\n", i) or text.startswith("\n\r\n", i)):
+            opened.clear()  # a paragraph ends: nothing before it can close any more
+        elif char == "[":
+            opened.append(i)
+        elif char == "]" and opened:
+            at = opened.pop()
+            if i + 1 == end:
+                opened.append(at)  # `](`, `][` or `]:` may follow
+            elif text[i + 1] == "(":
+                close = _closing_paren(text, i + 1)
+                if close is None:
+                    opened.append(at)
+                    break
+                i = close
+        i += 1
+    if not opened:
+        return len(text)
+    first = opened[0]
+    return first - 1 if first > 0 and text[first - 1] == "!" else first
+
+
+def _closing_paren(text: str, open_at: int) -> int | None:
+    """The index of the `)` closing the destination opened at `open_at` (nested pairs allowed)."""
+    depth = 0
+    i = open_at
+    while i < len(text):
+        char = text[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None

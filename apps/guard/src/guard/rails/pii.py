@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from guard.rails import Finding, Scan, drop_overlaps
+from guard.rails import Finding, Scan, drop_overlaps, partial_patterns, unsettled_start
 
 ENTITIES = ("email", "phone", "credit_card", "iban", "ssn", "ip_address")
 # When two candidates overlap, the more specific (checked) one names the text.
@@ -27,6 +27,17 @@ _IPV4 = re.compile(
     r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\d]|\.\d)"
 )
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
+
+
+# Each entity's patterns, for streaming: where a match may still be growing (see `unsettled`).
+_PATTERNS = {
+    "email": partial_patterns([_EMAIL]),
+    "phone": partial_patterns([_PHONE]),
+    "credit_card": partial_patterns([_CARD]),
+    "iban": partial_patterns([_IBAN]),
+    "ssn": partial_patterns([_SSN]),
+    "ip_address": partial_patterns([_IPV4, _IPV6]),
+}
 
 
 def luhn_valid(digits: str) -> bool:
@@ -86,3 +97,10 @@ def _is_ipv6(candidate: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def unsettled(text: str, entities: tuple[str, ...] | list[str] = ENTITIES) -> int:
+    """Streaming: where the tail that more text could turn into personal data starts (an unfinished
+    word that may become an e-mail address, a run of digits and separators that may grow into a
+    phone or card number); `len(text)` when there is none. Derived from the rail's own patterns."""
+    return min((unsettled_start(_PATTERNS[kind], text) for kind in entities if kind in _PATTERNS), default=len(text))

@@ -10,7 +10,7 @@ import math
 import re
 from collections import Counter
 
-from guard.rails import Finding, Scan, drop_overlaps
+from guard.rails import Finding, Scan, drop_overlaps, partial_patterns, unsettled_start
 
 VENDOR_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (kind, re.compile(pattern))
@@ -45,6 +45,7 @@ _ASSIGNMENT = re.compile(
     r"(?i)\b(?:pass(?:word|wd|phrase)?|pwd|secret|api[_-]?key|apikey|access[_-]?token|auth[_-]?token|client[_-]?secret|"
     r"secret[_-]?key|token)\b[\"']?\s*(?:[:=]|=>)\s*[\"']?([^\s\"',;]{8,})"
 )
+_ALL_PATTERNS = partial_patterns([*(pattern for _, pattern in VENDOR_PATTERNS), _ASSIGNMENT])
 # What a random credential looks like, in bits per character; English words sit near 2.5-3.
 MIN_ENTROPY = 3.0
 
@@ -72,3 +73,10 @@ def scan(text: str) -> Scan:
     priority = {kind: 10 for kind, _ in VENDOR_PATTERNS}  # a named format beats the generic guess
     findings = tuple(drop_overlaps(found, priority))
     return Scan(max((f.score for f in findings), default=0.0), findings)
+
+
+def unsettled(text: str) -> int:
+    """Streaming: where the tail that more text could turn into a credential starts (an open
+    private-key block up to its END line, a token prefix, a `password =` still missing its value);
+    `len(text)` when there is none. Derived from the rail's own patterns."""
+    return unsettled_start(_ALL_PATTERNS, text)

@@ -217,3 +217,16 @@ def fold(text: str) -> str:
     if text.isascii():
         return text
     return "".join(_fold_char(c) if not c.isascii() else c for c in text)
+
+
+def unsettled(text: str) -> int:
+    """Streaming: the last grapheme cluster, which more text may extend (a ZWJ, a variation
+    selector or a keycap after `1` makes another emoji, and a lone joiner is stripped); nothing
+    after whitespace. `len(text)` when there is no such tail."""
+    if not text or (text[-1].isspace() and text[-1] != "\r"):  # CR LF is one cluster
+        return len(text)
+    start = max(0, len(text) - 64)  # a cluster is short: read only the end of the text
+    last = start
+    for match in _CLUSTER.finditer(text, start):
+        last = match.start()
+    return last

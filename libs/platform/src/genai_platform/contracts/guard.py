@@ -75,7 +75,8 @@ class InputVerdict(BaseModel):
 
 
 class GuardStreamStep(BaseModel):
-    """One step of a checked stream: what the client may see now, what waits for its sentence end.
+    """One step of a checked stream: what the client may see now, and the tail held back because
+    an output rail could still judge it differently once more text comes (guard.streaming).
 
     The caller sends `pending` back with the next chunk. `blocked` ends the stream: nothing more
     is released, and `blocked_by` names the rails.
