@@ -299,6 +299,10 @@ class ChatCompletionRequest(GenerationFields):
                 if part.type != "text":
                     reason = f"Only text parts are served: no model here reads `{part.type}` parts."
                     found.append(UnsupportedField(f"messages[{i}].content[{j}].type", reason))
+                    continue
+                for name in part.model_extra or {}:
+                    reason = "A text part is `type` and `text` only."
+                    found.append(UnsupportedField(f"messages[{i}].content[{j}].{name}", reason))
         return found
 
 
