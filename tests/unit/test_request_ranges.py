@@ -119,3 +119,28 @@ def test_a_search_out_of_range_is_a_422_naming_the_field(body: dict[str, Any], l
     response = TestClient(app).post("/v1/search", json=body)
     assert response.status_code == 422, response.text
     assert [error["location"] for error in response.json()["errors"]] == [location]
+
+
+def test_every_create_links_to_the_operations_that_take_its_id(merged: dict[str, Any]) -> None:
+    """The document's OpenAPI links (gateway.openapi.LINKS), which a stateful fuzzer follows, all land."""
+    from gateway.openapi import LINKS
+
+    operation_ids = {
+        operation["operationId"]
+        for item in merged["paths"].values()
+        for operation in item.values()
+        if isinstance(operation, dict) and "operationId" in operation
+    }
+    for (method, path, status), links in LINKS.items():
+        declared = merged["paths"][path][method.lower()]["responses"][status]["links"]
+        assert set(declared) == {name for name, *_ in links}, (method, path)
+        assert {link["operationId"] for link in declared.values()} <= operation_ids
+    document = merged["paths"]["/v1/documents"]["post"]["responses"]["201"]["links"]["GetDocument"]
+    assert document["parameters"] == {"document_id": "$response.body#/id"}
+
+
+def test_a_body_that_cannot_be_parsed_is_a_documented_400(merged: dict[str, Any]) -> None:
+    for path, item in merged["paths"].items():
+        for method, operation in item.items():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                assert "400" in operation["responses"], (method, path)

@@ -99,3 +99,15 @@ def test_every_sidecar_takes_the_largest_body_the_gateway_lets_through() -> None
     assert max(gateway.max_upload_body_bytes, gateway.max_model_body_bytes, gateway.max_body_bytes) < sidecar_body
     assert gateway.max_header_bytes <= sidecar_header
     assert IngestionSettings().max_document_bytes < gateway.max_upload_body_bytes
+
+
+def test_the_cluster_sidecars_have_the_same_limits() -> None:
+    """k8s/base/apps: every pod's dapr.io annotations carry dapr.yaml's body and header limits."""
+    common = yaml.safe_load((ROOT / "dapr.yaml").read_text())["common"]
+    manifests = sorted((ROOT / "k8s" / "base" / "apps").glob("*.yaml"))
+    assert manifests
+    for manifest in manifests:
+        deployment = next(d for d in yaml.safe_load_all(manifest.read_text()) if d and d["kind"] == "Deployment")
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["dapr.io/max-body-size"] == common["maxBodySize"], manifest.name
+        assert annotations["dapr.io/read-buffer-size"] == common["readBufferSize"], manifest.name

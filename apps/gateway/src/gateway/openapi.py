@@ -5,8 +5,9 @@ apps know the routes' parameters and request and response bodies. `merge_documen
 two together: each public operation is the serving app's operation (its parameters, bodies and
 responses, the app's components renamed `<app-id>.<Name>` so two apps' `Job` or
 `HTTPValidationError` cannot collide), under the gateway's summary, tags and security, with the
-answers the gateway itself gives (401, 429, 503 problem+json). Only components the public
-operations reach are kept: an app's internal routes and their schemas stay out.
+answers the gateway itself gives (401, 413, 429, 431, 503 problem+json), and links from each
+create operation's answer to the operations that take the id it returns (`LINKS`). Only
+components the public operations reach are kept: an app's internal routes and their schemas stay out.
 
 An app that cannot be reached leaves a partial document rather than none: its routes are listed
 with what the gateway knows of them, and `info.x-missing-apps` names the apps whose schemas
@@ -36,8 +37,54 @@ PROBLEM_SCHEMA = f"{GATEWAY}.Problem"
 # What the gateway itself may answer on any public route, before or instead of the app.
 GATEWAY_RESPONSES = {
     "401": "No API key, or not a valid one.",
+    "413": "The request body is over the gateway's limit for this route; `limit_bytes` names it.",
     "429": "Over this key's request rate or token quota; see `Retry-After`.",
+    "431": "The request's header fields are over the gateway's limit; `limit_bytes` names it.",
     "503": "The app serving this route cannot be reached right now; see `Retry-After`.",
+}
+# OpenAPI links (3.1 section 4.8.20) from what a create operation answers to the operations that
+# take its id, so a client, or a stateful fuzzer, can follow one from the other:
+# (METHOD, path, status) of the create -> (link name, METHOD, path of the user, {parameter: expression}).
+LINKS: dict[tuple[str, str, str], list[tuple[str, str, str, dict[str, str]]]] = {
+    ("POST", "/v1/documents", "201"): [
+        ("GetDocument", "GET", "/v1/documents/{document_id}", {"document_id": "$response.body#/id"}),
+        ("GetIndexedDocument", "GET", "/v1/index/documents/{document_id}", {"document_id": "$response.body#/id"}),
+        ("DeleteDocument", "DELETE", "/v1/documents/{document_id}", {"document_id": "$response.body#/id"}),
+    ],
+    ("POST", "/v1/prompts", "201"): [
+        ("GetPrompt", "GET", "/v1/prompts/{name}", {"name": "$response.body#/prompt/name"}),
+        ("ListVersions", "GET", "/v1/prompts/{name}/versions", {"name": "$response.body#/prompt/name"}),
+        ("AddVersion", "POST", "/v1/prompts/{name}/versions", {"name": "$response.body#/prompt/name"}),
+        ("RenderPrompt", "POST", "/v1/prompts/{name}/render", {"name": "$response.body#/prompt/name"}),
+        (
+            "GetVersion",
+            "GET",
+            "/v1/prompts/{name}/versions/{ref}",
+            {"name": "$response.body#/prompt/name", "ref": "$response.body#/version/version"},
+        ),
+    ],
+    ("POST", "/v1/prompts/{name}/versions", "201"): [
+        (
+            "GetVersion",
+            "GET",
+            "/v1/prompts/{name}/versions/{ref}",
+            {"name": "$response.body#/name", "ref": "$response.body#/version"},
+        ),
+        ("RenderPrompt", "POST", "/v1/prompts/{name}/render", {"name": "$response.body#/name"}),
+    ],
+    ("POST", "/v1/files", "200"): [
+        ("GetFile", "GET", "/v1/files/{file_id}", {"file_id": "$response.body#/id"}),
+    ],
+    ("POST", "/v1/fine_tuning/jobs", "200"): [
+        ("GetJob", "GET", "/v1/fine_tuning/jobs/{job_id}", {"job_id": "$response.body#/id"}),
+        ("GetJobEvents", "GET", "/v1/fine_tuning/jobs/{job_id}/events", {"job_id": "$response.body#/id"}),
+        ("GetJobCheckpoints", "GET", "/v1/fine_tuning/jobs/{job_id}/checkpoints", {"job_id": "$response.body#/id"}),
+        ("CancelJob", "POST", "/v1/fine_tuning/jobs/{job_id}/cancel", {"job_id": "$response.body#/id"}),
+    ],
+    ("POST", "/v1/fine_tuning/workflows", "202"): [
+        ("GetWorkflow", "GET", "/v1/fine_tuning/workflows/{instance_id}", {"instance_id": "$response.body#/id"}),
+        ("GetJob", "GET", "/v1/fine_tuning/jobs/{job_id}", {"job_id": "$response.body#/job_id"}),
+    ],
 }
 # The platform's one error shape (genai_platform.errors), as the gateway's own answers use it.
 PROBLEM = ProblemDetails.model_json_schema()
@@ -166,17 +213,25 @@ def _public_operation(gateway_op: dict[str, Any], app_op: dict[str, Any], app_id
     return operation
 
 
+# What every app (FastAPI) answers for a body it cannot parse at all (not JSON, not UTF-8, a broken
+# multipart form or one with too many fields), before validation can name a field.
+UNPARSABLE_BODY = "The body could not be parsed: not JSON, not UTF-8, or a malformed multipart form."
+
+
 def _with_gateway_responses(operation: dict[str, Any]) -> dict[str, Any]:
     responses = operation.setdefault("responses", {})
+    if "requestBody" in operation:
+        responses.setdefault("400", _problem_response(UNPARSABLE_BODY))
     for status, description in GATEWAY_RESPONSES.items():
-        responses.setdefault(
-            status,
-            {
-                "description": description,
-                "content": {"application/problem+json": {"schema": {"$ref": f"#/components/schemas/{PROBLEM_SCHEMA}"}}},
-            },
-        )
+        responses.setdefault(status, _problem_response(description))
     return operation
+
+
+def _problem_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": f"#/components/schemas/{PROBLEM_SCHEMA}"}}},
+    }
 
 
 def merge_documents(
@@ -234,6 +289,7 @@ def merge_documents(
         ).strip()
     if undocumented:
         info["x-undocumented-operations"] = sorted(undocumented)
+    _add_links(paths)
     merged: Document = {"openapi": gateway_doc.get("openapi", "3.1.0"), "info": info, "paths": paths}
     merged["components"] = {**components, "securitySchemes": {}}
     reachable = _reachable_components({**merged, "components": components})
@@ -242,6 +298,19 @@ def merge_documents(
         "securitySchemes": (gateway_doc.get("components") or {}).get("securitySchemes", {}),
     }
     return merged
+
+
+def _add_links(paths: dict[str, dict[str, Any]]) -> None:
+    """Put `LINKS` on the create operations' answers, each to an operation present, by its operationId."""
+    for (method, path, status), links in LINKS.items():
+        response = ((paths.get(path) or {}).get(method.lower()) or {}).get("responses", {}).get(status)
+        if response is None:
+            continue
+        for name, target_method, target_path, parameters in links:
+            target = (paths.get(target_path) or {}).get(target_method.lower())
+            if target is not None and target.get("operationId"):
+                link = {"operationId": target["operationId"], "parameters": parameters}
+                response.setdefault("links", {})[name] = link
 
 
 class PlatformOpenApi:

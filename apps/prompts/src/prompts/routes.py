@@ -198,7 +198,10 @@ async def delete_label(name: PromptName, label: LabelName, request: Request, sto
 
 # Unset fields stay out of the answer: `text` belongs to text prompts only.
 @prompts.post(
-    "/{name}/render", summary="Render a version with variables into messages", response_model_exclude_unset=True
+    "/{name}/render",
+    summary="Render a version with variables into messages",
+    response_model_exclude_unset=True,
+    responses=problem_responses(404),
 )
 async def render_prompt(name: PromptName, body: RenderRequest, store: StoreDep, cache: CacheDep) -> RenderedPrompt:
     ref: int | str = body.version if body.version is not None else (body.label or DEFAULT_LABEL)
@@ -216,7 +219,8 @@ async def render_prompt(name: PromptName, body: RenderRequest, store: StoreDep, 
             422,
             "; ".join(f"{e['variable']}: {e['message']}" for e in error.errors),
             title="Invalid variables",
-            errors=error.errors,
+            # Each entry names its field as every 422's `errors` do (`location`), and the variable.
+            errors=[{"location": f"body.variables.{e['variable']}", **e} for e in error.errors],
             prompt=name,
             version=version["version"],
         ) from None

@@ -17,7 +17,7 @@ from genai_platform.contracts.registry import (
     UploadedPart,
     Version,
 )
-from genai_platform.errors import Problem
+from genai_platform.errors import Problem, problem_responses
 from genai_platform.service import SidecarDep
 from registry.artifacts import CorruptArtifact
 from registry.catalog import Catalog
@@ -60,7 +60,9 @@ async def list_versions(name: str, catalog: CatalogDep) -> list[Version]:
     return await catalog.list_versions(name)
 
 
-@router.get("/{name}/versions/{reference}", summary="A version by number, alias or `latest`")
+@router.get(
+    "/{name}/versions/{reference}", summary="A version by number, alias or `latest`", responses=problem_responses(404)
+)
 async def get_version(name: str, reference: str, catalog: CatalogDep) -> Version:
     return await catalog.resolve(name, reference)
 

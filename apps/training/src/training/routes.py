@@ -91,6 +91,8 @@ async def upload_file(
             title="Invalid training file",
             line=first.line,
             problems=[{"line": p.line, "message": p.message} for p in invalid.problems],
+            # The shape of every 422 (genai_platform.errors.ValidationProblemDetails): where, and why.
+            errors=[{"location": f"file.line.{p.line}", "message": p.message} for p in invalid.problems],
         ) from invalid
     return await store.create_file(file.filename or "training.jsonl", len(data), dataset)
 
@@ -127,7 +129,7 @@ async def get_job(job_id: ResourceId, store: StoreDep) -> Job:
     return await store.get_job(job_id)
 
 
-@jobs_router.post("/{job_id}/cancel", summary="Cancel a queued or running job")
+@jobs_router.post("/{job_id}/cancel", summary="Cancel a queued or running job", responses=problem_responses(404, 409))
 async def cancel_job(job_id: ResourceId, store: StoreDep, supervisor: SupervisorDep) -> Job:
     job = await store.get_job(job_id)
     if job.status not in ACTIVE:
