@@ -1,0 +1,172 @@
+"""Output rails on a streamed answer, checked by the guard as the text arrives.
+
+The guard owns the rule of what may leave (guard.streaming: everything before the shortest tail
+an output rail could still judge differently); the gateway keeps no copy of it. It sends the guard
+what arrived since its last question and relays what the guard released, with at most one guard
+call in flight: text arriving while a check runs is sent with the next one. So each released
+piece costs at most one Dapr round trip, and when the model is faster than the guard, several
+tokens share one (measured against a round trip per token and a fixed time window in
+bench/chat; bench/README.md "Chat pipeline").
+
+Use it for any generation route (chat and text completions):
+
+    async for step in guarded_stream(texts, pipeline.guard, request_id):
+        if step.blocked:       # the rails refused: stop, finish with `content_filter`
+            break
+        send(step.released)    # checked text, never empty
+
+`texts` is any async iterator of the model's text deltas; an error it raises (the upstream
+failed mid-answer) propagates after the checks in flight, and no unchecked text is released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
+
+import httpx
+
+from gateway.stages import GuardClient
+from gateway.timing import ServerTiming
+from genai_platform.contracts.guard import GuardStreamStep
+from genai_platform.errors import Problem
+
+
+async def guarded_stream(
+    texts: AsyncIterable[str],
+    guard: GuardClient,
+    request_id: str,
+    *,
+    window_s: float = 0.0,
+    json_check: dict[str, Any] | None = None,
+    timing: ServerTiming | None = None,
+) -> AsyncIterator[GuardStreamStep]:
+    """The guard's steps over a stream of text deltas: each one that releases text or blocks.
+
+    `window_s` > 0 asks the guard at most once per that many seconds (time batching); 0 asks as
+    soon as the previous answer came back. `json_check` (`{"json_mode": true}` or
+    `{"json_schema": {...}}`) holds a JSON answer whole and checks it at its end. Stops after a
+    block or after the final step. Each guard call's time adds to `timing`'s `guard-out`.
+    Raises `Problem` (503) when the guard cannot answer, and whatever `texts` raises.
+    """
+    timing = timing or ServerTiming()
+    arrived: list[str] = []
+    news = asyncio.Event()
+    ended = False
+    failure: BaseException | None = None
+
+    async def read() -> None:
+        nonlocal ended, failure
+        try:
+            async for text in texts:
+                if text:
+                    arrived.append(text)
+                    news.set()
+        except Exception as error:  # handed to the consumer, which raises it in its own task
+            failure = error
+        finally:
+            ended = True
+            news.set()
+
+    reader = asyncio.create_task(read())
+    pending, asked_at = "", 0.0
+    try:
+        while True:
+            await news.wait()
+            if window_s and not ended:
+                await asyncio.sleep(max(0.0, asked_at + window_s - time.perf_counter()))
+            news.clear()
+            if failure is not None:
+                raise failure
+            final = ended  # read before taking the text: everything the reader had is in `arrived`
+            chunk = "".join(arrived)
+            arrived.clear()
+            if not chunk and not final:
+                continue
+            asked_at = time.perf_counter()
+            with timing.stage("guard-out"):
+                step = await guard.stream_step(pending, request_id, chunk=chunk, final=final, json_check=json_check)
+            pending = step.pending
+            if step.released or step.blocked:
+                yield step
+            if step.blocked or final:
+                return
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+
+class UpstreamStream:
+    """Inference's streamed chunks (OpenAI's `chat.completion.chunk`), read for their text.
+
+    Keeps what the relay needs besides the text: the envelope (`id`, `object`, `created`,
+    `model`), the finish reason and the usage. A failure mid-answer is a `Problem` (502): an
+    `error` event from inference, a broken connection, or a stream that ends before a finish
+    reason (a killed process) - never a quiet end that passes for a short answer.
+    """
+
+    def __init__(self, chunks: AsyncIterator[dict[str, Any]]) -> None:
+        self._chunks = chunks
+        self.envelope: dict[str, Any] = {}
+        self.finish_reason: str | None = None
+        self.usage: dict[str, Any] | None = None
+        self.first_text_at: float | None = None
+        self._first: dict[str, Any] | None = None
+
+    async def start(self) -> dict[str, Any]:
+        """Wait for the first chunk (generation has begun); its envelope, for the role delta."""
+        self._first = await self._next()
+        if self._first is None:
+            raise _failed("the model's stream ended before it began")
+        return self.envelope
+
+    async def texts(self) -> AsyncIterator[str]:
+        """Each text delta of choice 0, in order; raises `Problem` (502) on a failure mid-answer."""
+        chunk = self._first
+        while chunk is not None:
+            for choice in chunk.get("choices") or []:
+                self.finish_reason = choice.get("finish_reason") or self.finish_reason
+                text = (choice.get("delta") or {}).get("content") or ""
+                if text:
+                    self.first_text_at = self.first_text_at or time.perf_counter()
+                    yield text
+            chunk = await self._next()
+        if self.finish_reason is None:
+            raise _failed("the model's stream ended before its answer did")
+
+    async def _next(self) -> dict[str, Any] | None:
+        try:
+            chunk = await anext(self._chunks, None)
+        except httpx.HTTPError as error:
+            raise _failed("the connection to the model broke") from error
+        if chunk is None:
+            return None
+        if "error" in chunk:
+            message = (chunk["error"] or {}).get("message") if isinstance(chunk["error"], dict) else None
+            raise _failed(f"the model failed: {message or 'no reason given'}")
+        self.envelope = self.envelope or {k: chunk.get(k) for k in ("id", "object", "created", "model")}
+        self.usage = chunk.get("usage") or self.usage
+        return chunk
+
+
+def _failed(reason: str) -> Problem:
+    return Problem(502, f"The answer broke off: {reason}.", title="Upstream failure")
+
+
+def error_event(problem: Problem) -> bytes:
+    """The server-sent event that ends a stream which failed after its headers were sent: OpenAI's
+    `{"error": {"message", "type", "code"}}` (its SDKs raise `APIError` on it), with the
+    problem's `status`, `title` and extensions beside."""
+    body = problem.body()
+    error = {
+        "message": problem.detail,
+        "type": "server_error" if problem.status >= 500 else "invalid_request_error",
+        "code": None,
+        **{k: v for k, v in body.items() if k not in ("type", "detail")},
+    }
+    return f"data: {json.dumps({'error': error})}\n\n".encode()
