@@ -118,8 +118,10 @@ def test_each_refused_field_is_a_400_naming_it_and_its_neutral_value_is_served(t
             assert answer["error"]["type"] == "invalid_request_error"
 
 
-def test_issue_11_inputs_are_refused_by_field_or_answered_correctly(tiny_llama_folder: Path) -> None:
+def test_issue_11_inputs_are_refused_by_field_or_answered_correctly(tiny_llama_folder: Path, tiny_llama) -> None:
     chat, text = "/v1/chat/completions", "/v1/completions"
+    tokenizer = tiny_llama[1]
+    (cat,) = tokenizer.encode(" cat", add_special_tokens=False)
     ask = {"max_tokens": 3, "temperature": 0}
     cases: list[tuple[str, dict[str, Any], int, str]] = [
         # 19: an empty role, and a user turn with no content.
@@ -159,6 +161,10 @@ def test_issue_11_inputs_are_refused_by_field_or_answered_correctly(tiny_llama_f
         (chat, {"messages": HELLO, "model": "gpt-4o"}, 404, "model"),
         (text, {"prompt": "Hi", "model": "tiny-2"}, 404, "model"),
         (chat, {"messages": HELLO, "max_tokens": 10**9}, 400, "max_tokens"),
+        # logit_bias: token ids of the model's vocabulary, biases in [-100, 100].
+        (text, {"prompt": "Hi", "logit_bias": {"99999999": 5}}, 400, "logit_bias"),
+        (text, {"prompt": "Hi", "logit_bias": {"cat": 5}}, 422, "body.logit_bias.cat.[key]"),
+        (text, {"prompt": "Hi", "logit_bias": {"7": 101}}, 422, "body.logit_bias.7"),
         (chat, {"messages": HELLO, "max_completion_tokens": 10**9}, 400, "max_completion_tokens"),
     ]
     answered = [
@@ -178,6 +184,7 @@ def test_issue_11_inputs_are_refused_by_field_or_answered_correctly(tiny_llama_f
         (text, {"prompt": "Once upon", **ask}),
         (text, {"prompt": "Once upon", "model": "TINY", **ask}),
         (text, {"prompt": "Once upon", "model": "smollm2", **ask}),
+        (text, {"prompt": "Once upon", "logit_bias": {str(cat): 100}, **ask}),
     ]
     answers = post_all(tiny_llama_folder, [(path, body) for path, body, _, _ in cases] + answered)
     for (_, body, status, field), (got, answer) in zip(cases, answers, strict=False):
@@ -186,7 +193,11 @@ def test_issue_11_inputs_are_refused_by_field_or_answered_correctly(tiny_llama_f
             assert field in [error["location"] for error in answer["errors"]], answer
         else:
             assert answer["error"]["param"] == field, answer
-    upper, parts, lower, echoed, tiny_top_p, plain, by_name, by_alias = (answer for _, answer in answers[len(cases) :])
+    upper, parts, lower, echoed, tiny_top_p, plain, by_name, by_alias, biased = (
+        answer for _, answer in answers[len(cases) :]
+    )
+    # A bias of 100 all but forces its token: every one generated is it.
+    assert biased["choices"][0]["text"] == tokenizer.decode([cat] * 3) != plain["choices"][0]["text"]
     assert by_name["model"] == by_alias["model"] == "tiny" and by_alias["choices"] == plain["choices"]
     # A role in capitals is the same turn; parts are the text they join.
     content = lower["choices"][0]["message"]["content"]

@@ -22,6 +22,8 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     # Keep generating past the end-of-sequence token (benchmarks need fixed output lengths).
     ignore_eos: bool = False
+    # OpenAI's `logit_bias`: (token id, bias) pairs added to the logits before picking.
+    logit_bias: tuple[tuple[int, int], ...] = ()
 
     @property
     def greedy(self) -> bool:
@@ -42,6 +44,11 @@ def pick_tokens(
     logits: torch.Tensor, params: Sequence[SamplingParams], generators: Sequence[torch.Generator | None]
 ) -> list[int]:
     """Next token for each row of `logits` (batch, vocab), each row with its own parameters."""
+    if biased := [row for row, p in enumerate(params) if p.logit_bias]:
+        logits = logits.clone()  # the caller's logits stay as the model gave them
+        for row in biased:
+            ids, bias = zip(*params[row].logit_bias, strict=True)
+            logits[row, list(ids)] += torch.tensor(bias, dtype=logits.dtype, device=logits.device)
     chosen = logits.argmax(dim=-1).tolist()
     for row, (p, generator) in enumerate(zip(params, generators, strict=True)):
         if not p.greedy:

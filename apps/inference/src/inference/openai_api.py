@@ -41,6 +41,7 @@ def sampling(body: GenerationFields, max_tokens: int) -> SamplingParams:
         seed=body.seed,
         stop=body.stops,
         ignore_eos=body.ignore_eos,
+        logit_bias=body.biases,
     )
 
 
@@ -229,8 +230,16 @@ def _check_model(models: ModelService, model: str | None) -> None:
 async def _start(
     models: ModelService, encode: Callable[[LoadedModel], list[int]], body: GenerationFields, max_tokens: int | None
 ) -> Generation:
+    def checked(loaded: LoadedModel) -> list[int]:
+        # Token ids are the served model's: one past its vocabulary would index past the logits.
+        vocabulary = int(loaded.model.config.vocab_size)
+        if outside := [token for token, _ in body.biases if token >= vocabulary]:
+            message = f"logit_bias: token id {outside[0]} is past the model's vocabulary (ids 0 to {vocabulary - 1})."
+            raise _invalid(message, "logit_bias", limit="vocabulary_size", limit_value=vocabulary)
+        return encode(loaded)
+
     try:
-        return await start_generation(models, encode, max_tokens, lambda tokens: sampling(body, tokens))
+        return await start_generation(models, checked, max_tokens, lambda tokens: sampling(body, tokens))
     except NotLoaded as error:
         raise Problem(503, "The model is loading.", headers={"Retry-After": "5"}) from error
     except QueueFull as error:

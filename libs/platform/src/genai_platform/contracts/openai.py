@@ -47,6 +47,11 @@ from genai_platform.errors import DomainError
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
 # OpenAI's limit on `stop` sequences.
 MAX_STOP_SEQUENCES = 4
+# `logit_bias`: token id (decimal, as OpenAI's JSON keys are strings) -> a bias in [-100, 100]
+# added to that token's logit before sampling (-100 bans it, 100 all but forces it).
+MAX_LOGIT_BIASES = 1024
+TokenId = Annotated[StrictStr, Field(pattern=r"^[0-9]{1,9}$")]
+LogitBias = Annotated[dict[TokenId, Annotated[StrictInt, Field(ge=-100, le=100)]], Field(max_length=MAX_LOGIT_BIASES)]
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 ROLES: tuple[str, ...] = Role.__args__  # type: ignore[attr-defined]
@@ -158,7 +163,6 @@ _SHARED_REFUSED: dict[str, Refusal] = {
     "n": Refusal("Only one choice per request is served.", (1,), 2),
     "presence_penalty": Refusal(_PENALTY, (0, 0.0), 0.5),
     "frequency_penalty": Refusal(_PENALTY, (0, 0.0), 0.5),
-    "logit_bias": Refusal("Logit biases are not applied by this server's sampler.", ({},), {"50256": -100}),
 }
 REFUSED_CHAT: dict[str, Refusal] = {
     **_SHARED_REFUSED,
@@ -255,6 +259,7 @@ class GenerationFields(OpenAIRequest):
     seed: Annotated[StrictInt, Field(ge=SEED_MIN, le=SEED_MAX)] | None = None
     stream: StrictBool | None = False
     stream_options: StreamOptions | None = None
+    logit_bias: LogitBias | None = None
     ignore_eos: StrictBool = Field(False, description=EXTENSIONS["ignore_eos"])
     user: StrictStr | None = Field(None, description=ACCEPTED_NO_OP["user"])
 
@@ -262,6 +267,11 @@ class GenerationFields(OpenAIRequest):
     def include_usage(self) -> bool:
         """Whether a stream ends with a usage chunk."""
         return self.stream_options is not None and self.stream_options.include_usage
+
+    @property
+    def biases(self) -> tuple[tuple[int, int], ...]:
+        """`logit_bias` as (token id, bias) pairs, in id order."""
+        return tuple(sorted((int(token), bias) for token, bias in (self.logit_bias or {}).items()))
 
     @property
     def stops(self) -> tuple[str, ...]:
@@ -362,7 +372,7 @@ class PromptReference(BaseModel):
 
     name: StrictStr = Field(min_length=1)
     label: StrictStr | None = None
-    version: StrictInt | None = Field(None, ge=1)
+    version: StrictInt | None = Field(None, ge=1, le=2**31 - 1)  # the prompts service's range
     variables: dict[StrictStr, Any] = Field(default_factory=dict)
 
 
