@@ -17,11 +17,26 @@ from harness import (
     AppWithSidecar,
     ControlPlane,
     ManagedProcess,
+    load_profile,
     read_secrets,
 )
 
-# The servers each profile's components talk to (see components/ and components/profiles/).
-PROFILE_SERVERS = {"default": ["redis"], "rabbitmq-postgres": ["rabbitmq", "postgres"]}
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--profile",
+        action="append",
+        default=[],
+        help="run the profile-parametrised tests on this profile only (repeatable): default, a folder "
+        "of components/profiles/ or any folder with a profile.yaml; without it, every profile",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Each profile in turn for a test that takes `profile`: the same test, another broker and store.
+    if "profile" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption("--profile") or sorted(PROFILES)
+        metafunc.parametrize("profile", chosen, indirect=True, scope="session")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -74,9 +89,9 @@ def secrets() -> dict[str, str]:
 
 
 def start_servers(profile: str) -> None:
-    """Start (idempotently) the servers a profile needs; infra.sh polls them until ready."""
+    """Start (idempotently) the servers a profile's profile.yaml declares; infra.sh polls them until ready."""
     result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "infra.sh"), "start", *PROFILE_SERVERS[profile]],
+        ["bash", str(ROOT / "scripts" / "infra.sh"), "start", f"profile:{load_profile(profile).folder}"],
         capture_output=True,
         text=True,
     )
@@ -90,9 +105,9 @@ def default_broker() -> str:
     return "default"
 
 
-@pytest.fixture(scope="session", params=sorted(PROFILES))
+@pytest.fixture(scope="session")
 def profile(request: pytest.FixtureRequest) -> str:
-    """Each profile in turn: the same tests, another broker and store, no code change."""
+    """Each profile in turn (`--profile` picks some): the same tests, another broker and store, no code change."""
     start_servers(request.param)
     return request.param
 
@@ -117,7 +132,7 @@ def start_app(log_dir: Path, secrets: dict[str, str]) -> Iterator[StartApp]:
             app_id,
             log_dir,
             secrets,
-            resources=[PROFILES[profile], RESILIENCY_DIR],
+            resources=[load_profile(profile).folder, RESILIENCY_DIR],
             env=env,
             module=module,
             extra_args=extra_args,

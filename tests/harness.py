@@ -31,9 +31,62 @@ DAPRD = RUNTIME / ".dapr" / "bin" / "daprd"
 SECRETS_FILE = ROOT / ".data" / "secrets.json"
 CONFIG = ROOT / "dapr-config" / "config.yaml"
 RESILIENCY_DIR = ROOT / "dapr-config"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A folder of Dapr components and its profile.yaml (components/profiles/README.md).
+
+    `servers`: what scripts/infra.sh starts for it; `broker`: the one behind `pubsub`;
+    `after_broker_restart`: `resumes` or `restart-sidecar` (a subscriber's sidecar must be);
+    `late_subscriber`: what an app's first subscription gets of earlier events (`history` or
+    `new`); `store`: the state store's type without `state.` (`redis`, `postgresql`), from its
+    statestore.yaml.
+    """
+
+    name: str
+    folder: Path
+    servers: tuple[str, ...]
+    broker: str
+    after_broker_restart: str
+    late_subscriber: str
+    store: str
+
+
+def load_profile(spec: str | Path) -> Profile:
+    """Profile `spec`: `default` (components/), a folder name under components/profiles/, or a
+    path to any folder with a profile.yaml (as scripts/infra.sh profile-dir reads it).
+    Raises FileNotFoundError when there is no such profile."""
+    if str(spec) == "default":
+        folder = ROOT / "components"
+    elif (Path(spec) / "profile.yaml").is_file():
+        folder = Path(spec).resolve()
+    else:
+        folder = ROOT / "components" / "profiles" / str(spec)
+    if not (folder / "profile.yaml").is_file():
+        raise FileNotFoundError(
+            f"no profile {spec!r}: default, a folder of components/profiles/, or one with profile.yaml"
+        )
+    declared = yaml.safe_load((folder / "profile.yaml").read_text()) or {}
+    state = yaml.safe_load((folder / "statestore.yaml").read_text())
+    name = "default" if folder == ROOT / "components" else folder.name
+    return Profile(
+        name,
+        folder,
+        tuple(declared["servers"]),
+        declared["broker"],
+        declared["after_broker_restart"],
+        declared["late_subscriber"],
+        state["spec"]["type"].removeprefix("state."),
+    )
+
+
+# Every profile in the repo: the default and each folder of components/profiles/ with a profile.yaml.
 PROFILES = {
-    "default": ROOT / "components",
-    "rabbitmq-postgres": ROOT / "components" / "profiles" / "rabbitmq-postgres",
+    profile.name: profile.folder
+    for profile in map(
+        load_profile, ["default", *sorted(p.parent.name for p in ROOT.glob("components/profiles/*/profile.yaml"))]
+    )
 }
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from genai_platform.dapr import DaprError, Sidecar, StateConflict, StateOperation
 
-# A profile's state store (components/statestore.yaml, components/profiles/*/statestore.yaml).
-STORE_OF_PROFILE = {"default": "redis", "rabbitmq-postgres": "postgresql"}
+# The state stores the profiles use (the type in each profile's statestore.yaml, without `state.`).
+STORES = ("redis", "postgresql")
 
 Scenario = Callable[[Sidecar, str], Awaitable[tuple[Any, ...]]]
 

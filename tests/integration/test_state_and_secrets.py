@@ -5,7 +5,8 @@ import uuid
 
 from genai_platform.dapr import Sidecar
 from genai_platform.settings import ServiceSettings
-from state_contract import STORE_OF_PROFILE, expected, run_all
+from harness import load_profile
+from state_contract import expected, run_all
 
 
 def client_for(pair) -> Sidecar:
@@ -35,7 +36,7 @@ def test_the_state_store_answers_as_the_unit_tests_fake_does(start_app, profile)
         finally:
             await sidecar.aclose()
 
-    assert asyncio.run(scenario()) == expected(STORE_OF_PROFILE[profile])
+    assert asyncio.run(scenario()) == expected(load_profile(profile).store)
 
 
 def test_a_secret_is_read_from_the_local_store(start_app, default_broker, secrets) -> None:

@@ -13,10 +13,10 @@ import pytest
 
 from fakes import FakeDapr
 from genai_platform.dapr import DaprError, StateConflict
-from state_contract import STORE_OF_PROFILE, expected, run_all
+from state_contract import STORES, expected, run_all
 
 
-@pytest.mark.parametrize("store", sorted(set(STORE_OF_PROFILE.values())))
+@pytest.mark.parametrize("store", STORES)
 def test_state_follows_the_real_stores_etag_first_write_and_transaction_rules(store) -> None:
     sidecar = FakeDapr(store).sidecar()
     assert asyncio.run(run_all(sidecar, "contract")) == expected(store)
