@@ -44,6 +44,14 @@ def test_index_adds_once_per_chunk_id_and_removes_by_document() -> None:
     assert np.allclose(decode_vector(encode_vector(unit(3, 4))), unit(3, 4))
 
 
+def test_a_collection_exists_while_an_indexed_chunk_is_in_it() -> None:
+    index = ChunkIndex(2)
+    index.add([chunk(1, "one", "ops"), chunk(2, "two", "hr")], np.stack([unit(1, 0), unit(0, 1)]))
+    assert index.has_collection("ops") and not index.has_collection("nope")
+    index.remove_document("d1")
+    assert not index.has_collection("ops") and index.has_collection("hr")
+
+
 def test_modes_and_collection_filter() -> None:
     index = ChunkIndex(2)
     index.add(

@@ -73,6 +73,10 @@ class ChunkIndex:
         """How many documents have chunks in the index."""
         return len(self._by_document)
 
+    def has_collection(self, collection: str) -> bool:
+        """Whether any indexed chunk is in `collection` (a scan: searches scan every chunk anyway)."""
+        return any(chunk.collection == collection for chunk in self._chunks)
+
     def get(self, chunk_id: str) -> IndexedChunk | None:
         """The chunk with this id; None when it is not indexed."""
         row = self._rows.get(chunk_id)
