@@ -77,6 +77,17 @@ class Embedder:
         encoded = self._model.tokenizer(texts, truncation=True, max_length=self.max_tokens, add_special_tokens=True)
         return sum(len(ids) for ids in encoded["input_ids"])
 
+    async def token_counts(self, texts: list[str]) -> list[int]:
+        """The tokens each text is, special tokens included and nothing cut (the model reads
+        `max_tokens` of them at most). On the worker thread: a fast tokenizer's truncation setting
+        is state, and two threads changing it at once fail ("Already borrowed")."""
+
+        def count() -> list[int]:
+            encoded = self._model.tokenizer(texts, add_special_tokens=True, verbose=False)
+            return [len(ids) for ids in encoded["input_ids"]]
+
+        return await asyncio.get_running_loop().run_in_executor(self._worker, count)
+
     async def embed(self, texts: list[str]) -> Embeddings:
         """Embed `texts` on the worker thread (see `encode`); batches from concurrent callers queue."""
         return await asyncio.get_running_loop().run_in_executor(self._worker, self.encode, texts)

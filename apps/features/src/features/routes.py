@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import base64
 from dataclasses import asdict
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from features.schemas import EmbeddingList, IndexedDocument
 from features.search import Mode, SearchParams, search
+from genai_platform.contracts.openai import EmbeddingsRequest, UnsupportedField
 from genai_platform.contracts.search import SearchResults
 from genai_platform.dapr import DaprError
 from genai_platform.errors import Problem, problem_responses
@@ -31,35 +32,36 @@ class SearchRequest(BaseModel):
     k: int = Field(5, ge=1, le=100)
     mode: Mode = Mode.HYBRID
     collection: str | None = None
+    collection_must_exist: bool = Field(
+        False,
+        description="Answer 404 naming `collection` when no indexed document is in it, instead of no results "
+        "(the chat pipeline's grounding asks this: an answer grounded in nothing must not pass for a grounded one).",
+    )
     vector_weight: float = Field(0.5, ge=0, le=1, description="The vector score's share of the hybrid score.")
     keyword_weight: float = Field(0.5, ge=0, le=1, description="The keyword (BM25) score's share of the hybrid score.")
     mmr: bool = False
     mmr_lambda: float = Field(0.7, ge=0, le=1)
 
 
-class EmbeddingsRequest(BaseModel):
-    """OpenAI's embeddings request; `input` as a string or a list of strings."""
-
-    input: str | list[str]
-    model: str | None = None
-    encoding_format: Literal["float", "base64"] = "float"
-    user: str | None = None
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> EmbeddingsRequest:
-        texts = [self.input] if isinstance(self.input, str) else self.input
-        if not texts or any(not text for text in texts):
-            raise ValueError("input must be a non-empty string or a list of non-empty strings")
-        return self
-
-
-@api.post("/search", summary="Chunks that answer a query: vector, keyword (BM25) or hybrid, optional MMR")
+@api.post(
+    "/search",
+    summary="Chunks that answer a query: vector, keyword (BM25) or hybrid, optional MMR",
+    responses=problem_responses(404),
+)
 async def search_chunks(request: Request, body: SearchRequest) -> SearchResults:
     state = request.app.state
+    if body.collection_must_exist and body.collection is not None and not state.index.has_collection(body.collection):
+        raise Problem(
+            404,
+            f"No indexed document is in the collection {body.collection!r}.",
+            title="Collection not found",
+            type_="urn:genai-platform:features:collection-not-found",
+            collection=body.collection,
+        )
     query_vector = None
     if body.mode is not Mode.KEYWORD:
         query_vector = (await state.embedder.embed([body.query])).vectors[0]
-    params = SearchParams(**body.model_dump(exclude={"query"}))
+    params = SearchParams(**body.model_dump(exclude={"query", "collection_must_exist"}))
     hits = search(state.index, query_vector, body.query, params)
     return {
         "query": body.query,
@@ -90,13 +92,30 @@ async def search_chunks(request: Request, body: SearchRequest) -> SearchResults:
     responses={200: {"model": EmbeddingList}, **problem_responses(404, 413)},
 )
 async def embeddings(request: Request, body: EmbeddingsRequest) -> dict[str, Any]:
+    """OpenAI's embeddings. Raises `UnsupportedField` (400) for an unknown field or `dimensions` other
+    than the model's, 404 for another model, 413 past `max_inputs`, 400 naming `input` and the
+    model's token limit for a text the model would cut (OpenAI refuses those too, never truncates)."""
+    body.refuse_unsupported()
     embedder = request.app.state.embedder
     settings = request.app.state.settings
     if body.model not in (None, embedder.name, f"sentence-transformers/{embedder.name}"):
         raise Problem(404, f"model {body.model!r} is not served here; use {embedder.name!r}", code="model_not_found")
-    texts = [body.input] if isinstance(body.input, str) else body.input
+    if body.dimensions not in (None, embedder.dimensions):
+        # all-MiniLM-L6-v2 was not trained to be cut short (Matryoshka): a truncated vector would
+        # pretend to be an embedding.
+        raise UnsupportedField("dimensions", f"{embedder.name} makes {embedder.dimensions}-dimensional vectors only.")
+    texts = body.texts
     if len(texts) > settings.max_inputs:
         raise Problem(413, f"at most {settings.max_inputs} inputs per request")
+    counts = await embedder.token_counts(texts)
+    if too_long := [i for i, count in enumerate(counts) if count > embedder.max_tokens]:
+        first = too_long[0]
+        message = (
+            f"input[{first}] has {counts[first]} tokens; {embedder.name} reads at most {embedder.max_tokens} "
+            "(its max_seq_length, special tokens included)."
+        )
+        error = {"message": message, "type": "invalid_request_error", "param": "input", "code": None}
+        raise Problem(400, message, error=error, limit="max_input_tokens", limit_value=embedder.max_tokens)
     result = await embedder.embed(texts)
     return {
         "object": "list",
