@@ -1,5 +1,6 @@
 """Every error leaves a service as RFC 9457 problem+json, with no internal detail."""
 
+import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
@@ -35,6 +36,10 @@ def make_app() -> FastAPI:
     @app.get("/broken")
     async def broken() -> None:
         raise RuntimeError("password=hunter2 in /etc/secret")
+
+    @app.get("/sidecar-timeout")
+    async def sidecar_timeout() -> None:
+        raise httpx.ReadTimeout("timed out waiting for http://127.0.0.1:3500/v1.0/state/statestore/key")
 
     return app
 
@@ -95,3 +100,11 @@ def test_the_openapi_document_declares_the_problems_that_are_really_sent() -> No
     client = TestClient(app)
     ValidationProblemDetails.model_validate(client.post("/things", json={"name": "x", "count": "many"}).json())
     assert ProblemDetails.model_validate(client.get("/things/x").json()).status == 404
+
+
+def test_a_dependency_that_does_not_answer_is_a_503_with_retry_after() -> None:
+    response = TestClient(make_app()).get("/sidecar-timeout")
+    assert response.status_code == 503
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert response.headers["retry-after"] == "5"
+    assert "127.0.0.1" not in response.text  # no internal detail

@@ -195,17 +195,28 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     return problem_response(problem, request)
 
 
+async def _on_unreachable(request: Request, exc: Exception) -> JSONResponse:
+    # A call to the sidecar (or a server the app calls itself) timed out or found no listener: an
+    # outage the client can wait out, not a bug. A cut link between daprd and Redis made daprd's
+    # retries outlast the sidecar client's timeout, and this was a 500 (test_faults_network.py).
+    log.warning("a dependency did not answer on %s %s: %r", request.method, request.url.path, exc)
+    problem = Problem(503, "A service this one depends on did not answer; try again.", headers={"Retry-After": "5"})
+    return problem_response(problem, request)
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(Problem(500, "An internal error occurred."), request)
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Answer `Problem`, `DomainError`, HTTP, validation and unexpected errors as problem+json."""
+    """Answer `Problem`, `DomainError`, HTTP, validation, unreachable-dependency (`httpx.TransportError`:
+    503 with Retry-After) and unexpected errors as problem+json."""
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(DomainError, _on_domain_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(httpx.TransportError, _on_unreachable)
     app.add_exception_handler(Exception, _on_unexpected)
 
 
