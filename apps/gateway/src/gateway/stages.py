@@ -63,18 +63,37 @@ class Stage:
 class GuardClient(Stage):
     """The guard's rails: the input gate, the output gate, and one step of a checked stream."""
 
-    async def check_input(self, messages: list[dict[str, Any]], request_id: str) -> InputVerdict:
-        """The verdict on a chat request's messages, with the messages as the model may see them."""
-        return await self.answer("v1/guard/input", {"messages": messages, "request_id": request_id}, InputVerdict)
+    async def check_input(
+        self, messages: list[dict[str, Any]], request_id: str, variables: dict[str, Any] | None = None
+    ) -> InputVerdict:
+        """The verdict on a chat request's messages (every role) and a prompt's `variables`, with
+        both as the model may see them (redacted; content parts joined into one text)."""
+        body: dict[str, Any] = {"messages": messages, "request_id": request_id}
+        if variables is not None:
+            body["variables"] = variables
+        return await self.answer("v1/guard/input", body, InputVerdict)
+
+    async def check_text(self, text: str, request_id: str) -> GuardVerdict:
+        """The input rails' verdict on one text (a completion's prompt), with the text the model may see."""
+        return await self.answer("v1/guard/input", {"text": text, "request_id": request_id}, GuardVerdict)
 
     async def check_output(self, text: str, request_id: str, json_check: dict[str, Any]) -> GuardVerdict:
         """The verdict on a whole answer; `json_check` is `{"json_mode": bool}` or `{"json_schema": {...}}`."""
         body = {"text": text, "request_id": request_id, **json_check}
         return await self.answer("v1/guard/output", body, GuardVerdict)
 
-    async def stream_step(self, pending: str, request_id: str, *, final: bool) -> GuardStreamStep:
-        """Check the complete sentences of `pending` (all of it when `final`) and release what passes."""
-        body = {"pending": pending, "final": final, "request_id": request_id}
+    async def stream_step(
+        self,
+        pending: str,
+        request_id: str,
+        *,
+        final: bool,
+        chunk: str = "",
+        json_check: dict[str, Any] | None = None,
+    ) -> GuardStreamStep:
+        """Add `chunk` to `pending` (the last step's); release, checked, what no output rail could
+        still change (all of it when `final`). See gateway.output_stream."""
+        body = {"pending": pending, "chunk": chunk, "final": final, "request_id": request_id, **(json_check or {})}
         return await self.answer("v1/guard/output/stream", body, GuardStreamStep)
 
 
@@ -82,8 +101,12 @@ class SearchClient(Stage):
     """The features service's search."""
 
     async def search(self, query: str, *, k: int, collection: str, mode: str = "hybrid") -> SearchResults:
-        """The `k` chunks of `collection` that best answer `query`, best first."""
-        body = {"query": query, "k": k, "collection": collection, "mode": mode}
+        """The `k` chunks of `collection` that best answer `query`, best first.
+
+        Raises a 404 `Problem` naming the collection when no indexed document is in it (features'
+        `collection_must_exist`): an answer grounded in nothing must not pass for a grounded one.
+        """
+        body = {"query": query, "k": k, "collection": collection, "mode": mode, "collection_must_exist": True}
         return await self.answer("v1/search", body, SearchResults)
 
 
@@ -110,23 +133,31 @@ class PromptsClient(Stage):
             raise
 
 
-class InferenceClient(Stage):
-    """The inference service's OpenAI chat completions, whole or streamed."""
+CHAT_COMPLETIONS = "v1/chat/completions"
+COMPLETIONS = "v1/completions"
 
-    async def complete(self, request: dict[str, Any], *, timeout: float) -> dict[str, Any]:
-        """One chat completion (OpenAI's object) for an OpenAI chat request."""
-        return await self.post("v1/chat/completions", {**request, "stream": False}, timeout=timeout)
+
+class InferenceClient(Stage):
+    """The inference service's OpenAI chat completions (or, with `path=COMPLETIONS`, text
+    completions), whole or streamed."""
+
+    async def complete(
+        self, request: dict[str, Any], *, timeout: float, path: str = CHAT_COMPLETIONS
+    ) -> dict[str, Any]:
+        """One completion (OpenAI's object) for an OpenAI chat (or text completion) request."""
+        return await self.post(path, {**request, "stream": False}, timeout=timeout)
 
     @asynccontextmanager
-    async def stream(self, request: dict[str, Any], *, timeout: float) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
-        """The chunks (OpenAI's `chat.completion.chunk` objects) of a streamed completion, as they arrive.
+    async def stream(
+        self, request: dict[str, Any], *, timeout: float, path: str = CHAT_COMPLETIONS
+    ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """The chunks (OpenAI's `chat.completion.chunk`, or `text_completion`, objects) of a streamed
+        completion, as they arrive.
 
         Usage is asked for (`stream_options.include_usage`), so the last chunk carries it.
         """
         body = {**request, "stream": True, "stream_options": {"include_usage": True}}
-        async with self.sidecar.invoke_stream(
-            self.app_id, "v1/chat/completions", json_body=body, timeout=timeout
-        ) as up:
+        async with self.sidecar.invoke_stream(self.app_id, path, json_body=body, timeout=timeout) as up:
             if up.status_code != 200:
                 raise await upstream_problem(up, self.app_id)
             yield sse_events(up)
@@ -141,7 +172,8 @@ async def upstream_problem(response: httpx.Response, app_id: str) -> Problem:
         body = {}
     if 400 <= response.status_code < 500 and isinstance(body, dict) and "detail" in body:
         extensions = {k: v for k, v in body.items() if k not in ("type", "title", "status", "detail", "instance")}
-        return Problem(response.status_code, body["detail"], title=body.get("title"), **extensions)
+        kind = body.get("type") if isinstance(body.get("type"), str) else "about:blank"
+        return Problem(response.status_code, body["detail"], title=body.get("title"), type_=kind, **extensions)
     return Problem(503, f"The {app_id} service cannot answer right now.", headers={"Retry-After": "5"})
 
 
