@@ -8,9 +8,14 @@ MAX_TOKENS):
   (c) naive    - transformers generate per request in a plain FastAPI handler
   (d) llamacpp - llama-cpp-python's OpenAI server on the same GGUF, when it is installed
                  (LLAMA_CPP_PYTHON=/path/to/python with llama_cpp; it compiles ~9 minutes)
+  (e) llama-server - llama.cpp's own server on the same GGUF, restarted per level with as many
+                 parallel slots as the concurrency and continuous batching; built once by
+                 bench/inference/build-llama-server.sh into ~/.cache/genai-bench (LLAMA_SERVER=path
+                 overrides); skipped, saying so, when not built
 
 Reports time to first token (p50/p95), time per output token (p50), aggregate output tokens/s
-and errors, prints one table with ratios against (d) and (c), and writes JSON to bench/results/.
+and errors, prints one table with ratios against (e), (d) and (c) and the issue-12 targets
+against (e), and writes JSON to bench/results/ with the machine's load average.
 
     uv run python bench/inference/run.py [--levels 1,4,16,32] [--max-tokens 64] [--only service,dapr]
 """
@@ -21,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -57,6 +63,14 @@ PROMPTS = [
     "Summarize the plot of a heist movie you invent.",
 ]
 EOS_TOKEN_ID = 2  # SmolLM2's <|im_end|>: banned via logit_bias where ignore_eos is not understood
+LLAMA_SERVER_CACHE = Path.home() / ".cache" / "genai-bench"
+# Issue 12's targets against llama-server: (what, concurrency, metric, bound, higher is better).
+TARGETS = [
+    ("single stream tok/s >= 0.5x", 1, "tokens_per_s", 0.5, True),
+    ("aggregate tok/s at 16 >= 1.5x", 16, "tokens_per_s", 1.5, True),
+    ("aggregate tok/s at 32 >= 1.5x", 32, "tokens_per_s", 1.5, True),
+    ("TTFT p95 at 16 <= 1.0x", 16, "ttft_p95_ms", 1.0, False),
+]
 
 
 @dataclass
@@ -193,11 +207,12 @@ def print_table(levels: list[Level]) -> str:
     by = {(lv.target, lv.concurrency): lv for lv in levels}
     header = (
         f"{'target':<10}{'conc':>5}{'reqs':>6}{'err':>5}{'tok/s':>9}{'TTFT p50':>10}{'TTFT p95':>10}"
-        f"{'TPOT p50':>10}{'x naive':>9}{'x llama':>9}"
+        f"{'TPOT p50':>10}{'x naive':>9}{'x llama':>9}{'x l-srv':>9}{'TTFT95 x l-srv':>16}"
     )
     lines = [header, "-" * len(header)]
     for lv in levels:
         naive, llama = by.get(("naive", lv.concurrency)), by.get(("llamacpp", lv.concurrency))
+        server = by.get(("llama-server", lv.concurrency))
 
         def ratio(base: Level | None, lv: Level = lv) -> str:
             return f"{lv.tokens_per_s / base.tokens_per_s:.2f}" if base and base.tokens_per_s else "-"
@@ -208,15 +223,39 @@ def print_table(levels: list[Level]) -> str:
         lines.append(
             f"{lv.target:<10}{lv.concurrency:>5}{lv.requests:>6}{lv.errors:>5}{lv.tokens_per_s:>9.1f}"
             f"{fmt(lv.ttft_p50_ms):>10}{fmt(lv.ttft_p95_ms):>10}{fmt(lv.tpot_p50_ms):>10}{ratio(naive):>9}{ratio(llama):>9}"
+            f"{ratio(server):>9}{ttft_ratio(lv, server):>16}"
         )
     service, dapr = by.get(("service", 1)), by.get(("dapr", 1))
     if service and dapr and service.ttft_p50_ms and dapr.ttft_p50_ms:
         lines.append(
             f"dapr adds {100 * (dapr.ttft_p50_ms / service.ttft_p50_ms - 1):+.1f}% to TTFT p50 at concurrency 1"
         )
+    lines += target_lines(by)
     table = "\n".join(lines)
     sys.stdout.write(table + "\n")
     return table
+
+
+def ttft_ratio(lv: Level, base: Level | None) -> str:
+    if base is None or not base.ttft_p95_ms or lv.ttft_p95_ms is None:
+        return "-"
+    return f"{lv.ttft_p95_ms / base.ttft_p95_ms:.2f}"
+
+
+def target_lines(by: dict[tuple[str, int], Level]) -> list[str]:
+    """Issue 12's targets for the service and dapr targets against llama-server: met, or missed by how much."""
+    lines = []
+    for name in ("service", "dapr"):
+        for what, concurrency, metric, bound, higher in TARGETS:
+            ours, peer = by.get((name, concurrency)), by.get(("llama-server", concurrency))
+            if ours is None or peer is None or not getattr(peer, metric) or getattr(ours, metric) is None:
+                continue
+            ratio = getattr(ours, metric) / getattr(peer, metric)
+            met = ratio >= bound if higher else ratio <= bound
+            # "Missed by" is how far the measured figure must still move, relative to it.
+            verdict = "met" if met else f"MISSED by {100 * abs(bound / ratio - 1):.0f}%"
+            lines.append(f"target {name:<8}{what:<32}{ratio:>6.2f}x  {verdict}")
+    return lines
 
 
 async def bench(targets: list[Target], levels: list[int], max_tokens: int) -> list[Level]:
@@ -232,13 +271,67 @@ async def bench(targets: list[Target], levels: list[int], max_tokens: int) -> li
     return results
 
 
+def llama_server_binary() -> Path | None:
+    """The llama-server that build-llama-server.sh cached (newest version), or $LLAMA_SERVER."""
+    if os.environ.get("LLAMA_SERVER"):
+        return Path(os.environ["LLAMA_SERVER"])
+    built = sorted(LLAMA_SERVER_CACHE.glob("llama-server-*/bin/llama-server"))
+    return built[-1] if built else None
+
+
+def bench_llama_server(levels: list[int], max_tokens: int, logs: Path) -> list[Level]:
+    """llama.cpp's server, one start per level: `--parallel` slots equal to the concurrency."""
+    binary = llama_server_binary()
+    if binary is None:
+        sys.stdout.write("llama-server: skipped (run bench/inference/build-llama-server.sh first)\n")
+        return []
+    results = []
+    for concurrency in levels:
+        port = free_port()
+        argv = [
+            str(binary),
+            "--model",
+            str(packaged_gguf()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--parallel",
+            str(concurrency),
+            "--cont-batching",
+            # 512 tokens per slot holds a bench prompt (~40) plus its output; all cores.
+            "--ctx-size",
+            str(512 * concurrency),
+            "--threads",
+            str(os.cpu_count() or 1),
+        ]
+        log = logs / f"llama-server-{concurrency}.log"
+        server = ManagedProcess("llama-server", argv, dict(os.environ), log).start()
+        try:
+            wait_http(f"http://127.0.0.1:{port}/health", server)
+            ban_eos = {"logit_bias": {str(EOS_TOKEN_ID): -100}}
+            target = Target("llama-server", f"http://127.0.0.1:{port}/v1/chat/completions", extra=ban_eos)
+
+            async def one_level(target: Target = target, concurrency: int = concurrency) -> Level:
+                await run_level(target, 1, 4)  # warm-up, as for every target
+                return await run_level(target, concurrency, max_tokens)
+
+            level = asyncio.run(one_level())
+            sys.stdout.write(f"{level}\n")
+            results.append(level)
+        finally:
+            server.stop()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", default="1,4,16,32")
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--only", default="service,dapr,naive,llamacpp")
+    parser.add_argument("--only", default="service,dapr,naive,llamacpp,llama-server")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
+    load_start = os.getloadavg()
     only = set(args.only.split(","))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logs = Path(tempfile.mkdtemp(prefix="bench-inference-"))
@@ -247,9 +340,15 @@ def main() -> None:
     folder = model_folder()
 
     if only & {"service", "dapr"}:
+        # Only the secret store: with the profile's pub/sub the bench's sidecar would join the
+        # tests' `inference` consumer group on the shared Redis and take (and drop) their
+        # model.promoted events. Serving needs neither pub/sub nor state.
+        components = logs / "components"
+        components.mkdir()
+        shutil.copy(PROFILES["default"] / "secretstore.yaml", components)
         sidecar = Daprd(
             app_id="inference",
-            resources=[PROFILES["default"], RESILIENCY_DIR],
+            resources=[components, RESILIENCY_DIR],
             log_dir=logs,
             dapr_api_token=secrets["dapr-api-token"],
             app_api_token=secrets["app-api-token"],
@@ -317,11 +416,22 @@ def main() -> None:
     elif "llamacpp" in only:
         sys.stdout.write("llamacpp: skipped (set LLAMA_CPP_PYTHON to a python with llama-cpp-python[server])\n")
 
+    if "llama-server" in only:
+        results += bench_llama_server(levels, args.max_tokens, logs)
+
     table = print_table(results)
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"inference-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    meta = {"max_tokens": args.max_tokens, "levels": levels, "cpus": os.cpu_count(), "logs": str(logs)}
+    meta = {
+        "max_tokens": args.max_tokens,
+        "levels": levels,
+        "cpus": os.cpu_count(),
+        "logs": str(logs),
+        # Shared machine: the 1/5/15-minute load averages before and after, to read figures by.
+        "loadavg_start": load_start,
+        "loadavg_end": os.getloadavg(),
+    }
     path.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results], "table": table}, indent=2))
     sys.stdout.write(f"written: {path.relative_to(ROOT)}\n")
 

