@@ -90,7 +90,9 @@ def test_missing_or_mistyped_variables_are_a_422_naming_them(prompts) -> None:
         missing = dapr.post(f"{BASE}/{name}/render", json={"variables": {"product": "Dapr"}})
         assert missing.status_code == 422
         assert missing.headers["content-type"] == "application/problem+json"
-        assert missing.json()["errors"] == [{"variable": "question", "message": "is required"}]
+        assert missing.json()["errors"] == [
+            {"location": "body.variables.question", "variable": "question", "message": "is required"}
+        ]
         mistyped = dapr.post(f"{BASE}/{name}/render", json={"variables": {"product": 7, "question": "q"}})
         assert mistyped.status_code == 422 and mistyped.json()["errors"][0]["variable"] == "product"
         assert dapr.post(f"{BASE}/{unique()}/render", json={"variables": {}}).status_code == 404
