@@ -44,7 +44,7 @@ async def list_models(catalog: CatalogDep) -> list[Model]:
     return await catalog.list_models()
 
 
-@router.get("/{name}", summary="One model, with its aliases")
+@router.get("/{name}", summary="One model, with its aliases", responses=problem_responses(404))
 async def get_model(name: str, catalog: CatalogDep) -> Model:
     model, _ = await catalog.get_model(name)
     return model
@@ -55,7 +55,7 @@ async def create_version(name: str, new: NewVersion, catalog: CatalogDep) -> Ver
     return await catalog.create_version(name, new)
 
 
-@router.get("/{name}/versions", summary="Every version of a model")
+@router.get("/{name}/versions", summary="Every version of a model", responses=problem_responses(404))
 async def list_versions(name: str, catalog: CatalogDep) -> list[Version]:
     return await catalog.list_versions(name)
 
@@ -106,6 +106,10 @@ async def download_file(name: str, number: int, filename: str, catalog: CatalogD
     return StreamingResponse(body(), media_type="application/octet-stream", headers=headers)
 
 
-@router.put("/{name}/aliases/{alias}", summary="Point an alias at a ready version; publishes model.promoted")
+@router.put(
+    "/{name}/aliases/{alias}",
+    summary="Point an alias at a ready version; publishes model.promoted",
+    responses=problem_responses(404),
+)
 async def move_alias(name: str, alias: str, move: AliasMove, catalog: CatalogDep, sidecar: SidecarDep) -> Model:
     return await point_alias(catalog, sidecar, name, alias, move.version)

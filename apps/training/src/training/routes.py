@@ -74,7 +74,11 @@ async def upload_file(
     purpose: Annotated[str, Form()] = "fine-tune",
 ) -> FileObject:
     if purpose != "fine-tune":
-        raise Problem(422, "Only purpose 'fine-tune' is accepted here.")
+        raise Problem(
+            422,
+            "Only purpose 'fine-tune' is accepted here.",
+            errors=[{"location": "body.purpose", "message": "only 'fine-tune' is accepted"}],
+        )
     data = await file.read(settings.max_file_bytes + 1)
     if len(data) > settings.max_file_bytes:
         raise Problem(
@@ -103,7 +107,7 @@ async def list_files(store: StoreDep) -> dict[str, Any]:
     return {"object": "list", "data": files, "has_more": False}
 
 
-@files_router.get("/{file_id}", summary="One uploaded training file")
+@files_router.get("/{file_id}", summary="One uploaded training file", responses=problem_responses(404))
 async def get_file(file_id: ResourceId, store: StoreDep) -> FileObject:
     file, _ = await store.get_file(file_id)
     return file
@@ -124,7 +128,7 @@ async def list_jobs(
     return page(await store.list_jobs(), limit, after)
 
 
-@jobs_router.get("/{job_id}", summary="One fine-tuning job")
+@jobs_router.get("/{job_id}", summary="One fine-tuning job", responses=problem_responses(404))
 async def get_job(job_id: ResourceId, store: StoreDep) -> Job:
     return await store.get_job(job_id)
 
