@@ -232,9 +232,11 @@ class OpenAIRequest(BaseModel):
     REFUSED: ClassVar[dict[str, Refusal]] = {}
 
     def unsupported_fields(self) -> list[UnsupportedField]:
-        """Every refused field set to a value that asks for something, and every unknown field."""
+        """Every refused field set to a value that asks for something, then every unknown field, in
+        the order of `REFUSED` (so `tools` is named before `tool_choice`, whatever the body's order)."""
         found = []
-        for name, value in (self.model_extra or {}).items():
+        order = {name: i for i, name in enumerate(self.REFUSED)}
+        for name, value in sorted((self.model_extra or {}).items(), key=lambda item: order.get(item[0], len(order))):
             refusal = self.REFUSED.get(name)
             if refusal is None:
                 found.append(UnsupportedField(name, "Unrecognized request argument supplied."))
