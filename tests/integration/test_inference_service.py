@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from openai import OpenAI
+from openai import BadRequestError, NotFoundError, OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness import PROFILES, RESILIENCY_DIR, ROOT, AppWithSidecar, wait_until
@@ -183,6 +183,47 @@ def test_limits_are_400_problems_naming_the_limit(inference: AppWithSidecar, dap
     assert too_long.status_code == 400
     assert too_long.json()["limit"] == "context_length"
     assert str(CONTEXT_LENGTH) in too_long.json()["detail"]
+
+
+def test_openai_fields_are_honoured_or_refused_by_name(inference: AppWithSidecar, dapr: httpx.Client) -> None:
+    """Issue 11 inputs 5-7, 17 and 19, NaN, a 1e23 seed and a model not served, through the sidecar
+    (every field of the openai package's request types: tests/unit/test_openai_contract.py)."""
+    client = through_dapr(inference)
+    weather = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
+    for extra, param in (
+        ({"logprobs": True, "top_logprobs": 2}, "logprobs"),
+        ({"tools": [weather], "tool_choice": {"type": "function", "function": {"name": "weather"}}}, "tools"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+    ):
+        with pytest.raises(BadRequestError) as refused:
+            client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=2, **extra)
+        assert refused.value.param == param, refused.value.response.text
+    with pytest.raises(NotFoundError) as missing:
+        client.chat.completions.create(model="gpt-4o", messages=QUESTION, max_tokens=2)
+    assert missing.value.code == "model_not_found" and "'gpt-4o'" in missing.value.response.json()["detail"]
+    # A role in capitals is the same turn (the rails see it as `user` too).
+    shouted = [{"role": "User", "content": QUESTION[0]["content"]}]
+    assert (
+        client.chat.completions.create(model=MODEL, messages=shouted, temperature=0).choices[0].message.content
+        == ANSWER
+    )
+    # top_p below any token's mass keeps the most likely token: the greedy text, not a 500.
+    greedy, tiny = (
+        client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=4, **sampling)
+        for sampling in ({"temperature": 0}, {"top_p": 5e-324})
+    )
+    assert tiny.choices[0].text == greedy.choices[0].text
+    path = "/v1.0/invoke/inference/method/v1/chat/completions"
+    json_header = {"content-type": "application/json"}
+    for raw, location in (
+        ('{"messages": [{"role": ""}]}', "body.messages.0.role"),
+        (json.dumps({"messages": QUESTION, "seed": 1e23}), "body.seed"),
+        (json.dumps({"messages": QUESTION, "stream": "yes"}), "body.stream"),
+        (f'{{"messages": {json.dumps(QUESTION)}, "top_p": NaN}}', "body.top_p"),
+    ):
+        answer = dapr.post(path, content=raw, headers=json_header)
+        assert answer.status_code == 422, (raw, answer.text)
+        assert location in [error["location"] for error in answer.json()["errors"]], answer.text
 
 
 def test_openai_routes_refuse_callers_without_token_or_key(inference: AppWithSidecar) -> None:

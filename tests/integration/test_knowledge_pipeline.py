@@ -267,6 +267,15 @@ def test_embeddings_are_openai_compatible(knowledge: Knowledge) -> None:
     # Asked for explicitly, the client hands base64 back as it came: little-endian float32.
     decoded = array.array("f", base64.b64decode(encoded.data[0].embedding)).tolist()
     assert decoded == pytest.approx(vectors[0], abs=1e-5)
+    # Issue 11 input 8: MiniLM is no Matryoshka model, so `dimensions` is its own 384 or a 400;
+    # a text past its 256 tokens is a 400 naming the limit, not silently cut.
+    assert len(client.embeddings.create(model="all-MiniLM-L6-v2", input="hi", dimensions=384).data[0].embedding) == 384
+    for ask, param in (({"dimensions": 128}, "dimensions"), ({"input": ["ok", "word " * 300]}, "input")):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.embeddings.create(**{"model": "all-MiniLM-L6-v2", "input": "a cat sat", **ask})
+        assert refused.value.param == param, refused.value.response.text
+    problem = refused.value.response.json()
+    assert problem["limit"] == "max_input_tokens" and problem["limit_value"] == 256
 
 
 def test_features_is_ready_only_with_model_and_index(knowledge: Knowledge) -> None:
