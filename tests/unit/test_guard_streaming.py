@@ -243,7 +243,7 @@ answers = st.lists(st.sampled_from([*SENSITIVE.values(), *PROSE]), min_size=1, m
 )
 
 
-@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), text=answers)
 def test_any_chunking_of_an_answer_streams_exactly_the_whole_check(data, text: str) -> None:
     if len(text) < 2:
