@@ -6,6 +6,7 @@ fast, with the tail of each process's log, when one of them has died.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -13,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -31,6 +33,9 @@ DAPRD = RUNTIME / ".dapr" / "bin" / "daprd"
 SECRETS_FILE = ROOT / ".data" / "secrets.json"
 CONFIG = ROOT / "dapr-config" / "config.yaml"
 RESILIENCY_DIR = ROOT / "dapr-config"
+# Who may invoke each app, and which methods: a second --config for that app's sidecar.
+ACCESS_DIR = ROOT / "dapr-config" / "access"
+SENTRY = RUNTIME / ".dapr" / "bin" / "sentry"
 
 
 @dataclass(frozen=True)
@@ -212,8 +217,86 @@ def wait_for_status(url: str, status: int, what: str, timeout: float, watch: Ite
 
 
 @dataclass
+class Sentry:
+    """Dapr's sentry on loopback: the CA that signs each sidecar's workload certificate, whose
+    SPIFFE id (spiffe://public/ns/default/<app-id>) the callee's sidecar checks against its
+    accessControl policy. It makes its own root and issuer in `data_dir` on first start.
+
+    Sentry 1.18.2 binds its healthz server on every interface whatever --healthz-listen-address
+    says (cmd/sentry/app/app.go never passes it on), so readiness is read from the CA's files
+    and its gRPC port on 127.0.0.1 instead, and its metrics server is off.
+    """
+
+    data_dir: Path
+    log_dir: Path
+    port: int = field(default_factory=free_port)
+    process: ManagedProcess | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def trust_anchors(self) -> str:
+        """The root certificate (PEM) every sidecar trusts: daprd's DAPR_TRUST_ANCHORS."""
+        return (self.data_dir / "ca.crt").read_text()
+
+    def start(self, timeout: float = 30.0) -> Sentry:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config = self.data_dir / "sentry-config.yaml"
+        config.write_text(
+            "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: daprsystem\n"
+            'spec:\n  mtls:\n    enabled: true\n    workloadCertTTL: "24h"\n    allowedClockSkew: "15m"\n'
+        )
+        argv = [
+            str(SENTRY),
+            "--issuer-credentials", str(self.data_dir),
+            "--config", str(config),
+            "--port", str(self.port), "--listen-address", "127.0.0.1",
+            "--healthz-port", str(free_port()),
+            "--enable-metrics=false",
+        ]  # fmt: skip
+        self.process = ManagedProcess("sentry", argv, dict(os.environ), self.log_dir / f"sentry-{self.port}.log")
+        self.process.start()
+
+        def serving() -> bool:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return (self.data_dir / "ca.crt").is_file()
+
+        try:
+            wait_until(serving, what="Dapr's sentry", timeout=timeout, watch=[self.process])
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+_sentry: Sentry | None = None
+
+
+def shared_sentry() -> Sentry:
+    """One sentry for every sidecar this test process starts (started on first use, stopped at exit)."""
+    global _sentry
+    if _sentry is None or _sentry.process is None or not _sentry.process.alive:
+        data = Path(tempfile.mkdtemp(prefix="genai-sentry-"))
+        _sentry = Sentry(data_dir=data / "credentials", log_dir=data).start()
+        atexit.register(_sentry.stop)
+    return _sentry
+
+
+@dataclass
 class Daprd:
-    """A real daprd bound to 127.0.0.1 on free ports, with API and app tokens."""
+    """A real daprd bound to 127.0.0.1 on free ports, with API and app tokens.
+
+    With `mtls`, it takes its workload certificate from the shared sentry and layers
+    dapr-config/access/<app-id>.yaml on the platform's config: only the callers and methods listed
+    there may invoke it (tests/integration/test_access_control.py). Off by default: with mTLS on,
+    daprd also speaks TLS to placement and scheduler, which `ControlPlane` does not run with yet.
+    """
 
     app_id: str
     resources: list[Path]
@@ -226,6 +309,7 @@ class Daprd:
     grpc_port: int = field(default_factory=free_port)
     internal_grpc_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
+    mtls: bool = False
     process: ManagedProcess | None = None
 
     @property
@@ -272,6 +356,13 @@ class Daprd:
             env["DAPR_API_TOKEN"] = self.dapr_api_token
         if self.app_api_token:
             env["APP_API_TOKEN"] = self.app_api_token
+        if self.mtls:
+            sentry = shared_sentry()
+            argv += ["--enable-mtls", "--sentry-address", sentry.address]
+            env["DAPR_TRUST_ANCHORS"] = sentry.trust_anchors
+            # Without mTLS a caller has no identity and a policy would refuse every call.
+            if (access := ACCESS_DIR / f"{self.app_id}.yaml").is_file():
+                argv += ["--config", str(access)]
         self.process = ManagedProcess(
             f"daprd[{self.app_id}]", argv, env, self.log_dir / f"daprd-{self.app_id}-{self.http_port}.log"
         ).start()
