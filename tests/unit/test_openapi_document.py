@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from gateway.openapi import GATEWAY, dangling_refs, merge_documents, resolve
-from gateway.routes import schema_app_paths, schema_sources
+from gateway.rails import MODEL_APP, ROUTE_RAILS
+from gateway.routes import PUBLIC_ROUTES, schema_app_paths, schema_sources
 from openapi_checks import operations, undescribed_operations
 
 APPS = ("gateway", "ingestion", "features", "registry", "inference", "prompts", "guard", "training", "monitor")
@@ -73,3 +74,21 @@ def test_an_invalid_request_is_documented_as_the_problem_it_gets(documents: dict
     assert search["content"][PROBLEM_JSON]["schema"] == {"$ref": "#/components/schemas/ValidationProblemDetails"}
     fields = documents["features"]["components"]["schemas"]["ValidationProblemDetails"]["properties"]
     assert {"errors", "detail", "status"} <= set(fields)
+
+
+def test_every_route_that_reaches_inference_is_in_the_rails_table(merged: dict[str, Any]) -> None:
+    """Issue 11: one input and output policy for every route that reaches a model. A public
+    operation served by inference (relayed, or a gateway pipeline ending there) must be in
+    gateway.rails.ROUTE_RAILS; one that runs no rails must generate nothing (no token quota)."""
+    sources = schema_sources()
+    generating = {(r.method, r.path) for r in PUBLIC_ROUTES if r.generates}
+    reaching = {(method, path) for method, path, _ in operations(merged) if sources.get((method, path)) == MODEL_APP}
+    assert reaching, "no route of the merged document is served by inference"
+    assert reaching - set(ROUTE_RAILS) == set(), "add these routes, and their rails, to gateway.rails.ROUTE_RAILS"
+    for route in reaching:
+        assert ROUTE_RAILS[route].guarded or route not in generating, route
+    assert {("POST", "/v1/chat/completions"), ("POST", "/v1/completions")} <= {
+        route for route in reaching if ROUTE_RAILS[route].guarded
+    }
+    # No stale row: every route of the table is a public operation.
+    assert set(ROUTE_RAILS) <= {(method, path) for method, path, _ in operations(merged)}

@@ -4,26 +4,30 @@ input rails (guard) → retrieval (features, when the request names a collection
 (prompts) → generation (inference) → output rails (guard), each a Dapr service invocation.
 
 The answer is OpenAI's chat completion with two additions: `citations` (the chunks the answer
-was grounded in) and `lineage` (model, prompt version, trace id). Streams are checked sentence
-by sentence: no text reaches the client ahead of its output check. Each stage's duration is
+was grounded in) and `lineage` (model, prompt version, trace id). Streams are checked as they
+arrive (gateway.output_stream): no text reaches the client ahead of its output check. Each stage's duration is
 recorded for the answer's `Server-Timing` header (see gateway.timing).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
+from gateway.output_stream import UpstreamStream, guarded_stream
 from gateway.stages import GuardClient, InferenceClient, PromptNotFound, PromptsClient, SearchClient
 from gateway.timing import ServerTiming
+from genai_platform.contracts.openai import ChatMessage, PromptReference
 from genai_platform.contracts.prompts import GROUNDING_INSTRUCTIONS, RenderedPrompt
 from genai_platform.contracts.search import SearchHit
 from genai_platform.dapr import Sidecar
 from genai_platform.errors import Problem
-from genai_platform.sentences import may_end_sentence
 from genai_platform.telemetry import current_trace_id
 
 # `model: "rag/<collection>"` asks for answers grounded in that collection, for clients (the
@@ -45,16 +49,19 @@ class ChatPlan:
     citations: list[SearchHit] = field(default_factory=list)
     prompt: dict[str, Any] | None = None
     timing: ServerTiming = field(default_factory=ServerTiming)
+    usage: dict[str, Any] | None = None  # OpenAI's usage of a streamed answer, once it has ended
 
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    """The RAG prompt's name, how many chunks to retrieve, and timeouts in seconds (stages, generation)."""
+    """The RAG prompt's name, how many chunks to retrieve, timeouts in seconds (stages, generation),
+    and the least time between two output checks of a stream (0: as soon as the last one answered)."""
 
     rag_prompt: str
     retrieval_k: int
     timeout: float
     generation_timeout: float
+    guard_stream_window_s: float = 0.0
 
 
 class ChatPipeline:
@@ -71,35 +78,45 @@ class ChatPipeline:
         self.prompts = PromptsClient(sidecar, "prompts", settings.timeout)
         self.inference = InferenceClient(sidecar, "inference", settings.timeout)
 
+    @property
+    def settings(self) -> PipelineSettings:
+        """The pipeline's settings (the completions pipeline shares them)."""
+        return self._settings
+
     # --- before generation --------------------------------------------------------------------
 
     async def plan(self, body: dict[str, Any], request_id: str, timing: ServerTiming | None = None) -> ChatPlan:
         """Input rails, then retrieval and prompt render when asked for: the request inference gets.
 
         `body` is the client's OpenAI chat request plus our extensions (`collection`, `prompt`),
-        which are taken out of it.
+        which are taken out of it. The input rails see everything the model will read from the
+        client: every message of every role (content parts as their joined text) and every
+        string of the prompt's variables; what goes on is what they let through (redacted).
+        Raises `Problem`: 422 for messages or a prompt reference that are not valid (a prompt
+        variable the gateway fills, `question` or `context`, named by its location), 400 naming
+        the rails that refused the input, 404 for a collection with no indexed document or a
+        prompt that does not exist.
         """
         timing = timing or ServerTiming()
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise Problem(422, "`messages` must be a non-empty list of chat messages.")
+        turns = _chat_messages(messages)
         collection = body.pop("collection", None)
         model = str(body.get("model") or "")
         if model.startswith(RAG_MODEL_PREFIX):
             collection = collection or model[len(RAG_MODEL_PREFIX) :]
             body.pop("model")
-        prompt_ref = body.pop("prompt", None)
+        reference = prompt_reference(body.pop("prompt", None))
 
         with timing.stage("guard-in"):
-            verdict = await self.guard.check_input(messages, request_id)
-        if not verdict.allowed:
-            raise Problem(
-                400,
-                f"The request was refused by the input rail(s): {', '.join(verdict.blocked_by)}.",
-                title="Refused by the guard",
-                type_="urn:genai-platform:guard:refused",
-                blocked_by=verdict.blocked_by,
+            verdict = await self.guard.check_input(
+                [turn.model_dump(exclude_none=True) for turn in turns],
+                request_id,
+                reference.variables if reference else None,
             )
+        if not verdict.allowed:
+            raise refused(verdict.blocked_by)
         body["messages"] = verdict.messages
         plan = ChatPlan(request=body, collection=collection, timing=timing)
 
@@ -108,22 +125,31 @@ class ChatPipeline:
             with timing.stage("retrieve"):
                 found = await self.search.search(question, k=self._settings.retrieval_k, collection=collection)
             plan.citations = found.results
-        if collection or prompt_ref:
+        if collection or reference:
             with timing.stage("prompt"):
-                await self._render(plan, prompt_ref, question)
+                await self._render(plan, reference, verdict.variables or {}, question)
         return plan
 
-    async def _render(self, plan: ChatPlan, prompt_ref: Any, question: str) -> None:
-        """Put the rendered prompt in the request: the named one, else the RAG prompt, else the built-in."""
+    async def _render(
+        self, plan: ChatPlan, reference: PromptReference | None, variables: dict[str, Any], question: str
+    ) -> None:
+        """Put the rendered prompt in the request: the named one, else the RAG prompt, else the built-in.
+
+        `variables` are the client's, as the input rails let them through; the gateway's
+        `question` and `context` are put last so that nothing a client sends can stand in for them
+        (`prompt_reference` refuses a client's own, so this is the second line).
+        """
         context = _context(plan.citations)
-        reference = prompt_ref if isinstance(prompt_ref, dict) else {"name": prompt_ref or self._settings.rag_prompt}
-        variables = {"question": question, "context": context, **(reference.get("variables") or {})}
+        name = reference.name if reference else self._settings.rag_prompt
         try:
             rendered = await self.prompts.render(
-                reference["name"], variables, label=reference.get("label"), version=reference.get("version")
+                name,
+                {**variables, "question": question, "context": context},
+                label=reference.label if reference else None,
+                version=reference.version if reference else None,
             )
         except PromptNotFound:
-            if prompt_ref is not None:
+            if reference is not None:
                 raise
             # No managed RAG prompt: ground the answer with the built-in one, and say so.
             system = {"role": "system", "content": BUILTIN_SYSTEM_PROMPT.format(context=context)}
@@ -158,60 +184,119 @@ class ChatPipeline:
         return answer
 
     async def stream(self, plan: ChatPlan, request_id: str, *, report_timing: bool = True) -> AsyncIterator[bytes]:
-        """Relay inference's SSE stream, releasing text only as guard clears it.
+        """Relay inference's SSE stream as OpenAI's, releasing text only as the guard clears it.
 
-        Text is held until it may end a sentence (genai_platform.sentences), then the guard's
-        stream step releases what it passed; a block ends the text with `content_filter`. The
-        last event adds `citations`, `lineage`, usage and (with `report_timing`) `server_timing`.
+        A first delta carries the role as soon as generation begins; then each piece the
+        guard's output rails released (gateway.output_stream: the guard holds back only what a
+        rail could still judge differently); a block ends the text with `content_filter`. The
+        finish chunk adds `citations`, `lineage` and (with `report_timing`) `server_timing`;
+        with the request's `stream_options.include_usage`, usage follows in its own chunk with
+        empty `choices`, as OpenAI's does. The usage is also kept in `plan.usage` (quota).
+        Raises `Problem`: 503 when a stage cannot answer, 502 when the model fails mid-answer
+        (after the headers: the caller sends it as an error event, see `error_event`).
         """
-        pending, template, finish, usage, blocked = "", None, None, None, False
         timing = plan.timing
-        # `inference` is the time the upstream stream was open, less the output checks made
-        # while it was (reading pauses during each): the two add up to the stream's wall time.
+        include_usage = bool((plan.request.get("stream_options") or {}).get("include_usage"))
+        blocked = False
+        # `inference` is the time the upstream stream was open; the guard's checks (`guard-out`)
+        # run while it is, so the two overlap.
         opened = time.perf_counter()
         async with self.inference.stream(plan.request, timeout=self._settings.generation_timeout) as chunks:
-            async for chunk in chunks:
-                template = template or {k: chunk.get(k) for k in ("id", "object", "created", "model")}
-                usage = chunk.get("usage") or usage
-                for choice in chunk.get("choices") or []:
-                    finish = choice.get("finish_reason") or finish
-                    text = (choice.get("delta") or {}).get("content") or ""
-                    if blocked or not text:
-                        continue
-                    if "inference-first" not in timing.durations_ms:
-                        timing.add("inference-first", time.perf_counter() - opened)
-                    pending += text
-                    if may_end_sentence(pending, text):
-                        with timing.stage("guard-out"):
-                            step = await self.guard.stream_step(pending, request_id, final=False)
-                        pending, blocked = step.pending, step.blocked
-                        if step.released:
-                            timing.since_start("first-token")
-                            yield _sse({**template, "choices": [_delta(step.released)]})
-            checked_s = timing.durations_ms.get("guard-out", 0.0) / 1000
-            timing.add("inference", time.perf_counter() - opened - checked_s)
-        if not blocked:
-            with timing.stage("guard-out"):
-                step = await self.guard.stream_step(pending, request_id, final=True)
-            blocked = step.blocked
-            if step.released and not blocked:
-                timing.since_start("first-token")
-                yield _sse({**(template or {}), "choices": [_delta(step.released)]})
-        last = {
-            **(template or {}),
-            "choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter" if blocked else finish}],
-        }
+            upstream = UpstreamStream(chunks)
+            envelope = await upstream.start()
+            yield _sse({**envelope, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
+            checked = guarded_stream(
+                upstream.texts(),
+                self.guard,
+                request_id,
+                window_s=self._settings.guard_stream_window_s,
+                json_check=_json_mode(plan.request),
+                timing=timing,
+            )
+            # Closed here, not by the garbage collector, when the client leaves or a piece is blocked.
+            async with contextlib.aclosing(checked):
+                async for step in checked:
+                    if step.blocked:
+                        blocked = True
+                        break
+                    timing.since_start("first-token")
+                    yield _sse({**envelope, "choices": [_delta(step.released)]})
+            if upstream.first_text_at is not None:
+                timing.add("inference-first", upstream.first_text_at - opened)
+            timing.add("inference", time.perf_counter() - opened)
+        finish = "content_filter" if blocked else upstream.finish_reason
+        last = {**envelope, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
         last["citations"] = _public_citations(plan.citations)
-        last["lineage"] = self._lineage(plan, (template or {}).get("model"))
-        if usage:
-            last["usage"] = usage
+        last["lineage"] = self._lineage(plan, envelope.get("model"))
         if report_timing:
             last["server_timing"] = timing.header()
         yield _sse(last)
+        plan.usage = upstream.usage
+        if include_usage and upstream.usage:
+            yield _sse({**envelope, "choices": [], "usage": upstream.usage})
         yield b"data: [DONE]\n\n"
 
     def _lineage(self, plan: ChatPlan, model: Any) -> dict[str, Any]:
         return {"model": model, "prompt": plan.prompt, "collection": plan.collection, "trace_id": current_trace_id()}
+
+
+# The variables the gateway fills for every rendered prompt: the last user turn, the retrieved chunks.
+GATEWAY_VARIABLES = {
+    "question": "the last user message (send the question as that message)",
+    "context": "the chunks retrieved from the collection",
+}
+
+
+def prompt_reference(value: Any) -> PromptReference | None:
+    """The request's `prompt` (a name, or `{name, label | version, variables}`) as a `PromptReference`.
+
+    Raises a 422 `Problem` whose `errors` name each wrong field (`body.prompt.variables.question`
+    for a variable the gateway fills: a client's value would replace the retrieved context or
+    the question the rails checked, so it is refused rather than silently overridden).
+    """
+    if value is None:
+        return None
+    try:
+        reference = PromptReference.model_validate({"name": value} if isinstance(value, str) else value)
+    except ValidationError as error:
+        raise _invalid(error, ("body", "prompt")) from None
+    taken = [name for name in reference.variables if name in GATEWAY_VARIABLES]
+    if taken:
+        errors = [
+            {"location": f"body.prompt.variables.{name}", "message": f"filled by the gateway: {filled}"}
+            for name, filled in GATEWAY_VARIABLES.items()
+            if name in taken
+        ]
+        raise Problem(422, "The request is not valid.", title="Invalid request", errors=errors)
+    return reference
+
+
+def refused(blocked_by: list[str]) -> Problem:
+    """The 400 problem for input the rails refused, naming the rails (`blocked_by`)."""
+    return Problem(
+        400,
+        f"The request was refused by the input rail(s): {', '.join(blocked_by)}.",
+        title="Refused by the guard",
+        type_="urn:genai-platform:guard:refused",
+        blocked_by=blocked_by,
+    )
+
+
+def _chat_messages(messages: list[Any]) -> list[ChatMessage]:
+    """The messages as the OpenAI contract reads them (roles in lower case); a 422 naming what is wrong."""
+    try:
+        return [ChatMessage.model_validate(message) for message in messages]
+    except ValidationError as error:
+        raise _invalid(error, ("body", "messages")) from None
+
+
+def _invalid(error: ValidationError, prefix: tuple[str, ...]) -> Problem:
+    # The shape of every 422 of the platform (genai_platform.errors), without echoing the input.
+    errors = [
+        {"location": ".".join(str(part) for part in (*prefix, *err["loc"])), "message": err["msg"]}
+        for err in error.errors()
+    ]
+    return Problem(422, "The request is not valid.", title="Invalid request", errors=errors)
 
 
 def _context(citations: list[SearchHit]) -> str:
@@ -248,9 +333,10 @@ def _delta(text: str) -> dict[str, Any]:
 
 
 def _last_user_text(messages: list[dict[str, Any]]) -> str:
+    """The text of the last user turn (content parts joined), the question retrieval answers."""
     for message in reversed(messages):
-        if message.get("role") == "user" and isinstance(message.get("content"), str):
-            return message["content"]
+        if str(message.get("role")).lower() == "user":
+            return ChatMessage.model_validate(message).text()
     return ""
 
 

@@ -34,7 +34,8 @@ ROUTE_RAILS: dict[tuple[str, str], RouteRails] = {
     ("POST", "/v1/chat/completions"): RouteRails(
         input="every message of every role (content parts as their joined text), every string of "
         "`prompt.variables`; the retrieved context and the prompt are the platform's own",
-        output="each choice's content, whole or streamed (released sentence by sentence after its check)",
+        output="each choice's content, whole or streamed (released piece by piece after its check: "
+        "gateway.output_stream)",
     ),
     ("POST", "/v1/completions"): RouteRails(
         input="the prompt",

@@ -3,9 +3,9 @@ relayed to the app that serves it through Dapr service invocation."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, quote_from_bytes
 
 from fastapi import APIRouter, Request
@@ -13,12 +13,16 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from gateway.api_keys import ApiKeyDep, requires_key
 from gateway.chat import ChatPipeline
+from gateway.completions import CompletionPipeline
 from gateway.openapi import OpenApiDocument
+from gateway.output_stream import error_event
 from gateway.proxy import UsageMeter, forward
 from gateway.settings import GatewaySettings
 from gateway.system import SystemHealth, system_health
 from gateway.timing import ServerTiming
 from gateway.usage import Usage, usage_of
+from gateway.validation import validated_body
+from genai_platform.contracts.openai import GatewayChatRequest
 from genai_platform.errors import Problem
 from genai_platform.paths import invalid_path_parameters
 from genai_platform.requests import current_request_id
@@ -51,7 +55,6 @@ REGISTRY = ("/v1/registry/models", "/v1/models")
 
 
 PUBLIC_ROUTES = (
-    PublicRoute("POST", "/v1/completions", "inference", "Text completion (OpenAI-compatible)", "openai", True),
     PublicRoute("GET", "/v1/models", "inference", "Models being served (OpenAI-compatible)", "openai"),
     PublicRoute("POST", "/v1/embeddings", "features", "Embeddings (OpenAI-compatible)", "openai"),
     PublicRoute("POST", "/v1/documents", "ingestion", "Ingest a document", "documents"),
@@ -126,8 +129,10 @@ PUBLIC_ROUTES = (
     PublicRoute("GET", "/v1/logs", "monitor", "Log lines of every app and sidecar, paged", "system"),
     PublicRoute("GET", "/v1/traces/{trace_id}", "monitor", "A trace's spans joined with its log lines", "system"),
 )
-# The chat pipeline ends at inference, whose OpenAPI document holds the request and answer bodies.
+# The chat and text completion pipelines end at inference, whose OpenAPI document holds the
+# request and answer bodies.
 CHAT_SOURCE = ("POST", "/v1/chat/completions", "inference")
+COMPLETIONS_SOURCE = ("POST", "/v1/completions", "inference")
 # What the gateway reads on top of inference's chat request (documented, merged into its schema).
 CHAT_FIELDS = {
     "type": "object",
@@ -167,7 +172,8 @@ SERVER_TIMING_HEADER = {
 def schema_sources() -> dict[tuple[str, str], str]:
     """`(METHOD, path)` of each public route -> the app whose OpenAPI document describes it."""
     sources = {(route.method, route.path): route.app_id for route in PUBLIC_ROUTES}
-    sources[CHAT_SOURCE[:2]] = CHAT_SOURCE[2]
+    for method, path, app_id in (CHAT_SOURCE, COMPLETIONS_SOURCE):
+        sources[(method, path)] = app_id
     return sources
 
 
@@ -211,6 +217,40 @@ def _relay(route: PublicRoute) -> Callable[..., Awaitable[StreamingResponse]]:
     return relay
 
 
+async def _generation(
+    request: Request, api_key: str, pipeline: ChatPipeline | CompletionPipeline, body: Any
+) -> JSONResponse | StreamingResponse:
+    """Run a generation pipeline (input rails first) and answer whole or streamed, the tokens it
+    used spent against the key's quota and each stage's time in `Server-Timing`."""
+    timing = ServerTiming()
+    settings: GatewaySettings = request.app.state.settings
+    usage = request.app.state.usage
+    request_id = current_request_id.get() or ""
+    plan = await pipeline.plan(body, request_id, timing)
+    if not plan.request.get("stream"):
+        answer = await pipeline.complete(plan, request_id)
+        await usage.spend(api_key, int((answer.get("usage") or {}).get("total_tokens") or 0))
+        headers = {"Server-Timing": timing.header()} if settings.server_timing else None
+        return JSONResponse(answer, headers=headers)
+
+    async def events():
+        meter = UsageMeter()
+        try:
+            async for event in pipeline.stream(plan, request_id, report_timing=settings.server_timing):
+                meter.feed(event)
+                yield event
+        except Problem as problem:
+            # Headers are gone already: the failure travels as a last event, as OpenAI's do.
+            yield error_event(problem)
+        # A stream carries its usage only when the client asked (`stream_options.include_usage`).
+        await usage.spend(api_key, meter.total_tokens or int((plan.usage or {}).get("total_tokens") or 0))
+
+    headers = {"Cache-Control": "no-cache"}
+    if settings.server_timing:
+        headers["Server-Timing"] = timing.header(total=False)
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
 def public_router() -> APIRouter:
     """The public API: a relay per `PUBLIC_ROUTES` entry, the chat pipeline, the merged OpenAPI
     document, the caller's usage and the platform's health; every route needs an API key."""
@@ -241,40 +281,34 @@ def public_router() -> APIRouter:
         responses={200: {"description": "The answer, whole or as server-sent events", "headers": SERVER_TIMING_HEADER}},
     )
     async def chat_completions(request: Request, api_key: ApiKeyDep) -> object:
-        timing = ServerTiming()
-        settings: GatewaySettings = request.app.state.settings
-        limits = request.app.state.limits
-        limits.admit(api_key)
+        request.app.state.limits.admit(api_key)
         try:
             body = await request.json()
         except ValueError as error:
             raise Problem(422, "The body must be a JSON chat completion request.") from error
-        if not isinstance(body, dict):
-            raise Problem(422, "The body must be a JSON object.")
-        pipeline: ChatPipeline = request.app.state.chat
-        request_id = current_request_id.get() or ""
-        plan = await pipeline.plan(body, request_id, timing)
-        if not body.get("stream"):
-            answer = await pipeline.complete(plan, request_id)
-            await request.app.state.usage.spend(api_key, int((answer.get("usage") or {}).get("total_tokens") or 0))
-            headers = {"Server-Timing": timing.header()} if settings.server_timing else None
-            return JSONResponse(answer, headers=headers)
+        body = validated_body(GatewayChatRequest, body)
+        return await _generation(request, api_key, request.app.state.chat, body)
 
-        async def events():
-            meter = UsageMeter()
-            try:
-                async for event in pipeline.stream(plan, request_id, report_timing=settings.server_timing):
-                    meter.feed(event)
-                    yield event
-            except Problem as problem:
-                # Headers are gone already: the failure travels as a last event, as OpenAI's do.
-                yield f"data: {json.dumps({'error': problem.body()})}\n\n".encode()
-            await request.app.state.usage.spend(api_key, meter.total_tokens)
-
-        headers = {"Cache-Control": "no-cache"}
-        if settings.server_timing:
-            headers["Server-Timing"] = timing.header(total=False)
-        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+    @router.post(
+        "/v1/completions",
+        tags=["openai"],
+        summary="Text completion (OpenAI-compatible), through the guard's input and output rails",
+        description="The prompt goes through the input rails and each choice's text through the output rails, "
+        "whole or streamed, as in chat (see the gateway's README, 'Rails by route'). The `Server-Timing` header "
+        "gives `guard-in`, `inference`, `guard-out` and `total` in milliseconds.",
+        dependencies=[requires_key("POST", "/v1/completions")],
+        responses={
+            200: {"description": "The completion, whole or as server-sent events", "headers": SERVER_TIMING_HEADER}
+        },
+    )
+    async def completions(request: Request, api_key: ApiKeyDep) -> object:
+        request.app.state.limits.admit(api_key)
+        try:
+            body = await request.json()
+        except ValueError as error:
+            raise Problem(422, "The body must be a JSON text completion request.") from error
+        # Validated against the contract by the pipeline's first step (CompletionPipeline.plan).
+        return await _generation(request, api_key, CompletionPipeline(request.app.state.chat), body)
 
     @router.get(
         "/v1/openapi.json",
