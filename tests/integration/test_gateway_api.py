@@ -94,3 +94,28 @@ def test_a_path_parameter_no_url_can_carry_is_a_422_naming_it(start_app, default
             assert response.status_code == 422, (method, path, response.text)
             assert response.headers["content-type"] == "application/problem+json"
             assert f"path.{parameter}" in [e["location"] for e in response.json()["errors"]], response.text
+
+
+def test_generation_bodies_meet_the_openai_contract_before_anything_else(start_app, default_broker, secrets) -> None:
+    """Issue 11 inputs 5-7, 19 and lax types, answered by the gateway itself: no guard or inference runs here."""
+    gateway = start_app("gateway")
+    gateway.wait_ready()
+    hello = [{"role": "user", "content": "hi"}]
+    tool = {"type": "function", "function": {"name": "weather", "parameters": {}}}
+    for path, body, status, field in (
+        ("chat/completions", {"messages": [{"role": ""}]}, 422, "body.messages.0.role"),
+        ("chat/completions", {"messages": [{"role": "user", "content": None}]}, 422, "body.messages.0.content"),
+        ("chat/completions", {"messages": hello, "max_tokens": True}, 422, "body.max_tokens"),
+        ("chat/completions", {"messages": hello, "tools": [tool], "tool_choice": "required"}, 400, "tools"),
+        ("chat/completions", {"messages": hello, "response_format": {"type": "json_object"}}, 400, "response_format"),
+        ("chat/completions", {"messages": hello, "logprobs": True, "top_logprobs": 2}, 400, "logprobs"),
+        ("completions", {"prompt": "hi", "seed": 1e23}, 422, "body.seed"),
+        ("completions", {"prompt": "hi", "suffix": "end"}, 400, "suffix"),
+    ):
+        answer = httpx.post(f"{gateway.app.url}/v1/{path}", json=body, headers=bearer(secrets), timeout=10)
+        assert answer.status_code == status, (body, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+        if status == 422:
+            assert field in [error["location"] for error in answer.json()["errors"]], answer.text
+        else:
+            assert answer.json()["error"]["param"] == field, answer.text
