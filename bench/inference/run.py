@@ -206,7 +206,7 @@ def wait_http(url: str, process: ManagedProcess, timeout: float = 300) -> None:
 def print_table(levels: list[Level]) -> str:
     by = {(lv.target, lv.concurrency): lv for lv in levels}
     header = (
-        f"{'target':<10}{'conc':>5}{'reqs':>6}{'err':>5}{'tok/s':>9}{'TTFT p50':>10}{'TTFT p95':>10}"
+        f"{'target':<13}{'conc':>5}{'reqs':>6}{'err':>5}{'tok/s':>9}{'TTFT p50':>10}{'TTFT p95':>10}"
         f"{'TPOT p50':>10}{'x naive':>9}{'x llama':>9}{'x l-srv':>9}{'TTFT95 x l-srv':>16}"
     )
     lines = [header, "-" * len(header)]
@@ -221,7 +221,7 @@ def print_table(levels: list[Level]) -> str:
             return "-" if value is None else f"{value:.0f}ms"
 
         lines.append(
-            f"{lv.target:<10}{lv.concurrency:>5}{lv.requests:>6}{lv.errors:>5}{lv.tokens_per_s:>9.1f}"
+            f"{lv.target:<13}{lv.concurrency:>5}{lv.requests:>6}{lv.errors:>5}{lv.tokens_per_s:>9.1f}"
             f"{fmt(lv.ttft_p50_ms):>10}{fmt(lv.ttft_p95_ms):>10}{fmt(lv.tpot_p50_ms):>10}{ratio(naive):>9}{ratio(llama):>9}"
             f"{ratio(server):>9}{ttft_ratio(lv, server):>16}"
         )
@@ -310,7 +310,10 @@ def bench_llama_server(levels: list[int], max_tokens: int, logs: Path) -> list[L
         try:
             wait_http(f"http://127.0.0.1:{port}/health", server)
             ban_eos = {"logit_bias": {str(EOS_TOKEN_ID): -100}}
-            target = Target("llama-server", f"http://127.0.0.1:{port}/v1/chat/completions", extra=ban_eos)
+            # One connection per request: reusing an idle keep-alive connection failed now and
+            # then with "Server disconnected without sending a response" (cpp-httplib closing it).
+            close = {"Connection": "close"}
+            target = Target("llama-server", f"http://127.0.0.1:{port}/v1/chat/completions", close, ban_eos)
 
             async def one_level(target: Target = target, concurrency: int = concurrency) -> Level:
                 await run_level(target, 1, 4)  # warm-up, as for every target
@@ -368,9 +371,16 @@ def main() -> None:
                 auth = {"dapr-api-token": secrets["dapr-api-token"]}
                 url = f"{sidecar.url}/v1.0/invoke/inference/method/v1/chat/completions"
                 targets.append(Target("dapr", url, auth, fixed))
-            results += asyncio.run(bench(targets, levels, args.max_tokens))
+            # Level by level, llama-server right after ours: on a shared machine the load drifts
+            # over minutes, so the figures compared are taken as close together as they can be.
+            for concurrency in levels:
+                results += asyncio.run(bench(targets, [concurrency], args.max_tokens))
+                if "llama-server" in only:
+                    results += bench_llama_server([concurrency], args.max_tokens, logs)
         finally:
             pair.stop()
+    elif "llama-server" in only:
+        results += bench_llama_server(levels, args.max_tokens, logs)
 
     if "naive" in only:
         port = free_port()
@@ -415,9 +425,6 @@ def main() -> None:
             server.stop()
     elif "llamacpp" in only:
         sys.stdout.write("llamacpp: skipped (set LLAMA_CPP_PYTHON to a python with llama-cpp-python[server])\n")
-
-    if "llama-server" in only:
-        results += bench_llama_server(levels, args.max_tokens, logs)
 
     table = print_table(results)
     out = ROOT / "bench" / "results"
