@@ -32,6 +32,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 retrieval_k=settings.retrieval_k,
                 timeout=settings.request_timeout_seconds,
                 generation_timeout=settings.generation_timeout_seconds,
+                guard_stream_window_s=settings.guard_stream_window_ms / 1000,
             ),
         )
         app.state.openapi = PlatformOpenApi(

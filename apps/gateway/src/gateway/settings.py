@@ -27,6 +27,10 @@ class GatewaySettings(ServiceSettings):
     # The managed prompt that grounds answers in retrieved chunks (variables: question, context).
     rag_prompt: str = Field("rag-answer", validation_alias="GATEWAY_RAG_PROMPT")
     retrieval_k: int = Field(4, ge=1, le=50, validation_alias="GATEWAY_RETRIEVAL_K")
+    # A stream's output checks: 0 asks the guard again as soon as it answered (text arriving
+    # meanwhile goes with the next check); more is the least time between two checks, in ms
+    # (time batching). Measured in bench/chat: bench/README.md "Chat pipeline".
+    guard_stream_window_ms: float = Field(0.0, ge=0, le=1000, validation_alias="GATEWAY_GUARD_STREAM_WINDOW_MS")
     # Tell callers each chat stage's duration (`Server-Timing`); off hides the platform's timings.
     server_timing: bool = Field(True, validation_alias="GATEWAY_SERVER_TIMING")
     # The merged OpenAPI document (/v1/openapi.json) is rebuilt from the apps' documents this often.

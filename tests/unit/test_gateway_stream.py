@@ -1,0 +1,242 @@
+"""The gateway's streamed answer, against the one fake sidecar (tests/fakes.py) with the REAL guard's
+stream step behind it: OpenAI's stream format (role first, usage in its own chunk when asked, an
+error event when the model fails mid-answer), text released as the guard clears it, and at most
+one guard call per released piece."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from fakes import FakeDapr
+from gateway.chat import ChatPipeline, ChatPlan, PipelineSettings
+from gateway.output_stream import error_event
+from genai_platform.errors import Problem
+from guard.chain import Guard
+from guard.policy import load_policy
+from guard.streaming import stream_step
+
+SETTINGS = PipelineSettings(rag_prompt="rag-answer", retrieval_k=2, timeout=5.0, generation_timeout=30.0)
+QUESTION = "How do I reach support?"
+_policy = load_policy()
+GUARD = Guard(
+    _policy.model_copy(
+        update={
+            "output": _policy.output.model_copy(
+                update={"blocklist": _policy.output.blocklist.model_copy(update={"terms": ("forbidden",)})}
+            )
+        }
+    )
+)
+
+
+def real_guard_step(request: httpx.Request) -> dict[str, Any]:
+    """The guard's route, in-process: its real stream step with the shipped policy (+ one blocked term)."""
+    body = json.loads(request.content)
+    step = stream_step(GUARD, body["pending"], body["chunk"], body["final"], json_mode=body.get("json_mode", False))
+    return step.to_json()
+
+
+def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "smollm2",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def sse(tokens: list[str], *, tail: list[dict[str, Any]] | None = None, done: bool = True) -> bytes:
+    """Inference's stream: the role, each token, then `tail` (default: the finish and usage chunks)."""
+    chunks = [chunk({"role": "assistant", "content": ""}), *(chunk({"content": t}) for t in tokens)]
+    if tail is None:
+        usage = {"prompt_tokens": 5, "completion_tokens": len(tokens), "total_tokens": 5 + len(tokens)}
+        tail = [chunk({}, "stop"), {**chunk({}), "choices": [], "usage": usage}]
+    chunks += tail
+    return ("".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + ("data: [DONE]\n\n" if done else "")).encode()
+
+
+class Trickle(httpx.AsyncByteStream):
+    """A response body sent one event at a time, `gap` seconds apart (a model writing tokens)."""
+
+    def __init__(self, payload: bytes, gap: float = 0.01) -> None:
+        self.events = [event + b"\n\n" for event in payload.split(b"\n\n") if event]
+        self.gap = gap
+
+    async def __aiter__(self):
+        for event in self.events:
+            await asyncio.sleep(self.gap)
+            yield event
+
+
+def streamed(payload: bytes, gap: float = 0.01) -> httpx.Response:
+    return httpx.Response(200, stream=Trickle(payload, gap), headers={"content-type": "text/event-stream"})
+
+
+class BrokenStream(httpx.AsyncByteStream):
+    """A response body that breaks off after `payload` (the connection to inference dropped)."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+    async def __aiter__(self):
+        yield self.payload
+        raise httpx.ReadError("peer closed connection without sending complete message body")
+
+
+def platform(inference: Any, guard_step: Any = real_guard_step) -> FakeDapr:
+    dapr = FakeDapr(app_id="gateway")
+    messages = [{"role": "user", "content": QUESTION}]
+    dapr.answer("guard", "v1/guard/input", {"allowed": True, "messages": messages, "checked": []})
+    dapr.answer("guard", "v1/guard/output/stream", guard_step)
+    dapr.answer("inference", "v1/chat/completions", inference)
+    return dapr
+
+
+def run(dapr: FakeDapr, **request: Any) -> tuple[ChatPlan, list[Any], Problem | None]:
+    """The stream's events (parsed), and the problem it raised after them, if any."""
+
+    async def scenario() -> tuple[ChatPlan, list[Any], Problem | None]:
+        pipeline = ChatPipeline(dapr.sidecar(), SETTINGS)
+        plan = await pipeline.plan({"messages": [{"role": "user", "content": QUESTION}], **request}, "req-1")
+        events: list[Any] = []
+        try:
+            async for raw in pipeline.stream(plan, "req-1"):
+                payload = raw.decode().removeprefix("data: ").strip()
+                events.append(payload if payload == "[DONE]" else json.loads(payload))
+        except Problem as problem:
+            return plan, events, problem
+        return plan, events, None
+
+    return asyncio.run(scenario())
+
+
+def texts(events: list[Any]) -> list[str]:
+    return [
+        e["choices"][0]["delta"]["content"]
+        for e in events
+        if isinstance(e, dict) and e.get("choices") and e["choices"][0].get("delta", {}).get("content")
+    ]
+
+
+def guard_calls(dapr: FakeDapr) -> list[dict[str, Any]]:
+    return [call.body for call in dapr.invocations if call.method == "v1/guard/output/stream"]
+
+
+TOKENS = [
+    "Write",
+    " to",
+    " jane",
+    ".d",
+    "oe",
+    "@exa",
+    "mple",
+    ".com",
+    " or",
+    " call",
+    " 555",
+    " 123",
+    "\n",
+    "4567",
+    ".",
+]
+
+
+def test_the_stream_is_openai_shaped_and_released_as_the_guard_clears_it() -> None:
+    dapr = platform(streamed(sse(TOKENS)))
+    plan, events, problem = run(dapr)
+
+    assert problem is None
+    # Role first, with no text; then the checked pieces; the finish chunk; no usage (not asked); [DONE].
+    assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    whole = GUARD.check_output("".join(TOKENS), streaming=True).text
+    assert "".join(texts(events)) == whole == "Write to [REDACTED:EMAIL] or call [REDACTED:PHONE]."
+    assert len(texts(events)) >= 4  # word by word, not one event at the end of the sentence
+    assert not any("jane" in t or "4567" in t for t in texts(events))
+    finish = events[-2]
+    assert finish["choices"][0]["finish_reason"] == "stop" and "citations" in finish and "usage" not in finish
+    assert events[-1] == "[DONE]"
+    assert plan.usage == {"prompt_tokens": 5, "completion_tokens": len(TOKENS), "total_tokens": 5 + len(TOKENS)}
+    # At most one guard call per token (and one final step).
+    assert len(guard_calls(dapr)) <= len(TOKENS) + 1
+
+
+def test_usage_comes_in_its_own_last_chunk_with_empty_choices_when_asked() -> None:
+    dapr = platform(httpx.Response(200, content=sse(["Hi", "."]), headers={"content-type": "text/event-stream"}))
+    _, events, _ = run(dapr, stream_options={"include_usage": True})
+    usage_chunk = events[-2]
+    assert usage_chunk["choices"] == [] and usage_chunk["usage"]["total_tokens"] == 7
+    assert events[-3]["choices"][0]["finish_reason"] == "stop" and events[-1] == "[DONE]"
+
+
+def test_a_blocked_piece_ends_the_text_with_content_filter() -> None:
+    tokens = ["Fine", ".", " Now", " forbidden", " words", ".", " More", " text", "."]
+    dapr = platform(streamed(sse(tokens)))
+    _, events, _ = run(dapr)
+    assert "".join(texts(events)) == "Fine. Now "
+    assert events[-2]["choices"][0]["finish_reason"] == "content_filter"
+    assert not any("forbidden" in t or "More" in t for t in texts(events))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # inference's own error event (a generation that failed)
+        sse(["It", " is"], tail=[{"error": {"message": "The generation failed.", "type": "server_error"}}]),
+        # the stream ends with no finish reason and no [DONE] (the process was killed)
+        sse(["It", " is"], tail=[], done=False),
+    ],
+    ids=["error-event", "cut-short"],
+)
+def test_a_model_failing_mid_answer_ends_with_an_error_not_a_quiet_end(body: bytes) -> None:
+    dapr = platform(httpx.Response(200, content=body, headers={"content-type": "text/event-stream"}))
+    _, events, problem = run(dapr)
+    assert problem is not None and problem.status == 502
+    assert "[DONE]" not in events and not any(e["choices"] and e["choices"][0].get("finish_reason") for e in events)
+    event = json.loads(error_event(problem).decode().removeprefix("data: "))
+    assert event["error"]["type"] == "server_error" and event["error"]["status"] == 502
+    assert event["error"]["message"].startswith("The answer broke off")
+
+
+def test_a_broken_connection_mid_answer_is_an_error() -> None:
+    broken = httpx.Response(200, stream=BrokenStream(sse(["It", " is", " so"], tail=[], done=False)))
+    _, events, problem = run(platform(broken))
+    assert problem is not None and problem.status == 502 and "connection" in problem.detail
+    assert events[0]["choices"][0]["delta"]["role"] == "assistant"
+
+
+class AfterFirstCheck(httpx.AsyncByteStream):
+    """The role and one token, then (once the guard is checking it) every other token at once."""
+
+    def __init__(self, payload: bytes, checking: asyncio.Event) -> None:
+        self.events = [event + b"\n\n" for event in payload.split(b"\n\n") if event]
+        self.checking = checking
+
+    async def __aiter__(self):
+        yield b"".join(self.events[:2])
+        await self.checking.wait()
+        yield b"".join(self.events[2:])
+
+
+def test_text_arriving_while_a_check_runs_goes_with_the_next_check() -> None:
+    checking = asyncio.Event()
+
+    async def slow_guard(request: httpx.Request) -> dict[str, Any]:
+        checking.set()
+        await asyncio.sleep(0.05)
+        return real_guard_step(request)
+
+    tokens = [f" word{i}" for i in range(30)]
+    upstream = httpx.Response(200, stream=AfterFirstCheck(sse(tokens), checking))
+    dapr = platform(upstream, slow_guard)
+    _, events, _ = run(dapr)
+    assert "".join(texts(events)) == "".join(tokens)
+    calls = guard_calls(dapr)
+    # The first token alone, then the 29 that arrived while it was checked, in one call (final).
+    assert [c["chunk"] for c in calls] == [" word0", "".join(tokens[1:])]
+    assert calls[-1]["final"] and not calls[0]["final"]
