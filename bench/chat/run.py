@@ -8,15 +8,21 @@ sequence suppressed with `ignore_eos`), streamed:
                        input rails -> inference -> output rails, each through Dapr
   (d) gateway-rag    - the same with `model: "rag/<collection>"`: input rails -> retrieval ->
                        prompt render -> inference -> output rails
+  (e) gateway-40ms   - (c) on a second gateway whose output checks are batched by time (one guard
+                       call per 40 ms window) instead of one call in flight at a time
 
 Measured per request at the client: time to first token (TTFT: the first content delta), the
-whole request and how many events carried text (one per token direct; one per checked sentence
-through the gateway, whose output rails release whole sentences). From the gateway's timings
-(the `Server-Timing` header, repeated with every stage in the stream's last event): each
-stage's duration. Prints one table with TTFT ratios against (a) and one of stage medians, and
-writes JSON to bench/results/.
+whole request and how many events carried text (one per token direct; one per piece the guard
+released through the gateway, whose output rails hold back only what a rail could still judge
+differently). From the gateway's timings (the `Server-Timing` header, repeated with every stage
+in the stream's last event): each stage's duration. Also measured: one guard stream step through
+Dapr (the gateway's sidecar to the guard's), the cost a round trip per token would add to each
+token. Prints one table with TTFT ratios against (a), one of stage medians and one of issue 12's
+targets (met or missed, by how much), with the machine's load average, and writes JSON to
+bench/results/.
 
     uv run python bench/chat/run.py [--levels 1,4] [--requests 16] [--max-tokens 32]
+        [--window-ms 40]   # a second gateway with time-batched guard checks (0: none)
 """
 
 from __future__ import annotations
@@ -75,7 +81,7 @@ class Target:
 class Sample:
     ttft_s: float
     total_s: float
-    text_events: int  # events that carried text: one per token direct, one per sentence through guard
+    text_events: int  # events that carried text: one per token direct, one per released piece through guard
     stages_ms: dict[str, float]
     text: str
 
@@ -125,7 +131,7 @@ async def one_request(client: httpx.AsyncClient, target: Target, question: str, 
                 continue
             event = json.loads(line[6:])
             if "error" in event:
-                raise RuntimeError(f"the stream ended with an error: {event['error'].get('detail')}")
+                raise RuntimeError(f"the stream ended with an error: {event['error'].get('message')}")
             if event.get("choices") and (event["choices"][0].get("delta") or {}).get("content"):
                 first = first or time.perf_counter()
                 events += 1
@@ -196,7 +202,7 @@ def fmt(value: float | None) -> str:
 def tables(levels: list[Level]) -> str:
     by = {(lv.target, lv.concurrency): lv for lv in levels}
     header = (
-        f"{'target':<16}{'conc':>5}{'reqs':>6}{'err':>5}{'TTFT p50':>10}{'TTFT p95':>10}{'x direct':>10}"
+        f"{'target':<20}{'conc':>5}{'reqs':>6}{'err':>5}{'TTFT p50':>10}{'TTFT p95':>10}{'x direct':>10}"
         f"{'total p50':>11}{'text events':>13}"
     )
     lines = [header, "-" * len(header)]
@@ -206,21 +212,21 @@ def tables(levels: list[Level]) -> str:
             f"{lv.ttft_p50_ms / direct.ttft_p50_ms:.2f}" if direct and direct.ttft_p50_ms and lv.ttft_p50_ms else "-"
         )
         lines.append(
-            f"{lv.target:<16}{lv.concurrency:>5}{lv.requests:>6}{lv.errors:>5}{fmt(lv.ttft_p50_ms):>10}"
+            f"{lv.target:<20}{lv.concurrency:>5}{lv.requests:>6}{lv.errors:>5}{fmt(lv.ttft_p50_ms):>10}"
             f"{fmt(lv.ttft_p95_ms):>10}{ratio:>10}{fmt(lv.total_p50_ms):>11}"
             f"{'-' if lv.text_events_p50 is None else f'{lv.text_events_p50:.0f}':>13}"
         )
     staged = [lv for lv in levels if lv.stages_p50_ms]
     if staged:
         lines += ["", "gateway stages, p50 (ms; from Server-Timing)"]
-        header = f"{'target':<16}{'conc':>5}" + "".join(f"{name:>{len(name) + 2}}" for name in STAGES)
+        header = f"{'target':<20}{'conc':>5}" + "".join(f"{name:>{len(name) + 2}}" for name in STAGES)
         lines += [header, "-" * len(header)]
         for lv in staged:
             cells = "".join(f"{fmt(lv.stages_p50_ms.get(name)):>{len(name) + 2}}" for name in STAGES)
-            lines.append(f"{lv.target:<16}{lv.concurrency:>5}{cells}")
+            lines.append(f"{lv.target:<20}{lv.concurrency:>5}{cells}")
     for concurrency in sorted({lv.concurrency for lv in levels}):
         base = by.get(("inference", concurrency))
-        for name in ("inference-dapr", "gateway", "gateway-rag"):
+        for name in [lv.target for lv in levels if lv.concurrency == concurrency and lv.target != "inference"]:
             other = by.get((name, concurrency))
             if base and other and base.ttft_p50_ms and other.ttft_p50_ms:
                 added = other.ttft_p50_ms - base.ttft_p50_ms
@@ -231,6 +237,52 @@ def tables(levels: list[Level]) -> str:
     table = "\n".join(lines)
     sys.stdout.write(table + "\n")
     return table
+
+
+def targets_table(levels: list[Level]) -> str:
+    """Issue 12's targets, each met or missed and by how much."""
+    by = {(lv.target, lv.concurrency): lv for lv in levels}
+    lines = ["", "issue 12 targets", f"{'target':<58}{'measured':>16}{'met':>6}"]
+    for concurrency in sorted({lv.concurrency for lv in levels}):
+        direct, gateway, rag = (by.get((name, concurrency)) for name in ("inference", "gateway", "gateway-rag"))
+        if not (direct and direct.ttft_p50_ms):
+            continue
+        if gateway and gateway.ttft_p50_ms:
+            ratio = gateway.ttft_p50_ms / direct.ttft_p50_ms
+            lines.append(
+                f"{f'TTFT p50 gateway <= 1.3x direct (conc {concurrency})':<58}{ratio:>15.2f}x{_met(ratio <= 1.3)}"
+            )
+        if rag and rag.ttft_p50_ms:
+            added = rag.ttft_p50_ms - direct.ttft_p50_ms
+            name = f"TTFT p50 gateway-rag <= direct + 100 ms (conc {concurrency})"
+            lines.append(f"{name:<58}{added:>+14.0f}ms{_met(added <= 100)}")
+        for other in (gateway, rag):
+            if other and other.text_events_p50 and direct.text_events_p50:
+                gap = other.text_events_p50 / direct.text_events_p50 - 1
+                name = f"text events {other.target} within 20% of direct (conc {concurrency})"
+                lines.append(f"{name:<58}{100 * gap:>+15.0f}%{_met(abs(gap) <= 0.2)}")
+    table = "\n".join(lines)
+    sys.stdout.write(table + "\n")
+    return table
+
+
+def _met(ok: bool) -> str:
+    return f"{'yes' if ok else 'NO':>6}"
+
+
+def guard_round_trip(stack: dict[str, AppWithSidecar], secrets: dict[str, str], samples: int = 50) -> dict:
+    """One guard stream step (a token's worth of text) from the gateway's sidecar to the guard: p50/p95 ms."""
+    sidecar = stack["gateway"].sidecar
+    url = f"{sidecar.url}/v1.0/invoke/guard/method/v1/guard/output/stream"
+    headers = {"dapr-api-token": secrets["dapr-api-token"]}
+    times = []
+    with httpx.Client(timeout=30) as client:
+        for i in range(samples + 5):
+            started = time.perf_counter()
+            client.post(url, json={"pending": "The launch", "chunk": " is"}, headers=headers).raise_for_status()
+            if i >= 5:  # the first calls warm the connections
+                times.append((time.perf_counter() - started) * 1000)
+    return {"p50_ms": round(percentile(times, 0.5) or 0, 2), "p95_ms": round(percentile(times, 0.95) or 0, 2)}
 
 
 def ingest(stack: dict[str, AppWithSidecar]) -> str:
@@ -275,6 +327,12 @@ def main() -> None:
     parser.add_argument("--levels", default="1,4")
     parser.add_argument("--requests", type=int, default=16, help="requests per target and level")
     parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument(
+        "--window-ms",
+        type=float,
+        default=40.0,
+        help="also run a second gateway with this guard time-batching window (GATEWAY_GUARD_STREAM_WINDOW_MS; 0: none)",
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -285,7 +343,14 @@ def main() -> None:
         stack["ingestion"] = start_pair("ingestion", logs, secrets, extra_args=INGESTION_DAPRD_ARGS)
         for app_id in APPS:
             stack[app_id] = start_pair(app_id, logs, secrets, timeout=300)
+        if args.window_ms:
+            # The same gateway with time batching, beside the default one (nothing invokes the
+            # gateway through Dapr, so two instances of its app id do not meet).
+            window = {"GATEWAY_GUARD_STREAM_WINDOW_MS": str(args.window_ms)}
+            stack["gateway-window"] = start_pair("gateway", logs, secrets, timeout=300, env=window)
         collection = ingest(stack)
+        round_trip = guard_round_trip(stack, secrets)
+        load_before = os.getloadavg()
         inference, gateway = stack["inference"], stack["gateway"]
         key = {"Authorization": f"Bearer {secrets['gateway-api-keys'].split(',')[0]}"}
         app_token = {"dapr-api-token": secrets["app-api-token"]}
@@ -299,12 +364,24 @@ def main() -> None:
             Target("gateway", f"{gateway.app.url}/v1/chat/completions", key),
             Target("gateway-rag", f"{gateway.app.url}/v1/chat/completions", key, model=f"rag/{collection}"),
         ]
+        if args.window_ms:
+            url = f"{stack['gateway-window'].app.url}/v1/chat/completions"
+            targets.append(Target(f"gateway-{args.window_ms:g}ms", url, key))
         results = asyncio.run(bench(targets, levels, args.requests, args.max_tokens))
+        load_after = os.getloadavg()
     finally:
         for pair in reversed(stack.values()):
             pair.stop()
 
-    table = tables(results)
+    table = tables(results) + targets_table(results)
+    context = (
+        f"\nguard stream step through Dapr (a token's text): p50 {round_trip['p50_ms']} ms, "
+        f"p95 {round_trip['p95_ms']} ms; gateway-{args.window_ms:g}ms: the gateway with a {args.window_ms:g} ms "
+        "guard window (time batching)\n"
+        f"load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after, on {os.cpu_count()} CPUs"
+    )
+    sys.stdout.write(context + "\n")
+    table += "\n" + context
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"chat-{time.strftime('%Y%m%dT%H%M%S')}.json"
@@ -313,6 +390,9 @@ def main() -> None:
         "levels": levels,
         "requests": args.requests,
         "cpus": os.cpu_count(),
+        "window_ms": args.window_ms,
+        "guard_step_round_trip": round_trip,
+        "load_average_1m": [load_before[0], load_after[0]],
         "logs": str(logs),
     }
     path.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results], "table": table}, indent=2))
