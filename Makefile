@@ -12,7 +12,7 @@ PROFILE ?= default
 # Keep the model caches of every clone and run in one place.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup python dapr victorialogs toxiproxy k8s images infra secrets up down test test-unit test-integration lint
+.PHONY: help setup python dapr victorialogs toxiproxy k8s images infra secrets up down test fuzz test-unit test-integration lint
 
 help:
 	@echo "make up     set up what is missing and start the whole platform (PROFILE=$(PROFILE))"
@@ -64,6 +64,11 @@ images: infra
 test: setup images
 	@bash scripts/infra.sh start profiles zipkin
 	@uv run --frozen pytest
+
+# The long schemathesis run over the gateway's OpenAPI document, a new random seed each time
+# (bench/fuzz/run.py; against `make up`'s platform when it runs, else one it starts and stops).
+fuzz: setup
+	@uv run --frozen python bench/fuzz/run.py
 
 test-unit: python
 	@uv run --frozen pytest -m unit
