@@ -103,9 +103,10 @@ def test_unsafe_or_fake_files_are_refused_and_nothing_is_recorded(start_app, def
         assert unknown.status_code == 404
 
 
-def test_concurrent_alias_moves_lose_no_update_and_publish_model_promoted(start_app, default_broker) -> None:
-    monitor = start_app("monitor")
-    registry = start_app("registry", env={"REGISTRY_PART_SIZE": str(PART)})
+def test_concurrent_alias_moves_lose_no_update_and_publish_model_promoted(start_app, profile) -> None:
+    # On every profile: promotion is a state write with ETags and a published event.
+    monitor = start_app("monitor", profile)
+    registry = start_app("registry", profile, env={"REGISTRY_PART_SIZE": str(PART)})
     registry.wait_ready()
     monitor.wait_ready()
     with registry.sidecar.client() as dapr:
