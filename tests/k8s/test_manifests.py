@@ -166,13 +166,13 @@ def test_resiliency_is_the_local_one() -> None:
 
 
 @pytest.mark.parametrize(
-    ("profile", "local_dir"),
+    ("cluster_profile", "local_dir"),
     [("redis", ROOT / "components"), ("rabbitmq-postgres", ROOT / "components" / "profiles" / "rabbitmq-postgres")],
 )
-def test_cluster_profiles_mirror_the_local_ones(profile: str, local_dir) -> None:
+def test_cluster_profiles_mirror_the_local_ones(cluster_profile: str, local_dir) -> None:
     """Same broker and store types and settings as the local profile; only addresses and the
-    secret store differ."""
-    cluster = {d["metadata"]["name"]: d for d in _component_docs(K8S / "components" / profile)}
+    secret store differ. (Not named `profile`: that parameter is the conftest's local profiles.)"""
+    cluster = {d["metadata"]["name"]: d for d in _component_docs(K8S / "components" / cluster_profile)}
     local = {d["metadata"]["name"]: d for d in _component_docs(local_dir)}
     for name, component in cluster.items():
         mine, theirs = component["spec"], local[name]["spec"]
