@@ -275,7 +275,7 @@ def text_of(event: dict[str, Any]) -> str:
     return "".join((c.get("delta") or {}).get("content") or "" for c in event.get("choices", []))
 
 
-# The chat stream's format, release and failures: tests/unit/test_gateway_stream.py.
+# The chat stream's format, release and failures: tests/unit/test_gateway_output_stream.py.
 
 
 # --- issue 11: one input policy for every route that reaches a model -----------------------------
