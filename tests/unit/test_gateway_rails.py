@@ -115,3 +115,53 @@ def test_a_guarded_route_answers_what_the_output_rails_let_through(gateway, rout
     choice = answer.json()["choices"][0]
     assert (choice.get("message") or {}).get("content", choice.get("text")) == "Mail [REDACTED:EMAIL]."
     assert [f"{c.app_id}:{c.method}" for c in dapr.invocations][-1] == "guard:v1/guard/output"
+
+
+# Found by a new-user trial: inputs that reached a sidecar or the model and came back as 5xx or as
+# an ungrounded answer. Each is refused before any sidecar call.
+MALFORMED = {
+    # A lone UTF-16 surrogate is valid JSON but not Unicode text: it cannot be sent on as UTF-8.
+    "lone surrogate": (
+        "POST",
+        "/v1/chat/completions",
+        b'{"model":"m","messages":[{"role":"user","content":"hi \\ud800"}]}',
+    ),
+    "lone surrogate in a prompt": ("POST", "/v1/completions", b'{"model":"m","prompt":"hi \\udfff there"}'),
+    # Deeper than the parser's recursion limit: json.loads raises RecursionError.
+    "deep nesting": ("POST", "/v1/chat/completions", b'{"metadata":' + b"[" * 50_000 + b"]" * 50_000 + b"}"),
+    "deep nesting in a prompt": ("POST", "/v1/completions", b'{"prompt":' + b"[" * 50_000 + b"]" * 50_000 + b"}"),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_a_body_that_is_not_unicode_json_is_a_422_before_any_sidecar(gateway, case) -> None:
+    client, dapr = gateway
+    method, path, content = MALFORMED[case]
+    answer = client.request(method, path, content=content, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert "Unicode text" in answer.json()["detail"]
+    assert dapr.invocations == []
+
+
+def test_an_empty_prompt_is_a_422_naming_it_before_the_model(gateway) -> None:
+    # It once reached inference, whose batched prefill failed on zero tokens for every request
+    # generating at the time.
+    client, dapr = gateway
+    for prompt in ("", [""]):
+        answer = client.post("/v1/completions", json={"model": "m", "prompt": prompt})
+        assert answer.status_code == 422, answer.text
+        assert {e["location"].split(".")[1] for e in answer.json()["errors"]} == {"prompt"}
+    assert dapr.invocations == []
+
+
+def test_rag_without_a_collection_name_is_a_422_naming_model(gateway) -> None:
+    client, dapr = gateway
+    answer = client.post(
+        "/v1/chat/completions", json={"model": "rag/", "messages": [{"role": "user", "content": "Hi"}]}
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"] == [
+        {"location": "body.model", "message": '`model: "rag/<collection>"` names no collection.'}
+    ]
+    assert dapr.invocations == []

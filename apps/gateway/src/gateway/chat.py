@@ -106,6 +106,11 @@ class ChatPipeline:
         model = str(body.get("model") or "")
         if model.startswith(RAG_MODEL_PREFIX):
             collection = collection or model[len(RAG_MODEL_PREFIX) :]
+            if not collection:
+                message = '`model: "rag/<collection>"` names no collection.'
+                raise Problem(
+                    422, message, title="Invalid request", errors=[{"location": "body.model", "message": message}]
+                )
             body.pop("model")
         reference = prompt_reference(body.pop("prompt", None))
 

@@ -21,7 +21,7 @@ from gateway.settings import GatewaySettings
 from gateway.system import SystemHealth, system_health
 from gateway.timing import ServerTiming
 from gateway.usage import Usage, usage_of
-from gateway.validation import validated_body
+from gateway.validation import json_body, validated_body
 from genai_platform.contracts.openai import GatewayChatRequest
 from genai_platform.errors import Problem
 from genai_platform.paths import invalid_path_parameters
@@ -282,11 +282,7 @@ def public_router() -> APIRouter:
     )
     async def chat_completions(request: Request, api_key: ApiKeyDep) -> object:
         request.app.state.limits.admit(api_key)
-        try:
-            body = await request.json()
-        except ValueError as error:
-            raise Problem(422, "The body must be a JSON chat completion request.") from error
-        body = validated_body(GatewayChatRequest, body)
+        body = validated_body(GatewayChatRequest, await json_body(request, "chat completion request"))
         return await _generation(request, api_key, request.app.state.chat, body)
 
     @router.post(
@@ -303,10 +299,7 @@ def public_router() -> APIRouter:
     )
     async def completions(request: Request, api_key: ApiKeyDep) -> object:
         request.app.state.limits.admit(api_key)
-        try:
-            body = await request.json()
-        except ValueError as error:
-            raise Problem(422, "The body must be a JSON text completion request.") from error
+        body = await json_body(request, "text completion request")
         # Validated against the contract by the pipeline's first step (CompletionPipeline.plan).
         return await _generation(request, api_key, CompletionPipeline(request.app.state.chat), body)
 

@@ -3,12 +3,32 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from fastapi import Request
 from pydantic import ValidationError
 
 from genai_platform.contracts.openai import GenerationFields
 from genai_platform.errors import Problem
+
+
+async def json_body(request: Request, what: str) -> Any:
+    """The request's JSON body, parsed; `what` names the request in the error.
+
+    Raises `Problem` 422 for a body that is not JSON, nests deeper than Python's recursion limit
+    (json.loads raises RecursionError, not ValueError), or holds a lone UTF-16 surrogate (`"\\ud800"`
+    is valid JSON but not Unicode text: RFC 8259 section 8.2; it could not be sent on as UTF-8).
+    """
+    try:
+        body = await request.json()
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError) as error:
+        # UnicodeEncodeError is a ValueError: the lone surrogate case.
+        raise Problem(
+            422, f"The body must be a JSON {what} in Unicode text, nested at most a few hundred levels."
+        ) from error
+    return body
 
 
 def validated_body(contract: type[GenerationFields], body: Any) -> dict[str, Any]:

@@ -323,7 +323,12 @@ class CompletionRequest(GenerationFields):
 
     REFUSED: ClassVar[dict[str, Refusal]] = REFUSED_COMPLETION
 
-    prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=1)]
+    # Not empty: a prompt of no tokens has nothing to continue (and once broke the engine's
+    # batched prefill for every request in the batch).
+    prompt: (
+        Annotated[StrictStr, Field(min_length=1)]
+        | Annotated[list[Annotated[StrictStr, Field(min_length=1)]], Field(min_length=1, max_length=1)]
+    )
     echo: StrictBool = Field(False, description="Answer the prompt followed by its completion.")
 
     def prompt_text(self) -> str:
