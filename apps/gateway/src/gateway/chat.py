@@ -27,7 +27,7 @@ from genai_platform.contracts.openai import ChatMessage, PromptReference
 from genai_platform.contracts.prompts import GROUNDING_INSTRUCTIONS, RenderedPrompt
 from genai_platform.contracts.search import SearchHit
 from genai_platform.dapr import Sidecar
-from genai_platform.errors import Problem
+from genai_platform.errors import Problem, invalid_request, validation_errors
 from genai_platform.telemetry import current_trace_id
 
 # `model: "rag/<collection>"` asks for answers grounded in that collection, for clients (the
@@ -108,9 +108,7 @@ class ChatPipeline:
             collection = collection or model[len(RAG_MODEL_PREFIX) :]
             if not collection:
                 message = '`model: "rag/<collection>"` names no collection.'
-                raise Problem(
-                    422, message, title="Invalid request", errors=[{"location": "body.model", "message": message}]
-                )
+                raise invalid_request([{"location": "body.model", "message": message}], detail=message)
             body.pop("model")
         reference = prompt_reference(body.pop("prompt", None))
 
@@ -272,7 +270,7 @@ def prompt_reference(value: Any) -> PromptReference | None:
             for name, filled in GATEWAY_VARIABLES.items()
             if name in taken
         ]
-        raise Problem(422, "The request is not valid.", title="Invalid request", errors=errors)
+        raise invalid_request(errors)
     return reference
 
 
@@ -296,12 +294,7 @@ def _chat_messages(messages: list[Any]) -> list[ChatMessage]:
 
 
 def _invalid(error: ValidationError, prefix: tuple[str, ...]) -> Problem:
-    # The shape of every 422 of the platform (genai_platform.errors), without echoing the input.
-    errors = [
-        {"location": ".".join(str(part) for part in (*prefix, *err["loc"])), "message": err["msg"]}
-        for err in error.errors()
-    ]
-    return Problem(422, "The request is not valid.", title="Invalid request", errors=errors)
+    return invalid_request(validation_errors(error.errors(), prefix))
 
 
 def _context(citations: list[SearchHit]) -> str:

@@ -23,7 +23,7 @@ from gateway.timing import ServerTiming
 from gateway.usage import Usage, usage_of
 from gateway.validation import json_body, validated_body
 from genai_platform.contracts.openai import GatewayChatRequest
-from genai_platform.errors import Problem
+from genai_platform.errors import Problem, invalid_request
 from genai_platform.paths import invalid_path_parameters
 from genai_platform.requests import current_request_id
 from genai_platform.service import SidecarDep
@@ -204,7 +204,7 @@ def _relay(route: PublicRoute) -> Callable[..., Awaitable[StreamingResponse]]:
         limits = request.app.state.limits
         limits.admit(api_key)
         if errors := invalid_path_parameters(request.path_params):
-            raise Problem(422, "The request is not valid.", title="Invalid request", errors=errors)
+            raise invalid_request(errors)
         return await forward(
             request,
             sidecar,

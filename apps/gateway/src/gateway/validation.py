@@ -10,7 +10,7 @@ from fastapi import Request
 from pydantic import ValidationError
 
 from genai_platform.contracts.openai import GenerationFields
-from genai_platform.errors import Problem
+from genai_platform.errors import Problem, invalid_request, validation_errors
 
 
 async def json_body(request: Request, what: str) -> Any:
@@ -43,11 +43,6 @@ def validated_body(contract: type[GenerationFields], body: Any) -> dict[str, Any
     try:
         request = contract.model_validate(body)
     except ValidationError as error:
-        # Say which field is wrong and why, without echoing the input back.
-        errors = [
-            {"location": ".".join(str(part) for part in ("body", *err["loc"])), "message": err["msg"]}
-            for err in error.errors(include_url=False, include_input=False)
-        ]
-        raise Problem(422, "The request is not valid.", title="Invalid request", errors=errors) from error
+        raise invalid_request(validation_errors(error.errors(include_url=False), ("body",))) from error
     request.refuse_unsupported()
     return request.model_dump(mode="json", exclude_unset=True)

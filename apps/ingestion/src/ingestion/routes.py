@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from genai_platform.dapr import DaprError
-from genai_platform.errors import Problem, problem_responses
+from genai_platform.errors import Problem, invalid_request, problem_responses, validation_errors
 from genai_platform.events import CloudEvent, DocumentSubmit, Topic
 from genai_platform.paths import ResourceId
 from genai_platform.subscriptions import Subscriptions
@@ -146,8 +146,7 @@ async def create_document(request: Request) -> JSONResponse:
             try:
                 submission = DocumentSubmission.model_validate_json(await request.body())
             except ValidationError as error:
-                errors = [{"location": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in error.errors()]
-                raise Problem(422, "The request is not valid.", title="Invalid request", errors=errors) from error
+                raise invalid_request(validation_errors(error.errors())) from error
             return _answer(await submit(request, submission))
         raise UnsupportedFormat("send application/json or multipart/form-data")
 

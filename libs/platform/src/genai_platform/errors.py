@@ -10,6 +10,7 @@ activity) a passing failure from one that will fail the same way again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -184,15 +185,23 @@ async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(Problem(exc.status_code, detail, headers=dict(exc.headers or {})), request)
 
 
+def validation_errors(errors: Iterable[Mapping[str, Any]], prefix: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """Pydantic's (or FastAPI's) error entries as the platform's `errors`: `[{location, message}]`,
+    the location dotted (`body.messages.0.role`) after `prefix`; the input is never echoed back."""
+    return [
+        {"location": ".".join(str(part) for part in (*prefix, *err.get("loc", ()))), "message": err.get("msg", "")}
+        for err in errors
+    ]
+
+
+def invalid_request(errors: list[dict[str, str]], detail: str = "The request is not valid.") -> Problem:
+    """The platform's one 422 shape: title "Invalid request", `errors` naming each field and why."""
+    return Problem(422, detail, title="Invalid request", errors=errors)
+
+
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    # Say which field is wrong and why, without echoing the input back.
-    errors = [
-        {"location": ".".join(str(part) for part in err.get("loc", ())), "message": err.get("msg", "")}
-        for err in exc.errors()
-    ]
-    problem = Problem(422, "The request is not valid.", title="Invalid request", errors=errors)
-    return problem_response(problem, request)
+    return problem_response(invalid_request(validation_errors(exc.errors())), request)
 
 
 async def _on_unreachable(request: Request, exc: Exception) -> JSONResponse:
