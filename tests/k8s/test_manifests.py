@@ -167,7 +167,11 @@ def test_resiliency_is_the_local_one() -> None:
 
 @pytest.mark.parametrize(
     ("cluster_profile", "local_dir"),
-    [("redis", ROOT / "components"), ("rabbitmq-postgres", ROOT / "components" / "profiles" / "rabbitmq-postgres")],
+    [
+        ("redis", ROOT / "components"),
+        ("rabbitmq-postgres", ROOT / "components" / "profiles" / "rabbitmq-postgres"),
+        ("nats-postgres", ROOT / "components" / "profiles" / "nats-postgres"),
+    ],
 )
 def test_cluster_profiles_mirror_the_local_ones(cluster_profile: str, local_dir) -> None:
     """Same broker and store types and settings as the local profile; only addresses and the
