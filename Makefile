@@ -61,9 +61,10 @@ down:
 images: infra
 	@bash scripts/build-images.sh
 
+# Starts every profile's servers and Zipkin, runs pytest, then stops the servers this run started
+# (not those running before, e.g. a `make up`'s), so no port stays held for another checkout.
 test: setup images
-	@bash scripts/infra.sh start profiles zipkin
-	@uv run --frozen pytest
+	@bash scripts/run-tests.sh
 
 # The long schemathesis run over the gateway's OpenAPI document, a new random seed each time
 # (bench/fuzz/run.py; against `make up`'s platform when it runs, else one it starts and stops).
