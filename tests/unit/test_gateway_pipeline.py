@@ -163,7 +163,8 @@ def stages(dapr: FakeDapr) -> list[str]:
 
 
 def rendered(request: httpx.Request) -> dict[str, Any]:
-    variables = body(request)["variables"]
+    sent = body(request)
+    variables = {**sent["platform_variables"], **sent["variables"]}
     return {
         "name": "rag-answer",
         "version": 3,
@@ -325,8 +326,9 @@ def test_prompt_variables_meet_the_input_rails_and_go_on_as_they_let_them() -> N
     dapr = platform()
     dapr.answer("prompts", "v1/prompts/essay/render", rendered)
     run(dapr, {**request, "prompt": {"name": "essay", "variables": {"topic": "a secret plan"}}})
-    render = dapr.invocations[1].body["variables"]
-    assert render == {"topic": "a [REDACTED] plan", "question": "Write about it.", "context": "(nothing found)"}
+    render = dapr.invocations[1].body
+    assert render["variables"] == {"topic": "a [REDACTED] plan"}
+    assert render["platform_variables"] == {"question": "Write about it.", "context": "(nothing found)"}
 
 
 def test_a_variable_the_gateway_fills_is_refused_naming_it() -> None:
@@ -342,6 +344,41 @@ def test_a_variable_the_gateway_fills_is_refused_naming_it() -> None:
     locations = [error["location"] for error in invalid.value.extensions["errors"]]
     assert locations == ["body.prompt.variables.question", "body.prompt.variables.context"]
     assert dapr.invocations == []  # refused before any stage
+
+
+def test_a_variable_key_that_cannot_be_a_variable_is_a_422_naming_it_before_any_stage() -> None:
+    """Keys were unchecked: one that is not an identifier or is over 64 characters is refused by the
+    gateway; one the version does not declare is the prompts service's 422, named where it was sent."""
+    dapr = platform()
+    variables = {"topic": "x", "a-b": 1, "k" * 65: 2}
+    request = {"messages": [{"role": "user", "content": QUESTION}], "prompt": {"name": "essay", "variables": variables}}
+    with pytest.raises(Problem) as invalid:
+        run(dapr, request)
+    assert invalid.value.status == 422
+    locations = [error["location"] for error in invalid.value.extensions["errors"]]
+    assert locations == ["body.prompt.variables.a-b", "body.prompt.variables." + "k" * 64 + "…"]
+    assert dapr.invocations == []
+
+    dapr = platform()
+    undeclared = {"variable": "topik", "message": "is not a variable of this prompt version (declared: topic)"}
+    dapr.answer(
+        "prompts",
+        "v1/prompts/essay/render",
+        httpx.Response(
+            422,
+            json={
+                "type": "about:blank",
+                "title": "Invalid variables",
+                "status": 422,
+                "detail": "topik: is not a variable of this prompt version (declared: topic)",
+                "errors": [{"location": "body.variables.topik", **undeclared}],
+            },
+        ),
+    )
+    with pytest.raises(Problem) as invalid:
+        run(dapr, {**request, "prompt": {"name": "essay", "variables": {"topik": "x"}}})
+    assert invalid.value.status == 422
+    assert invalid.value.extensions["errors"] == [{"location": "body.prompt.variables.topik", **undeclared}]
 
 
 def test_a_collection_with_no_indexed_document_is_a_404_naming_it() -> None:

@@ -132,3 +132,38 @@ def test_a_config_value_of_the_wrong_type_or_range_or_name_is_refused_naming_it(
     with pytest.raises(ValidationError) as refused:
         chat_draft(config=config)
     assert [error["loc"][:2] for error in refused.value.errors()][0] == ("config", field)
+
+
+def test_a_variable_key_that_is_undeclared_not_an_identifier_or_too_long_is_named() -> None:
+    """Keys were unchecked (only values met the schema and the guard): each bad one is named."""
+    long_key = "k" * 65
+    variables = {"question": "q", "topik": "typo", "a-b": 1, "1x": 2, "with space": 3, long_key: 4}
+    with pytest.raises(VariablesError) as caught:
+        render(compiled(chat_draft()), variables)
+    assert caught.value.errors == [
+        {"variable": "topik", "message": "is not a variable of this prompt version (declared: question, top_k)"},
+        {"variable": "a-b", "message": "a variable name is a letter or _ followed by letters, digits or _"},
+        {"variable": "1x", "message": "a variable name is a letter or _ followed by letters, digits or _"},
+        {"variable": "with space", "message": "a variable name is a letter or _ followed by letters, digits or _"},
+        {"variable": "k" * 64 + "…", "message": "a variable name is at most 64 characters"},
+    ]
+
+
+def test_platform_variables_fill_what_the_version_declares_and_are_never_refused() -> None:
+    """The gateway offers `question` and `context` to every prompt: a version without `context` renders."""
+    messages = render(compiled(chat_draft()), {}, {"question": "Why?", "context": "unused", "not-a-name": 1})
+    assert messages[1] == {"role": "user", "content": "Why?"}
+    # The caller's value wins over the platform's.
+    assert render(compiled(chat_draft()), {"question": "Mine"}, {"question": "Theirs"})[1]["content"] == "Mine"
+
+
+def test_a_draft_declaring_a_variable_no_template_can_name_is_refused() -> None:
+    schema = {"type": "object", "properties": {"a-b": {"type": "string"}, "ok": {"type": "string"}}}
+    with pytest.raises(TemplateError) as caught:
+        validate_draft(chat_draft(variables=schema, messages=[{"role": "user", "content": "{{ ok }}"}]))
+    assert caught.value.errors == [
+        {
+            "location": "variables.properties.a-b",
+            "message": "a variable name is a letter or _ followed by letters, digits or _",
+        }
+    ]

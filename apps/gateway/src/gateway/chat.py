@@ -24,7 +24,12 @@ from gateway.output_stream import UpstreamStream, guarded_stream
 from gateway.stages import GuardClient, InferenceClient, PromptNotFound, PromptsClient, SearchClient
 from gateway.timing import ServerTiming
 from genai_platform.contracts.openai import ChatMessage, PromptReference
-from genai_platform.contracts.prompts import GROUNDING_INSTRUCTIONS, RenderedPrompt
+from genai_platform.contracts.prompts import (
+    GROUNDING_INSTRUCTIONS,
+    RenderedPrompt,
+    shown_name,
+    variable_name_problem,
+)
 from genai_platform.contracts.search import SearchHit
 from genai_platform.dapr import Sidecar
 from genai_platform.errors import Problem, invalid_request, validation_errors
@@ -138,16 +143,19 @@ class ChatPipeline:
     ) -> None:
         """Put the rendered prompt in the request: the named one, else the RAG prompt, else the built-in.
 
-        `variables` are the client's, as the input rails let them through; the gateway's
-        `question` and `context` are put last so that nothing a client sends can stand in for them
-        (`prompt_reference` refuses a client's own, so this is the second line).
+        `variables` are the client's, as the input rails let them through, each one a variable the
+        version must declare; the gateway's `question` and `context` go as platform variables,
+        filled in where the version declares them. A client's own `question` or `context` is left
+        out so that nothing a client sends can stand in for them (`prompt_reference` refuses them,
+        so this is the second line).
         """
         context = _context(plan.citations)
         name = reference.name if reference else self._settings.rag_prompt
         try:
             rendered = await self.prompts.render(
                 name,
-                {**variables, "question": question, "context": context},
+                {key: value for key, value in variables.items() if key not in GATEWAY_VARIABLES},
+                platform_variables={"question": question, "context": context},
                 label=reference.label if reference else None,
                 version=reference.version if reference else None,
             )
@@ -263,13 +271,19 @@ def prompt_reference(value: Any) -> PromptReference | None:
         reference = PromptReference.model_validate({"name": value} if isinstance(value, str) else value)
     except ValidationError as error:
         raise _invalid(error, ("body", "prompt")) from None
-    taken = [name for name in reference.variables if name in GATEWAY_VARIABLES]
-    if taken:
-        errors = [
-            {"location": f"body.prompt.variables.{name}", "message": f"filled by the gateway: {filled}"}
-            for name, filled in GATEWAY_VARIABLES.items()
-            if name in taken
-        ]
+    # Names first, before the guard reads any value: a key that cannot be a variable is refused
+    # here; one the version does not declare is the prompts service's 422 at render.
+    errors = [
+        {"location": f"body.prompt.variables.{shown_name(name)}", "message": problem}
+        for name in reference.variables
+        if (problem := variable_name_problem(name)) is not None
+    ]
+    errors += [
+        {"location": f"body.prompt.variables.{name}", "message": f"filled by the gateway: {filled}"}
+        for name, filled in GATEWAY_VARIABLES.items()
+        if name in reference.variables
+    ]
+    if errors:
         raise invalid_request(errors)
     return reference
 

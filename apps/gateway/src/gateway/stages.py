@@ -114,13 +114,22 @@ class PromptsClient(Stage):
     """The prompts service's render."""
 
     async def render(
-        self, name: str, variables: dict[str, Any], *, label: str | None = None, version: int | None = None
+        self,
+        name: str,
+        variables: dict[str, Any],
+        *,
+        platform_variables: dict[str, Any] | None = None,
+        label: str | None = None,
+        version: int | None = None,
     ) -> RenderedPrompt:
-        """Render prompt `name` (its `production` label unless `label` or `version` says otherwise).
+        """Render prompt `name` (its `production` label unless `label` or `version` says otherwise)
+        with the client's `variables` (each one the version must declare) and the gateway's
+        `platform_variables` (filled in where the version declares them).
 
-        Raises `PromptNotFound` when there is no such prompt, label or version.
+        Raises `PromptNotFound` when there is no such prompt, label or version; a 422 `Problem`
+        naming each wrong variable at `body.prompt.variables.<name>` (where the client sent it).
         """
-        body: dict[str, Any] = {"variables": variables}
+        body: dict[str, Any] = {"variables": variables, "platform_variables": platform_variables or {}}
         if label is not None:
             body["label"] = label
         if version is not None:
@@ -130,6 +139,12 @@ class PromptsClient(Stage):
         except Problem as problem:
             if problem.status == 404:
                 raise PromptNotFound(404, problem.detail, title=problem.title, **problem.extensions) from problem
+            if problem.status == 422 and isinstance(problem.extensions.get("errors"), list):
+                # The prompts service names `body.variables.<name>`; the client sent `prompt.variables`.
+                for error in problem.extensions["errors"]:
+                    location = error.get("location") if isinstance(error, dict) else None
+                    if isinstance(location, str) and location.startswith("body.variables."):
+                        error["location"] = "body.prompt." + location.removeprefix("body.")
             raise
 
 

@@ -77,7 +77,14 @@ class MoveLabel(BaseModel):
 class RenderRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    variables: dict[str, Any] = Field(default_factory=dict)
+    variables: dict[str, Any] = Field(
+        default_factory=dict, description="The caller's values: each name must be a variable the version declares."
+    )
+    platform_variables: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Values a platform service offers every prompt (the gateway: `question`, `context`): "
+        "filled in where the version declares them, left out where it does not.",
+    )
     label: str | None = Field(None, pattern=LABEL_PATTERN, description="Defaults to `production`.")
     version: int | None = Field(None, ge=1, le=MAX_VERSION, description="A version number instead of a label.")
 
@@ -213,7 +220,7 @@ async def render_prompt(name: PromptName, body: RenderRequest, store: StoreDep, 
     else:
         version, compiled = cached.version, cached.compiled
     try:
-        messages = render(compiled, body.variables)
+        messages = render(compiled, body.variables, body.platform_variables)
     except VariablesError as error:
         raise Problem(
             422,

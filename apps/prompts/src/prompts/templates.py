@@ -22,6 +22,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from genai_platform.contracts.prompts import shown_name, variable_name_problem
+
 # Names and labels end up inside state keys and URLs: keep them to a small, unambiguous alphabet.
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 # A label starts with a letter, so it never reads as a version number: `2` is version 2 only.
@@ -162,6 +164,9 @@ def validate_draft(draft: VersionDraft) -> None:
     except SchemaError as error:
         errors.append({"location": "variables", "message": f"not a valid JSON Schema: {error.message}"})
     declared = set(schema.get("properties", {}))
+    for name in sorted(declared):
+        if (problem := variable_name_problem(name)) is not None:
+            errors.append({"location": f"variables.properties.{shown_name(name)}", "message": problem})
     env = environment()
     for where, source in template_sources(draft):
         try:
@@ -183,6 +188,8 @@ class CompiledVersion:
     roles: tuple[str, ...]
     templates: tuple[jinja2.Template, ...]
     validator: Draft202012Validator
+    # The variables the version declares (its schema's `properties`): the only names a caller may give.
+    declared: frozenset[str]
 
 
 def compile_version(version: Mapping[str, Any]) -> CompiledVersion:
@@ -194,12 +201,33 @@ def compile_version(version: Mapping[str, Any]) -> CompiledVersion:
         roles=roles,
         templates=tuple(env.from_string(source) for _, source in sources),
         validator=Draft202012Validator(version["variables"]),
+        declared=frozenset(version["variables"].get("properties", {})),
     )
 
 
-def check_variables(compiled: CompiledVersion, variables: Mapping[str, Any]) -> None:
+def check_variables(
+    compiled: CompiledVersion, variables: Mapping[str, Any], platform_variables: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The variables a render fills in: the caller's `variables` over the `platform_variables` the
+    version declares (the rest of those are left out unchecked).
+
+    Raises `VariablesError` naming each variable that is wrong: a caller's name that is not a
+    variable name (`variable_name_problem`) or not declared by the version, else each value the
+    version's schema refuses.
+    """
     errors = []
-    for error in sorted(compiled.validator.iter_errors(dict(variables)), key=lambda e: list(e.absolute_path)):
+    for name in variables:
+        problem = variable_name_problem(name)
+        if problem is None and name not in compiled.declared:
+            declared = ", ".join(sorted(compiled.declared)) or "none"
+            problem = f"is not a variable of this prompt version (declared: {declared})"
+        if problem is not None:
+            errors.append({"variable": shown_name(name), "message": problem})
+    if errors:
+        raise VariablesError(errors)
+    offered = {name: value for name, value in (platform_variables or {}).items() if name in compiled.declared}
+    variables = {**offered, **variables}
+    for error in sorted(compiled.validator.iter_errors(variables), key=lambda e: list(e.absolute_path)):
         path = ".".join(str(part) for part in error.absolute_path)
         if error.validator == "required":
             # jsonschema reports a missing key at the parent: name the variable itself.
@@ -210,11 +238,19 @@ def check_variables(compiled: CompiledVersion, variables: Mapping[str, Any]) -> 
         errors.append({"variable": path or "(variables)", "message": error.message})
     if errors:
         raise VariablesError(errors)
+    return variables
 
 
-def render(compiled: CompiledVersion, variables: Mapping[str, Any]) -> list[dict[str, str]]:
-    """The version's messages with `variables` filled in; raises VariablesError naming what is wrong."""
-    check_variables(compiled, variables)
+def render(
+    compiled: CompiledVersion, variables: Mapping[str, Any], platform_variables: Mapping[str, Any] | None = None
+) -> list[dict[str, str]]:
+    """The version's messages with `variables` filled in; raises VariablesError naming what is wrong.
+
+    `platform_variables` are values a platform service offers every prompt (the gateway: the
+    question and the retrieved context): those the version declares are filled in under the
+    caller's, the rest are left out unchecked.
+    """
+    variables = check_variables(compiled, variables, platform_variables)
     messages = []
     total = 0
     for role, template in zip(compiled.roles, compiled.templates, strict=True):

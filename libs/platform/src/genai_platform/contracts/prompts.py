@@ -1,11 +1,13 @@
 """The prompts service's render answer: a prompt version filled in with the caller's variables.
 
 Its `/v1/prompts/{name}/render` route declares `RenderedPrompt` as the response model; the
-gateway's `PromptsClient` parses the answer with it.
+gateway's `PromptsClient` parses the answer with it. Both check a variable's name by
+`variable_name_problem`.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -15,6 +17,25 @@ from pydantic import BaseModel, Field
 GROUNDING_INSTRUCTIONS = (
     "Answer the question using only the context below. If the context does not hold the answer, say so.\n\nContext:\n"
 )
+
+
+# A variable's name as a template reads it: Jinja2's name token, kept to ASCII, and short.
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_VARIABLE_NAME_CHARS = 64
+
+
+def variable_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a prompt variable's name (not an identifier, over 64 characters), or None."""
+    if len(name) > MAX_VARIABLE_NAME_CHARS:
+        return f"a variable name is at most {MAX_VARIABLE_NAME_CHARS} characters"
+    if not _VARIABLE_NAME.fullmatch(name):
+        return "a variable name is a letter or _ followed by letters, digits or _"
+    return None
+
+
+def shown_name(name: str) -> str:
+    """A variable's name as an error names it: cut after 64 characters (a key may be megabytes)."""
+    return name if len(name) <= MAX_VARIABLE_NAME_CHARS else f"{name[:MAX_VARIABLE_NAME_CHARS]}…"
 
 
 class PromptMessage(BaseModel):
