@@ -27,6 +27,10 @@ DOCUMENTS = 40
 # alive), shortened here: an acknowledgement lost with the broker's connection leaves a message
 # pending until its window ends. RabbitMQ needs none: a closed channel requeues at once.
 SHORT_WINDOWS = {"processingTimeout": "10s", "redeliverInterval": "2000", "ackWait": "10s"}
+# A JetStream durable consumer keeps the settings it was made with, and daprd refuses to subscribe
+# through one whose settings differ from its component's: with other windows, other consumers, so
+# this copy never leaves the apps' own (`{appID}`, used by `make up`) with a 10 s ackWait.
+OWN_CONSUMERS = {"durableName": "{appID}-short-windows", "queueGroupName": "{appID}-short-windows"}
 
 
 def infra(*args: str) -> None:
@@ -44,6 +48,8 @@ def components_copy(profile: str, folder: Path, *, extra_scope: str | None = Non
             for item in document.get("spec", {}).get("metadata", []) if document.get("kind") == "Component" else []:
                 if item["name"] in SHORT_WINDOWS:
                     item["value"] = SHORT_WINDOWS[item["name"]]
+                if item["name"] in OWN_CONSUMERS:
+                    item["value"] = OWN_CONSUMERS[item["name"]]
             if extra_scope and "scopes" in document:
                 document["scopes"].append(extra_scope)
         (folder / source.name).write_text(yaml.safe_dump_all(documents))
