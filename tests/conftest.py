@@ -63,14 +63,18 @@ def platform(log_dir: Path, secrets: dict[str, str]) -> Iterator[ManagedProcess]
         "dapr run -f", ["bash", str(ROOT / "scripts" / "run-platform.sh"), "default"], env, log_dir / "platform.log"
     ).start()
     yield process
-    # The CLI stops every app and sidecar it started on SIGINT, as on Ctrl-C.
+    # The CLI stops every app and sidecar it started on SIGINT, as on Ctrl-C. Its stop can take
+    # 30 s for the members, 10 s for the CLI and 10 s for sentry (scripts/run-platform.sh), so wait
+    # past that; then `run-platform.sh stop` (what `make down` runs) ends whatever a stop cut short
+    # left, e.g. the CLI in its own process group, which killing the script's group never reaches.
     process.signal(signal.SIGINT)
     try:
         assert process.popen is not None
-        process.popen.wait(30)
+        process.popen.wait(60)
     except subprocess.TimeoutExpired:
         pass
     process.stop()
+    subprocess.run(["bash", str(ROOT / "scripts" / "run-platform.sh"), "stop"], env=env, check=False, timeout=90)
 
 
 @pytest.fixture(scope="session")
