@@ -2,7 +2,10 @@
 
 Each pattern is one signal with a weight; the score combines the signals found. The same
 patterns run over views an attacker uses to slip past a plain match: look-alike letters folded
-to ASCII, leetspeak, ROT13, base64 and hex runs, and text hidden in invisible characters.
+to ASCII and accents taken off (Unicode's decompositions), leetspeak, ROT13, base64 and hex
+runs, letters spaced out ("i g n o r e  a l l"), and text hidden in invisible characters.
+"Ignore previous instructions" is matched in English, French, Spanish, German, Italian and
+Portuguese.
 """
 
 from __future__ import annotations
@@ -11,7 +14,11 @@ import base64
 import binascii
 import codecs
 import re
+import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
+
+import regex
 
 from guard.rails import Finding, Scan, combined_score
 from guard.rails.unicode import fold
@@ -24,6 +31,53 @@ _TARGET = (
     r"|policies|restrictions)"
 )
 
+
+def _ignore_instructions(verbs: str, before: str, targets: str, after: str = "") -> str:
+    """ "Ignore (all) (previous) instructions" in one language, on unaccented text: a verb, then a
+    qualifier before the target (`before`: all, your...) or after it (`after`: previous, above...).
+    A plain "ignore the instructions" (on a box, in a manual) is not one."""
+    tail = rf"|(?:{targets})\s+(?:\w+\s+){{0,1}}?(?:{after})\b" if after else ""
+    return (
+        rf"(?<![\w'’])(?:{verbs})\b[\s,]+(?:\w+\s+){{0,3}}?"
+        rf"(?:(?:{before})\s+(?:\w+\s+){{0,2}}?(?:{targets})\b{tail})"
+    )
+
+
+# Other languages' "ignore previous instructions" (unaccented: "precedentes" reads "précédentes").
+# The lookbehind keeps French "j'ignore" (I do not know) out.
+_FOREIGN_IGNORE = {
+    "fr": _ignore_instructions(
+        r"ignorer?|ignorez|ignores|oublier?|oubliez|oublies|ne\s+(?:tiens|tenez)\s+(?:pas|plus)\s+compte\s+des?"
+        r"|(?:fais|faites)\s+abstraction\s+des?",
+        r"toutes|tous|vos|tes|(?:les|tes|vos)\s+(?:precedentes|anciennes|premieres)",
+        r"instructions?|consignes?|regles|directives|indications|commandes|ordres",
+        r"precedentes|anterieures|ci-dessus|initiales|precedemment|du\s+systeme|d'origine",
+    ),
+    "es": _ignore_instructions(
+        r"ignora|ignore|ignoren|ignorad|olvida|olvide|olviden|omite|omita|descarta|descarte",
+        r"todas|todos|tus|sus",
+        r"instrucciones|indicaciones|reglas|directrices|ordenes",
+        r"anteriores|previas|de\s+arriba|iniciales|originales|del\s+sistema",
+    ),
+    "de": _ignore_instructions(
+        r"ignoriere|ignorier|ignorieren|ignoriert|vergiss|vergessen|vergesst|missachte|missachten|uberspringe",
+        r"alle|deine|ihre|eure|die\s+(?:vorherigen|bisherigen|obigen|vorigen)",
+        r"anweisungen|instruktionen|regeln|vorgaben|befehle|richtlinien",
+    ),
+    "it": _ignore_instructions(
+        r"ignora|ignorate|ignori|dimentica|dimenticate|dimentichi|tralascia",
+        r"tutte|tutti|le\s+tue|le\s+sue|le\s+vostre",
+        r"istruzioni|indicazioni|regole|direttive",
+        r"precedenti|sopra|iniziali|originali|di\s+sistema",
+    ),
+    "pt": _ignore_instructions(
+        r"ignore|ignora|ignorem|esqueca|esquecam|desconsidere|desconsidera",
+        r"todas|todos|suas|tuas",
+        r"instrucoes|instrucao|orientacoes|regras|diretrizes",
+        r"anteriores|previas|acima|iniciais|originais|do\s+sistema",
+    ),
+}
+
 PATTERNS: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
     (kind, weight, re.compile(pattern, re.IGNORECASE | re.MULTILINE))
     for kind, weight, pattern in [
@@ -32,6 +86,7 @@ PATTERNS: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
             0.9,
             rf"\b(?:ignore|disregard|forget|skip|bypass|override|abandon|drop)\b[\s,]+(?:\w+\s+){{0,3}}?{_QUALIFIER}\s+(?:\w+\s+){{0,2}}?{_TARGET}\b",
         ),
+        *(("ignore_instructions", 0.9, pattern) for pattern in _FOREIGN_IGNORE.values()),
         (
             "persona_override",
             0.85,
@@ -74,6 +129,9 @@ PATTERNS: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
 _BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
 _HEX_RUN = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}(?:[\s:,]|\\x)?){12,}(?![0-9A-Fa-f])")
 _LEET = str.maketrans("013457@$|!", "oieastasil")
+# Letters spaced out with one separator between each ("i g n o r e", "i.g.n.o.r.e"): at least
+# three, the same separator throughout; words stay apart by whatever parts the runs.
+_SPACED_LETTERS = regex.compile(r"(?<![^\s])\w(?P<sep>[ .\-_*·])\w(?:(?P=sep)\w)+(?![^\s])")
 # A decoded payload that carries instructions is worse than the same words in plain text.
 ENCODED_BONUS = 0.1
 
@@ -93,15 +151,18 @@ def scan(text: str, hidden: str = "", decode: bool = True, spaced: str = "") -> 
     """Injection signals in `text`, its transformed views, and `hidden` and `spaced` (from the
     unicode rail: text spelled by invisible characters, and the text with each invisible
     character read as a space, for fillers such as U+3164 that stand in for one)."""
-    folded = fold(text)
+    folded = _reading(text)
     views = [View("plain", folded)]
     if spaced and spaced != text:
-        views.append(View("spaced", fold(spaced), (0, len(text))))
+        views.append(View("spaced", _reading(spaced), (0, len(text))))
+    joined = _SPACED_LETTERS.sub(lambda run: run.group().replace(run.group("sep"), ""), folded)
+    if joined != folded:
+        views.append(View("spaced_letters", joined, (0, len(text))))
     leet = folded.translate(_LEET)
     if leet != folded:
         views.append(View("leetspeak", leet))
     if hidden:
-        views.append(View("hidden_text", fold(hidden), (0, len(text))))
+        views.append(View("hidden_text", _reading(hidden), (0, len(text))))
     if decode:
         views.append(View("rot13", codecs.encode(folded, "rot13")))
         views.extend(_decoded_runs(folded))
@@ -119,17 +180,32 @@ def scan(text: str, hidden: str = "", decode: bool = True, spaced: str = "") -> 
     return Scan(combined_score(f.score for f in findings), findings)
 
 
+def _reading(text: str) -> str:
+    """`text` as the patterns read it, the same length: look-alikes folded (`fold`), then each
+    letter's accents taken off where Unicode decomposes it into a letter and combining marks."""
+    folded = fold(text)
+    return folded if folded.isascii() else "".join(_unaccented(char) for char in folded)
+
+
+@lru_cache(maxsize=4096)
+def _unaccented(char: str) -> str:
+    parts = unicodedata.normalize("NFD", char)
+    if len(parts) > 1 and all(unicodedata.category(mark) == "Mn" for mark in parts[1:]):
+        return parts[0]
+    return char
+
+
 def _decoded_runs(text: str) -> list[View]:
     views = []
     for match in _BASE64_RUN.finditer(text):
         decoded = _base64_text(match.group())
         if decoded:
-            views.append(View("base64", fold(decoded), match.span()))
+            views.append(View("base64", _reading(decoded), match.span()))
     for match in _HEX_RUN.finditer(text):
         digits = re.sub(r"[^0-9A-Fa-f]", "", match.group().replace("\\x", ""))
         decoded = _printable(bytes.fromhex(digits[: len(digits) // 2 * 2]))
         if decoded:
-            views.append(View("hex", fold(decoded), match.span()))
+            views.append(View("hex", _reading(decoded), match.span()))
     return views
 
 

@@ -2,12 +2,19 @@
 
 Numbers are checked, not only matched: cards pass Luhn, IBANs pass ISO 7064 mod 97, SSNs skip the
 ranges never issued, IPs parse. That is what keeps order numbers, dates and versions out.
+
+The patterns read the text with its spacing normalised (`Spacing`): a number wrapped at a line's
+end or spaced out ("+1 415 \r\n555 2671", "4111 1111\n1111 1111") reads as written on one line;
+a blank line (a paragraph break) still parts two numbers. Positions are the text's own.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
+from bisect import bisect_right
+from dataclasses import dataclass, replace
 
 from guard.rails import Finding, Scan, drop_overlaps, partial_patterns, unsettled_start
 
@@ -27,6 +34,54 @@ _IPV4 = re.compile(
     r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\d]|\.\d)"
 )
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
+
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class Spacing:
+    """A text as the patterns read it: each run of whitespace that holds at most one line break
+    (a space, a tab, "\n", " \r\n  ") is one space; runs with two line breaks or more stay.
+
+    `marks` are (view position, text position) pairs where the two part, in order; `position`
+    maps a view position back to the text.
+    """
+
+    view: str
+    marks: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def of(cls, text: str) -> Spacing:
+        """The spacing view of `text`."""
+        pieces: list[str] = []
+        marks: list[tuple[int, int]] = []
+        last = shift = 0
+        for run in _WHITESPACE.finditer(text):
+            if run.group() == " " or run.group().count("\n") > 1:
+                continue
+            pieces.append(text[last : run.start()])
+            pieces.append(" ")
+            last = run.end()
+            if len(run.group()) > 1:
+                shift += len(run.group()) - 1
+                marks.append((run.end() - shift, run.end()))
+        if not pieces:
+            return cls(text, ())
+        pieces.append(text[last:])
+        return cls("".join(pieces), tuple(marks))
+
+    def position(self, at: int) -> int:
+        """The text position of view position `at` (a collapsed run's space: the run's start)."""
+        mark = bisect_right(self.marks, (at, math.inf)) - 1
+        if mark < 0:
+            return at
+        view_at, text_at = self.marks[mark]
+        return at - view_at + text_at
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """The text span of the view span [start, end) (end > start)."""
+        return self.position(start), self.position(end - 1) + 1
 
 
 # Each entity's patterns, for streaming: where a match may still be growing (see `unsettled`).
@@ -65,6 +120,8 @@ def scan(text: str, entities: tuple[str, ...] | list[str] = ENTITIES) -> Scan:
     ip_address), overlaps resolved by `PRIORITY`; score: the highest finding's (0.8-1.0)."""
     wanted = set(entities)
     found: list[Finding] = []
+    spacing = Spacing.of(text)
+    text = spacing.view
     if "email" in wanted and "@" in text:
         found += [Finding("email", *m.span()) for m in _EMAIL.finditer(text)]
     if "credit_card" in wanted:
@@ -87,6 +144,8 @@ def scan(text: str, entities: tuple[str, ...] | list[str] = ENTITIES) -> Scan:
             digits = sum(c.isdigit() for c in m.group())
             if 9 <= digits <= 15:
                 found.append(Finding("phone", *m.span(), score=0.8))
+    if spacing.marks:
+        found = [replace(f, **dict(zip(("start", "end"), spacing.span(f.start, f.end), strict=True))) for f in found]
     findings = tuple(drop_overlaps(found, PRIORITY))
     return Scan(max((f.score for f in findings), default=0.0), findings)
 
@@ -103,4 +162,10 @@ def unsettled(text: str, entities: tuple[str, ...] | list[str] = ENTITIES) -> in
     """Streaming: where the tail that more text could turn into personal data starts (an unfinished
     word that may become an e-mail address, a run of digits and separators that may grow into a
     phone or card number); `len(text)` when there is none. Derived from the rail's own patterns."""
-    return min((unsettled_start(_PATTERNS[kind], text) for kind in entities if kind in _PATTERNS), default=len(text))
+    spacing = Spacing.of(text)
+    start = min(
+        (unsettled_start(_PATTERNS[kind], spacing.view) for kind in entities if kind in _PATTERNS),
+        default=len(spacing.view),
+    )
+    # A view position at its end is the text's end (a trailing run of spaces collapsed into one).
+    return len(text) if start >= len(spacing.view) else spacing.position(start)
