@@ -2,6 +2,7 @@
 
 from pydantic import Field
 
+from genai_platform.contracts.documents import MAX_UPLOAD_BODY_BYTES
 from genai_platform.settings import ServiceSettings
 
 PLATFORM_APPS = ("ingestion", "features", "training", "registry", "inference", "prompts", "guard", "ui", "monitor")
@@ -41,9 +42,10 @@ class GatewaySettings(ServiceSettings):
     # `--max-body-size` (dapr.yaml `maxBodySize`, 16Mi) is above the largest of them.
     # Chat, completions and embeddings: 1 MiB holds the guard's largest text (1,000,000 characters).
     max_model_body_bytes: int = Field(1 << 20, ge=1024, le=16 << 20, validation_alias="GATEWAY_MAX_MODEL_BODY_BYTES")
-    # Documents and training files: ingestion's largest document (10 MiB) and 64 KiB of multipart framing.
+    # Documents and training files: the largest document (10 MiB) and 64 KiB of multipart framing
+    # (genai_platform.contracts.documents, the figures ingestion and the ui default to as well).
     max_upload_body_bytes: int = Field(
-        (10 << 20) + (64 << 10), ge=1024, le=16 << 20, validation_alias="GATEWAY_MAX_UPLOAD_BODY_BYTES"
+        MAX_UPLOAD_BODY_BYTES, ge=1024, le=16 << 20, validation_alias="GATEWAY_MAX_UPLOAD_BODY_BYTES"
     )
     max_body_bytes: int = Field(1 << 20, ge=1024, le=16 << 20, validation_alias="GATEWAY_MAX_BODY_BYTES")
     # Every header field together ("name: value" and CRLF each), as Go's net/http counts MaxHeaderBytes.

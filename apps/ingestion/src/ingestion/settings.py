@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
+from genai_platform.contracts.documents import MAX_DOCUMENT_BYTES
 from genai_platform.settings import ServiceSettings
 
 
@@ -29,11 +30,12 @@ class IngestionSettings(ServiceSettings):
     app_id: str = Field("ingestion", validation_alias="APP_ID")
     port: int = Field(8101, validation_alias="APP_PORT")
 
-    # The largest document accepted, in bytes (uploads and fetched URLs): 10 MiB. A multipart upload
-    # of it passes every sidecar (dapr.yaml maxBodySize 16Mi) and the gateway (its upload limit is
-    # this and 64 KiB of framing), so an oversized one gets a 413 naming the limit; to raise it,
-    # raise GATEWAY_MAX_UPLOAD_BODY_BYTES and the sidecars' maxBodySize with it.
-    max_document_bytes: int = Field(10 * 1024 * 1024, validation_alias="INGESTION_MAX_BYTES", ge=1024)
+    # The largest document accepted, in bytes (uploads and fetched URLs): 10 MiB, the platform's one
+    # figure (genai_platform.contracts.documents). A multipart upload of it passes every sidecar
+    # (dapr.yaml maxBodySize 16Mi) and the gateway (its upload limit is this and 64 KiB of framing),
+    # so an oversized one gets a 413 naming the limit; to raise it, raise
+    # GATEWAY_MAX_UPLOAD_BODY_BYTES, UI_MAX_UPLOAD_BYTES and the sidecars' maxBodySize with it.
+    max_document_bytes: int = Field(MAX_DOCUMENT_BYTES, validation_alias="INGESTION_MAX_BYTES", ge=1024)
     chunk_tokens: int = Field(200, validation_alias="INGESTION_CHUNK_TOKENS", ge=8, le=256)
     chunk_overlap: int = Field(32, validation_alias="INGESTION_CHUNK_OVERLAP", ge=0)
     # At most this many chunks per `documents.ingested` event; longer documents go out as a

@@ -297,6 +297,7 @@ async def documents_page(
         request,
         "documents.html",
         nav="documents",
+        max_upload_bytes=request.app.state.settings.max_upload_bytes,
         documents=list(reversed(shown)),
         collections=collections,
         collection=collection or "",
@@ -305,6 +306,11 @@ async def documents_page(
         errors=[e for e in (error, search_error) if e],
         notice=request.query_params.get("notice"),
     )
+
+
+def too_large(size: int, limit: int) -> str:
+    """Why a file of `size` bytes is refused, in the words the page's script uses (upload.js)."""
+    return f"{size:,} bytes is over the limit of {limit:,} bytes ({limit / 2**20:.1f} MiB) for one document"
 
 
 @router.post("/documents/upload", summary="Upload one or more files into a collection")
@@ -319,7 +325,7 @@ async def upload_documents(request: Request, session: WriteSessionDep) -> Respon
     for upload in uploads:
         data = await upload.read(settings.max_upload_bytes + 1)
         if len(data) > settings.max_upload_bytes:
-            refused.append(f"{upload.filename}: larger than {settings.max_upload_bytes} bytes")
+            refused.append(f"{upload.filename}: {too_large(upload.size or len(data), settings.max_upload_bytes)}")
             continue
         encoded = httpx.Request(
             "POST",

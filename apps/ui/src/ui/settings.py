@@ -2,6 +2,7 @@
 
 from pydantic import Field, SecretStr
 
+from genai_platform.contracts.documents import MAX_DOCUMENT_BYTES
 from genai_platform.settings import ServiceSettings
 
 
@@ -19,6 +20,8 @@ class UiSettings(ServiceSettings):
     answer_ttl_seconds: int = Field(24 * 3600, ge=60, validation_alias="UI_ANSWER_TTL_SECONDS")
     request_timeout_seconds: float = Field(30.0, gt=0, validation_alias="UI_REQUEST_TIMEOUT_SECONDS")
     generation_timeout_seconds: float = Field(300.0, gt=0, validation_alias="UI_GENERATION_TIMEOUT_SECONDS")
-    # Largest file the Documents page relays: under daprd's default 4 MiB request body (the ui's and the
-    # gateway's sidecars), with room for the multipart framing. Raise it with the sidecars' --max-body-size.
-    max_upload_bytes: int = Field(4_000_000, ge=1, validation_alias="UI_MAX_UPLOAD_BYTES")
+    # Largest file the Documents page relays: the platform's largest document (10 MiB,
+    # genai_platform.contracts.documents), as ingestion and the gateway's upload limit take it; the
+    # page refuses a larger file before sending it. Raise it with INGESTION_MAX_BYTES and
+    # GATEWAY_MAX_UPLOAD_BODY_BYTES.
+    max_upload_bytes: int = Field(MAX_DOCUMENT_BYTES, ge=1, validation_alias="UI_MAX_UPLOAD_BYTES")
