@@ -10,6 +10,8 @@ from typing import Annotated, Any
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.types import ASGIApp
 
 from genai_platform.dapr import Sidecar
 from genai_platform.errors import document_problems, install_error_handlers
@@ -30,6 +32,25 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 async def sidecar_ready(app: FastAPI) -> str | None:
     """Readiness check: None once daprd has loaded its components, else the reason."""
     return None if await app.state.sidecar.is_ready() else "the Dapr sidecar is not ready"
+
+
+class PlatformApp(FastAPI):
+    """A FastAPI app whose request id (`RequestIdMiddleware`) wraps every other layer.
+
+    Starlette builds its stack as ServerErrorMiddleware (which answers an unhandled error with
+    the 500) -> added middleware, last added outermost -> routes. A request id added there is
+    missing from that 500 and from the answers of any middleware a service adds after
+    `create_service` (the gateway's 413/431 and CORS). So the id goes outside the whole stack.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """The stack with the request id outermost, inside a plain ServerErrorMiddleware.
+
+        That outer ServerErrorMiddleware only sees errors of the request-id layer itself (the
+        inner one has already answered); it keeps the shape OpenTelemetry's FastAPI
+        instrumentation re-wraps (it skips an app whose outermost layer is anything else).
+        """
+        return ServerErrorMiddleware(RequestIdMiddleware(super().build_middleware_stack()))
 
 
 def create_service(
@@ -63,7 +84,7 @@ def create_service(
         finally:
             await app.state.sidecar.aclose()
 
-    app = FastAPI(title=title, description=description, lifespan=_lifespan)
+    app = PlatformApp(title=title, description=description, lifespan=_lifespan)
     install_error_handlers(app)
     document_problems(app)
     checks: list[ReadinessCheck] = [sidecar_ready, *readiness]
@@ -93,7 +114,6 @@ def create_service(
             open_prefixes=open_prefixes,
         )
     app.add_middleware(RequestMetricsMiddleware, app_id=settings.app_id)
-    app.add_middleware(RequestIdMiddleware)
     instrument_app(app)
     return app
 
