@@ -208,3 +208,13 @@ def test_events_from_before_revisions_are_revision_one() -> None:
     assert len(features.index) == 0
     run(features, [ingested(2)])
     assert features.index.revision("doc-1") == 2
+
+
+def test_text_repeated_across_a_parts_chunks_is_embedded_once() -> None:
+    """A 9 MB upload of one paragraph over and over: each part's repeated chunks take one vector."""
+    features = Features()
+    run(features, [ingested(1, texts=("Same.", "Other.", "Same.", "Same."))])
+    assert features.embedder.embedded == ["Same.", "Other."]
+    assert features.index.chunk_ids("doc-1") == {"doc-1:0", "doc-1:1", "doc-1:2", "doc-1:3"}
+    vectors = [features.index.vector(f"doc-1:{i}") for i in range(4)]
+    assert np.array_equal(vectors[0], vectors[3]) and not np.array_equal(vectors[0], vectors[1])

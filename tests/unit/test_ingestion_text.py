@@ -65,7 +65,7 @@ def tokens() -> TokenCounter:
 
 
 def test_chunks_respect_the_token_budget_and_break_at_headings(tokens: TokenCounter) -> None:
-    chunker = Chunker(tokens.count, tokens.split, ChunkingPolicy(size=40, overlap=8))
+    chunker = Chunker(tokens.offsets, ChunkingPolicy(size=40, overlap=8))
     body = " ".join(f"Sentence number {n} says something." for n in range(30))
     text = f"# Guide\n\nIntro.\n\n## Install\n\n{body}\n\n## Use\n\nRun it."
     chunks = chunker.chunks(text)
@@ -81,7 +81,25 @@ def test_chunks_respect_the_token_budget_and_break_at_headings(tokens: TokenCoun
 
 
 def test_a_paragraph_with_no_sentence_breaks_is_cut_at_tokens(tokens: TokenCounter) -> None:
-    chunker = Chunker(tokens.count, tokens.split, ChunkingPolicy(size=16, overlap=0))
+    chunker = Chunker(tokens.offsets, ChunkingPolicy(size=16, overlap=0))
     chunks = chunker.chunks(" ".join(["word"] * 100))
     assert len(chunks) >= 6 and all(chunk.tokens <= 16 for chunk in chunks)
     assert sum(chunk.text.count("word") for chunk in chunks) == 100
+
+
+def test_a_document_is_tokenized_once_and_each_chunk_counts_its_own_tokens(tokens: TokenCounter) -> None:
+    """Extraction took ~5 s per MB: the chunker re-encoded every candidate piece (half a million
+    tokenizer calls for 9 MB). Counts now come from one pass's offsets, and still match the text."""
+    calls: list[int] = []
+
+    def tokenize(text: str):
+        calls.append(len(text))
+        return tokens.offsets(text)
+
+    body = "\n\n".join(f"Paragraph {n}: the tide turns, and harbours fill again. " * 5 for n in range(200))
+    chunks = Chunker(tokenize, ChunkingPolicy(size=64, overlap=8)).chunks(f"# Tides\n{body}")
+    assert calls == [len(f"# Tides\n{body}")]
+    assert len(chunks) > 100 and all(chunk.tokens == tokens.count(chunk.text) <= 64 for chunk in chunks)
+    # A heading glued to the text above it (no blank line) starts its section; the text stays.
+    glued = Chunker(tokens.offsets, ChunkingPolicy(size=64, overlap=8)).chunks("Intro line.\n# Part\nBody.")
+    assert [(chunk.heading, chunk.text) for chunk in glued] == [(None, "Intro line."), ("Part", "# Part\n\nBody.")]

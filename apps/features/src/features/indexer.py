@@ -80,8 +80,12 @@ class Indexer:
         by_id = {c.id: self._index.vector(c.id).copy() for c in chunks if self._index.has(c.id, c.hash)}
         fresh = [chunk for chunk in chunks if chunk.id not in by_id]
         if fresh:
-            embedded = await self._embedder.embed([chunk.text for chunk in fresh])
-            by_id.update(zip((chunk.id for chunk in fresh), embedded.vectors, strict=True))
+            # One vector per distinct text: text repeated across a document's chunks (a footer on
+            # every page, a table's header row, a long upload of one paragraph) is embedded once.
+            texts = list(dict.fromkeys(chunk.text for chunk in fresh))
+            embedded = await self._embedder.embed(texts)
+            by_text = dict(zip(texts, embedded.vectors, strict=True))
+            by_id.update((chunk.id, by_text[chunk.text]) for chunk in fresh)
         vectors = (
             np.stack([by_id[chunk.id] for chunk in chunks])
             if chunks

@@ -21,7 +21,7 @@ def create_app(settings: IngestionSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         assert settings.tokenizer_file is not None  # the settings refuse to start without one
         tokens = TokenCounter(settings.tokenizer_file)
-        chunker = Chunker(tokens.count, tokens.split, ChunkingPolicy(settings.chunk_tokens, settings.chunk_overlap))
+        chunker = Chunker(tokens.offsets, ChunkingPolicy(settings.chunk_tokens, settings.chunk_overlap))
         app.state.store = DocumentStore(app.state.sidecar)
         app.state.ingestor = Ingestor(
             app.state.sidecar,

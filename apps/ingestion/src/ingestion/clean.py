@@ -5,21 +5,17 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# Invisible characters that change how text reads to a model but not to a person: zero-width
-# spaces and joiners, word joiner, BOM, soft hyphen, and the bidirectional overrides (a known
-# prompt-injection and homoglyph vector). NFKC keeps some of them, so they go explicitly.
-_INVISIBLE = dict.fromkeys(
-    [0x00AD, 0x180E, 0x200B, 0x200C, 0x200D, 0x200E, 0x200F, 0x2060, 0x2061, 0x2062, 0x2063, 0x2064, 0xFEFF]
-    + list(range(0x202A, 0x202F))
-    + list(range(0x2066, 0x206A))
-)
+import regex
+
+# Controls (Cc), format characters (Cf), private use (Co) and surrogates (Cs), but newlines and
+# tabs carry structure. Cf holds the invisible characters that change how text reads to a model
+# but not to a person: zero-width spaces and joiners, word joiner, BOM, soft hyphen and the
+# bidirectional overrides (a known prompt-injection and homoglyph vector), which NFKC keeps.
+# The `regex` module reads Unicode's categories in its C matcher: a Python loop over every
+# character with unicodedata.category took about 0.25 s per MB of text here, this about 0.04 s.
+_CONTROLS = regex.compile(r"[[\p{Cc}\p{Cf}\p{Co}\p{Cs}]--[\n\t]]", regex.VERSION1)
 _SPACES = re.compile(r"[^\S\n]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
-
-
-def _is_control(char: str) -> bool:
-    # Cc (C0/C1 controls) and Cf (format) categories, but newlines and tabs carry structure.
-    return char not in "\n\t" and unicodedata.category(char) in ("Cc", "Cf", "Co", "Cs")
 
 
 def clean_text(text: str) -> str:
@@ -29,7 +25,7 @@ def clean_text(text: str) -> str:
     tabs become one space, lines are stripped, and more than one blank line becomes one.
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)
-    text = "".join(char for char in text if not _is_control(char))
+    text = unicodedata.normalize("NFKC", text)
+    text = _CONTROLS.sub("", text)
     lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()

@@ -19,11 +19,12 @@ event that arrives late (a subscriber that was down) cannot bring a deleted docu
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -34,8 +35,17 @@ from genai_platform.events import DocumentMeta as DocumentMeta
 from ingestion.chunking import Chunk
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CATALOG_KEY = "catalog"
+
+# The most JSON one request to the sidecar carries when a document's chunks or events are many:
+# daprd's default body limit (--max-body-size 4Mi), a quarter of the 16Mi dapr.yaml gives every
+# sidecar. A 10 MiB upload's chunks are about 1.6x its text as JSON (overlap, ids, hashes), over
+# 16Mi in one transaction: daprd refused it ("stream too large"). The stores bind later: a Redis
+# value may be 512 MB, a PostgreSQL jsonb 255 MB, and neither declares a cap on operations per
+# transaction to Dapr (components-contrib 1.18: no MultiMaxSize).
+REQUEST_BYTES = 4 << 20
 
 
 class DocumentState(StrEnum):
@@ -102,6 +112,24 @@ def deleted_key(doc_id: str) -> str:
     return f"deleted:{doc_id}"
 
 
+def in_requests(items: Sequence[T], as_json: Callable[[T], Any], limit: int | None = None) -> Iterator[list[T]]:
+    """`items` in order, in runs whose JSON (`as_json` of each, as it goes in the request's list)
+    is at most `limit` bytes (`REQUEST_BYTES` by default; UTF-8, compact, as httpx sends it); an
+    item larger than `limit` goes alone."""
+    limit = REQUEST_BYTES if limit is None else limit
+    part: list[T] = []
+    size = 0
+    for item in items:
+        item_size = len(json.dumps(as_json(item), ensure_ascii=False, separators=(",", ":")).encode()) + 1
+        if part and size + item_size > limit:
+            yield part
+            part, size = [], 0
+        part.append(item)
+        size += item_size
+    if part:
+        yield part
+
+
 def now() -> str:
     """The current UTC time, ISO 8601 with milliseconds."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -143,17 +171,19 @@ class DocumentStore:
         return [StoredChunk.model_validate(found[key]) for key in keys if key in found]
 
     async def save(self, document: Document, chunks: Sequence[StoredChunk]) -> None:
-        """Chunks and the record in one transaction, the record last.
+        """Chunks, then the record, in transactions of at most `REQUEST_BYTES` each, the record last.
 
-        On Redis a transaction is MULTI/EXEC: all keys or none. On stores whose transactions
-        are weaker the order still holds: a record is never visible before its chunks.
+        A small document is one transaction; a large one is several (its chunks as JSON are more
+        than a sidecar takes in one request), so a record is never visible before its chunks, and
+        a crash half-way leaves chunks with no record, which the next submission writes again
+        under the same keys. On Redis each transaction is MULTI/EXEC: all its keys or none.
         """
-        operations = [
-            StateOperation("upsert", chunk_key(document.id, chunk.index), chunk.model_dump(mode="json"))
+        steps = [
+            [StateOperation("upsert", chunk_key(document.id, chunk.index), chunk.model_dump(mode="json"))]
             for chunk in chunks
         ]
-        operations.append(StateOperation("upsert", document_key(document.id), document.model_dump(mode="json")))
-        await self._sidecar.transact(operations)
+        steps.append([StateOperation("upsert", document_key(document.id), document.model_dump(mode="json"))])
+        await self._transact_in_parts(steps)
 
     async def next_revision(self, doc_id: str) -> int:
         """The revision a new ingestion of `doc_id` gets: one past the last one deleted."""
@@ -167,11 +197,22 @@ class DocumentStore:
         return published
 
     async def delete(self, document: Document) -> None:
-        """Chunks and record out, and the deleted revision in, in one transaction."""
-        operations = [StateOperation("delete", chunk_key(document.id, index)) for index in range(document.chunk_count)]
-        operations.append(StateOperation("delete", document_key(document.id)))
-        operations.append(StateOperation("upsert", deleted_key(document.id), {"revision": document.revision}))
-        await self._sidecar.transact(operations)
+        """Chunks out, then the record out and the deleted revision in (together, last), in
+        transactions of at most `REQUEST_BYTES` each: a delete cut short leaves the record, so
+        asking again finishes it."""
+        steps = [[StateOperation("delete", chunk_key(document.id, index))] for index in range(document.chunk_count)]
+        steps.append(
+            [
+                StateOperation("delete", document_key(document.id)),
+                StateOperation("upsert", deleted_key(document.id), {"revision": document.revision}),
+            ]
+        )
+        await self._transact_in_parts(steps)
+
+    async def _transact_in_parts(self, steps: list[list[StateOperation]]) -> None:
+        # Each step's operations stay in one transaction; the transactions go in order.
+        for part in in_requests(steps, lambda step: [operation.to_json() for operation in step]):
+            await self._sidecar.transact([operation for step in part for operation in step])
 
     # --- catalog ------------------------------------------------------------------------------
 

@@ -13,7 +13,16 @@ from genai_platform.errors import Conflict
 from genai_platform.events import DocumentDeleted, DocumentIngested, IngestedChunk, Topic
 from ingestion.chunking import Chunker
 from ingestion.clean import clean_text
-from ingestion.documents import Document, DocumentMeta, DocumentState, DocumentStore, document_id, now, stored_chunks
+from ingestion.documents import (
+    Document,
+    DocumentMeta,
+    DocumentState,
+    DocumentStore,
+    document_id,
+    in_requests,
+    now,
+    stored_chunks,
+)
 from ingestion.extract import (
     DocumentTooLarge,
     Extracted,
@@ -169,7 +178,11 @@ class Ingestor:
         if len(events) == 1:
             await self._sidecar.publish(Topic.DOCUMENTS_INGESTED, events[0][1])
         else:
-            await self._sidecar.publish_many(Topic.DOCUMENTS_INGESTED, events)
+            # A large document's events are more than one request to the sidecar may carry.
+            # Sized as Sidecar.publish_many sends each entry.
+            entry = lambda event: {"entryId": event[0], "event": event[1], "contentType": "application/json"}  # noqa: E731
+            for part in in_requests(events, entry):
+                await self._sidecar.publish_many(Topic.DOCUMENTS_INGESTED, part)
         return await self._store.mark_published(document)
 
     async def delete(self, document: Document) -> None:
