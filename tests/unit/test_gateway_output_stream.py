@@ -16,29 +16,10 @@ from fakes import FakeDapr
 from gateway.chat import ChatPipeline, ChatPlan, PipelineSettings
 from gateway.output_stream import error_event
 from genai_platform.errors import Problem
-from guard.chain import Guard
-from guard.policy import load_policy
-from guard.streaming import stream_step
+from stream_guard import GUARD, guard_stream_step
 
 SETTINGS = PipelineSettings(rag_prompt="rag-answer", retrieval_k=2, timeout=5.0, generation_timeout=30.0)
 QUESTION = "How do I reach support?"
-_policy = load_policy()
-GUARD = Guard(
-    _policy.model_copy(
-        update={
-            "output": _policy.output.model_copy(
-                update={"blocklist": _policy.output.blocklist.model_copy(update={"terms": ("forbidden",)})}
-            )
-        }
-    )
-)
-
-
-def real_guard_step(request: httpx.Request) -> dict[str, Any]:
-    """The guard's route, in-process: its real stream step with the shipped policy (+ one blocked term)."""
-    body = json.loads(request.content)
-    step = stream_step(GUARD, body["pending"], body["chunk"], body["final"], json_mode=body.get("json_mode", False))
-    return step.to_json()
 
 
 def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -89,7 +70,7 @@ class BrokenStream(httpx.AsyncByteStream):
         raise httpx.ReadError("peer closed connection without sending complete message body")
 
 
-def platform(inference: Any, guard_step: Any = real_guard_step) -> FakeDapr:
+def platform(inference: Any, guard_step: Any = guard_stream_step) -> FakeDapr:
     dapr = FakeDapr(app_id="gateway")
     messages = [{"role": "user", "content": QUESTION}]
     dapr.answer("guard", "v1/guard/input", {"allowed": True, "messages": messages, "checked": []})
@@ -229,7 +210,7 @@ def test_text_arriving_while_a_check_runs_goes_with_the_next_check() -> None:
     async def slow_guard(request: httpx.Request) -> dict[str, Any]:
         checking.set()
         await asyncio.sleep(0.05)
-        return real_guard_step(request)
+        return guard_stream_step(request)
 
     tokens = [f" word{i}" for i in range(30)]
     upstream = httpx.Response(200, stream=AfterFirstCheck(sse(tokens), checking))

@@ -18,21 +18,9 @@ from fakes import FakeDapr
 from gateway.chat import BUILTIN_SYSTEM_PROMPT, ChatPipeline, PipelineSettings
 from gateway.completions import CompletionPipeline
 from genai_platform.errors import Problem
-from guard.chain import Guard
-from guard.policy import load_policy
-from guard.streaming import stream_step
+from stream_guard import guard_stream_step
 
 SETTINGS = PipelineSettings(rag_prompt="rag-answer", retrieval_k=2, timeout=5.0, generation_timeout=30.0)
-_POLICY = load_policy()
-STREAM_GUARD = Guard(
-    _POLICY.model_copy(
-        update={
-            "output": _POLICY.output.model_copy(
-                update={"blocklist": _POLICY.output.blocklist.model_copy(update={"terms": ("forbidden",)})}
-            )
-        }
-    )
-)
 QUESTION = "Where is the launch site?"
 HITS = [
     {
@@ -93,12 +81,6 @@ def guard_output(request: httpx.Request) -> dict[str, Any]:
     return {"direction": "output", "allowed": "forbidden" not in text, "text": text.replace("secret", "[REDACTED]")}
 
 
-def guard_stream(request: httpx.Request) -> dict[str, Any]:
-    """The guard's stream step over HTTP: the real one (guard.streaming), blocking a forbidden word."""
-    step = body(request)
-    return stream_step(STREAM_GUARD, step["pending"], step["chunk"], step["final"]).to_json()
-
-
 def completion(request: httpx.Request) -> dict[str, Any]:
     return {
         "id": "chatcmpl-1",
@@ -141,7 +123,7 @@ def platform() -> FakeDapr:
     dapr = FakeDapr(app_id="gateway")
     dapr.answer("guard", "v1/guard/input", guard_input)
     dapr.answer("guard", "v1/guard/output", guard_output)
-    dapr.answer("guard", "v1/guard/output/stream", guard_stream)
+    dapr.answer("guard", "v1/guard/output/stream", guard_stream_step)
     dapr.answer("features", "v1/search", {"query": QUESTION, "mode": "hybrid", "results": HITS})
     dapr.answer("inference", "v1/chat/completions", completion)
     return dapr
