@@ -8,8 +8,9 @@ that one key serves `make up`, the tests and the README's commands.
 Rotation without a restart: the gateway reads the secret again every
 `GATEWAY_API_KEYS_TTL_SECONDS` (60 s), and at once on SIGHUP. The sidecar's secret store must
 see the new value too: the Kubernetes store reads the Secret on each request; Dapr's local file
-store reads its file when the component loads, so locally the component is reloaded (daprd's hot
-reload, on by default in 1.18, reloads a component whose YAML changed; see the gateway README).
+store reads its file only when the component is initialised, so locally `scripts/api_keys.py`
+writes the keys and sends SIGHUP to the sidecar (daprd 1.18 re-initialises its components on it)
+and then to this app.
 """
 
 from __future__ import annotations

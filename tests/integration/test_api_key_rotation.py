@@ -1,0 +1,94 @@
+"""Local key rotation in one command, touching no tracked file (scripts/api_keys.py).
+
+A real gateway and its daprd read their keys through a local file secret store over a secrets
+file of this test's own. The command writes the file and reloads: SIGHUP to the sidecar (daprd
+1.18 re-initialises its components in-process, so the file store reads the file again), then
+SIGHUP to the app. A key added is accepted, one removed or rotated out is refused, and no process
+was restarted. The gateway's TTL is an hour, so nothing but the command can make it read again.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harness import PROFILES, RESILIENCY_DIR, ROOT, start_pair, wait_until
+
+SECRET_STORE = """apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: secretstore
+spec:
+  type: secretstores.local.file
+  version: v1
+  metadata:
+    - name: secretsFile
+      value: {path}
+scopes:
+  - gateway
+"""
+
+
+@pytest.fixture
+def secrets_file(tmp_path: Path, secrets: dict[str, str]) -> Path:
+    path = tmp_path / "secrets.json"
+    path.write_text(json.dumps({**secrets, "gateway-api-keys": "k-first=chat"}))
+    resources = tmp_path / "resources"
+    resources.mkdir()
+    (resources / "secretstore.yaml").write_text(SECRET_STORE.format(path=path))
+    (resources / "statestore.yaml").write_text((PROFILES["default"] / "statestore.yaml").read_text())
+    return path
+
+
+def api_keys(secrets_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "api_keys.py"), "--secrets", str(secrets_file), *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+def status(url: str, key: str) -> int:
+    return httpx.get(f"{url}/v1/usage", headers={"Authorization": f"Bearer {key}"}, timeout=10).status_code
+
+
+def test_a_key_added_removed_and_rotated_by_one_command(default_broker, log_dir, secrets, secrets_file: Path) -> None:
+    resources = [secrets_file.parent / "resources", RESILIENCY_DIR]
+    env = {"GATEWAY_API_KEYS_TTL_SECONDS": "3600"}
+    gateway = start_pair("gateway", log_dir, secrets, timeout=60, resources=resources, env=env)
+    try:
+        url = gateway.app.url
+        pids = [process.popen.pid for process in gateway.processes]
+        assert status(url, "k-first") == 200
+
+        added = api_keys(secrets_file, "add", "chat", "documents:read")
+        assert added.returncode == 0, added.stderr
+        assert "1 running gateway(s) reloaded" in added.stderr
+        new_key = added.stdout.strip()
+        assert new_key.startswith("gk-")
+        # The app takes SIGHUP asynchronously: at most a moment after the command returns.
+        wait_until(lambda: status(url, new_key) == 200, what="the added key accepted", timeout=10, interval=0.2)
+        assert status(url, "k-first") == 200  # an added key replaces nothing
+
+        removed = api_keys(secrets_file, "remove", "k-first")
+        assert removed.returncode == 0, removed.stderr
+        wait_until(lambda: status(url, "k-first") == 401, what="the removed key refused", timeout=10, interval=0.2)
+
+        rotated = api_keys(secrets_file, "rotate", new_key)
+        assert rotated.returncode == 0, rotated.stderr
+        newer_key = rotated.stdout.strip()
+        wait_until(lambda: status(url, newer_key) == 200, what="the rotated key accepted", timeout=10, interval=0.2)
+        assert status(url, new_key) == 401
+        assert json.loads(secrets_file.read_text())["gateway-api-keys"] == f"{newer_key}=chat documents:read"
+
+        unknown = api_keys(secrets_file, "add", "no-such-scope")
+        assert unknown.returncode == 1 and "unknown scopes ['no-such-scope']" in unknown.stderr
+        assert [process.popen.pid for process in gateway.processes] == pids  # nothing restarted
+    finally:
+        gateway.stop()
