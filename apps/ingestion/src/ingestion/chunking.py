@@ -171,6 +171,7 @@ class Chunker:
         where a word boundary falls inside the window, else inside the word."""
         first, last = tokens.index(start), tokens.index(end)
         pieces: list[_Unit] = []
+        cut: list[int] = []  # pieces cut inside a word: their tokens alone are counted again below
         at = first
         while at < last:
             stop = min(at + window, last)
@@ -182,10 +183,20 @@ class Chunker:
                 )
                 stop = boundary if boundary is not None else stop
             a, b = tokens.offsets[at][0], tokens.offsets[stop - 1][1]
-            whole = (at == first or text[a - 1].isspace()) and (stop == last or text[b].isspace())
-            count = stop - at if whole else len(self._tokenize(text[a:b]))
-            pieces.append(_Unit(a, b, count, ""))
+            if not ((at == first or text[a - 1].isspace()) and (stop == last or text[b].isspace())):
+                cut.append(len(pieces))
+            pieces.append(_Unit(a, b, stop - at, ""))
             at = stop
+        if cut:
+            # A piece cut inside a word reads differently alone ("able" is not "##able"): one more
+            # pass over those pieces, joined by spaces (no token spans a space), counts each alone.
+            texts = [text[pieces[i].start : pieces[i].end] for i in cut]
+            again = _Tokens(self._tokenize(" ".join(texts)))
+            position = 0
+            for i, piece_text in zip(cut, texts, strict=True):
+                count = again.count(position, position + len(piece_text))
+                pieces[i] = _Unit(pieces[i].start, pieces[i].end, count, "")
+                position += len(piece_text) + 1
         return pieces
 
     def _pack(self, text: str, tokens: _Tokens, units: Iterator[_Unit]) -> Iterator[tuple[str, int]]:
