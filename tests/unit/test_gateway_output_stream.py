@@ -6,16 +6,20 @@ one guard call per released piece."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
 from fakes import FakeDapr
 from gateway.chat import ChatPipeline, ChatPlan, PipelineSettings
-from gateway.output_stream import error_event
+from gateway.output_stream import error_event, guarded_stream
+from genai_platform.contracts.guard import GuardStreamStep
 from genai_platform.errors import Problem
+from genai_platform.streaming import ClosingStreamingResponse
 from stream_guard import GUARD, guard_stream_step
 
 SETTINGS = PipelineSettings(rag_prompt="rag-answer", retrieval_k=2, timeout=5.0, generation_timeout=30.0)
@@ -221,3 +225,71 @@ def test_text_arriving_while_a_check_runs_goes_with_the_next_check() -> None:
     # The first token alone, then the 29 that arrived while it was checked, in one call (final).
     assert [c["chunk"] for c in calls] == [" word0", "".join(tokens[1:])]
     assert calls[-1]["final"] and not calls[0]["final"]
+
+
+# --- a client that leaves mid-answer ------------------------------------------------------------
+
+
+class ReleasingGuard:
+    """A guard that releases everything it is sent (the rails are not what these tests are about)."""
+
+    async def stream_step(self, pending: str, request_id: str, **step: Any) -> GuardStreamStep:
+        await asyncio.sleep(0)
+        return GuardStreamStep(released=pending + step["chunk"], pending="")
+
+
+def test_a_cancelled_stream_lets_its_reader_finish_closing_the_upstream_first() -> None:
+    """Starlette ends a stream whose client left by cancelling an anyio cancel scope, which
+    cancels every await of the task again; the model's stream must still be closed whole."""
+    closed: list[str] = []
+
+    async def model_text():
+        try:
+            while True:
+                await asyncio.sleep(0.001)
+                yield "word "
+        finally:
+            await asyncio.sleep(0.01)  # closing a connection takes awaits of its own
+            closed.append("closed")
+
+    async def scenario() -> None:
+        steps = guarded_stream(model_text(), ReleasingGuard(), "req-1")  # type: ignore[arg-type]
+        with anyio.CancelScope() as client_left:
+            async with contextlib.aclosing(steps):
+                await anext(steps)
+                client_left.cancel()
+                await anext(steps)
+        assert client_left.cancelled_caught
+        assert closed == ["closed"]  # before guarded_stream returned, not later
+
+    asyncio.run(scenario())
+
+
+def test_a_streamed_body_is_closed_when_the_client_leaves_while_a_send_waits() -> None:
+    """The cancellation lands in `send` (a slow client), not in the body: it is closed all the same."""
+    closed: list[str] = []
+
+    async def body():
+        try:
+            while True:
+                yield b"data: {}\n\n"
+        finally:
+            closed.append("closed")
+
+    async def scenario() -> None:
+        first_sent = asyncio.Event()
+
+        async def receive() -> dict[str, Any]:
+            await first_sent.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                first_sent.set()
+                await asyncio.Event().wait()  # the client reads no more
+
+        scope = {"type": "http", "asgi": {"spec_version": "2.3"}, "method": "POST", "path": "/"}
+        await ClosingStreamingResponse(body(), media_type="text/event-stream")(scope, receive, send)
+        assert closed == ["closed"]
+
+    asyncio.run(scenario())

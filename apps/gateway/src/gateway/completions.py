@@ -12,6 +12,7 @@ with `finish_reason: content_filter`, as in chat.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from collections.abc import AsyncIterator
@@ -69,10 +70,11 @@ class CompletionPipeline:
 
     async def stream(self, plan: ChatPlan, request_id: str, *, report_timing: bool = True) -> AsyncIterator[bytes]:
         """The chat pipeline's checked stream (`ChatPipeline.stream`), as `text_completion` events."""
-        async for event in self._streamer.stream(plan, request_id, report_timing=report_timing):
-            converted = as_text_completion_event(event)
-            if converted is not None:
-                yield converted
+        async with contextlib.aclosing(self._streamer.stream(plan, request_id, report_timing=report_timing)) as events:
+            async for event in events:
+                converted = as_text_completion_event(event)
+                if converted is not None:
+                    yield converted
 
 
 class TextAsChat(InferenceClient):

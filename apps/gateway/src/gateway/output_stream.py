@@ -17,23 +17,29 @@ Use it for any generation route (chat and text completions):
 
 `texts` is any async iterator of the model's text deltas; an error it raises (the upstream
 failed mid-answer) propagates after the checks in flight, and no unchecked text is released.
+`texts` is read in a task of its own; closing or cancelling the generator (a client that left:
+close it with `contextlib.aclosing`, never leave it to the garbage collector) cancels that task
+and waits for it to let go of `texts`, so the caller can close the upstream stream at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
+import anyio
 import httpx
 
 from gateway.stages import GuardClient
 from gateway.timing import ServerTiming
 from genai_platform.contracts.guard import GuardStreamStep
 from genai_platform.errors import Problem
+
+# How long a cancelled reader may take to let go of inference's stream (milliseconds, normally).
+READER_CLOSE_S = 5.0
 
 
 async def guarded_stream(
@@ -96,9 +102,15 @@ async def guarded_stream(
             if step.blocked or final:
                 return
     finally:
+        # The reader ends before this generator does, its close of inference's stream complete.
+        # When the client left, Starlette cancels this task through an anyio cancel scope, which
+        # cancels it again at every await; `await reader` forwards each of those cancellations to
+        # the reader, and one cut off httpcore's close of the stream mid-way (its shield stops
+        # anyio's cancellations, not a task's own): the stream counted as closed, the connection
+        # stayed open, and inference never saw its client go. `asyncio.wait` forwards nothing.
         reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
+        with anyio.move_on_after(READER_CLOSE_S, shield=True):
+            await asyncio.wait({reader})
 
 
 class UpstreamStream:

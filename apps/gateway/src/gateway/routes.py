@@ -3,6 +3,7 @@ relayed to the app that serves it through Dapr service invocation."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from genai_platform.errors import Problem, invalid_request
 from genai_platform.paths import invalid_path_parameters
 from genai_platform.requests import current_request_id
 from genai_platform.service import SidecarDep
+from genai_platform.streaming import ClosingStreamingResponse
 
 
 @dataclass(frozen=True)
@@ -236,9 +238,13 @@ async def _generation(
     async def events():
         meter = UsageMeter()
         try:
-            async for event in pipeline.stream(plan, request_id, report_timing=settings.server_timing):
-                meter.feed(event)
-                yield event
+            # Closed here when the client leaves (ClosingStreamingResponse closes this generator),
+            # so the pipeline closes its stream to inference and the generation is cancelled.
+            stream = pipeline.stream(plan, request_id, report_timing=settings.server_timing)
+            async with contextlib.aclosing(stream):
+                async for event in stream:
+                    meter.feed(event)
+                    yield event
         except Problem as problem:
             # Headers are gone already: the failure travels as a last event, as OpenAI's do.
             yield error_event(problem)
@@ -248,7 +254,7 @@ async def _generation(
     headers = {"Cache-Control": "no-cache"}
     if settings.server_timing:
         headers["Server-Timing"] = timing.header(total=False)
-    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+    return ClosingStreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
 
 def public_router() -> APIRouter:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from genai_platform.contracts.openai import ChatCompletionRequest, CompletionRequest, GenerationFields
 from genai_platform.errors import Problem, problem_responses
+from genai_platform.streaming import ClosingStreamingResponse
 from inference.access import require_caller
 from inference.decoding import SamplingParams
 from inference.engine import Finished, Generation, LimitExceeded, QueueFull, TextDelta
@@ -297,12 +298,12 @@ def _sse(chunks: AsyncIterator[dict[str, Any]], generation: Generation) -> Strea
                 yield sse_event(chunk)
             yield "data: [DONE]\n\n"
         finally:
-            # Runs when the client disconnects mid-stream too (Starlette cancels this body).
+            # Runs when the client disconnects mid-stream too (ClosingStreamingResponse closes this body).
             generation.cancel()
 
     # no-cache and no proxy buffering: each event must leave as soon as it is produced.
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+    return ClosingStreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
 
 def sse_event(data: dict[str, Any]) -> str:
