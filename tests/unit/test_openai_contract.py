@@ -19,6 +19,8 @@ import pytest
 import torch
 from test_inference_api import AUTH, running, settings
 
+from features.settings import FeaturesSettings
+from gateway.settings import GatewaySettings
 from gateway.validation import validated_body
 from genai_platform.contracts.openai import (
     ACCEPTED_NO_OP,
@@ -28,6 +30,7 @@ from genai_platform.contracts.openai import (
     EmbeddingsRequest,
     GatewayChatRequest,
     GenerationFields,
+    InputOverLimit,
     OpenAIRequest,
     UnsupportedField,
     honoured_fields,
@@ -248,3 +251,23 @@ def test_the_inference_readme_table_places_every_openai_field() -> None:
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     documented = {name for row in rows for name in row.split("|")[1].split("`")[1::2]}
     assert openai_fields(chat_params) | openai_fields(text_params) <= documented
+
+
+def test_too_many_embedding_inputs_in_a_small_body_is_a_400_naming_input_and_the_limit() -> None:
+    body = {"model": "all-MiniLM-L6-v2", "input": ["a short text"] * 5000}
+    # Well under the gateway's body limit for model routes: the count is the limit crossed, not the bytes.
+    assert len(json.dumps(body).encode()) < GatewaySettings().max_model_body_bytes
+    request = EmbeddingsRequest.model_validate(body)
+    max_inputs = FeaturesSettings().max_inputs
+    assert max_inputs == 2048  # OpenAI's own limit, the features app's default
+    with pytest.raises(InputOverLimit) as refused:
+        request.check_input_count(max_inputs)
+    problem = refused.value.problem().body()
+    assert (problem["status"], problem["param"], problem["limit"], problem["limit_value"]) == (
+        400,
+        "input",
+        "max_inputs",
+        2048,
+    )
+    assert problem["error"]["param"] == "input" and "5000" in problem["detail"] and "2048" in problem["detail"]
+    EmbeddingsRequest.model_validate({**body, "input": body["input"][:2048]}).check_input_count(max_inputs)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from features.schemas import EmbeddingList, IndexedDocument
 from features.search import Mode, SearchParams, search
-from genai_platform.contracts.openai import EmbeddingsRequest, UnsupportedField
+from genai_platform.contracts.openai import EmbeddingsRequest, InputOverLimit, UnsupportedField
 from genai_platform.contracts.search import SearchResults
 from genai_platform.dapr import DaprError
 from genai_platform.errors import Problem, problem_responses
@@ -89,12 +89,13 @@ async def search_chunks(request: Request, body: SearchRequest) -> SearchResults:
     "/embeddings",
     summary="OpenAI-compatible embeddings",
     response_model=None,
-    responses={200: {"model": EmbeddingList}, **problem_responses(404, 413)},
+    responses={200: {"model": EmbeddingList}, **problem_responses(400, 404)},
 )
 async def embeddings(request: Request, body: EmbeddingsRequest) -> dict[str, Any]:
     """OpenAI's embeddings. Raises `UnsupportedField` (400) for an unknown field or `dimensions` other
-    than the model's, 404 for another model, 413 past `max_inputs`, 400 naming `input` and the
-    model's token limit for a text the model would cut (OpenAI refuses those too, never truncates)."""
+    than the model's, 404 for another model, `InputOverLimit` (400 naming `input` and the limit) past
+    `max_inputs` texts or for a text past the model's token limit, which the model would cut (OpenAI
+    refuses those too, never truncates)."""
     body.refuse_unsupported()
     embedder = request.app.state.embedder
     settings = request.app.state.settings
@@ -104,9 +105,8 @@ async def embeddings(request: Request, body: EmbeddingsRequest) -> dict[str, Any
         # all-MiniLM-L6-v2 was not trained to be cut short (Matryoshka): a truncated vector would
         # pretend to be an embedding.
         raise UnsupportedField("dimensions", f"{embedder.name} makes {embedder.dimensions}-dimensional vectors only.")
+    body.check_input_count(settings.max_inputs)
     texts = body.texts
-    if len(texts) > settings.max_inputs:
-        raise Problem(413, f"at most {settings.max_inputs} inputs per request")
     counts = await embedder.token_counts(texts)
     if too_long := [i for i, count in enumerate(counts) if count > embedder.max_tokens]:
         first = too_long[0]
@@ -114,8 +114,7 @@ async def embeddings(request: Request, body: EmbeddingsRequest) -> dict[str, Any
             f"input[{first}] has {counts[first]} tokens; {embedder.name} reads at most {embedder.max_tokens} "
             "(its max_seq_length, special tokens included)."
         )
-        error = {"message": message, "type": "invalid_request_error", "param": "input", "code": None}
-        raise Problem(400, message, error=error, limit="max_input_tokens", limit_value=embedder.max_tokens)
+        raise InputOverLimit(message, limit="max_input_tokens", limit_value=embedder.max_tokens)
     result = await embedder.embed(texts)
     return {
         "object": "list",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from genai_platform.contracts.openai import MAX_EMBEDDING_INPUTS
 from genai_platform.settings import ServiceSettings
 
 
@@ -30,8 +31,8 @@ class FeaturesSettings(ServiceSettings):
     device: str | None = Field(None, validation_alias="FEATURES_DEVICE", description="cpu, cuda; default: best")
     # Texts per forward pass; default by device (embedding.default_batch_size).
     batch_size: int | None = Field(None, validation_alias="FEATURES_BATCH_SIZE", ge=1, le=1024)
-    # Largest /v1/embeddings request, in inputs.
-    max_inputs: int = Field(2048, validation_alias="FEATURES_MAX_INPUTS", ge=1)
+    # Largest /v1/embeddings request, in inputs (texts); past it a 400 naming `input` and the limit.
+    max_inputs: int = Field(MAX_EMBEDDING_INPUTS, validation_alias="FEATURES_MAX_INPUTS", ge=1)
     # How long start-up waits for the sidecar (the index is rebuilt from its state store).
     sidecar_wait_s: float = Field(120.0, validation_alias="FEATURES_SIDECAR_WAIT", gt=0)
 

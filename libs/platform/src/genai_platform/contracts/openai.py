@@ -336,6 +336,24 @@ class CompletionRequest(GenerationFields):
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
 
+# OpenAI's limit on one embeddings request: "any array must be 2048 dimensions or less" (API
+# reference, embeddings `input`). The features app's default (FEATURES_MAX_INPUTS).
+MAX_EMBEDDING_INPUTS = 2048
+
+
+class InputOverLimit(DomainError):
+    """An embeddings `input` past a limit the server reads (400 with OpenAI's `error`, `param` `input`),
+    named by `limit` (`max_inputs`: texts per request; `max_input_tokens`: tokens per text) and
+    `limit_value`. A count limit is a 400, not a 413: the body may be small, and the client fixes it
+    by sending fewer texts, not fewer bytes."""
+
+    status = 400
+
+    def __init__(self, detail: str, *, limit: str, limit_value: int) -> None:
+        error = {"message": detail, "type": "invalid_request_error", "param": "input", "code": None}
+        super().__init__(detail, param="input", error=error, limit=limit, limit_value=limit_value)
+
+
 class EmbeddingsRequest(OpenAIRequest):
     """OpenAI's embeddings request: `input` as a string or a list of strings, none empty.
 
@@ -361,6 +379,16 @@ class EmbeddingsRequest(OpenAIRequest):
     def texts(self) -> list[str]:
         """The inputs as a list."""
         return [self.input] if isinstance(self.input, str) else self.input
+
+    def check_input_count(self, max_inputs: int) -> None:
+        """Raise `InputOverLimit` (400 naming `input`, limit `max_inputs`) when `input` holds more
+        than `max_inputs` texts."""
+        if len(self.texts) > max_inputs:
+            raise InputOverLimit(
+                f"input has {len(self.texts)} items; at most {max_inputs} are read per request.",
+                limit="max_inputs",
+                limit_value=max_inputs,
+            )
 
 
 def honoured_fields(request: type[OpenAIRequest]) -> set[str]:
