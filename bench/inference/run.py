@@ -17,7 +17,7 @@ Reports time to first token (p50/p95), time per output token (p50), aggregate ou
 and errors, prints one table with ratios against (e), (d) and (c) and the issue-12 targets
 against (e), and writes JSON to bench/results/ with the machine's load average.
 
-    uv run python bench/inference/run.py [--levels 1,4,16,32] [--max-tokens 64] [--only service,dapr]
+    uv run python bench/inference/run.py [--levels 1,4,16,32] [--max-tokens 64] [--only service,dapr] [--threads 2]
 """
 
 from __future__ import annotations
@@ -279,7 +279,7 @@ def llama_server_binary() -> Path | None:
     return built[-1] if built else None
 
 
-def bench_llama_server(levels: list[int], max_tokens: int, logs: Path) -> list[Level]:
+def bench_llama_server(levels: list[int], max_tokens: int, logs: Path, threads: int) -> list[Level]:
     """llama.cpp's server, one start per level: `--parallel` slots equal to the concurrency."""
     binary = llama_server_binary()
     if binary is None:
@@ -299,11 +299,11 @@ def bench_llama_server(levels: list[int], max_tokens: int, logs: Path) -> list[L
             "--parallel",
             str(concurrency),
             "--cont-batching",
-            # 512 tokens per slot holds a bench prompt (~40) plus its output; all cores.
+            # 512 tokens per slot holds a bench prompt (~40) plus its output.
             "--ctx-size",
             str(512 * concurrency),
             "--threads",
-            str(os.cpu_count() or 1),
+            str(threads),
         ]
         log = logs / f"llama-server-{concurrency}.log"
         server = ManagedProcess("llama-server", argv, dict(os.environ), log).start()
@@ -332,6 +332,10 @@ def main() -> None:
     parser.add_argument("--levels", default="1,4,16,32")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--only", default="service,dapr,naive,llamacpp,llama-server")
+    # Compute threads for ours (INFERENCE_TORCH_THREADS) and llama-server alike; all cores by
+    # default. On a machine shared past its core count, threads that meet at a barrier every
+    # operator wait for each other's time slices, so fewer can be faster there.
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     load_start = os.getloadavg()
@@ -356,7 +360,8 @@ def main() -> None:
             dapr_api_token=secrets["dapr-api-token"],
             app_api_token=secrets["app-api-token"],
         )
-        app = ServiceApp("inference", logs, sidecar=sidecar, env={"INFERENCE_MAX_BATCH": "32"})
+        env = {"INFERENCE_MAX_BATCH": "32", "INFERENCE_TORCH_THREADS": str(args.threads)}
+        app = ServiceApp("inference", logs, sidecar=sidecar, env=env)
         sidecar.app_port = app.port
         pair = AppWithSidecar(app, sidecar)
         try:
@@ -376,11 +381,11 @@ def main() -> None:
             for concurrency in levels:
                 results += asyncio.run(bench(targets, [concurrency], args.max_tokens))
                 if "llama-server" in only:
-                    results += bench_llama_server([concurrency], args.max_tokens, logs)
+                    results += bench_llama_server([concurrency], args.max_tokens, logs, args.threads)
         finally:
             pair.stop()
     elif "llama-server" in only:
-        results += bench_llama_server(levels, args.max_tokens, logs)
+        results += bench_llama_server(levels, args.max_tokens, logs, args.threads)
 
     if "naive" in only:
         port = free_port()
@@ -434,12 +439,14 @@ def main() -> None:
         "max_tokens": args.max_tokens,
         "levels": levels,
         "cpus": os.cpu_count(),
+        "threads": args.threads,
         "logs": str(logs),
         # Shared machine: the 1/5/15-minute load averages before and after, to read figures by.
         "loadavg_start": load_start,
         "loadavg_end": os.getloadavg(),
     }
     path.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results], "table": table}, indent=2))
+    sys.stdout.write(f"load average {meta['loadavg_start']} -> {meta['loadavg_end']}, threads {args.threads}\n")
     sys.stdout.write(f"written: {path.relative_to(ROOT)}\n")
 
 

@@ -8,8 +8,10 @@ import asyncio
 import pytest
 import torch
 
+from inference import batch as kv
 from inference.decoding import SamplingParams
 from inference.engine import Engine, EngineRetired, Finished, LimitExceeded, QueueFull, TextDelta
+from inference.llama import FastLlama
 from inference.model import LoadedModel
 
 GREEDY = SamplingParams(max_tokens=12, temperature=0.0, ignore_eos=True)
@@ -61,6 +63,51 @@ def test_batched_generation_equals_one_at_a_time(tiny: LoadedModel) -> None:
     expected, batched = asyncio.run(alone()), asyncio.run(together())
     assert batched == expected
     assert all(f.reason == "length" and f.completion_tokens == 12 for _, f in batched)
+
+
+def test_prompts_arriving_together_get_what_they_get_alone(tiny: LoadedModel) -> None:
+    async def alone() -> list[tuple[str, Finished]]:
+        engine = Engine(tiny, max_batch_size=1).start()
+        try:
+            return [await collect(engine, p, GREEDY) for p in prompts(tiny)]
+        finally:
+            engine.stop()
+
+    async def together() -> list[tuple[str, Finished]]:
+        engine = Engine(tiny, max_batch_size=8).start()
+        try:
+            # Submitted in one go: they join in one step, prefilled in one packed pass.
+            generations = [engine.submit(p, GREEDY) for p in prompts(tiny)]
+            return list(await asyncio.gather(*(g.text() for g in generations)))
+        finally:
+            engine.stop()
+
+    assert asyncio.run(together()) == asyncio.run(alone())
+
+
+def test_the_lean_llama_forward_computes_what_transformers_computes(tiny: LoadedModel) -> None:
+    fast, reference = tiny.forward, kv.TransformersForward(tiny.model)
+    assert isinstance(fast, FastLlama)
+    rows = prompts(tiny)
+
+    def greedy(forward: kv.Forward, batch_prompts: list[list[int]], steps: int) -> tuple[list[list[int]], torch.Tensor]:
+        batch, logits = kv.prefill(forward, batch_prompts)
+        first_logits, out = logits, [[t] for t in logits.argmax(-1).tolist()]
+        for _ in range(steps):
+            kv.set_next_tokens(batch, [row[-1] for row in out])
+            for row, token in zip(out, kv.decode(forward, batch).argmax(-1).tolist(), strict=True):
+                row.append(token)
+        return out, first_logits
+
+    # Every prompt in one packed prefill, then decoded side by side, left-padded, past the
+    # buffers' first room (64 positions), against transformers one prompt at a time.
+    together, logits = greedy(fast, rows, 70)
+    # transformers' own forward (any other architecture) batches the same way.
+    assert greedy(reference, rows, 70)[0] == together
+    for i, prompt in enumerate(rows):
+        alone, alone_logits = greedy(reference, [prompt], 70)
+        assert together[i] == alone[0]
+        torch.testing.assert_close(logits[i], alone_logits[0], rtol=1e-4, atol=1e-4)
 
 
 async def _text_after_first(generation, started: asyncio.Event) -> tuple[str, Finished]:

@@ -33,18 +33,18 @@ def test_a_generation_failing_mid_stream_ends_with_an_openai_error_event(tiny_ll
                 if app.state.models.ready:
                     break
                 await asyncio.sleep(0.01)
-            model = app.state.models.current.loaded.model
+            forward = app.state.models.current.loaded.forward
             passes = 0
-            forward = model.forward
+            decode = forward.decode
 
-            def failing_forward(*args, **kwargs):
+            def failing_decode(*args, **kwargs):
                 nonlocal passes
                 passes += 1
-                if passes > 3:  # the prompt and two tokens go through, then the device fails
+                if passes > 2:  # the prompt and two decode passes go through, then the device fails
                     raise RuntimeError("the device went away")
-                return forward(*args, **kwargs)
+                return decode(*args, **kwargs)
 
-            model.forward = failing_forward
+            forward.decode = failing_decode
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://inference", timeout=30) as client:
                 body = {

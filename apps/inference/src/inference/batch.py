@@ -1,28 +1,94 @@
-"""The running batch: every active sequence's KV cache in one left-padded tensor per layer.
+"""The running batch: every active sequence's KV cache in one left-padded buffer per layer.
 
 Sequences of different lengths share one decode forward pass. Each row is left-padded to the
 longest; the attention mask hides the padding and explicit position ids keep each row's
-rotary positions its own. A joining sequence is prefilled alone (no padding inside a
-prefill, so no fully-masked attention rows and results equal to an unbatched run) and then
-concatenated in; a leaving one is dropped and the padding nobody needs any more is trimmed.
+rotary positions its own. Joining prompts are prefilled without padding (packed end to end in
+one pass by `FastLlama`, one at a time by transformers' forward), so no attention row is fully
+masked and each prompt's result equals an unbatched run; they are then joined to the batch. A
+leaving row is dropped and the padding nobody needs any more is trimmed. Each layer's buffer
+keeps room past the filled positions, so a decode step writes its keys and values in place
+instead of copying the whole cache.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
-import torch.nn.functional as F
 from transformers import DynamicCache, PreTrainedModel
+
+from inference.llama import FastLlama, LayerKV
+
+# Positions of room a buffer gets when it is (re)allocated: one copy of the cache per this many
+# decode steps instead of one per step.
+ROOM = 64
+
+
+class Forward(Protocol):
+    """A model's forward pass as the batch uses it (`FastLlama` or `TransformersForward`)."""
+
+    def prefill(self, prompts: list[list[int]]) -> tuple[list[list[LayerKV]], torch.Tensor]: ...
+
+    def decode(
+        self, tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: list[LayerKV]
+    ) -> torch.Tensor: ...
+
+
+class TransformersForward:
+    """Any causal language model through transformers' own forward; prompts are prefilled one by one."""
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        self.model = model
+
+    def _forward(self, **inputs: torch.Tensor | DynamicCache) -> torch.Tensor:
+        # logits_to_keep=1: only the last position's logits are needed, which spares the
+        # vocabulary projection of every prompt token.
+        out = self.model(**inputs, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1, :]
+
+    @torch.inference_mode()
+    def prefill(self, prompts: list[list[int]]) -> tuple[list[list[LayerKV]], torch.Tensor]:
+        """Each prompt's one-row cache and the logits of its first new token (prompts, vocab)."""
+        device = self.model.device
+        caches, logits = [], []
+        for prompt in prompts:
+            ids = torch.tensor([prompt], dtype=torch.long, device=device)
+            cache = DynamicCache()
+            positions = torch.arange(len(prompt), device=device).unsqueeze(0)
+            mask = torch.ones_like(ids)
+            logits.append(self._forward(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache))
+            caches.append([LayerKV(layer.keys, layer.values) for layer in cache.layers])
+        return caches, torch.cat(logits)
+
+    @torch.inference_mode()
+    def decode(
+        self, tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: list[LayerKV]
+    ) -> torch.Tensor:
+        """One token per row, as `FastLlama.decode`; the new keys and values go into the buffers."""
+        filled = mask.shape[1] - 1
+        dynamic = DynamicCache(ddp_cache_data=[(kv.keys[:, :, :filled], kv.values[:, :, :filled]) for kv in cache])
+        logits = self._forward(
+            input_ids=tokens, attention_mask=mask, position_ids=positions.unsqueeze(1), cache=dynamic
+        )
+        for kv, layer in zip(cache, dynamic.layers, strict=True):
+            kv.keys[:, :, filled] = layer.keys[:, :, -1]
+            kv.values[:, :, filled] = layer.values[:, :, -1]
+        return logits
+
+
+def forward_for(model: PreTrainedModel) -> Forward:
+    """The fastest forward pass that computes exactly `model`'s arithmetic."""
+    return FastLlama(model) if FastLlama.supports(model) else TransformersForward(model)
 
 
 @dataclass
 class KVBatch:
-    """The rows being decoded together: their shared key/value cache, attention mask, positions
-    and next input tokens. Rows are left-padded to one cached length."""
+    """The rows being decoded together: their key/value buffers, attention mask, positions and
+    next input tokens. Rows are left-padded to one filled length."""
 
-    cache: DynamicCache
-    mask: torch.Tensor  # (batch, cached length): 1 for real tokens, 0 for left padding
+    cache: list[LayerKV]  # per layer; positions [0, length) are filled, the rest is room
+    mask: torch.Tensor  # (batch, length): 1 for real tokens, 0 for left padding
     positions: torch.Tensor  # (batch,) position id of each row's next input token
     next_tokens: torch.Tensor  # (batch, 1) each row's next input token
 
@@ -33,46 +99,39 @@ class KVBatch:
 
     @property
     def length(self) -> int:
-        """Cached length in tokens, padding included."""
+        """Filled length in tokens, padding included."""
         return self.mask.shape[1]
 
-
-def _forward(model: PreTrainedModel, **inputs: torch.Tensor | DynamicCache) -> torch.Tensor:
-    # logits_to_keep=1: only the last position's logits are needed, which spares the
-    # vocabulary projection of every prompt token.
-    out = model(**inputs, use_cache=True, logits_to_keep=1)
-    return out.logits[:, -1, :]
+    @property
+    def capacity(self) -> int:
+        """Positions the buffers hold before they must grow."""
+        return self.cache[0].keys.shape[2]
 
 
-@torch.inference_mode()
-def prefill(model: PreTrainedModel, prompt: list[int], device: torch.device) -> tuple[KVBatch, torch.Tensor]:
-    """Run one prompt; answer its one-row batch and the logits of its first new token."""
-    ids = torch.tensor([prompt], dtype=torch.long, device=device)
-    mask = torch.ones_like(ids)
-    cache = DynamicCache()
-    positions = torch.arange(len(prompt), device=device).unsqueeze(0)
-    logits = _forward(model, input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache)
-    batch = KVBatch(
-        cache=cache,
-        mask=mask,
-        positions=torch.tensor([len(prompt)], device=device),
-        next_tokens=torch.zeros((1, 1), dtype=torch.long, device=device),
-    )
-    return batch, logits
+def prefill(forward: Forward, prompts: list[list[int]]) -> tuple[KVBatch, torch.Tensor]:
+    """Run the prompts; answer their batch (rows in order, left-padded) and the logits of each
+    one's first new token (prompts, vocab)."""
+    caches, logits = forward.prefill(prompts)
+    device = logits.device
+    rows = [
+        KVBatch(
+            cache=cache,
+            mask=torch.ones((1, len(prompt)), dtype=torch.long, device=device),
+            positions=torch.tensor([len(prompt)], device=device),
+            next_tokens=torch.zeros((1, 1), dtype=torch.long, device=device),
+        )
+        for cache, prompt in zip(caches, prompts, strict=True)
+    ]
+    return join(rows), logits
 
 
-@torch.inference_mode()
-def decode(model: PreTrainedModel, batch: KVBatch) -> torch.Tensor:
+def decode(forward: Forward, batch: KVBatch) -> torch.Tensor:
     """One forward pass for every row's next token; answer the logits (batch, vocab)."""
+    if batch.length == batch.capacity:
+        _reallocate(batch, batch.length)
     ones = torch.ones((batch.size, 1), dtype=batch.mask.dtype, device=batch.mask.device)
     batch.mask = torch.cat([batch.mask, ones], dim=1)
-    logits = _forward(
-        model,
-        input_ids=batch.next_tokens,
-        attention_mask=batch.mask,
-        position_ids=batch.positions.unsqueeze(1),
-        cache=batch.cache,
-    )
+    logits = forward.decode(batch.next_tokens, batch.positions, batch.mask, batch.cache)
     batch.positions = batch.positions + 1
     return logits
 
@@ -83,24 +142,33 @@ def set_next_tokens(batch: KVBatch, tokens: list[int]) -> None:
 
 
 @torch.inference_mode()
-def concat(a: KVBatch, b: KVBatch) -> KVBatch:
-    """One batch holding the rows of `a` then those of `b`, left-padded to the longer one."""
-    length = max(a.length, b.length)
-
-    def pad(t: torch.Tensor, current: int, dim_from_end: int) -> torch.Tensor:
-        missing = length - current
-        if missing == 0:
-            return t
-        return F.pad(t, (0, 0) * (dim_from_end - 1) + (missing, 0))
-
-    for la, lb in zip(a.cache.layers, b.cache.layers, strict=True):
-        la.keys = torch.cat([pad(la.keys, a.length, 2), pad(lb.keys, b.length, 2)], dim=0)
-        la.values = torch.cat([pad(la.values, a.length, 2), pad(lb.values, b.length, 2)], dim=0)
+def join(batches: list[KVBatch | None]) -> KVBatch:
+    """One batch holding the rows of each batch in order, left-padded to the longest, with room."""
+    parts = [b for b in batches if b is not None]
+    if len(parts) == 1:
+        return parts[0]
+    length = max(b.length for b in parts)
+    size = sum(b.size for b in parts)
+    cache = []
+    for layers in zip(*(b.cache for b in parts), strict=True):
+        keys, values = _buffers(layers[0], size, length + ROOM)
+        row = 0
+        for part, layer in zip(parts, layers, strict=True):
+            rows, start = slice(row, row + part.size), length - part.length
+            keys[rows, :, start:length] = layer.keys[:, :, : part.length]
+            values[rows, :, start:length] = layer.values[:, :, : part.length]
+            row += part.size
+        cache.append(LayerKV(keys, values))
+    mask = torch.zeros((size, length), dtype=parts[0].mask.dtype, device=parts[0].mask.device)
+    row = 0
+    for part in parts:
+        mask[row : row + part.size, length - part.length :] = part.mask
+        row += part.size
     return KVBatch(
-        cache=a.cache,
-        mask=torch.cat([pad(a.mask, a.length, 1), pad(b.mask, b.length, 1)], dim=0),
-        positions=torch.cat([a.positions, b.positions]),
-        next_tokens=torch.cat([a.next_tokens, b.next_tokens]),
+        cache=cache,
+        mask=mask,
+        positions=torch.cat([b.positions for b in parts]),
+        next_tokens=torch.cat([b.next_tokens for b in parts]),
     )
 
 
@@ -113,12 +181,29 @@ def keep_rows(batch: KVBatch, rows: list[int]) -> KVBatch | None:
     mask = batch.mask.index_select(0, index)
     # Leading columns that are padding in every remaining row can go.
     start = int(mask.any(dim=0).to(torch.int8).argmax())
-    for layer in batch.cache.layers:
-        layer.keys = layer.keys.index_select(0, index)[:, :, start:, :]
-        layer.values = layer.values.index_select(0, index)[:, :, start:, :]
+    for layer in batch.cache:
+        layer.keys = layer.keys.index_select(0, index)[:, :, start:]
+        layer.values = layer.values.index_select(0, index)[:, :, start:]
     return KVBatch(
         cache=batch.cache,
         mask=mask[:, start:],
         positions=batch.positions.index_select(0, index),
         next_tokens=batch.next_tokens.index_select(0, index),
     )
+
+
+def _buffers(like: LayerKV, size: int, capacity: int) -> tuple[torch.Tensor, torch.Tensor]:
+    _, heads, _, dim = like.keys.shape
+    shape = (size, heads, capacity, dim)
+    options = {"dtype": like.keys.dtype, "device": like.keys.device}
+    # Zeros, not empty: padding positions are masked, but 0 * NaN from stale memory would not be.
+    return torch.zeros(shape, **options), torch.zeros(shape, **options)
+
+
+@torch.inference_mode()
+def _reallocate(batch: KVBatch, filled: int) -> None:
+    for layer in batch.cache:
+        keys, values = _buffers(layer, batch.size, filled + ROOM)
+        keys[:, :, :filled] = layer.keys[:, :, :filled]
+        values[:, :, :filled] = layer.values[:, :, :filled]
+        layer.keys, layer.values = keys, values

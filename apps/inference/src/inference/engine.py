@@ -289,23 +289,26 @@ class Engine:
 
     def _step(self, admitted: list[Sequence]) -> None:
         assert self.loaded is not None
-        model, device = self.loaded.model, self.loaded.device
+        forward = self.loaded.forward
         self._drop_finished()
         for sequence in admitted:
             if sequence.cancelled:
                 self._finish(sequence, "cancelled")
-                continue
-            row, logits = kv.prefill(model, sequence.prompt, device)
-            self._prompt_tokens.inc(len(sequence.prompt))
-            (token,) = pick_tokens(logits, [sequence.params], [sequence.generator])
-            kv.set_next_tokens(row, [token])
-            self._batch = row if self._batch is None else kv.concat(self._batch, row)
-            self._active.append(sequence)
-            self._accept(sequence, token)
+        if joining := [s for s in admitted if not s.finished]:
+            # All joining prompts in one prefill: the weights are read once for all of them,
+            # and every first token leaves together (llama-server answers its slots the same way).
+            rows, logits = kv.prefill(forward, [s.prompt for s in joining])
+            self._prompt_tokens.inc(sum(len(s.prompt) for s in joining))
+            tokens = pick_tokens(logits, [s.params for s in joining], [s.generator for s in joining])
+            kv.set_next_tokens(rows, tokens)
+            self._batch = kv.join([self._batch, rows])
+            self._active.extend(joining)
+            for sequence, token in zip(joining, tokens, strict=True):
+                self._accept(sequence, token)
         self._drop_finished()
         if self._batch is None:
             return
-        logits = kv.decode(model, self._batch)
+        logits = kv.decode(forward, self._batch)
         tokens = pick_tokens(logits, [s.params for s in self._active], [s.generator for s in self._active])
         kv.set_next_tokens(self._batch, tokens)
         for sequence, token in zip(self._active, tokens, strict=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from genai_models.files import ModelFilesMissing, converted_folder, packaged_gguf
+from inference.batch import Forward, forward_for
 from inference.settings import PACKAGED_MODEL, Dtype
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,11 @@ class LoadedModel:
     context_length: int
     eos_token_ids: frozenset[int]
     pad_token_id: int
+
+    @cached_property
+    def forward(self) -> Forward:
+        """The forward pass the engine runs: `FastLlama` for Llama-family models, else transformers'."""
+        return forward_for(self.model)
 
     def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
         """Token ids of a conversation in the model's own chat template, ready for the reply."""
