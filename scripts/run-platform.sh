@@ -52,6 +52,23 @@ is_platform() {
   return 1
 }
 
+# Dapr's sentry runs beside the CLI, not under it (scripts/control-plane.sh sentry): its pid is kept here.
+sentry_pid_file=.data/platform/sentry.pid
+
+# Stops sentry $1 (a pid) when it is ours: SIGTERM, then SIGKILL after 10 s.
+stop_sentry() {
+  local pid="$1" deadline
+  [[ -n "$pid" ]] && [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *"$root/.data/sentry"* ]] || {
+    rm -f "$sentry_pid_file"
+    return 0
+  }
+  kill -TERM "$pid" 2>/dev/null || true
+  deadline=$((SECONDS + 10))
+  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$sentry_pid_file"
+}
+
 # `run-platform.sh stop` (make down): stop the platform a `make up` started, wherever it runs.
 if [[ "$profile" == stop ]]; then
   if [[ -f "$pid_file" ]] && pgid="$(<"$pid_file")" && is_platform "$pgid"; then
@@ -62,6 +79,8 @@ if [[ "$profile" == stop ]]; then
     echo "platform: not running"
   fi
   rm -f "$pid_file"
+  # The `make up` script stops its sentry when the CLI goes; one it left (killed) goes here.
+  stop_sentry "$(cat "$sentry_pid_file" 2>/dev/null)"
   exit 0
 fi
 
@@ -96,17 +115,33 @@ check_ports
 folder="$(bash scripts/infra.sh profile-dir "$profile")" || exit 2
 bash scripts/infra.sh start "profile:$folder" zipkin monitoring
 
-run_file=dapr.yaml
-if [[ "$folder" != components ]]; then
-  # The run file names its resources folder; a profile gets a copy that names the profile's
-  # folder instead, beside dapr.yaml so its relative paths still hold (git-ignored).
-  [[ "$folder" == /* ]] || folder="./$folder"
-  run_file=".dapr.$(basename "$folder").yaml"
-  sed "s#\"./components\"#\"$folder\"#" dapr.yaml >"$run_file"
-fi
+# The run file the CLI gets: dapr.yaml with the profile's folder for ./components and, per app, one
+# Configuration (dapr-config/config.yaml + dapr-config/access/<app>.yaml + mTLS on), beside
+# dapr.yaml so its relative paths still hold (git-ignored).
+[[ "$folder" == /* ]] || folder="./$folder"
+run_file=".dapr.$(basename "$folder").yaml"
+uv run --frozen --no-sync python scripts/sidecar_configs.py dapr.yaml "$folder" "$run_file" .data/dapr-config
 
 secret() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' .data/secrets.json "$1"; }
 export DAPR_API_TOKEN="$(secret dapr-api-token)" APP_API_TOKEN="$(secret app-api-token)"
+
+# mTLS between sidecars, with identities from Dapr's sentry: each callee's sidecar checks the
+# caller's SPIFFE id against its access policy. Sentry must serve before the first daprd starts.
+mkdir -p "$(dirname "$sentry_pid_file")"
+bash scripts/control-plane.sh sentry >.data/platform/sentry.log 2>&1 &
+sentry=$!
+echo "$sentry" >"$sentry_pid_file"
+deadline=$((SECONDS + 60))
+until [[ -s .data/sentry/ca.crt ]] && (exec 3<>/dev/tcp/127.0.0.1/50001) 2>/dev/null; do
+  if ! kill -0 "$sentry" 2>/dev/null || ((SECONDS >= deadline)); then
+    echo "platform: error: Dapr's sentry did not start; its log (.data/platform/sentry.log) ends:" >&2
+    tail -n 20 .data/platform/sentry.log >&2
+    stop_sentry "$sentry"
+    exit 1
+  fi
+  sleep 0.1
+done
+export DAPR_TRUST_ANCHORS="$(<.data/sentry/ca.crt)"
 echo "platform: starting every app with its sidecar ($profile profile); gateway on http://127.0.0.1:8080"
 echo "platform: metrics on http://127.0.0.1:9090 (Prometheus), logs on http://127.0.0.1:9428/select/vmui (VictoriaLogs)"
 # --log-as-json: daprd writes JSON lines too (the CLI passes it on), which the log store keeps as fields.
@@ -122,6 +157,7 @@ on_signal() {
   # Before the CLI's setpgid its group is ours: then it has started nothing, and only it goes.
   if [[ "$(ps -o pgid= -p "$cli" | tr -d ' ')" == "$cli" ]]; then stop_group "$cli"; else kill -KILL "$cli"; fi
   rm -f "$pid_file"
+  stop_sentry "$sentry"
   echo "platform: stopped"
   exit "$1"
 }
@@ -133,4 +169,5 @@ wait "$cli" || status=$?
 # behind in its group goes too.
 stop_group "$cli"
 rm -f "$pid_file"
+stop_sentry "$sentry"
 exit "$status"

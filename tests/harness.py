@@ -243,15 +243,10 @@ class Sentry:
 
     def start(self, timeout: float = 30.0) -> Sentry:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        config = self.data_dir / "sentry-config.yaml"
-        config.write_text(
-            "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: daprsystem\n"
-            'spec:\n  mtls:\n    enabled: true\n    workloadCertTTL: "24h"\n    allowedClockSkew: "15m"\n'
-        )
         argv = [
             str(SENTRY),
             "--issuer-credentials", str(self.data_dir),
-            "--config", str(config),
+            "--config", str(ROOT / "dapr-config" / "sentry" / "config.yaml"),  # as scripts/control-plane.sh
             "--port", str(self.port), "--listen-address", "127.0.0.1",
             "--healthz-port", str(free_port()),
             "--enable-metrics=false",
@@ -292,10 +287,10 @@ def shared_sentry() -> Sentry:
 class Daprd:
     """A real daprd bound to 127.0.0.1 on free ports, with API and app tokens.
 
-    With `mtls`, it takes its workload certificate from the shared sentry and layers
-    dapr-config/access/<app-id>.yaml on the platform's config: only the callers and methods listed
-    there may invoke it (tests/integration/test_access_control.py). Off by default: with mTLS on,
-    daprd also speaks TLS to placement and scheduler, which `ControlPlane` does not run with yet.
+    With `mtls` (the default, as in `make up` and the cluster), it takes its workload certificate
+    from the shared sentry and layers dapr-config/access/<app-id>.yaml on the platform's config:
+    only the callers and methods listed there may invoke it (tests/integration/test_access_control.py).
+    daprd then speaks TLS to placement and scheduler too, which `ControlPlane` runs with TLS.
     """
 
     app_id: str
@@ -309,7 +304,7 @@ class Daprd:
     grpc_port: int = field(default_factory=free_port)
     internal_grpc_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
-    mtls: bool = False
+    mtls: bool = True
     process: ManagedProcess | None = None
 
     @property
@@ -481,7 +476,9 @@ class AppWithSidecar:
 class ControlPlane:
     """Dapr's placement (actors, workflows) and scheduler (workflow timers, reminders) on loopback.
 
-    Sidecars started with `daprd_args` host workflows; the others keep running without them.
+    Sidecars started with `daprd_args` host workflows; the others keep running without them. Both
+    serve gRPC over TLS with certificates from the shared sentry, as `make up` runs them: an mTLS
+    sidecar (the default) speaks TLS to them and refuses a plain connection.
     """
 
     log_dir: Path
@@ -489,6 +486,7 @@ class ControlPlane:
     placement_port: int = field(default_factory=free_port)
     scheduler_port: int = field(default_factory=free_port)
     processes: list[ManagedProcess] = field(default_factory=list)
+    tls: bool = True  # False only for sidecars started with Daprd(mtls=False), as bench/mtls compares
 
     @property
     def daprd_args(self) -> list[str]:
@@ -505,6 +503,10 @@ class ControlPlane:
         placement_health, scheduler_health = free_port(), free_port()
         etcd_client, etcd_peer, raft = free_port(), free_port(), free_port()
         loopback = ["--listen-address", "127.0.0.1", "--healthz-listen-address", "127.0.0.1"]
+        if self.tls:
+            sentry = shared_sentry()
+            loopback += ["--tls-enabled", "--sentry-address", sentry.address]
+            loopback += ["--trust-anchors-file", str(sentry.data_dir / "ca.crt")]
         metrics = ["--metrics-listen-address", "127.0.0.1"]
         placement = [
             str(binaries / "placement"),

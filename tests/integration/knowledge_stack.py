@@ -18,8 +18,10 @@ class Knowledge:
     features: AppWithSidecar
 
     def invoke(self, app_id: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        # Through the ingestion app's sidecar for both apps: the way another service calls them.
-        with self.ingestion.sidecar.client() as dapr:
+        # Through the app's own sidecar: another app's identity would be refused by the callee's
+        # access policy (dapr-config/access/), which lets only the gateway call these routes.
+        pair = {"ingestion": self.ingestion, "features": self.features}[app_id]
+        with pair.sidecar.client() as dapr:
             return dapr.request(method, f"/v1.0/invoke/{app_id}/method/{path.lstrip('/')}", timeout=60.0, **kwargs)
 
     def search(self, query: str, **params: Any) -> list[dict[str, Any]]:

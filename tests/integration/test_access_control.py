@@ -3,7 +3,9 @@ each callee's accessControl policy (dapr-config/access/<app>.yaml).
 
 The registry runs with its sidecar; callers are bare sidecars under the app ids the policy names.
 inference may only read the registry (it never promotes), training may register, anyone else is
-refused. A refusal is daprd's own 403, before the registry app sees the request.
+refused. A refusal is daprd's own 403, before the registry app sees the request. Every sidecar
+here runs as the harness starts them all, and as `make up` does: mTLS and the policies are the
+default, nothing is switched on for this test.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ def caller(log_dir: Path, secrets: dict[str, str]) -> Iterator[Callable[[str], h
             resources=[PROFILES["default"], RESILIENCY_DIR],
             log_dir=log_dir,
             dapr_api_token=secrets["dapr-api-token"],
-            mtls=True,
         )
         started.append(daprd.start())
         daprd.wait_ready()
@@ -52,7 +53,6 @@ def test_the_registrys_sidecar_lets_each_caller_do_only_what_its_policy_says(
     default_broker, log_dir: Path, secrets: dict[str, str], caller
 ) -> None:
     registry = AppWithSidecar.build("registry", log_dir, secrets)
-    registry.sidecar.mtls = True
     try:
         registry.start()
         registry.wait_ready()
@@ -78,6 +78,9 @@ def _check_policies(caller: Callable[[str], httpx.Client]) -> None:
     training = caller("training")
     register = training.post("/v1.0/invoke/registry/method/v1/models", json={})
     assert register.status_code == 422, register.text
+    # ... and read a version below it (the workflow checks its base model): the app's own 404.
+    version = training.get("/v1.0/invoke/registry/method/v1/models/no-such-model/versions/production")
+    assert version.status_code == 404 and version.headers["content-type"].startswith("application/problem+json")
 
     # An app id no policy names is refused everything.
     stranger = caller("intruder")

@@ -26,6 +26,7 @@ APP_IDS = [app["appID"] for app in RUN_FILE["apps"]]
 PORT_FIELDS = ("appPort", "daprHTTPPort", "daprGRPCPort", "daprInternalGRPCPort", "metricsPort")
 PORTS = {app[field]: f"{app['appID']} {field}" for app in RUN_FILE["apps"] for field in PORT_FIELDS if field in app}
 PGID_FILE = ROOT / ".data" / "platform" / "dapr-run.pgid"
+SENTRY_PORT = 50001  # scripts/control-plane.sh sentry
 
 
 def listening(port: int) -> bool:
@@ -83,9 +84,14 @@ def assert_all_gone(pgid: int, before: dict[int, str]) -> None:
     for needle in ("placement", "scheduler", *(f"-m {app}" for app in APP_IDS if app != "dapr-control-plane")):
         assert needle in commands, f"{needle} was not running: {commands}"
     assert sum("daprd" in command for command in before.values()) >= len(APP_IDS)
+    sidecars = [command for command in before.values() if command.split(" ", 1)[0].endswith("/daprd")]
+    assert sidecars and all("--enable-mtls" in command for command in sidecars)  # mTLS is the default
     wait_until(lambda: not group_members(pgid), what="every process of the platform to exit", timeout=30)
     assert [PORTS[port] for port in PORTS if listening(port)] == []
     assert not PGID_FILE.exists()
+    # Dapr's sentry runs beside the CLI's group (it must serve before the first sidecar): gone too.
+    wait_until(lambda: not listening(SENTRY_PORT), what="sentry to stop", timeout=15)
+    assert not (ROOT / ".data" / "platform" / "sentry.pid").exists()
 
 
 def test_sigterm_to_make_up_stops_every_app_and_sidecar(started) -> None:

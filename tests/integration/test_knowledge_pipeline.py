@@ -247,7 +247,7 @@ def test_bad_documents_get_a_problem_and_nothing_is_stored(knowledge, name, data
 
 
 def test_embeddings_are_openai_compatible(knowledge: Knowledge) -> None:
-    sidecar = knowledge.ingestion.sidecar
+    sidecar = knowledge.features.sidecar  # its own: only the gateway may call it from another app
     client = openai.OpenAI(
         base_url=f"{sidecar.url}/v1.0/invoke/features/method/v1",
         api_key="unused",  # the sidecar checks dapr-api-token, below
@@ -276,6 +276,12 @@ def test_embeddings_are_openai_compatible(knowledge: Knowledge) -> None:
         assert refused.value.param == param, refused.value.response.text
     problem = refused.value.response.json()
     assert problem["limit"] == "max_input_tokens" and problem["limit_value"] == 256
+    # 5000 short texts (about 70 KB, far under any body limit): a 400 naming `input` and the count limit.
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.embeddings.create(model="all-MiniLM-L6-v2", input=["a cat sat"] * 5000)
+    problem = refused.value.response.json()
+    assert refused.value.param == "input", refused.value.response.text
+    assert problem["limit"] == "max_inputs" and problem["limit_value"] == 2048
 
 
 def test_features_is_ready_only_with_model_and_index(knowledge: Knowledge) -> None:

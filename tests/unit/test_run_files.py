@@ -53,7 +53,8 @@ def test_every_listener_is_loopback_and_ports_do_not_collide() -> None:
         for key in ("appPort", "daprHTTPPort", "daprGRPCPort", "daprInternalGRPCPort", "metricsPort")
         if key in app
     ]
-    control_plane = [30005, 30006, 30080, 30081, 30090, 30091, 30379, 30380, 30201]
+    # placement, scheduler (scripts/control-plane.sh), then sentry's gRPC and healthz ports
+    control_plane = [30005, 30006, 30080, 30081, 30090, 30091, 30379, 30380, 30201, 50001, 30082]
     assert len(ports + control_plane) == len(set(ports + control_plane))
     gateway = next(app for app in dapr_run["apps"] if app["appID"] == "gateway")
     assert gateway["appPort"] == 8080
