@@ -79,14 +79,18 @@ class FastLlama:
         ]
         # transformers computes cos/sin per step from inv_freq (float32) and casts them to the
         # activations' dtype; one table over every position gives the same values.
-        rotary = inner.rotary_emb
-        limit = config.max_position_embeddings
-        positions = torch.arange(limit, device=self.embed.device, dtype=torch.float32)
-        freqs = torch.outer(positions, rotary.inv_freq.float().to(self.embed.device))
-        angles = torch.cat([freqs, freqs], dim=-1)
-        self.cos = (angles.cos() * rotary.attention_scaling).to(self.embed.dtype)
-        self.sin = (angles.sin() * rotary.attention_scaling).to(self.embed.dtype)
+        self.inv_freq = inner.rotary_emb.inv_freq.float().to(self.embed.device)
+        self.rotary_scaling = inner.rotary_emb.attention_scaling
+        self._rotary_table(config.max_position_embeddings)
         self.split = [self.heads * self.head_dim, self.kv_heads * self.head_dim, self.kv_heads * self.head_dim]
+
+    def _rotary_table(self, positions: int) -> None:
+        # INFERENCE_CONTEXT_LENGTH may pass the model's max_position_embeddings: the table grows.
+        steps = torch.arange(positions, device=self.embed.device, dtype=torch.float32)
+        freqs = torch.outer(steps, self.inv_freq)
+        angles = torch.cat([freqs, freqs], dim=-1)
+        self.cos = (angles.cos() * self.rotary_scaling).to(self.embed.dtype)
+        self.sin = (angles.sin() * self.rotary_scaling).to(self.embed.dtype)
 
     @staticmethod
     def supports(model: PreTrainedModel) -> bool:
@@ -144,6 +148,8 @@ class FastLlama:
         with 1 for real tokens. Writes the new keys and values at position `cached` of each
         layer's buffers (their capacity must exceed it); answers the logits (batch, vocab)."""
         batch, length = mask.shape
+        if length > len(self.cos):  # every row's position is below the padded length
+            self._rotary_table(2 * length)
         groups = self.heads // self.kv_heads
         h = F.embedding(tokens, self.embed)
         cos, sin = self.cos[positions][:, None, :], self.sin[positions][:, None, :]
@@ -174,6 +180,8 @@ class FastLlama:
         and the logits of every prompt's next token (prompts, vocab)."""
         device = self.embed.device
         lengths = [len(p) for p in prompts]
+        if max(lengths) > len(self.cos):
+            self._rotary_table(2 * max(lengths))
         ids = torch.tensor([[t for p in prompts for t in p]], dtype=torch.long, device=device)
         positions = torch.cat([torch.arange(n, device=device) for n in lengths])
         cos, sin = self.cos[positions][None, None], self.sin[positions][None, None]
