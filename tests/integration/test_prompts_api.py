@@ -95,6 +95,21 @@ def test_missing_or_mistyped_variables_are_a_422_naming_them(prompts) -> None:
         ]
         mistyped = dapr.post(f"{BASE}/{name}/render", json={"variables": {"product": 7, "question": "q"}})
         assert mistyped.status_code == 422 and mistyped.json()["errors"][0]["variable"] == "product"
+        # Keys are checked too: one the version does not declare, or that no template can name.
+        keys = {"product": "Dapr", "question": "q", "topik": 1, "a-b": 2}
+        undeclared = dapr.post(f"{BASE}/{name}/render", json={"variables": keys})
+        assert undeclared.status_code == 422
+        assert [(e["location"], e["message"]) for e in undeclared.json()["errors"]] == [
+            ("body.variables.topik", "is not a variable of this prompt version (declared: product, question)"),
+            ("body.variables.a-b", "a variable name is a letter or _ followed by letters, digits or _"),
+        ]
+        # A platform's variables fill what the version declares and are never refused.
+        offered = {"question": "How?", "context": "not declared here"}
+        rendered = dapr.post(
+            f"{BASE}/{name}/render", json={"variables": {"product": "Dapr"}, "platform_variables": offered}
+        )
+        assert rendered.status_code == 200, rendered.text
+        assert rendered.json()["messages"][-1]["content"].endswith("How?")
         assert dapr.post(f"{BASE}/{unique()}/render", json={"variables": {}}).status_code == 404
 
 
