@@ -194,9 +194,12 @@ def test_upload_search_ask_and_open_the_cited_chunk(signed_in: Page, screenshots
 
 @pytest.mark.xfail(
     strict=False,
-    reason="Regression found by the last clean-clone CI run (session 4): since the gateway's guarded stream "
-    "reads inference in its own task (gateway.output_stream.guarded_stream), stopping the ui's answer no "
-    "longer cancels inference's generation within 30 s. To fix first; see the closing note.",
+    reason="Regression found by the last clean-clone CI run (session 4): stopping the ui's answer did not "
+    "cancel inference's generation within 30 s. A cause found and fixed in session 5 (gateway.output_stream: "
+    "'await reader' forwarded the cancel scope's repeated cancellations into the reader, cutting off "
+    "httpcore's close of inference's stream; genai_platform.streaming.ClosingStreamingResponse), "
+    "unit-tested and shown in-process; this test and tests/integration/test_gateway_stream_cancel.py were not "
+    "run through the sidecars again before the session's end: remove the mark once they pass.",
 )
 def test_stop_ends_a_long_answer_and_its_generation(signed_in: Page) -> None:
     page = signed_in
@@ -214,27 +217,36 @@ def test_stop_ends_a_long_answer_and_its_generation(signed_in: Page) -> None:
 
 @pytest.mark.xfail(
     strict=False,
-    reason="Regression found by the last clean-clone CI run (session 4): with word-by-word release through "
-    "the gateway, a reload during an answer shows only its first piece ('Once'). To fix first; see the "
-    "closing note.",
+    reason="Found by the last clean-clone CI run (session 4): the reloaded page showed the whole answer "
+    "(377 characters, done), but the test compared the first 20 characters with a partial of one word, "
+    "'Once\\n' (a markdown paragraph's text ends with a newline). Comparison fixed in session 5 (stripped, "
+    "several pieces in, 'so far' checked right after the reload); not run again before the session's end: "
+    "remove the mark once it passes.",
 )
 def test_a_reload_during_an_answer_finds_it_and_shows_it_whole(signed_in: Page) -> None:
     page = signed_in
     new_conversation(page)
     page.evaluate(WATCH_ANSWER)
     ask(page, LONG_QUESTION, max_tokens=96)
-    wait_until(lambda: running_lengths(page), what="the answer to start", timeout=120)
-    partial = newest_turn(page).locator("[data-role=answer-text]").text_content() or ""
+    # Several pieces in (the gateway releases text word by word), so "the whole answer so far"
+    # differs from its first piece.
+    wait_until(lambda: len(running_lengths(page)) >= 3, what="the answer to grow", timeout=120)
+    # The rendered text (markdown: a paragraph's text ends with a newline), compared without its edges.
+    partial = (newest_turn(page).locator("[data-role=answer-text]").text_content() or "").strip()
     answer_url = page.url
     assert "answer=" in answer_url
     page.reload()
     turn = newest_turn(page)
+    # The reloaded page shows everything generated so far at once, not only the first piece.
+    so_far = (turn.locator("[data-role=answer-text]").text_content() or "").strip()
+    assert so_far.startswith(partial[:20]) and len(so_far) >= len(partial), (partial, so_far)
     expect(turn).to_have_attribute("data-status", "done", timeout=120_000)
-    whole = turn.locator("[data-role=answer-text]").text_content() or ""
-    assert len(whole) > len(partial) and whole[:20] == partial[:20], (partial, whole)
+    rendered = turn.locator("[data-role=answer-text]").text_content() or ""
+    whole = rendered.strip()
+    assert len(whole) > len(partial) and whole.startswith(partial[:20]), (partial, whole)
     # Once done it is kept: a later load shows the same answer whole.
     page.goto(answer_url)
-    expect(newest_turn(page).locator("[data-role=answer-text]")).to_have_text(whole)
+    expect(newest_turn(page).locator("[data-role=answer-text]")).to_have_text(rendered)
 
 
 # --- fine-tuning and models ----------------------------------------------------------------------------
