@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness import AppWithSidecar, bearer, start_pair
+from harness import AppWithSidecar, bearer, start_pair, wait_until
 
 MODEL_LIMIT = 1 << 20  # GatewaySettings.max_model_body_bytes
 OTHER_LIMIT = 1 << 20  # GatewaySettings.max_body_bytes
@@ -23,8 +23,13 @@ DOCUMENT_LIMIT = 10 << 20  # IngestionSettings.max_document_bytes
 def stack(log_dir: Path, secrets: dict[str, str], default_broker: str) -> Iterator[dict[str, AppWithSidecar]]:
     started: list[AppWithSidecar] = []
     try:
-        for app_id in ("guard", "ingestion", "gateway"):
-            started.append(start_pair(app_id, log_dir, secrets))
+        # features too: a large upload is checked until it is searchable. Ingestion sends up to
+        # 1,000 chunks an event (INGESTION_CHUNKS_PER_EVENT's most, 64 by default): a 9 MB document
+        # is then 14 events, not 210, each of which features indexes in turn (a state write and a
+        # manifest update each), so the test waits on ingestion's work, not on features' backlog.
+        env = {"ingestion": {"INGESTION_CHUNKS_PER_EVENT": "1000"}}
+        for app_id in ("guard", "features", "ingestion", "gateway"):
+            started.append(start_pair(app_id, log_dir, secrets, env=env.get(app_id)))
         yield {pair.app.app_id: pair for pair in started}
     finally:
         for pair in reversed(started):
@@ -94,6 +99,48 @@ def test_a_document_near_the_limit_is_ingested_and_one_over_it_is_a_413(stack, s
         framed = httpx.Request("POST", url, files={"file": ("over.txt", over, "text/plain")})
         sent = http.post(url, content=chunked(framed.read()), headers={"content-type": framed.headers["content-type"]})
         assert_limit_problem(sent, 413, UPLOAD_LIMIT)
+
+
+def test_a_9_mb_text_upload_is_stored_and_becomes_searchable(stack, secrets) -> None:
+    """A new-user trial's 9 MB plain-text upload was a 503 after 30 s: ingestion's sidecar refused the
+    chunks' one state transaction over its body limit ("stream too large"), and extraction took
+    about 5 s per MB. Its chunks and events now go in requests of at most 4 MiB. One paragraph over
+    and over keeps the test lean: features embeds each distinct chunk text of an event once."""
+    gateway = stack["gateway"].app.url
+    marker = f"zq{uuid.uuid4().hex[:12]}"
+    paragraph = (
+        "Tides rise and fall twice a day as the Moon pulls the oceans toward it. Harbour masters "
+        "publish tables of high and low water, and sailors read them before they leave port. Spring "
+        "tides follow the full and the new Moon; neap tides come between, with a smaller range. "
+        "Estuaries funnel the flood tide into a bore that can run far inland."
+    )
+    text = f"# Tide tables\n\nLarge uploads become searchable, marker {marker}."
+    copies = (9_000_000 - len(text)) // (len(paragraph) + 2)
+    text += f"\n\n{paragraph}" * copies
+    data = text.encode()
+    assert 8_900_000 < len(data) <= 9_000_000
+    with httpx.Client(base_url=gateway, headers=bearer(secrets), timeout=180) as http:
+        created = http.post("/v1/documents", files={"file": ("tides.txt", data, "text/plain")})
+        assert created.status_code == 201, created.text[:500]
+        document_id = created.json()["id"]
+        try:
+            document = http.get(f"/v1/documents/{document_id}").json()
+            assert document["characters"] == len(text)
+            # Every copy is chunked: two of its ~75 tokens fit in a chunk of 200 (INGESTION_CHUNK_TOKENS).
+            assert copies // 2 <= document["chunk_count"] <= copies + 1
+
+            def found() -> bool:
+                hits = http.post("/v1/search", json={"query": marker, "mode": "keyword", "k": 5}).json()["results"]
+                return any(hit["document_id"] == document_id for hit in hits)
+
+            watch = [*stack["features"].processes, *stack["ingestion"].processes]
+            # Polled: a shared Redis may hold other tests' events for features ahead of these.
+            wait_until(found, what="the 9 MB document searchable", timeout=300, watch=watch)
+        finally:
+            # Deleted whatever happened: features buries it, so its events still queued are refused
+            # (never indexed by a later test's features).
+            assert http.delete(f"/v1/documents/{document_id}").status_code == 204
+        wait_until(lambda: not found(), what="the 9 MB document gone from the index", timeout=300, watch=watch)
 
 
 def test_the_sidecars_take_what_the_gateway_lets_through(stack, secrets) -> None:
