@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness import AppWithSidecar, bearer, wait_until
@@ -30,12 +29,6 @@ def active(inference: AppWithSidecar) -> int:
     return httpx.get(f"{inference.app.url}/admin/engines", headers=headers, timeout=5.0).json()["current"]["active"]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="New in session 5 beside the fix of gateway.output_stream and ClosingStreamingResponse (6bfaadd); its "
-    "run through the sidecars before the fix failed as the ui's Stop did, its one run after it was cut short by "
-    "a 500 from inference's sidecar during other helpers' edits: remove the mark once it passes.",
-)
 def test_leaving_a_stream_cancels_its_generation(start_app, default_broker, secrets) -> None:
     guard = start_app("guard", default_broker)
     inference = start_app("inference")

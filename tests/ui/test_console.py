@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 
 import httpx
-import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
 from harness import SERVICES, wait_until
@@ -192,15 +191,6 @@ def test_upload_search_ask_and_open_the_cited_chunk(signed_in: Page, screenshots
     dialog.get_by_role("button", name="Close").click()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="Regression found by the last clean-clone CI run (session 4): stopping the ui's answer did not "
-    "cancel inference's generation within 30 s. A cause found and fixed in session 5 (gateway.output_stream: "
-    "'await reader' forwarded the cancel scope's repeated cancellations into the reader, cutting off "
-    "httpcore's close of inference's stream; genai_platform.streaming.ClosingStreamingResponse), "
-    "unit-tested and shown in-process; this test and tests/integration/test_gateway_stream_cancel.py were not "
-    "run through the sidecars again before the session's end: remove the mark once they pass.",
-)
 def test_stop_ends_a_long_answer_and_its_generation(signed_in: Page) -> None:
     page = signed_in
     new_conversation(page)
@@ -215,14 +205,6 @@ def test_stop_ends_a_long_answer_and_its_generation(signed_in: Page) -> None:
     wait_until(lambda: cancelled_generations() > before, what="inference to cancel the generation", timeout=30)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="Found by the last clean-clone CI run (session 4): the reloaded page showed the whole answer "
-    "(377 characters, done), but the test compared the first 20 characters with a partial of one word, "
-    "'Once\\n' (a markdown paragraph's text ends with a newline). Comparison fixed in session 5 (stripped, "
-    "several pieces in, 'so far' checked right after the reload); not run again before the session's end: "
-    "remove the mark once it passes.",
-)
 def test_a_reload_during_an_answer_finds_it_and_shows_it_whole(signed_in: Page) -> None:
     page = signed_in
     new_conversation(page)
