@@ -95,6 +95,24 @@ PROFILES = {
 }
 
 
+def gateway_secret_store(secrets_file: Path) -> str:
+    """A local-file secret store component, scoped to the gateway, reading `secrets_file`: the
+    gateway's own API keys for a test that rewrites them (rotation, scopes)."""
+    return f"""apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: secretstore
+spec:
+  type: secretstores.local.file
+  version: v1
+  metadata:
+    - name: secretsFile
+      value: {secrets_file}
+scopes:
+  - gateway
+"""
+
+
 def sidecar_limit_args() -> list[str]:
     """daprd's body and header limits as dapr.yaml gives them to `make up`'s sidecars, as flags."""
     common = yaml.safe_load((ROOT / "dapr.yaml").read_text())["common"]

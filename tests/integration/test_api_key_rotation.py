@@ -17,21 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness import PROFILES, RESILIENCY_DIR, ROOT, start_pair, wait_until
-
-SECRET_STORE = """apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata:
-  name: secretstore
-spec:
-  type: secretstores.local.file
-  version: v1
-  metadata:
-    - name: secretsFile
-      value: {path}
-scopes:
-  - gateway
-"""
+from harness import PROFILES, RESILIENCY_DIR, ROOT, gateway_secret_store, start_pair, wait_until
 
 
 @pytest.fixture
@@ -40,7 +26,7 @@ def secrets_file(tmp_path: Path, secrets: dict[str, str]) -> Path:
     path.write_text(json.dumps({**secrets, "gateway-api-keys": "k-first=chat"}))
     resources = tmp_path / "resources"
     resources.mkdir()
-    (resources / "secretstore.yaml").write_text(SECRET_STORE.format(path=path))
+    (resources / "secretstore.yaml").write_text(gateway_secret_store(path))
     (resources / "statestore.yaml").write_text((PROFILES["default"] / "statestore.yaml").read_text())
     return path
 

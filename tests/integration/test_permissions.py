@@ -16,28 +16,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness import PROFILES, RESILIENCY_DIR, start_pair, wait_until
-
-SECRET_STORE = """apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata:
-  name: secretstore
-spec:
-  type: secretstores.local.file
-  version: v1
-  metadata:
-    - name: secretsFile
-      value: {path}
-scopes:
-  - gateway
-"""
+from harness import PROFILES, RESILIENCY_DIR, gateway_secret_store, start_pair, wait_until
 
 
 def _write_keys(folder: Path, secrets: dict[str, str], version: int, keys: str) -> None:
     """A new secrets file holding `keys`, and the component pointed at it (daprd hot-reloads it)."""
     path = folder / f"secrets-{version}.json"
     path.write_text(json.dumps({**secrets, "gateway-api-keys": keys}))
-    (folder / "resources" / "secretstore.yaml").write_text(SECRET_STORE.format(path=path))
+    (folder / "resources" / "secretstore.yaml").write_text(gateway_secret_store(path))
 
 
 @pytest.fixture
