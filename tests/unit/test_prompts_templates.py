@@ -167,3 +167,42 @@ def test_a_draft_declaring_a_variable_no_template_can_name_is_refused() -> None:
             "message": "a variable name is a letter or _ followed by letters, digits or _",
         }
     ]
+
+
+# Found by a new-user trial: two nested loops of 99,999 (each under the sandbox's own range limit)
+# held the prompts app at 100 % CPU and 6 GB until it was killed.
+LOOP_BOMBS = [
+    "{% for i in range(99999) %}{% for j in range(99999) %}a{% endfor %}{% endfor %}",
+    # No output and no call inside: only the deadline stops it.
+    "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}",
+    # A macro that calls itself twice: exponential work.
+    "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}",
+]
+
+
+@pytest.mark.parametrize("template", LOOP_BOMBS)
+def test_a_runaway_template_is_a_422_within_its_time_limit(template: str) -> None:
+    version = compiled(VersionDraft(type="text", template=template, variables={"type": "object", "properties": {}}))
+    with pytest.raises(VariablesError) as caught:
+        render(version, {})
+    message = caught.value.errors[0]["message"]
+    assert caught.value.errors[0]["variable"] == "(template)"
+    assert message in {"the template ran past 2 s", "the rendered prompt is too long"}
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{{ 'a' * 1000000000 }}", "{{ [1] * 1000000000 }}", "{{ 1000000000 * 'a' }}", "{{ 10 ** 100000000 }}"],
+)
+def test_a_single_huge_operation_is_refused_before_it_runs(template: str) -> None:
+    version = compiled(VersionDraft(type="text", template=template, variables={"type": "object", "properties": {}}))
+    with pytest.raises(VariablesError) as caught:
+        render(version, {})
+    assert caught.value.errors[0]["message"] == "the template tried an unsafe operation"
+
+
+def test_small_repetitions_and_powers_still_render() -> None:
+    version = compiled(
+        VersionDraft(type="text", template="{{ '-' * 3 }} {{ 2 ** 10 }}", variables={"type": "object", "properties": {}})
+    )
+    assert render(version, {}) == [{"role": "user", "content": "--- 1024"}]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -220,7 +221,8 @@ async def render_prompt(name: PromptName, body: RenderRequest, store: StoreDep, 
     else:
         version, compiled = cached.version, cached.compiled
     try:
-        messages = render(compiled, body.variables, body.platform_variables)
+        # In a worker thread: a render is pure CPU, up to RENDER_TIMEOUT_S, and must not stall the event loop.
+        messages = await anyio.to_thread.run_sync(render, compiled, body.variables, body.platform_variables)
     except VariablesError as error:
         raise Problem(
             422,

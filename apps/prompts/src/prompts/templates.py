@@ -8,15 +8,18 @@ first, so a 422 names the variable and says what is wrong with it.
 
 from __future__ import annotations
 
+import ctypes
 import re
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import jinja2
 from jinja2 import meta
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -35,6 +38,64 @@ _LABEL = re.compile(LABEL_PATTERN)
 
 # A rendered prompt longer than this is a runaway loop in a template, not a prompt.
 MAX_RENDERED_CHARS = 200_000
+# A prompt renders in milliseconds; one still running after this is a loop bomb (nested loops of
+# 99,999 passed the sandbox's own limit, one range of at most 100,000, and held a worker at 100 %
+# CPU and 6 GB until it was killed: found by a new-user trial).
+RENDER_TIMEOUT_S = 2.0
+# `x ** y` computes in one C call no timeout can stop: a larger integer exponent is refused.
+MAX_EXPONENT = 100
+
+_T = TypeVar("_T")
+
+
+class RenderTimeout(Exception):  # noqa: N818 - raised inside the render thread, never outside this module
+    """The render ran past RENDER_TIMEOUT_S."""
+
+
+def run_with_deadline(work: Callable[[], _T], seconds: float) -> _T:
+    """`work()` in this thread, stopped with RenderTimeout once it has run `seconds`.
+
+    Jinja compiles a template to Python, so its loops run Python bytecode, and CPython delivers an
+    exception set with PyThreadState_SetAsyncExc at the next bytecode boundary: the only way to
+    stop a running Python loop from outside without a process per render. The lock keeps the
+    timer from setting it once `work` has returned.
+    """
+    thread_id = threading.get_ident()
+    lock = threading.Lock()
+    running = True
+
+    def expire() -> None:
+        with lock:
+            if running:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(RenderTimeout))
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        return work()
+    finally:
+        with lock:
+            running = False
+        timer.cancel()
+
+
+class PromptEnvironment(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, with `*` and `**` checked before they run (one C call each, which
+    no timeout stops): a string or list repeated past MAX_RENDERED_CHARS, or an exponent over
+    MAX_EXPONENT, is a SecurityError."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                repeated = isinstance(sequence, (str, list, tuple)) and isinstance(times, int)
+                if repeated and len(sequence) * times > MAX_RENDERED_CHARS:
+                    raise SecurityError("a repetition past the rendered prompt's limit")
+        if operator == "**" and isinstance(right, int) and abs(right) > MAX_EXPONENT:
+            raise SecurityError(f"an exponent over {MAX_EXPONENT}")
+        return super().call_binop(context, operator, left, right)
 
 
 class TemplateError(ValueError):
@@ -140,9 +201,9 @@ def check_label(label: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def environment() -> ImmutableSandboxedEnvironment:
+def environment() -> PromptEnvironment:
     # autoescape off: prompts are plain text, not HTML. keep_trailing_newline: the author's text verbatim.
-    return ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    return PromptEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 def template_sources(draft: VersionDraft | Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -251,11 +312,28 @@ def render(
     caller's, the rest are left out unchecked.
     """
     variables = check_variables(compiled, variables, platform_variables)
+    try:
+        return run_with_deadline(lambda: _render_messages(compiled, variables), RENDER_TIMEOUT_S)
+    except RenderTimeout:
+        too_slow = {"variable": "(template)", "message": f"the template ran past {RENDER_TIMEOUT_S:g} s"}
+        raise VariablesError([too_slow]) from None
+
+
+def _render_messages(compiled: CompiledVersion, variables: Mapping[str, Any]) -> list[dict[str, str]]:
+    # Piece by piece (Jinja's generate), so a runaway output stops at the limit instead of filling memory.
     messages = []
     total = 0
     for role, template in zip(compiled.roles, compiled.templates, strict=True):
+        pieces: list[str] = []
         try:
-            content = template.render(**variables)
+            for piece in template.generate(**variables):
+                total += len(piece)
+                if total > MAX_RENDERED_CHARS:
+                    raise VariablesError([{"variable": "(template)", "message": "the rendered prompt is too long"}])
+                pieces.append(piece)
+            content = "".join(pieces)
+        except VariablesError:
+            raise
         except jinja2.UndefinedError as error:
             # A variable the schema does not require but the template needs (e.g. a nested key).
             raise VariablesError([{"variable": "(template)", "message": str(error.message)}]) from error
@@ -264,8 +342,5 @@ def render(
             raise VariablesError([unsafe]) from error
         except (TypeError, ValueError, ArithmeticError) as error:
             raise VariablesError([{"variable": "(template)", "message": f"rendering failed: {error}"}]) from error
-        total += len(content)
-        if total > MAX_RENDERED_CHARS:
-            raise VariablesError([{"variable": "(template)", "message": "the rendered prompt is too long"}])
         messages.append({"role": role, "content": content})
     return messages
