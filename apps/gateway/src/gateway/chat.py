@@ -289,13 +289,17 @@ def prompt_reference(value: Any) -> PromptReference | None:
 
 
 def refused(blocked_by: list[str]) -> Problem:
-    """The 400 problem for input the rails refused, naming the rails (`blocked_by`)."""
+    """The 400 problem for input the rails refused, naming the rails (`blocked_by`), with OpenAI's
+    `error` object (`code` `content_filter`, Azure OpenAI's code for a filtered prompt) so OpenAI's
+    SDKs show the message: without it they showed only "Error code: 400" (a new-user trial)."""
+    detail = f"The request was refused by the input rail(s): {', '.join(blocked_by)}."
     return Problem(
         400,
-        f"The request was refused by the input rail(s): {', '.join(blocked_by)}.",
+        detail,
         title="Refused by the guard",
         type_="urn:genai-platform:guard:refused",
         blocked_by=blocked_by,
+        error={"message": detail, "type": "invalid_request_error", "param": None, "code": "content_filter"},
     )
 
 
