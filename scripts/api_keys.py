@@ -56,8 +56,15 @@ class Process:
 
 
 def read_keys(path: Path) -> tuple[dict[str, str], dict[str, frozenset[str]]]:
-    """The secrets file and its API keys (key -> scopes, in file order)."""
-    data = json.loads(path.read_text())
+    """The secrets file and its API keys (key -> scopes, in file order); Refused when unreadable."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as error:
+        raise Refused(f"cannot read {path}: {error.strerror} (`make up` or scripts/secrets.sh writes it)") from None
+    except json.JSONDecodeError as error:
+        raise Refused(f"{path} is not JSON ({error.msg}, line {error.lineno})") from None
+    if not isinstance(data, dict):
+        raise Refused(f"{path} is not a JSON object of secrets")
     return data, {key.key: key.scopes for key in parse_keys(data.get(SECRET_NAME, ""))}
 
 
@@ -184,18 +191,25 @@ def main() -> int:
         else:
             if args.key not in keys:
                 raise Refused(f"no such key in {args.secrets}")
-            scopes = keys.pop(args.key)
             if args.command == "rotate":
+                # In place: the key keeps its position, so "the first key" (the README's snippets)
+                # is the same key's successor.
                 created = new_key()
-                keys[created] = scopes
+                keys = {created if key == args.key else key: scopes for key, scopes in keys.items()}
+            else:
+                if len(keys) == 1:
+                    raise Refused("that is the only key: removing it would refuse every caller (add another first)")
+                keys.pop(args.key)
         data[SECRET_NAME] = format_keys(keys)
         write_secrets(args.secrets, data)
+        # The new key goes out before the reload, so a reload that times out does not lose it.
+        if created is not None:
+            sys.stdout.write(f"{created}\n")
+            sys.stdout.flush()
         reloaded = reload_gateways(data[SECRET_NAME], args.timeout)
     except Refused as error:
         sys.stderr.write(f"api-keys: {error}\n")
         return 1
-    if created is not None:
-        sys.stdout.write(f"{created}\n")
     sys.stderr.write(f"api-keys: {args.command} done; {reloaded} running gateway(s) reloaded\n")
     return 0
 
