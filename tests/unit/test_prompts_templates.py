@@ -202,7 +202,6 @@ def test_a_single_huge_operation_is_refused_before_it_runs(template: str) -> Non
 
 
 def test_small_repetitions_and_powers_still_render() -> None:
-    version = compiled(
-        VersionDraft(type="text", template="{{ '-' * 3 }} {{ 2 ** 10 }}", variables={"type": "object", "properties": {}})
-    )
+    no_variables = {"type": "object", "properties": {}}
+    version = compiled(VersionDraft(type="text", template="{{ '-' * 3 }} {{ 2 ** 10 }}", variables=no_variables))
     assert render(version, {}) == [{"role": "user", "content": "--- 1024"}]
