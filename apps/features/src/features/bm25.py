@@ -6,6 +6,7 @@ import math
 import re
 import unicodedata
 from collections import Counter, defaultdict
+from collections.abc import Collection
 
 _WORD = re.compile(r"[a-z0-9]+")
 # Words too common to say what a text is about (a short English list; BM25's idf does the rest).
@@ -127,8 +128,9 @@ class BM25Index:
                 del self._postings[term]
         self._total_length -= self._lengths.pop(chunk_id)
 
-    def scores(self, query: str) -> dict[str, float]:
-        """BM25 score of every chunk sharing at least one term with the query."""
+    def scores(self, query: str, only: Collection[str] | None = None) -> dict[str, float]:
+        """BM25 score of every chunk sharing at least one term with the query (of those in `only`,
+        when given: the statistics stay the whole index's, so a chunk scores as it would unfiltered)."""
         n = len(self._lengths)
         if n == 0:
             return {}
@@ -140,6 +142,8 @@ class BM25Index:
                 continue
             idf = math.log(1.0 + (n - len(posting) + 0.5) / (len(posting) + 0.5))
             for chunk_id, tf in posting.items():
+                if only is not None and chunk_id not in only:
+                    continue
                 norm = self.k1 * (1 - self.b + self.b * self._lengths[chunk_id] / average)
                 out[chunk_id] += idf * tf * (self.k1 + 1) / (tf + norm)
         return dict(out)

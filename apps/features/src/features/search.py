@@ -47,6 +47,16 @@ def _top(scores: dict[str, float], n: int) -> dict[str, float]:
     return dict(sorted(scores.items(), key=lambda item: item[1], reverse=True)[:n])
 
 
+def _best(scores: np.ndarray, n: int) -> np.ndarray:
+    """The positions of the `n` highest scores, highest first (ties: the lower position first)."""
+    if len(scores) > n:
+        # Partition first: only the `n` best are sorted, not every chunk of the index.
+        candidates = np.argpartition(-scores, n - 1)[:n]
+        candidates.sort()
+        return candidates[np.argsort(-scores[candidates], kind="stable")]
+    return np.argsort(-scores, kind="stable")
+
+
 def _normalised(scores: dict[str, float]) -> dict[str, float]:
     # Min-max within the candidates: cosine and BM25 live on different scales, and only their
     # order within one query matters to the fusion.
@@ -62,27 +72,27 @@ def search(index: ChunkIndex, query_vector: np.ndarray | None, query: str, param
     matrix, chunks = index.matrix()
     if not chunks or params.k <= 0:
         return []
-    allowed = None
-    if params.collection is not None:
-        allowed = {chunk.id for chunk in chunks if chunk.collection == params.collection}
+    # A collection's chunks come from the index's own table (rows and ids), never from a scan of
+    # every chunk in Python: that scan was most of a filtered search's time (bench/README.md).
+    allowed = None if params.collection is None else index.collection_ids(params.collection)
     pool = max(50, params.k * 10)
 
     vector_scores: dict[str, float] = {}
     if params.mode in (Mode.VECTOR, Mode.HYBRID):
         assert query_vector is not None
-        similarities = matrix @ query_vector
-        if allowed is not None:
-            mask = np.array([chunk.id in allowed for chunk in chunks])
-            similarities = np.where(mask, similarities, -np.inf)
-        best = np.argsort(-similarities)[:pool]
-        vector_scores = {chunks[i].id: float(similarities[i]) for i in best if np.isfinite(similarities[i])}
+        rows = None if params.collection is None else index.collection_rows(params.collection)
+        similarities = (matrix if rows is None else matrix[rows]) @ query_vector
+        best = _best(similarities, pool)
+        row_of = best if rows is None else rows[best]
+        vector_scores = {
+            chunks[row].id: float(similarities[i])
+            for row, i in zip(row_of, best, strict=True)
+            if np.isfinite(similarities[i])
+        }
 
     keyword_scores: dict[str, float] = {}
     if params.mode in (Mode.KEYWORD, Mode.HYBRID):
-        raw = index.keywords.scores(query)
-        if allowed is not None:
-            raw = {key: value for key, value in raw.items() if key in allowed}
-        keyword_scores = _top(raw, pool)
+        keyword_scores = _top(index.keywords.scores(query, only=allowed), pool)
 
     if params.mode is Mode.VECTOR:
         combined = vector_scores
