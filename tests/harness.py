@@ -32,7 +32,8 @@ RUNTIME = Path(os.environ.get("DAPR_RUNTIME_PATH", ROOT / ".runtime"))
 DAPRD = RUNTIME / ".dapr" / "bin" / "daprd"
 SECRETS_FILE = ROOT / ".data" / "secrets.json"
 CONFIG = ROOT / "dapr-config" / "config.yaml"
-RESILIENCY_DIR = ROOT / "dapr-config"
+# A resources path: never the folder of CONFIG (dapr.yaml says why).
+RESILIENCY_DIR = ROOT / "dapr-config" / "resiliency"
 # Who may invoke each app, and which methods: a second --config for that app's sidecar.
 ACCESS_DIR = ROOT / "dapr-config" / "access"
 SENTRY = RUNTIME / ".dapr" / "bin" / "sentry"

@@ -5,7 +5,7 @@ daprd and Redis: that daprd's state store and pub/sub components point at the pr
 Disabling the proxy closes every connection and refuses new ones, as a cut link does. For
 CUT_SECONDS or more the ingestion API is asked to store documents: each answer is a 503
 problem+json with Retry-After (the first ones after daprd's retries, the rest at once), the circuit
-breaker of dapr-config/resiliency.yaml opens (daprd's `dapr_resiliency_cb_state` metric says
+breaker of dapr-config/resiliency/resiliency.yaml opens (daprd's `dapr_resiliency_cb_state` metric says
 so), and once the link is back it closes again and every document that was refused is stored
 when the client tries again. Nothing is lost: each accepted
 document's `documents.ingested` event is in the broker's stream.

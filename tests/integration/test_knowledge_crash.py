@@ -26,7 +26,7 @@ DOCUMENTS = 200
 
 # This test found that Dapr 1.18's Redis Streams component acknowledges a message once the
 # sidecar's delivery retries are spent: with a short inbound retry policy, events in flight to a
-# SIGKILLed features app were lost (10 of 200). dapr-config/resiliency-features.yaml retries
+# SIGKILLed features app were lost (10 of 200). dapr-config/resiliency/resiliency-features.yaml retries
 # delivery to features until the processing timeout cancels the attempt, which leaves the
 # message pending for redelivery.
 

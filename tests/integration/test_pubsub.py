@@ -10,7 +10,7 @@ from harness import ROOT, wait_until
 
 def inbound_retries() -> int:
     """How many times the resiliency policy retries a delivery to a subscriber."""
-    resiliency = yaml.safe_load(Path(ROOT / "dapr-config" / "resiliency.yaml").read_text())
+    resiliency = yaml.safe_load(Path(ROOT / "dapr-config" / "resiliency" / "resiliency.yaml").read_text())
     spec = resiliency["spec"]
     policy = spec["targets"]["components"]["pubsub"]["inbound"]["retry"]
     return int(spec["policies"]["retries"][policy]["maxRetries"])

@@ -1,4 +1,4 @@
-"""The Resiliency in dapr-config/ retries a transient 503 from an app, and not a 4xx."""
+"""The Resiliency in dapr-config/resiliency/ retries a transient 503 from an app, and not a 4xx."""
 
 import uuid
 from pathlib import Path
@@ -12,7 +12,7 @@ TARGET = "ui"
 
 
 def invocation_retries(app_id: str) -> int:
-    spec = yaml.safe_load(Path(ROOT / "dapr-config" / "resiliency.yaml").read_text())["spec"]
+    spec = yaml.safe_load(Path(ROOT / "dapr-config" / "resiliency" / "resiliency.yaml").read_text())["spec"]
     policy = spec["targets"]["apps"][app_id]["retry"]
     return int(spec["policies"]["retries"][policy]["maxRetries"])
 

@@ -158,9 +158,9 @@ def test_dapr_resources_name_only_real_apps(rendered: dict[str, list[dict]], ove
 
 
 def test_resiliency_is_the_local_one() -> None:
-    """k8s/base/dapr/resiliency.yaml repeats dapr-config/resiliency*.yaml (kustomize cannot read them)."""
+    """k8s/base/dapr/resiliency.yaml repeats dapr-config/resiliency/*.yaml (kustomize cannot read them)."""
     files = ("resiliency.yaml", "resiliency-features.yaml")
-    local = [yaml.safe_load((ROOT / "dapr-config" / f).read_text()) for f in files]
+    local = [yaml.safe_load((ROOT / "dapr-config" / "resiliency" / f).read_text()) for f in files]
     cluster = [d for d in yaml.safe_load_all((K8S / "base" / "dapr" / "resiliency.yaml").read_text()) if d]
     assert cluster == local
 

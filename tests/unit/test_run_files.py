@@ -4,7 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from harness import ROOT, SERVICES
+from harness import RESILIENCY_DIR, ROOT, SERVICES
 
 
 def load(name: str) -> dict:
@@ -58,3 +58,19 @@ def test_every_listener_is_loopback_and_ports_do_not_collide() -> None:
     assert len(ports + control_plane) == len(set(ports + control_plane))
     gateway = next(app for app in dapr_run["apps"] if app["appID"] == "gateway")
     assert gateway["appPort"] == 8080
+
+
+def test_no_resources_path_holds_a_configuration() -> None:
+    """daprd 1.18 watches its resources paths (hot reload); a Configuration in one that differs from
+    its --config (in standalone mode it always does) makes any change there restart the sidecar
+    in-process, after which its /metrics answers 500. So `make up`'s and the tests' resources paths
+    hold components and resiliency only, and every sidecar config file lives elsewhere."""
+    folders = [ROOT / path for path in load("dapr.yaml")["common"]["resourcesPaths"]] + [RESILIENCY_DIR]
+    tye_dapr = next(ext for ext in load("tye.yaml")["extensions"] if ext["name"] == "dapr")
+    folders.append(ROOT / tye_dapr["resources-path"])
+    for folder in folders:
+        kinds = {f.name: yaml.safe_load(f.read_text()).get("kind") for f in folder.glob("*.yaml")}
+        assert kinds, folder
+        assert "Configuration" not in kinds.values(), (folder, kinds)
+    config = ROOT / load("dapr.yaml")["common"]["configFilePath"]
+    assert config.parent.resolve() not in {folder.resolve() for folder in folders}

@@ -170,7 +170,7 @@ async def indexed_document(request: Request, document_id: ResourceId) -> dict[st
 # No deadLetterTopic here, deliberately: while this app is down (a crash, a restart) the sidecar's
 # delivery attempts fail, and with a dead-letter topic those events would be parked there and
 # never indexed. Without one they stay pending in the broker and come back (Redis: after
-# processingTimeout; dapr-config/resiliency-features.yaml retries until then). Events that can
+# processingTimeout; dapr-config/resiliency/resiliency-features.yaml retries until then). Events that can
 # never succeed (an invalid payload) are answered DROP; a failing state store or broker RETRY.
 
 
