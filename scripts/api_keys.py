@@ -3,23 +3,31 @@
     uv run --frozen --no-sync python scripts/api_keys.py add [SCOPE...]    # prints the new key
     uv run --frozen --no-sync python scripts/api_keys.py rotate KEY        # same scopes, new key
     uv run --frozen --no-sync python scripts/api_keys.py remove KEY
+    uv run --frozen --no-sync python scripts/api_keys.py reload            # after editing the file by hand
 
 The keys are the `gateway-api-keys` entry of the local secrets file (`.data/secrets.json`, or
 `--secrets FILE`), in the format of `gateway.api_keys.parse_keys`; a key without scopes holds
 every scope. No tracked file changes.
 
-Why a reload is needed: Dapr's local file secret store (`secretstores.local.file`) reads its file
-once, when the component is initialised; a hot reload re-initialises a component only when its
-spec changes. daprd 1.18 restarts its runtime in the same process on SIGHUP, which initialises
-every component again and so reads the file again. So after writing the file this sends SIGHUP
-to every gateway sidecar of this checkout, waits until each one's secrets API returns the new
-value (at most `--timeout` seconds, 60 by default), then sends SIGHUP to every gateway app, which
-reads its keys again on the next request (`gateway.api_keys.ApiKeys.expire_on_sighup`). No
-process is restarted; a request that meets the sidecar's reload (40-50 ms in the test's daprd
-log) may get a 503 problem+json.
+How the running gateways take the new keys: Dapr's local file secret store
+(`secretstores.local.file`) reads its file only when the component is initialised. Under `make up`
+the gateway reads its keys from a store of its own, `gateway-keys` over the same file, whose
+component file is `.data/dapr-resources/gateway-keys.yaml` (`--component FILE`) in a resources path
+of every sidecar. This script rewrites that file with a new `generation`; daprd 1.18's hot reload
+(feature `HotReload`, on by default) compares component specs on every change in a resources path
+and closes and initialises again only a component whose spec changed, so the store reads the
+secrets file again (10-30 ms; pkg/runtime/hotreload/reconciler/components.go). The script then
+waits until each gateway sidecar that watches the file serves the new keys (at most `--timeout`
+seconds, 60 by default) and sends SIGHUP to every gateway app, which reads its keys again on the
+next request (`gateway.api_keys.ApiKeys.expire_on_sighup`). Nothing restarts, not even in-process:
+a SIGHUP to daprd 1.18 restarts its runtime, after which its /metrics answers 500 ("was collected
+before with the same name and label values") until the process restarts. A request that meets
+the store's re-initialisation may get a 503 problem+json.
 
 Exits 1 with a message when the key is unknown, a scope is unknown, or a sidecar did not serve
-the new keys in time; 0 when no gateway runs (the file alone changed: the next start reads it).
+the new keys in time; 0 when no gateway runs (the files alone changed: the next start reads them).
+A gateway sidecar that does not watch the component (a bare `dapr run -f .`, tye) is named on
+stderr: it keeps the old keys until it restarts.
 """
 
 from __future__ import annotations
@@ -41,8 +49,10 @@ from gateway.scopes import ALL, SCOPES
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET_NAME = "gateway-api-keys"
-# The secret store component's name in every profile (components/secretstore.yaml).
-SECRET_STORE = "secretstore"
+# The gateway's own key store under `make up` (scripts/sidecar_configs.py gives the gateway
+# SECRET_STORE=gateway-keys and every sidecar the component's folder as a resources path).
+KEYS_STORE = "gateway-keys"
+COMPONENT = ROOT / ".data" / "dapr-resources" / f"{KEYS_STORE}.yaml"
 
 
 class Refused(Exception):
@@ -82,6 +92,36 @@ def write_secrets(path: Path, data: dict[str, str]) -> None:
     os.replace(tmp, path)
 
 
+def write_component(path: Path, secrets_file: Path) -> None:
+    """Write the `gateway-keys` component (a local file store over `secrets_file`, scoped to the
+    gateway) with a new `generation`, atomically: a daprd watching its folder re-initialises it."""
+    text = f"""# Written by scripts/api_keys.py at every key change; `make up` writes it at start.
+# The gateway's API keys: a local file store over the secrets file, the gateway's alone.
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: {KEYS_STORE}
+spec:
+  type: secretstores.local.file
+  version: v1
+  metadata:
+    - name: secretsFile
+      value: {json.dumps(str(secrets_file.resolve()))}
+    - name: nestedSeparator
+      value: ":"
+    # Not read by the store: a new value makes daprd's hot reload see a changed spec, so it
+    # initialises this component again, which reads the file again.
+    - name: generation
+      value: "{time.time_ns()}"
+scopes:
+  - gateway
+"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")  # not YAML: daprd skips it while written
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def new_key() -> str:
     """A key of the form scripts/secrets.sh gives the dev key: `gk-` and 48 hex digits."""
     return f"gk-{secrets.token_hex(24)}"
@@ -111,14 +151,30 @@ def processes() -> list[Process]:
     return found
 
 
-def flag(argv: list[str], name: str) -> str | None:
-    """The value of `--name value` or `--name=value` in argv (daprd takes both)."""
+def flags(argv: list[str], name: str) -> list[str]:
+    """Every value of `--name value` or `--name=value` in argv (daprd takes both)."""
+    found = []
     for index, arg in enumerate(argv):
         if arg == name and index + 1 < len(argv):
-            return argv[index + 1]
-        if arg.startswith(f"{name}="):
-            return arg.split("=", 1)[1]
-    return None
+            found.append(argv[index + 1])
+        elif arg.startswith(f"{name}="):
+            found.append(arg.split("=", 1)[1])
+    return found
+
+
+def flag(argv: list[str], name: str) -> str | None:
+    """The first value of `--name` in argv, or None."""
+    return next(iter(flags(argv, name)), None)
+
+
+def watches(sidecar: Process, folder: Path) -> bool:
+    """Whether the sidecar has `folder` among its resources paths (relative ones are daprd's cwd's)."""
+    try:
+        cwd = Path(f"/proc/{sidecar.pid}/cwd").resolve()
+    except OSError:
+        return False
+    paths = flags(sidecar.argv, "--resources-path") + flags(sidecar.argv, "--components-path")
+    return any((cwd / path).resolve() == folder.resolve() for path in paths)
 
 
 def gateway_sidecars(found: list[Process]) -> list[Process]:
@@ -126,20 +182,29 @@ def gateway_sidecars(found: list[Process]) -> list[Process]:
 
 
 def gateway_apps(found: list[Process]) -> list[Process]:
-    return [p for p in found if "-m" in p.argv and p.argv[p.argv.index("-m") + 1 :][:1] == ["gateway"]]
+    """`python -m gateway` processes; not the `uv run ... python -m gateway` wrapper of `make up`."""
+    return [p for p in found if p.argv[1:3] == ["-m", "gateway"]]
+
+
+def environ(process: Process) -> dict[str, str]:
+    """The process's environment as it started ({} when it is gone or not ours to read)."""
+    try:
+        text = Path(f"/proc/{process.pid}/environ").read_text(errors="replace")
+    except OSError:
+        return {}
+    return dict(line.split("=", 1) for line in text.split("\0") if "=" in line)
+
+
+def http_port(sidecar: Process) -> str:
+    return flag(sidecar.argv, "--dapr-http-port") or "3500"
 
 
 def served_keys(sidecar: Process) -> str | None:
     """What the sidecar's secrets API returns for the keys now, or None while it does not answer."""
-    port = flag(sidecar.argv, "--dapr-http-port") or "3500"
-    try:
-        token = dict(
-            line.split("=", 1) for line in Path(f"/proc/{sidecar.pid}/environ").read_text().split("\0") if "=" in line
-        ).get("DAPR_API_TOKEN", "")
-    except OSError:
-        return None
+    port = http_port(sidecar)
+    token = environ(sidecar).get("DAPR_API_TOKEN", "")
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/v1.0/secrets/{SECRET_STORE}/{SECRET_NAME}", headers={"dapr-api-token": token}
+        f"http://127.0.0.1:{port}/v1.0/secrets/{KEYS_STORE}/{SECRET_NAME}", headers={"dapr-api-token": token}
     )
     try:
         with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 (loopback URL built here)
@@ -148,30 +213,45 @@ def served_keys(sidecar: Process) -> str | None:
         return None
 
 
-def reload_gateways(expected: str, timeout: float) -> int:
-    """SIGHUP each gateway sidecar, wait until it serves `expected`, then SIGHUP each gateway app.
+def reload_gateways(expected: str, timeout: float, component: Path, secrets_file: Path) -> tuple[int, float]:
+    """Rewrite the key store's component, wait until each gateway sidecar watching it serves
+    `expected`, then SIGHUP each gateway app.
 
-    Returns the number of gateways reloaded; raises Refused when a sidecar is still on the old
-    keys after `timeout` seconds.
+    Returns the number of gateway apps signalled (those whose DAPR_HTTP_PORT is a reloaded
+    sidecar's) and the seconds from the component's write until every watching sidecar served
+    the new keys; raises Refused when a sidecar is still on the old keys after `timeout` seconds.
+    Names on stderr each gateway sidecar that does not watch the component (it keeps its keys
+    until it restarts), and leaves its app alone.
     """
     found = processes()
-    sidecars, apps = gateway_sidecars(found), gateway_apps(found)
+    sidecars = gateway_sidecars(found)
+    watching = [sidecar for sidecar in sidecars if watches(sidecar, component.parent)]
+    written = time.monotonic()
+    write_component(component, secrets_file)
     for sidecar in sidecars:
-        os.kill(sidecar.pid, signal.SIGHUP)
-    deadline = time.monotonic() + timeout
-    for sidecar in sidecars:
+        if sidecar not in watching:
+            sys.stderr.write(
+                f"api-keys: the gateway sidecar (pid {sidecar.pid}) does not watch {component.parent}: "
+                "it keeps the old keys until it restarts\n"
+            )
+    deadline = written + timeout
+    for sidecar in watching:
         while served_keys(sidecar) != expected:
             if time.monotonic() > deadline:
                 raise Refused(f"the gateway sidecar (pid {sidecar.pid}) did not serve the new keys in {timeout:.0f}s")
-            time.sleep(0.2)
+            time.sleep(0.005)
+    served = time.monotonic() - written
+    ports = {http_port(sidecar) for sidecar in watching}
+    apps = [app for app in gateway_apps(found) if environ(app).get("DAPR_HTTP_PORT") in ports]
     for app in apps:
         os.kill(app.pid, signal.SIGHUP)
-    return len(apps)
+    return len(apps), served
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--secrets", type=Path, default=ROOT / ".data" / "secrets.json")
+    parser.add_argument("--component", type=Path, default=COMPONENT, help="the gateway key store's component file")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each sidecar")
     commands = parser.add_subparsers(dest="command", required=True)
     add = commands.add_parser("add", help="a new key with these scopes (none: every scope)")
@@ -180,6 +260,7 @@ def main() -> int:
     rotate.add_argument("key")
     remove = commands.add_parser("remove", help="remove KEY")
     remove.add_argument("key")
+    commands.add_parser("reload", help="make the running gateways read the file again (after editing it)")
     args = parser.parse_args()
 
     try:
@@ -188,7 +269,7 @@ def main() -> int:
         if args.command == "add":
             created = new_key()
             keys[created] = checked_scopes(args.scopes)
-        else:
+        elif args.command != "reload":
             if args.key not in keys:
                 raise Refused(f"no such key in {args.secrets}")
             if args.command == "rotate":
@@ -200,17 +281,19 @@ def main() -> int:
                 if len(keys) == 1:
                     raise Refused("that is the only key: removing it would refuse every caller (add another first)")
                 keys.pop(args.key)
-        data[SECRET_NAME] = format_keys(keys)
-        write_secrets(args.secrets, data)
+        if args.command != "reload":
+            data[SECRET_NAME] = format_keys(keys)
+            write_secrets(args.secrets, data)
         # The new key goes out before the reload, so a reload that times out does not lose it.
         if created is not None:
             sys.stdout.write(f"{created}\n")
             sys.stdout.flush()
-        reloaded = reload_gateways(data[SECRET_NAME], args.timeout)
+        reloaded, served = reload_gateways(data.get(SECRET_NAME, ""), args.timeout, args.component, args.secrets)
     except Refused as error:
         sys.stderr.write(f"api-keys: {error}\n")
         return 1
-    sys.stderr.write(f"api-keys: {args.command} done; {reloaded} running gateway(s) reloaded\n")
+    took = f" (the sidecar served the new keys {served * 1000:.0f} ms after the reload began)" if reloaded else ""
+    sys.stderr.write(f"api-keys: {args.command} done; {reloaded} running gateway(s) reloaded{took}\n")
     return 0
 
 

@@ -81,7 +81,7 @@ port_owner() {
   local pid
   pid="$(ss -ltnpH "sport = :$1" 2>/dev/null | grep -oE 'pid=[0-9]+' | head -n 1 | cut -d= -f2)"
   if [[ -n "$pid" ]]; then
-    printf 'pid %s: %s\n' "$pid" "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-160)"
+    printf 'pid %s: %s\n' "$pid" "$({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | cut -c1-160)"
   else
     printf 'see: ss -ltnp\n'
   fi
@@ -94,8 +94,8 @@ running_pid() {
   [[ -f "$file" ]] || return 1
   pid="$(<"$file")"
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  [[ -r "/proc/$pid/cmdline" ]] || return 1
-  [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline")" == *"${PROC_MATCH[$name]}"* ]] || return 1
+  # Braces: 2>/dev/null then covers the redirection of a pid that exits meanwhile.
+  [[ "$({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null)" == *"${PROC_MATCH[$name]}"* ]] || return 1
   printf '%s\n' "$pid"
 }
 

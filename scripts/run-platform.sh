@@ -15,6 +15,11 @@ export DAPR_RUNTIME_PATH="${DAPR_RUNTIME_PATH:-$root/.runtime}"
 # (its own pid) is kept in this file, and we stop that group ourselves (stop_group).
 pid_file=.data/platform/dapr-run.pgid
 
+# The command line of pid $1, empty when it is gone: the braces make 2>/dev/null cover the failed
+# redirection too (a bare `tr <file 2>/dev/null` prints "No such file or directory", as redirections
+# apply left to right), which a process that exits while we look at it would cause.
+cmdline() { { tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null || true; }
+
 # Pids in process group $1 but $2 (the CLI): the apps, their `uv run` wrappers, the sidecars,
 # the control plane. A process keeps its group when orphaned, so none escapes this.
 members() { pgrep -g "$1" | grep -vx "${2:-}" || true; }
@@ -47,7 +52,7 @@ stop_group() {
 is_platform() {
   local pid
   for pid in $(pgrep -g "$1"); do
-    [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *"$root/"* ]] && return 0
+    [[ "$(cmdline "$pid")" == *"$root/"* ]] && return 0
   done
   return 1
 }
@@ -58,7 +63,7 @@ sentry_pid_file=.data/platform/sentry.pid
 # Stops sentry $1 (a pid) when it is ours: SIGTERM, then SIGKILL after 10 s.
 stop_sentry() {
   local pid="$1" deadline
-  [[ -n "$pid" ]] && [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *"$root/.data/sentry"* ]] || {
+  [[ -n "$pid" ]] && [[ "$(cmdline "$pid")" == *"$root/.data/sentry"* ]] || {
     rm -f "$sentry_pid_file"
     return 0
   }
@@ -93,7 +98,7 @@ check_ports() {
     [[ -n "$line" ]] || continue
     pid="$(grep -oE 'pid=[0-9]+' <<<"$line" | head -n 1 | cut -d= -f2)"
     owner="a process ss cannot name (ss -ltnp as root shows it)"
-    [[ -n "$pid" ]] && owner="pid $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-160)"
+    [[ -n "$pid" ]] && owner="pid $pid: $(cmdline "$pid" | cut -c1-160)"
     echo "platform: error: 127.0.0.1:$port ($what) is already taken by $owner." >&2
     echo "platform: stop it first; \`make down\` stops a platform that \`make up\` started." >&2
     exit 1
@@ -115,12 +120,14 @@ check_ports
 folder="$(bash scripts/infra.sh profile-dir "$profile")" || exit 2
 bash scripts/infra.sh start "profile:$folder" zipkin monitoring
 
-# The run file the CLI gets: dapr.yaml with the profile's folder for ./components and, per app, one
-# Configuration (dapr-config/config.yaml + dapr-config/access/<app>.yaml + mTLS on), beside
-# dapr.yaml so its relative paths still hold (git-ignored).
+# The run file the CLI gets: dapr.yaml with the profile's folder for ./components, per app one
+# Configuration (dapr-config/config.yaml + dapr-config/access/<app>.yaml + mTLS on), and the
+# gateway's key store (.data/dapr-resources/gateway-keys.yaml, which scripts/api_keys.py rewrites),
+# beside dapr.yaml so its relative paths still hold (git-ignored).
 [[ "$folder" == /* ]] || folder="./$folder"
 run_file=".dapr.$(basename "$folder").yaml"
-uv run --frozen --no-sync python scripts/sidecar_configs.py dapr.yaml "$folder" "$run_file" .data/dapr-config
+uv run --frozen --no-sync python scripts/sidecar_configs.py dapr.yaml "$folder" "$run_file" .data/dapr-config \
+  .data/dapr-resources/gateway-keys.yaml
 
 secret() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' .data/secrets.json "$1"; }
 export DAPR_API_TOKEN="$(secret dapr-api-token)" APP_API_TOKEN="$(secret app-api-token)"
@@ -150,9 +157,34 @@ cli=$!
 mkdir -p "$(dirname "$pid_file")"
 echo "$cli" >"$pid_file"
 
+# The ready line: once every app of the run file answers /readyz with 200 (its sidecar's components
+# loaded and its own needs met, e.g. inference's model; no token needed there), polled every half
+# second while the CLI runs. The time counts from this script's start (servers, sentry, apps).
+app_port() { awk -v id="$1" '/appID:/ { app = $NF } /appPort:/ && app == id { print $2 }' "$run_file"; }
+announce_ready() {
+  local port ports ready
+  ports="$(awk '/appPort:/ { print $2 }' "$run_file")"
+  while kill -0 "$cli" 2>/dev/null; do
+    ready=1
+    for port in $ports; do
+      curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:$port/readyz" || { ready=""; break; }
+    done
+    if [[ -n "$ready" ]]; then
+      echo "platform: ready in ${SECONDS} s: ui http://127.0.0.1:$(app_port ui), gateway" \
+        "http://127.0.0.1:$(app_port gateway) (API keys: \"gateway-api-keys\" in .data/secrets.json;" \
+        "scripts/api_keys.py adds, rotates and removes them)"
+      return 0
+    fi
+    sleep 0.5
+  done
+}
+announce_ready &
+ready_watch=$!
+
 # Ctrl-C (make and this script get the terminal's SIGINT), SIGTERM to make or to this script.
 on_signal() {
   trap '' INT TERM
+  kill "$ready_watch" 2>/dev/null || true
   echo "platform: stopping every app, sidecar and the control plane..."
   # Before the CLI's setpgid its group is ours: then it has started nothing, and only it goes.
   if [[ "$(ps -o pgid= -p "$cli" | tr -d ' ')" == "$cli" ]]; then stop_group "$cli"; else kill -KILL "$cli"; fi
@@ -165,6 +197,7 @@ trap 'on_signal 130' INT
 trap 'on_signal 143' TERM
 status=0
 wait "$cli" || status=$?
+kill "$ready_watch" 2>/dev/null || true
 # The CLI ended by itself (a signal sent to it alone, `make down`, a failed start): what it left
 # behind in its group goes too.
 stop_group "$cli"

@@ -1,10 +1,12 @@
 """Local key rotation in one command, touching no tracked file (scripts/api_keys.py).
 
-A real gateway and its daprd read their keys through a local file secret store over a secrets
-file of this test's own. The command writes the file and reloads: SIGHUP to the sidecar (daprd
-1.18 re-initialises its components in-process, so the file store reads the file again), then
-SIGHUP to the app. A key added is accepted, one removed or rotated out is refused, and no process
-was restarted. The gateway's TTL is an hour, so nothing but the command can make it read again.
+A real gateway and its daprd are laid out as `make up` lays them out: the gateway reads its keys
+from its own store, `gateway-keys`, whose component file (written by `api_keys.py reload`) sits in
+one of the sidecar's resources paths, over a secrets file of this test's own. The command writes
+the file and rewrites the component; daprd's hot reload initialises that one store again, then the
+app gets SIGHUP. A key added is accepted, one removed or rotated out is refused, the sidecar's
+/metrics still answers (a SIGHUP to daprd 1.18 left it a 500), and nothing restarted, not even
+in-process. The gateway's TTL is an hour, so nothing but the command can make it read again.
 """
 
 from __future__ import annotations
@@ -26,14 +28,17 @@ def secrets_file(tmp_path: Path, secrets: dict[str, str]) -> Path:
     path.write_text(json.dumps({**secrets, "gateway-api-keys": "k-first=chat"}))
     resources = tmp_path / "resources"
     resources.mkdir()
+    # The profile's store, as in `make up`: the state store takes its password from it.
     (resources / "secretstore.yaml").write_text(gateway_secret_store(path))
     (resources / "statestore.yaml").write_text((PROFILES["default"] / "statestore.yaml").read_text())
     return path
 
 
 def api_keys(secrets_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    component = secrets_file.parent / "dapr-resources" / "gateway-keys.yaml"
     return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "api_keys.py"), "--secrets", str(secrets_file), *args],
+        [sys.executable, str(ROOT / "scripts" / "api_keys.py"), "--secrets", str(secrets_file)]
+        + ["--component", str(component), *args],
         capture_output=True,
         text=True,
         timeout=90,
@@ -45,13 +50,18 @@ def status(url: str, key: str) -> int:
 
 
 def test_a_key_added_removed_and_rotated_by_one_command(default_broker, log_dir, secrets, secrets_file: Path) -> None:
-    resources = [secrets_file.parent / "resources", RESILIENCY_DIR]
-    env = {"GATEWAY_API_KEYS_TTL_SECONDS": "3600"}
+    # With no gateway running, `reload` only writes the key store's component.
+    first = api_keys(secrets_file, "reload")
+    assert first.returncode == 0 and "0 running gateway(s) reloaded" in first.stderr, first.stderr
+    keys_dir = secrets_file.parent / "dapr-resources"
+    resources = [secrets_file.parent / "resources", RESILIENCY_DIR, keys_dir]
+    env = {"GATEWAY_API_KEYS_TTL_SECONDS": "3600", "SECRET_STORE": "gateway-keys"}
     gateway = start_pair("gateway", log_dir, secrets, timeout=60, resources=resources, env=env)
     try:
-        url = gateway.app.url
+        url, metrics = gateway.app.url, f"http://127.0.0.1:{gateway.sidecar.metrics_port}/metrics"
         pids = [process.popen.pid for process in gateway.processes]
         assert status(url, "k-first") == 200
+        assert httpx.get(metrics, timeout=10).status_code == 200
 
         added = api_keys(secrets_file, "add", "chat", "documents:read")
         assert added.returncode == 0, added.stderr
@@ -75,6 +85,12 @@ def test_a_key_added_removed_and_rotated_by_one_command(default_broker, log_dir,
 
         unknown = api_keys(secrets_file, "add", "no-such-scope")
         assert unknown.returncode == 1 and "unknown scopes ['no-such-scope']" in unknown.stderr
+
+        # Three reloads, and the sidecar's metrics still answer: no in-process restart happened.
+        assert httpx.get(metrics, timeout=10).status_code == 200
         assert [process.popen.pid for process in gateway.processes] == pids  # nothing restarted
+        log = gateway.sidecar.process.log_path.read_text()
+        assert log.count("Component updated: gateway-keys") == 3
+        assert "Received signal 'hangup'" not in log
     finally:
         gateway.stop()

@@ -10,6 +10,7 @@ apps' real commands from dapr.yaml.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -104,6 +105,19 @@ def test_sigterm_to_make_up_stops_every_app_and_sidecar(started) -> None:
 
 def test_make_down_stops_every_app_and_sidecar(started) -> None:
     script, pgid, before = started
+    # `make up`'s one ready line, once every app answers /readyz: the time and where to go.
+    ready = wait_until(
+        lambda: next((line for line in script.log_path.read_text().splitlines() if "platform: ready in" in line), None),
+        what="the ready line",
+        timeout=240,
+        interval=0.5,
+        watch=[script],
+    )
+    assert re.fullmatch(
+        r"platform: ready in \d+ s: ui http://127\.0\.0\.1:8090, gateway http://127\.0\.0\.1:8080 "
+        r"\(API keys: \"gateway-api-keys\" in \.data/secrets\.json; .*\)",
+        ready,
+    ), ready
     # The first step of `make down` (the second stops the servers, which the other tests share).
     assert "@bash scripts/run-platform.sh stop" in (ROOT / "Makefile").read_text()
     down = subprocess.run(
@@ -111,9 +125,13 @@ def test_make_down_stops_every_app_and_sidecar(started) -> None:
     )
     assert down.returncode == 0, down.stderr
     assert f"process group {pgid}" in down.stdout
+    # Quiet: processes that exit while it looks at them (the script stops its own sentry meanwhile)
+    # once made it print "/proc/<pid>/cmdline: No such file or directory".
+    assert down.stderr == ""
     assert script.popen is not None
     script.popen.wait(30)  # the script sees the CLI go and exits too
     assert_all_gone(pgid, before)
+    assert "No such file" not in script.log_path.read_text()
 
 
 def test_make_up_refuses_a_taken_port_and_names_the_process() -> None:

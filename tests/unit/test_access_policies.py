@@ -73,13 +73,20 @@ def test_make_up_gives_each_sidecar_the_shared_config_its_policy_and_mtls(tmp_pa
     """scripts/sidecar_configs.py: the run file the dapr CLI gets from `make up`, one Configuration per app."""
     run_file, configs = tmp_path / "run.yaml", tmp_path / "configs"
     script = ROOT / "scripts" / "sidecar_configs.py"
-    subprocess.run([sys.executable, script, ROOT / "dapr.yaml", "./profile", run_file, configs], check=True)
+    keys = tmp_path / "resources" / "gateway-keys.yaml"
+    subprocess.run([sys.executable, script, ROOT / "dapr.yaml", "./profile", run_file, configs, keys], check=True)
     source = yaml.safe_load((ROOT / "dapr.yaml").read_text())
     run = yaml.safe_load(run_file.read_text())
-    assert run["common"]["resourcesPaths"] == ["./profile", "./dapr-config"]
+    # No Configuration in a resources path: daprd would restart in-process on every change there.
+    assert run["common"]["resourcesPaths"] == ["./profile", "./dapr-config/resiliency", str(keys.parent)]
+    assert not list((ROOT / "dapr-config" / "resiliency").glob("config*.yaml"))
+    component = yaml.safe_load(keys.read_text())
+    assert (component["metadata"]["name"], component["scopes"]) == ("gateway-keys", ["gateway"])
     base = yaml.safe_load((ROOT / "dapr-config" / "config.yaml").read_text())["spec"]
     local = _local()
     for app, original in zip(run["apps"], source["apps"], strict=True):
+        if app["appID"] == "gateway":  # reads its keys from its own store, which api_keys.py reloads
+            assert app.pop("env")["SECRET_STORE"] == "gateway-keys"
         assert {k: v for k, v in app.items() if k != "configFilePath"} == original
         spec = yaml.safe_load(Path(app["configFilePath"]).read_text())["spec"]
         # mtls.enabled is what makes the dapr CLI start daprd with --enable-mtls and a sentry address.

@@ -9,8 +9,9 @@ Rotation without a restart: the gateway reads the secret again every
 `GATEWAY_API_KEYS_TTL_SECONDS` (60 s), and at once on SIGHUP. The sidecar's secret store must
 see the new value too: the Kubernetes store reads the Secret on each request; Dapr's local file
 store reads its file only when the component is initialised, so locally `scripts/api_keys.py`
-writes the keys and sends SIGHUP to the sidecar (daprd 1.18 re-initialises its components on it)
-and then to this app.
+writes the keys, rewrites the gateway's own store component (`gateway-keys`, SECRET_STORE under
+`make up`) so that daprd's hot reload initialises that store again, and then sends SIGHUP to
+this app.
 """
 
 from __future__ import annotations
