@@ -15,13 +15,19 @@ sequence suppressed with `ignore_eos`), streamed:
   (e) gateway-40ms   - (c) on a second gateway whose output checks are batched by time (one guard
                        call per 40 ms window) instead of one call in flight at a time
 
-Measured per request at the client: time to first token (TTFT: the first content delta), the
-whole request and how many events carried text (one per token direct; one per piece the guard
-released through the gateway, whose output rails hold back only what a rail could still judge
-differently). From the gateway's timings (the `Server-Timing` header, repeated with every stage
-in the stream's last event): each stage's duration. Also measured: one guard stream step through
-Dapr (the gateway's sidecar to the guard's), the cost a round trip per token would add to each
-token. Prints one table with TTFT ratios against (a), one of stage medians and one of issue 12's
+Targets are interleaved: at each concurrency level, waves of that many requests sent at once go
+to every target in turn (the order rotating each wave), so a swing of the machine's load hits
+every target alike instead of whichever ran during it. Measured per request at the client: time
+to first token (TTFT: the first content delta), the whole request, how many events carried text
+(one per token direct; one per piece the guard released through the gateway, whose output rails
+hold back only what a rail could still judge differently) and how many whitespace-separated
+words the answer has (the most pieces a whole-word release can make). Per target and level: the
+CPU time each app and each daprd spent per answer (psutil), which shows where the gateway's work
+beyond inference's goes on cores that inference needs too. From the gateway's timings (the
+`Server-Timing` header, repeated with every stage in the stream's last event): each stage's
+duration. Also measured: one guard stream step through Dapr (the gateway's sidecar to the
+guard's), its time and CPU cost, what a round trip per token adds to each token. Prints one
+table with TTFT ratios against (a), one of stage medians, one of CPU per answer and one of issue 12's
 targets (met or missed, by how much), with the machine's load average, and writes JSON to
 bench/results/. Also timed through the gateway's sidecar, one step at a time: the RAG path's
 stages (input rails, the query's embedding, keyword and hybrid search, prompt render).
@@ -55,6 +61,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 import yaml
 
 from gateway.chat import ChatPipeline, PipelineSettings
@@ -108,6 +115,7 @@ class Sample:
     ttft_s: float
     total_s: float
     text_events: int  # events that carried text: one per token direct, one per released piece through guard
+    words: int  # whitespace-separated words of the answer: the most pieces the guard's whole-word rule can release
     stages_ms: dict[str, float]
     text: str
 
@@ -123,6 +131,7 @@ class Level:
     ttft_p95_ms: float | None
     total_p50_ms: float | None
     text_events_p50: float | None
+    words_p50: float | None
     stages_p50_ms: dict[str, float] = field(default_factory=dict)
     stages_p95_ms: dict[str, float] = field(default_factory=dict)
     error_samples: list[str] = field(default_factory=list)
@@ -167,32 +176,26 @@ async def one_request(client: httpx.AsyncClient, target: Target, question: str, 
     end = time.perf_counter()
     if first is None:
         raise RuntimeError("no content arrived")
-    return Sample(first - started, end - started, events, stages, text)
+    return Sample(first - started, end - started, events, len(text.split()), stages, text)
 
 
-async def run_level(target: Target, concurrency: int, requests: int, max_tokens: int) -> Level:
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    for i in range(max(requests, concurrency)):
-        queue.put_nowait(QUESTIONS[i % len(QUESTIONS)])
-    total = queue.qsize()
-    samples: list[Sample] = []
-    errors, error_samples = 0, []
-    async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=concurrency + 4)) as client:
+async def run_wave(
+    client: httpx.AsyncClient, target: Target, questions: list[str], max_tokens: int
+) -> tuple[list[Sample], list[str]]:
+    """One request per question, all sent at once: the samples, and what went wrong for the others."""
+    results = await asyncio.gather(
+        *(one_request(client, target, question, max_tokens) for question in questions), return_exceptions=True
+    )
+    samples = [result for result in results if isinstance(result, Sample)]
+    failed = [result for result in results if not isinstance(result, Sample)]
+    for error in failed:
+        if not isinstance(error, httpx.HTTPError | RuntimeError | json.JSONDecodeError):
+            raise error
+    return samples, [f"{type(error).__name__}: {error}" for error in failed]
 
-        async def worker() -> None:
-            nonlocal errors
-            while not queue.empty():
-                question = queue.get_nowait()
-                try:
-                    samples.append(await one_request(client, target, question, max_tokens))
-                except (httpx.HTTPError, RuntimeError, json.JSONDecodeError) as error:
-                    errors += 1
-                    if len(error_samples) < 3:
-                        error_samples.append(f"{type(error).__name__}: {error}")
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - started
+def summarise(target: str, concurrency: int, samples: list[Sample], errors: list[str], wall_s: float) -> Level:
+    """A target's samples at one concurrency level as percentiles."""
 
     def ms(value: float | None) -> float | None:
         return None if value is None else round(value * 1000, 1)
@@ -205,20 +208,71 @@ async def run_level(target: Target, concurrency: int, requests: int, max_tokens:
         }
 
     return Level(
-        target.name,
+        target,
         concurrency,
-        total,
-        errors,
-        round(wall, 2),
+        len(samples) + len(errors),
+        len(errors),
+        round(wall_s, 2),
         ms(percentile([s.ttft_s for s in samples], 0.5)),
         ms(percentile([s.ttft_s for s in samples], 0.95)),
         ms(percentile([s.total_s for s in samples], 0.5)),
         percentile([float(s.text_events) for s in samples], 0.5),
+        percentile([float(s.words) for s in samples], 0.5),
         stage_percentile(0.5),
         stage_percentile(0.95),
-        error_samples,
+        errors[:3],
         [sample.text for sample in samples[:2]],
     )
+
+
+def cpu_seconds(stack: dict[str, AppWithSidecar]) -> dict[str, float]:
+    """CPU seconds (user + system, children included) each app, its daprd and this client have used so far."""
+    used: dict[str, float] = {"client": sum(psutil.Process().cpu_times()[:2])}
+    for name, pair in stack.items():
+        for label, process in ((name, pair.app.process), (f"{name}-daprd", pair.sidecar.process)):
+            if process is None or process.popen is None:
+                continue
+            total = 0.0
+            with contextlib.suppress(psutil.NoSuchProcess):
+                leader = psutil.Process(process.popen.pid)
+                for each in (leader, *leader.children(recursive=True)):
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        total += sum(each.cpu_times()[:2])
+            used[label] = total
+    return used
+
+
+async def run_level(
+    targets: list[Target], concurrency: int, requests: int, max_tokens: int, stack: dict[str, AppWithSidecar]
+) -> tuple[list[Level], dict[str, dict[str, float]]]:
+    """Every target at one concurrency level, interleaved: wave after wave of `concurrency` requests
+    sent at once, each wave to every target in turn (the order rotating), so a swing of the
+    machine's load between waves hits every target alike. Also the CPU seconds per answer each
+    process spent during each target's waves (`{target: {process: seconds}}`)."""
+    waves = max(1, -(-requests // concurrency))
+    samples: dict[str, list[Sample]] = {target.name: [] for target in targets}
+    errors: dict[str, list[str]] = {target.name: [] for target in targets}
+    walls = dict.fromkeys(samples, 0.0)
+    cpu: dict[str, dict[str, float]] = {target.name: {} for target in targets}
+    async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=concurrency + 4)) as client:
+        for wave in range(waves):
+            questions = [QUESTIONS[(wave * concurrency + i) % len(QUESTIONS)] for i in range(concurrency)]
+            for target in targets[wave % len(targets) :] + targets[: wave % len(targets)]:
+                before, started = cpu_seconds(stack), time.perf_counter()
+                done, failed = await run_wave(client, target, questions, max_tokens)
+                walls[target.name] += time.perf_counter() - started
+                after = cpu_seconds(stack)
+                for name, seconds in after.items():
+                    spent = cpu[target.name].get(name, 0.0) + seconds - before.get(name, seconds)
+                    cpu[target.name][name] = spent
+                samples[target.name] += done
+                errors[target.name] += failed
+    answers = waves * concurrency
+    per_answer = {
+        name: {process: round(seconds / answers, 3) for process, seconds in used.items()} for name, used in cpu.items()
+    }
+    levels = [summarise(t.name, concurrency, samples[t.name], errors[t.name], walls[t.name]) for t in targets]
+    return levels, per_answer
 
 
 def fmt(value: float | None) -> str:
@@ -229,7 +283,7 @@ def tables(levels: list[Level]) -> str:
     by = {(lv.target, lv.concurrency): lv for lv in levels}
     header = (
         f"{'target':<20}{'conc':>5}{'reqs':>6}{'err':>5}{'TTFT p50':>10}{'TTFT p95':>10}{'x direct':>10}"
-        f"{'total p50':>11}{'text events':>13}"
+        f"{'total p50':>11}{'text events':>13}{'words':>7}"
     )
     lines = [header, "-" * len(header)]
     for lv in levels:
@@ -241,6 +295,7 @@ def tables(levels: list[Level]) -> str:
             f"{lv.target:<20}{lv.concurrency:>5}{lv.requests:>6}{lv.errors:>5}{fmt(lv.ttft_p50_ms):>10}"
             f"{fmt(lv.ttft_p95_ms):>10}{ratio:>10}{fmt(lv.total_p50_ms):>11}"
             f"{'-' if lv.text_events_p50 is None else f'{lv.text_events_p50:.0f}':>13}"
+            f"{'-' if lv.words_p50 is None else f'{lv.words_p50:.0f}':>7}"
         )
     staged = [lv for lv in levels if lv.stages_p50_ms]
     if staged:
@@ -421,18 +476,27 @@ async def grounded_messages(gateway: AppWithSidecar, secrets: dict[str, str], co
 
 
 def guard_round_trip(stack: dict[str, AppWithSidecar], secrets: dict[str, str], samples: int = 50) -> dict:
-    """One guard stream step (a token's worth of text) from the gateway's sidecar to the guard: p50/p95 ms."""
+    """One guard stream step (a token's worth of text) from the gateway's sidecar to the guard:
+    p50/p95 ms, and the CPU ms one step costs the two sidecars and the guard together."""
     sidecar = stack["gateway"].sidecar
     url = f"{sidecar.url}/v1.0/invoke/guard/method/v1/guard/output/stream"
     headers = {"dapr-api-token": secrets["dapr-api-token"]}
     times = []
     with httpx.Client(timeout=30) as client:
         for i in range(samples + 5):
+            if i == 5:  # the first calls warm the connections
+                before = cpu_seconds(stack)
             started = time.perf_counter()
             client.post(url, json={"pending": "The launch", "chunk": " is"}, headers=headers).raise_for_status()
-            if i >= 5:  # the first calls warm the connections
+            if i >= 5:
                 times.append((time.perf_counter() - started) * 1000)
-    return {"p50_ms": round(percentile(times, 0.5) or 0, 2), "p95_ms": round(percentile(times, 0.95) or 0, 2)}
+    after = cpu_seconds(stack)
+    spent = sum(after[name] - before[name] for name in ("gateway-daprd", "guard-daprd", "guard"))
+    return {
+        "p50_ms": round(percentile(times, 0.5) or 0, 2),
+        "p95_ms": round(percentile(times, 0.95) or 0, 2),
+        "cpu_ms": round(1000 * spent / samples, 2),
+    }
 
 
 def ingest(stack: dict[str, AppWithSidecar]) -> str:
@@ -462,20 +526,41 @@ def ingest(stack: dict[str, AppWithSidecar]) -> str:
     return collection
 
 
-async def bench(targets: list[Target], levels: list[int], requests: int, max_tokens: int) -> list[Level]:
-    results = []
+async def bench(
+    targets: list[Target], levels: list[int], requests: int, max_tokens: int, stack: dict[str, AppWithSidecar]
+) -> tuple[list[Level], dict[int, dict[str, dict[str, float]]]]:
+    results, cpu = [], {}
     for target in targets:
         # One warm-up request per target: first-call costs are not what this measures.
-        warm_up = await run_level(target, 1, 1, 4)
-        if warm_up.errors:
-            raise RuntimeError(f"the warm-up request to {target.name} failed: {warm_up.error_samples}")
+        warm_up, _ = await run_level([target], 1, 1, 4, stack)
+        if warm_up[0].errors:
+            raise RuntimeError(f"the warm-up request to {target.name} failed: {warm_up[0].error_samples}")
     for concurrency in levels:
-        for target in targets:
-            level = await run_level(target, concurrency, requests, max_tokens)
+        measured, cpu[concurrency] = await run_level(targets, concurrency, requests, max_tokens, stack)
+        for level in measured:
             sys.stdout.write(f"{level}\n")
-            sys.stdout.flush()
-            results.append(level)
-    return results
+        sys.stdout.flush()
+        results += measured
+    return results, cpu
+
+
+def cpu_table(cpu: dict[int, dict[str, dict[str, float]]]) -> str:
+    """CPU milliseconds per answer by process (app and its daprd), per target and level: where a
+    target's work beyond inference's own goes on a machine whose cores inference also needs."""
+    groups = ("inference", "gateway", "guard", "features", "prompts", "client")
+    lines = ["", "CPU ms per answer, by app (app + its daprd; daprd's share in brackets)"]
+    header = f"{'target':<20}{'conc':>5}" + "".join(f"{name:>16}" for name in groups)
+    lines += [header, "-" * len(header)]
+    for concurrency, targets in cpu.items():
+        for target, used in targets.items():
+            cells = ""
+            for name in groups:
+                app, daprd = used.get(name, 0.0) * 1000, used.get(f"{name}-daprd", 0.0) * 1000
+                cells += f"{f'{app + daprd:.0f} ({daprd:.0f})':>16}"
+            lines.append(f"{target:<20}{concurrency:>5}{cells}")
+    table = "\n".join(lines)
+    sys.stdout.write(table + "\n")
+    return table
 
 
 def main() -> None:
@@ -489,6 +574,13 @@ def main() -> None:
         default=40.0,
         help="also run a second gateway with this guard time-batching window (GATEWAY_GUARD_STREAM_WINDOW_MS; 0: none)",
     )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="inference's torch threads (INFERENCE_TORCH_THREADS; 0: one per core). One by default: every "
+        "target shares the one inference, and on shared cores two threads spin-wait for each other",
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -501,7 +593,8 @@ def main() -> None:
     try:
         stack["ingestion"] = start_pair("ingestion", logs, secrets, **own)
         for app_id in APPS:
-            stack[app_id] = start_pair(app_id, logs, secrets, timeout=300, **own)
+            env = {"INFERENCE_TORCH_THREADS": str(args.torch_threads)} if app_id == "inference" else None
+            stack[app_id] = start_pair(app_id, logs, secrets, timeout=300, env=env, **own)
         if args.window_ms:
             # The same gateway with time batching, beside the default one (nothing invokes the
             # gateway through Dapr, so two instances of its app id do not meet).
@@ -530,18 +623,18 @@ def main() -> None:
         if args.window_ms:
             url = f"{stack['gateway-window'].app.url}/v1/chat/completions"
             targets.append(Target(f"gateway-{args.window_ms:g}ms", url, key))
-        results = asyncio.run(bench(targets, levels, args.requests, args.max_tokens))
+        results, cpu = asyncio.run(bench(targets, levels, args.requests, args.max_tokens, stack))
         load_after = os.getloadavg()
     finally:
         for pair in reversed(stack.values()):
             pair.stop()
 
-    table = tables(results) + targets_table(results)
+    table = tables(results) + targets_table(results) + cpu_table(cpu)
     step_lines = ", ".join(f"{name} {t['p50_ms']:.0f}" for name, t in steps.items())
     context = (
         f"\nRAG path one call at a time from the gateway's sidecar, p50 ms: {step_lines}"
         f"\nguard stream step through Dapr (a token's text): p50 {round_trip['p50_ms']} ms, "
-        f"p95 {round_trip['p95_ms']} ms"
+        f"p95 {round_trip['p95_ms']} ms, {round_trip['cpu_ms']} ms of CPU (both sidecars and the guard)"
         + (
             f"; gateway-{args.window_ms:g}ms: the gateway with a {args.window_ms:g} ms guard window (time batching)"
             if args.window_ms
@@ -561,8 +654,10 @@ def main() -> None:
         "requests": args.requests,
         "cpus": os.cpu_count(),
         "window_ms": args.window_ms,
+        "torch_threads": args.torch_threads,
         "guard_step_round_trip": round_trip,
         "rag_steps": steps,
+        "cpu_s_per_answer": cpu,
         "load_average_1m": [load_before[0], load_after[0]],
         "logs": str(logs),
     }
