@@ -50,6 +50,6 @@ def test_the_generated_prometheus_configuration_is_valid(tmp_path: Path) -> None
     write_stack(ROOT / "dapr.yaml", RULES, tmp_path, settings)
     result = run("check", "config", str(tmp_path / "prometheus" / "prometheus.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "6 rules found" in result.stdout
+    assert "7 rules found" in result.stdout
     rules = yaml.safe_load((tmp_path / "prometheus" / "rules" / "platform.yml").read_text())
     assert {rule["for"] for group in rules["groups"] for rule in group["rules"]} == {"4s"}
