@@ -16,10 +16,10 @@ component file is `.data/dapr-resources/gateway-keys.yaml` (`--component FILE`) 
 of every sidecar. This script rewrites that file with a new `generation`; daprd 1.18's hot reload
 (feature `HotReload`, on by default) compares component specs on every change in a resources path
 and closes and initialises again only a component whose spec changed, so the store reads the
-secrets file again (10-30 ms; pkg/runtime/hotreload/reconciler/components.go). The script then
+secrets file again (pkg/runtime/hotreload/reconciler/components.go; 37 ms median here). The script then
 waits until each gateway sidecar that watches the file serves the new keys (at most `--timeout`
-seconds, 60 by default) and sends SIGHUP to every gateway app, which reads its keys again on the
-next request (`gateway.api_keys.ApiKeys.expire_on_sighup`). Nothing restarts, not even in-process:
+seconds, 60 by default) and sends SIGHUP to each gateway app beside such a sidecar, which reads its
+keys again on the next request (`gateway.api_keys.ApiKeys.expire_on_sighup`). Nothing restarts, not even in-process:
 a SIGHUP to daprd 1.18 restarts its runtime, after which its /metrics answers 500 ("was collected
 before with the same name and label values") until the process restarts. A request that meets
 the store's re-initialisation may get a 503 problem+json.
