@@ -19,6 +19,7 @@ import httpx
 import pytest
 from langchain_openai import ChatOpenAI
 from openai import OpenAI
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.openapi import dangling_refs, resolve
 from gateway.timing import parse_server_timing
@@ -105,6 +106,48 @@ def test_the_answer_cites_the_document_that_holds_the_fact(stack, document, secr
     assert len(extra["lineage"]["trace_id"]) == 32
     assert answer.usage is not None and answer.usage.completion_tokens > 0
     assert answer.choices[0].message.content
+
+
+def prompt_fallbacks(gateway: AppWithSidecar) -> float:
+    """The gateway's `gateway_prompt_fallbacks_total{reason="unavailable"}`."""
+    metrics = text_string_to_metric_families(httpx.get(f"{gateway.app.url}/metrics", timeout=10).text)
+    return sum(
+        sample.value
+        for family in metrics
+        for sample in family.samples
+        if sample.name == "gateway_prompt_fallbacks_total" and sample.labels.get("reason") == "unavailable"
+    )
+
+
+def test_a_grounded_answer_falls_back_to_the_built_in_prompt_while_prompts_is_down(stack, document, secrets) -> None:
+    """A new-user trial: with the prompts app down every RAG chat was a 503. The answer is grounded
+    with the built-in prompt and says so: header, lineage, the gateway's counter."""
+    prompts, gateway = stack["prompts"], stack["gateway"]
+    ask = {
+        "model": f"rag/{document['collection']}",
+        "messages": [{"role": "user", "content": QUESTION}],
+        "max_tokens": 8,
+        "temperature": 0,
+    }
+    before = prompt_fallbacks(gateway)
+    assert prompts.app.process is not None
+    prompts.app.process.stop()  # its sidecar stays and answers that the app cannot be reached
+    try:
+        with httpx.Client(base_url=gateway.app.url, headers=bearer(secrets), timeout=120) as client:
+            whole = client.post("/v1/chat/completions", json=ask)
+            assert whole.status_code == 200, whole.text
+            assert whole.headers["x-prompt-fallback"] == "unavailable"
+            lineage = whole.json()["lineage"]
+            assert lineage["prompt"] == {"name": "builtin", "version": None, "fallback": "unavailable"}
+            assert document["id"] in [c["document_id"] for c in whole.json()["citations"]]
+            with client.stream("POST", "/v1/chat/completions", json={**ask, "stream": True}) as streamed:
+                assert streamed.status_code == 200 and streamed.headers["x-prompt-fallback"] == "unavailable"
+                events = [line[6:] for line in streamed.iter_lines() if line.startswith("data: {")]
+            assert json.loads(events[-1])["lineage"]["prompt"]["fallback"] == "unavailable"
+        assert prompt_fallbacks(gateway) == before + 2
+    finally:
+        prompts.app.start()
+        prompts.wait_ready()
 
 
 def violations(stack) -> list[dict]:

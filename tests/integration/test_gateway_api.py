@@ -119,3 +119,17 @@ def test_generation_bodies_meet_the_openai_contract_before_anything_else(start_a
             assert field in [error["location"] for error in answer.json()["errors"]], answer.text
         else:
             assert answer.json()["error"]["param"] == field, answer.text
+
+
+def test_a_registry_404_through_the_gateway_names_the_callers_path(start_app, default_broker, secrets) -> None:
+    """A new-user trial: `instance` was the registry app's own `/v1/models/...`; it is the public path."""
+    registry = start_app("registry")
+    gateway = start_app("gateway")
+    registry.wait_ready()
+    gateway.wait_ready()
+    for path in ("/v1/registry/models/no-such-model", "/v1/registry/models/no-such-model/versions/production"):
+        response = httpx.get(f"{gateway.app.url}{path}", headers=bearer(secrets), timeout=30)
+        assert response.status_code == 404, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["instance"] == path
+        assert "no-such-model" in response.json()["detail"]

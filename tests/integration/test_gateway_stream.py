@@ -8,29 +8,13 @@ import json
 
 import httpx
 
-from harness import bearer, wait_until
+from harness import bearer
 
 STORY = [{"role": "user", "content": "Tell me a long story about a cat."}]
 
 
-def test_a_stream_is_openai_shaped_and_ends_with_an_error_when_inference_dies(
-    start_app, default_broker, secrets
-) -> None:
-    guard = start_app("guard", default_broker)
-    inference = start_app("inference")
-    gateway = start_app("gateway")
-    for app in (guard, inference, gateway):
-        app.wait_ready()
-    # Ready can come a moment before the first model version is promoted to serve, and before
-    # the gateway's sidecar reaches inference's: poll the path the stream takes.
-    through_dapr = f"{gateway.sidecar.url}/v1.0/invoke/inference/method/v1/chat/completions"
-    ask = {"messages": STORY, "max_tokens": 1}
-    token = {"dapr-api-token": secrets["dapr-api-token"]}
-    wait_until(
-        lambda: httpx.post(through_dapr, json=ask, headers=token, timeout=30).is_success,
-        what="inference to answer through the gateway's sidecar",
-        timeout=120,
-    )
+def test_a_stream_is_openai_shaped_and_ends_with_an_error_when_inference_dies(generation_stack, secrets) -> None:
+    inference, gateway = generation_stack["inference"], generation_stack["gateway"]
     body = {
         "model": "smollm2",
         "messages": STORY,

@@ -29,23 +29,8 @@ def active(inference: AppWithSidecar) -> int:
     return httpx.get(f"{inference.app.url}/admin/engines", headers=headers, timeout=5.0).json()["current"]["active"]
 
 
-def test_leaving_a_stream_cancels_its_generation(start_app, default_broker, secrets) -> None:
-    guard = start_app("guard", default_broker)
-    inference = start_app("inference")
-    gateway = start_app("gateway")
-    for app in (guard, inference, gateway):
-        app.wait_ready()
-    through_dapr = f"{gateway.sidecar.url}/v1.0/invoke/inference/method/v1/chat/completions"
-    token = {"dapr-api-token": secrets["dapr-api-token"]}
-    wait_until(
-        lambda: (
-            httpx.post(
-                through_dapr, json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}, headers=token
-            ).is_success
-        ),
-        what="inference to answer through the gateway's sidecar",
-        timeout=120,
-    )
+def test_leaving_a_stream_cancels_its_generation(generation_stack, secrets) -> None:
+    inference, gateway = generation_stack["inference"], generation_stack["gateway"]
     # ignore_eos: the generation cannot end by itself before the client leaves.
     long = {"model": "smollm2", "temperature": 0, "max_tokens": 2000, "ignore_eos": True, "stream": True}
     routes = {

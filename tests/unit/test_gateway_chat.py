@@ -1,6 +1,6 @@
 """Pure pieces of the gateway's chat pipeline."""
 
-from gateway.chat import _json_mode, _last_user_text, _public_citations
+from gateway.chat import _last_user_text, _public_citations
 from genai_platform.contracts.search import SearchHit
 
 
@@ -13,15 +13,6 @@ def test_the_question_is_the_last_user_turn() -> None:
     ]
     assert _last_user_text(messages) == "What is the launch code word?"
     assert _last_user_text([{"role": "system", "content": "x"}]) == ""
-
-
-def test_json_answers_are_passed_to_the_output_rail() -> None:
-    schema = {"type": "object", "required": ["answer"]}
-    assert _json_mode({"response_format": {"type": "json_schema", "json_schema": {"schema": schema}}}) == {
-        "json_schema": schema
-    }
-    assert _json_mode({"response_format": {"type": "json_object"}}) == {"json_mode": True}
-    assert _json_mode({}) == {"json_mode": False}
 
 
 def test_citations_leave_the_chunk_text_behind() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from fakes import FakeDapr
 from gateway.chat import BUILTIN_SYSTEM_PROMPT, ChatPipeline, PipelineSettings
@@ -232,7 +233,36 @@ def test_a_missing_rag_prompt_grounds_with_the_built_in_one() -> None:
         {"role": "system", "content": BUILTIN_SYSTEM_PROMPT.format(context=context)},
         {"role": "user", "content": QUESTION},
     ]
-    assert answer["lineage"]["prompt"] == {"name": "builtin", "version": None}
+    assert answer["lineage"]["prompt"] == {"name": "builtin", "version": None, "fallback": "not_found"}
+
+
+def fallbacks(reason: str) -> float:
+    return REGISTRY.get_sample_value("gateway_prompt_fallbacks_total", {"reason": reason}) or 0.0
+
+
+def test_a_rag_prompt_whose_service_is_down_grounds_with_the_built_in_one_and_says_so() -> None:
+    # The fake sidecar answers daprd's 500 (ERR_DIRECT_INVOKE) for prompts, as for an app that is down:
+    # it was a 503 for every RAG chat. tests/e2e/test_chat_rag.py stops the real app.
+    dapr = platform()
+    before = fallbacks("unavailable")
+    plan, answer = run(dapr, {"messages": [{"role": "user", "content": QUESTION}], "collection": "ops"})
+    assert "prompts:v1/prompts/rag-answer/render" in stages(dapr)
+    context = "[1] Handbook: The launch site is Kourou."
+    assert dapr.invocations[-2].body["messages"][0] == {
+        "role": "system",
+        "content": BUILTIN_SYSTEM_PROMPT.format(context=context),
+    }
+    assert answer["lineage"]["prompt"] == {"name": "builtin", "version": None, "fallback": "unavailable"}
+    assert plan.prompt_fallback == "unavailable"
+    assert fallbacks("unavailable") == before + 1
+
+
+def test_a_prompt_the_client_named_is_a_503_while_its_service_is_down() -> None:
+    dapr = platform()
+    request = {"messages": [{"role": "user", "content": QUESTION}], "prompt": "support-answer"}
+    with pytest.raises(Problem) as unavailable:
+        run(dapr, request)
+    assert unavailable.value.status == 503
 
 
 def test_a_prompt_the_client_named_must_exist() -> None:

@@ -165,3 +165,27 @@ def test_rag_without_a_collection_name_is_a_422_naming_model(gateway) -> None:
         {"location": "body.model", "message": '`model: "rag/<collection>"` names no collection.'}
     ]
     assert dapr.invocations == []
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "body"),
+    [
+        ("/v1/chat/completions", "max_tokens", {"messages": [{"role": "user", "content": "Hi"}]}),
+        ("/v1/chat/completions", "max_completion_tokens", {"messages": [{"role": "user", "content": "Hi"}]}),
+        ("/v1/completions", "max_tokens", {"prompt": "Hi"}),
+    ],
+)
+def test_more_answer_tokens_than_the_platform_gives_is_a_400_naming_the_field_before_any_sidecar(
+    gateway, path, field, body
+) -> None:
+    # A new-user trial: the ui sent 4096, the gateway let it through, and inference refused it
+    # after the guard ran and a stream's headers had gone (the ui said only "The answer failed.").
+    client, dapr = gateway
+    limit = GatewaySettings.model_fields["max_tokens"].default
+    answer = client.post(path, json={"model": "m", **body, field: limit + 1})
+    assert answer.status_code == 400, answer.text
+    problem = answer.json()
+    assert (problem["param"], problem["limit"], problem["limit_value"]) == (field, "max_tokens", limit)
+    assert problem["error"]["param"] == field and f"over the limit of {limit}" in problem["detail"]
+    assert dapr.invocations == []
+    assert client.post(path, json={"model": "m", **body, field: limit}).status_code == 200

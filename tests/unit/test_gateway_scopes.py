@@ -2,7 +2,8 @@
 
 The gateway runs in-process over the fake sidecar (tests/fakes.py): the secret store holds the
 keys, and every relayed call answers 200, so a key holding a route's scopes reaches the app and
-one lacking any of them is refused before it.
+one lacking any of them is refused before it. The same relay carries an app's problem+json back
+with `instance` the path the caller used (gateway.proxy.for_caller).
 """
 
 from __future__ import annotations
@@ -176,3 +177,19 @@ def test_a_rotated_key_is_read_again_after_expire() -> None:
 
     first, cached, (new, old) = asyncio.run(scenario())
     assert first is not None and cached is None and new is not None and old is None
+
+
+@pytest.mark.parametrize("route", PUBLIC_ROUTES, ids=lambda r: f"{r.method} {r.path}")
+def test_an_apps_problem_names_the_callers_path_as_its_instance(gateway: tuple[TestClient, FakeDapr], route) -> None:
+    # A new-user trial: the registry's 404 through the gateway named `/v1/models/...`, the
+    # registry app's own path, not the `/v1/registry/models/...` the caller used.
+    client, dapr = gateway
+    path = _concrete(route.path)
+    own = route.upstream_path(path)
+    problem = {"type": "about:blank", "title": "Not Found", "status": 404, "detail": "No such x1.", "instance": own}
+    answer = httpx.Response(404, json=problem, headers={"content-type": "application/problem+json"})
+    dapr.answer(route.app_id, own, answer)
+    _use_keys(dapr, "k")
+    relayed = client.request(route.method, path, headers={"Authorization": "Bearer k"}, json={})
+    assert relayed.status_code == 404 and relayed.headers["content-type"] == "application/problem+json"
+    assert relayed.json() == {**problem, "instance": path}

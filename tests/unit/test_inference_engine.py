@@ -37,14 +37,16 @@ async def collect(
     return await engine.submit(prompt, params).text()
 
 
-def test_batched_generation_equals_one_at_a_time(tiny: LoadedModel) -> None:
-    async def alone() -> list[tuple[str, Finished]]:
-        engine = Engine(tiny, max_batch_size=1).start()
-        try:
-            return [await collect(engine, p, GREEDY) for p in prompts(tiny)]
-        finally:
-            engine.stop()
+async def alone(tiny: LoadedModel) -> list[tuple[str, Finished]]:
+    """Each of `prompts` generated alone (an engine of one slot): what batching must reproduce."""
+    engine = Engine(tiny, max_batch_size=1).start()
+    try:
+        return [await collect(engine, p, GREEDY) for p in prompts(tiny)]
+    finally:
+        engine.stop()
 
+
+def test_batched_generation_equals_one_at_a_time(tiny: LoadedModel) -> None:
     async def together() -> list[tuple[str, Finished]]:
         engine = Engine(tiny, max_batch_size=8).start()
         try:
@@ -60,19 +62,12 @@ def test_batched_generation_equals_one_at_a_time(tiny: LoadedModel) -> None:
         finally:
             engine.stop()
 
-    expected, batched = asyncio.run(alone()), asyncio.run(together())
+    expected, batched = asyncio.run(alone(tiny)), asyncio.run(together())
     assert batched == expected
     assert all(f.reason == "length" and f.completion_tokens == 12 for _, f in batched)
 
 
 def test_prompts_arriving_together_get_what_they_get_alone(tiny: LoadedModel) -> None:
-    async def alone() -> list[tuple[str, Finished]]:
-        engine = Engine(tiny, max_batch_size=1).start()
-        try:
-            return [await collect(engine, p, GREEDY) for p in prompts(tiny)]
-        finally:
-            engine.stop()
-
     async def together() -> list[tuple[str, Finished]]:
         engine = Engine(tiny, max_batch_size=8).start()
         try:
@@ -82,7 +77,7 @@ def test_prompts_arriving_together_get_what_they_get_alone(tiny: LoadedModel) ->
         finally:
             engine.stop()
 
-    assert asyncio.run(together()) == asyncio.run(alone())
+    assert asyncio.run(together()) == asyncio.run(alone(tiny))
 
 
 def test_the_lean_llama_forward_computes_what_transformers_computes(tiny: LoadedModel) -> None:
@@ -105,9 +100,9 @@ def test_the_lean_llama_forward_computes_what_transformers_computes(tiny: Loaded
     # transformers' own forward (any other architecture) batches the same way.
     assert greedy(reference, rows, 70)[0] == together
     for i, prompt in enumerate(rows):
-        alone, alone_logits = greedy(reference, [prompt], 70)
-        assert together[i] == alone[0]
-        torch.testing.assert_close(logits[i], alone_logits[0], rtol=1e-4, atol=1e-4)
+        single, single_logits = greedy(reference, [prompt], 70)
+        assert together[i] == single[0]
+        torch.testing.assert_close(logits[i], single_logits[0], rtol=1e-4, atol=1e-4)
 
 
 async def _text_after_first(generation, started: asyncio.Event) -> tuple[str, Finished]:

@@ -33,6 +33,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 timeout=settings.request_timeout_seconds,
                 generation_timeout=settings.generation_timeout_seconds,
                 guard_stream_window_s=settings.guard_stream_window_ms / 1000,
+                max_tokens=settings.max_tokens,
             ),
         )
         app.state.openapi = PlatformOpenApi(

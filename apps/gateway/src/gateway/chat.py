@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import Counter
 from pydantic import ValidationError
 
 from gateway.output_stream import UpstreamStream, guarded_stream
 from gateway.stages import GuardClient, InferenceClient, PromptNotFound, PromptsClient, SearchClient
 from gateway.timing import ServerTiming
-from genai_platform.contracts.openai import ChatMessage, PromptReference
+from genai_platform.contracts.openai import MAX_COMPLETION_TOKENS, ChatMessage, PromptReference
 from genai_platform.contracts.prompts import (
     GROUNDING_INSTRUCTIONS,
     RenderedPrompt,
@@ -42,6 +44,16 @@ RAG_MODEL_PREFIX = "rag/"
 BUILTIN_SYSTEM_PROMPT = GROUNDING_INSTRUCTIONS + "{context}"
 # Generation settings a rendered prompt may bring, applied unless the request sets them.
 PROMPT_SETTINGS = ("temperature", "top_p", "max_tokens", "stop")
+# Names the built-in prompt's reason on a grounded answer that used it: the value of this header,
+# of `lineage.prompt.fallback` and of the counter's `reason` label.
+PROMPT_FALLBACK_HEADER = "X-Prompt-Fallback"
+PROMPT_FALLBACKS = Counter(
+    "gateway_prompt_fallbacks_total",
+    "Grounded chat answers given the built-in prompt instead of the managed one, by reason "
+    "(not_found: no such prompt; unavailable: the prompts service did not answer).",
+    ["reason"],
+)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,17 +68,25 @@ class ChatPlan:
     timing: ServerTiming = field(default_factory=ServerTiming)
     usage: dict[str, Any] | None = None  # OpenAI's usage of a streamed answer, once it has ended
 
+    @property
+    def prompt_fallback(self) -> str | None:
+        """Why the built-in grounding prompt stood in for the managed one (`not_found`,
+        `unavailable`); None when it did not."""
+        return (self.prompt or {}).get("fallback")
+
 
 @dataclass(frozen=True)
 class PipelineSettings:
     """The RAG prompt's name, how many chunks to retrieve, timeouts in seconds (stages, generation),
-    and the least time between two output checks of a stream (0: as soon as the last one answered)."""
+    the least time between two output checks of a stream (0: as soon as the last one answered),
+    and the most tokens one answer may ask for (`GATEWAY_MAX_TOKENS`)."""
 
     rag_prompt: str
     retrieval_k: int
     timeout: float
     generation_timeout: float
     guard_stream_window_s: float = 0.0
+    max_tokens: int = MAX_COMPLETION_TOKENS
 
 
 class ChatPipeline:
@@ -141,7 +161,9 @@ class ChatPipeline:
     async def _render(
         self, plan: ChatPlan, reference: PromptReference | None, variables: dict[str, Any], question: str
     ) -> None:
-        """Put the rendered prompt in the request: the named one, else the RAG prompt, else the built-in.
+        """Put the rendered prompt in the request: the named one, else the RAG prompt, else the built-in
+        (when the RAG prompt does not exist or the prompts service does not answer; `plan.prompt`
+        then names the reason as `fallback`, see `ChatPlan.prompt_fallback`).
 
         `variables` are the client's, as the input rails let them through, each one a variable the
         version must declare; the gateway's `question` and `context` go as platform variables,
@@ -159,15 +181,22 @@ class ChatPipeline:
                 label=reference.label if reference else None,
                 version=reference.version if reference else None,
             )
-        except PromptNotFound:
-            if reference is not None:
+        except Problem as problem:
+            # A prompt the client named is theirs to fix or wait for. The RAG prompt is the
+            # platform's own: missing, or its service down (5xx, unreachable), the answer is
+            # grounded with the built-in one rather than refused, and says so.
+            missing = isinstance(problem, PromptNotFound)
+            if reference is not None or not (missing or problem.status >= 500):
                 raise
-            # No managed RAG prompt: ground the answer with the built-in one, and say so.
+            reason = "not_found" if missing else "unavailable"
+            if not missing:
+                log.warning("prompts did not answer (%s): the built-in RAG prompt grounds this answer", problem.status)
+            PROMPT_FALLBACKS.labels(reason=reason).inc()
             system = {"role": "system", "content": BUILTIN_SYSTEM_PROMPT.format(context=context)}
             plan.request["messages"] = [system, *plan.request["messages"]]
-            plan.prompt = {"name": "builtin", "version": None}
+            plan.prompt = {"name": "builtin", "version": None, "fallback": reason}
             return
-        _apply_prompt(plan, rendered)
+        _apply_prompt(plan, rendered, self._settings.max_tokens)
 
     # --- generation and output rails ----------------------------------------------------------
 
@@ -182,9 +211,7 @@ class ChatPipeline:
         for choice in answer.get("choices", []):
             message = choice.get("message") or {}
             with plan.timing.stage("guard-out"):
-                verdict = await self.guard.check_output(
-                    message.get("content") or "", request_id, _json_mode(plan.request)
-                )
+                verdict = await self.guard.check_output(message.get("content") or "", request_id)
             if verdict.allowed:
                 message["content"] = verdict.text
             else:
@@ -221,7 +248,6 @@ class ChatPipeline:
                 self.guard,
                 request_id,
                 window_s=self._settings.guard_stream_window_s,
-                json_check=_json_mode(plan.request),
                 timing=timing,
             )
             # Closed here, not by the garbage collector, when the client leaves or a piece is blocked.
@@ -321,13 +347,15 @@ def _context(citations: list[SearchHit]) -> str:
     return "\n\n".join(lines) or "(nothing found)"
 
 
-def _apply_prompt(plan: ChatPlan, rendered: RenderedPrompt) -> None:
+def _apply_prompt(plan: ChatPlan, rendered: RenderedPrompt, max_tokens: int) -> None:
     """Put a rendered prompt in the request, with its generation settings unless the request has them.
 
     The rendered system messages lead the conversation (chat templates expect the system turn
     first, and SmolLM2's adds a default one when the first turn is not a system turn), so the
     seeded `rag-answer` prompt gives exactly the built-in grounding. The other rendered messages
-    speak for the last user turn; earlier turns stay as the client sent them.
+    speak for the last user turn; earlier turns stay as the client sent them. A version's
+    `max_tokens` is a default, taken up to `max_tokens` (the prompts service stores up to
+    1,000,000): past it, inference would refuse every chat the version renders for.
     """
     messages = [m.model_dump() for m in rendered.messages] or [{"role": "user", "content": rendered.text or ""}]
     turns = plan.request["messages"]
@@ -336,7 +364,7 @@ def _apply_prompt(plan: ChatPlan, rendered: RenderedPrompt) -> None:
     plan.request["messages"] = [*system, *history, *(m for m in messages if m["role"] != "system")]
     for key, value in rendered.config.items():
         if key in PROMPT_SETTINGS:
-            plan.request.setdefault(key, value)
+            plan.request.setdefault(key, min(value, max_tokens) if key == "max_tokens" else value)
     plan.prompt = {"name": rendered.name, "version": rendered.version}
 
 
@@ -354,13 +382,6 @@ def _last_user_text(messages: list[dict[str, Any]]) -> str:
         if str(message.get("role")).lower() == "user":
             return ChatMessage.model_validate(message).text()
     return ""
-
-
-def _json_mode(request: dict[str, Any]) -> dict[str, Any]:
-    response_format = request.get("response_format") or {}
-    if response_format.get("type") == "json_schema":
-        return {"json_schema": (response_format.get("json_schema") or {}).get("schema")}
-    return {"json_mode": response_format.get("type") == "json_object"}
 
 
 def _public_citations(citations: list[SearchHit]) -> list[dict[str, Any]]:

@@ -44,7 +44,7 @@ class CompletionPipeline:
     async def plan(self, body: dict[str, Any], request_id: str, timing: ServerTiming | None = None) -> ChatPlan:
         """Validate the request and run the input rails on its prompt: the request inference gets."""
         timing = timing or ServerTiming()
-        body = validated_body(CompletionRequest, body)
+        body = validated_body(CompletionRequest, body, max_tokens=self.chat.settings.max_tokens)
         with timing.stage("guard-in"):
             verdict = await self.chat.guard.check_text(CompletionRequest.model_validate(body).prompt_text(), request_id)
         if not verdict.allowed:
@@ -60,7 +60,7 @@ class CompletionPipeline:
             )
         for choice in answer.get("choices", []):
             with plan.timing.stage("guard-out"):
-                verdict = await self.chat.guard.check_output(choice.get("text") or "", request_id, {"json_mode": False})
+                verdict = await self.chat.guard.check_output(choice.get("text") or "", request_id)
             if verdict.allowed:
                 choice["text"] = verdict.text
             else:

@@ -48,16 +48,14 @@ async def guarded_stream(
     request_id: str,
     *,
     window_s: float = 0.0,
-    json_check: dict[str, Any] | None = None,
     timing: ServerTiming | None = None,
 ) -> AsyncIterator[GuardStreamStep]:
     """The guard's steps over a stream of text deltas: each one that releases text or blocks.
 
     `window_s` > 0 asks the guard at most once per that many seconds (time batching); 0 asks as
-    soon as the previous answer came back. `json_check` (`{"json_mode": true}` or
-    `{"json_schema": {...}}`) holds a JSON answer whole and checks it at its end. Stops after a
-    block or after the final step. Each guard call's time adds to `timing`'s `guard-out`.
-    Raises `Problem` (503) when the guard cannot answer, and whatever `texts` raises.
+    soon as the previous answer came back. Stops after a block or after the final step. Each guard
+    call's time adds to `timing`'s `guard-out`. Raises `Problem` (503) when the guard cannot
+    answer, and whatever `texts` raises.
     """
     timing = timing or ServerTiming()
     arrived: list[str] = []
@@ -95,7 +93,7 @@ async def guarded_stream(
                 continue
             asked_at = time.perf_counter()
             with timing.stage("guard-out"):
-                step = await guard.stream_step(pending, request_id, chunk=chunk, final=final, json_check=json_check)
+                step = await guard.stream_step(pending, request_id, chunk=chunk, final=final)
             pending = step.pending
             if step.released or step.blocked:
                 yield step

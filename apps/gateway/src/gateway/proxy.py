@@ -1,7 +1,8 @@
 """Relay a public request to the app that serves it, through Dapr service invocation.
 
 The response streams back as the app sends it (server-sent events included), and the model
-tokens it reports in `usage` are counted against the caller's quota.
+tokens it reports in `usage` are counted against the caller's quota. A problem+json answer is the
+one thing changed on the way: its `instance` becomes the path the caller used (`for_caller`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from contextlib import AsyncExitStack
 
 import httpx
 from fastapi import Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from genai_platform.dapr import Sidecar
-from genai_platform.errors import Problem
+from genai_platform.errors import PROBLEM_JSON, Problem
 
 # What a caller may say about the body and what it accepts; the rest (its API key above all)
 # stays at the gateway. The trace context is added by the client's instrumentation.
@@ -37,6 +38,29 @@ async def _is_dapr_error(response: httpx.Response) -> bool:
     except ValueError:
         return False
     return isinstance(body, dict) and str(body.get("errorCode", "")).startswith("ERR_")
+
+
+# A problem+json body is a few hundred bytes; one declared larger than this is relayed as it is.
+MAX_PROBLEM_BYTES = 64 << 10
+
+
+def for_caller(problem: bytes, path: str) -> bytes:
+    """A problem+json body from an app, its `instance` set to `path`, the path the caller used.
+
+    RFC 9457 section 3.1.5: `instance` identifies this occurrence for the client, who never sees
+    an app's own path (the registry's `/v1/models/...` behind the public `/v1/registry/models/...`).
+    One rule for every relayed app, as for the problems the gateway answers itself (the chat
+    pipeline drops a stage's `instance`, gateway.stages). A body that is not a JSON object is
+    returned unchanged.
+    """
+    try:
+        body = json.loads(problem)
+    except ValueError:
+        return problem
+    if not isinstance(body, dict):
+        return problem
+    body["instance"] = path
+    return json.dumps(body).encode()
 
 
 class UsageMeter:
@@ -79,8 +103,9 @@ async def forward(
     *,
     timeout: float,
     on_usage: Callable[[int], Awaitable[None]] | None = None,
-) -> StreamingResponse:
-    """Send this request's method, query and body to `app_id` at `path` and stream the answer back."""
+) -> Response:
+    """Send this request's method, query and body to `app_id` at `path` and stream the answer back;
+    a problem+json answer comes back whole, its `instance` the caller's path (`for_caller`)."""
     query = request.url.query
     headers = {name: value for name in FORWARDED_REQUEST_HEADERS if (value := request.headers.get(name))}
     stack = AsyncExitStack()
@@ -104,6 +129,19 @@ async def forward(
         # daprd could not deliver (no such app, app down, timeout): say so without its internals.
         raise _unreachable(app_id)
 
+    relayed = {name: value for name in RELAYED_RESPONSE_HEADERS if (value := upstream.headers.get(name))}
+    length = upstream.headers.get("content-length", "")
+    if (
+        upstream.status_code >= 400
+        and PROBLEM_JSON in upstream.headers.get("content-type", "")
+        and not (length.isdigit() and int(length) > MAX_PROBLEM_BYTES)
+    ):
+        try:
+            body = await upstream.aread()
+        finally:
+            await stack.aclose()
+        return Response(for_caller(body, request.url.path), status_code=upstream.status_code, headers=relayed)
+
     meter = UsageMeter()
 
     async def relay() -> AsyncIterator[bytes]:
@@ -114,7 +152,6 @@ async def forward(
         if on_usage is not None and meter.total_tokens:
             await on_usage(meter.total_tokens)
 
-    relayed = {name: value for name in RELAYED_RESPONSE_HEADERS if (value := upstream.headers.get(name))}
     return StreamingResponse(
         relay(), status_code=upstream.status_code, headers=relayed, background=BackgroundTask(stack.aclose)
     )

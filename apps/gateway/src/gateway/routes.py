@@ -10,10 +10,10 @@ from typing import Any
 from urllib.parse import quote, quote_from_bytes
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from gateway.api_keys import ApiKeyDep, requires_key
-from gateway.chat import ChatPipeline
+from gateway.chat import PROMPT_FALLBACK_HEADER, ChatPipeline
 from gateway.completions import CompletionPipeline
 from gateway.openapi import OpenApiDocument
 from gateway.output_stream import error_event
@@ -200,8 +200,8 @@ def encoded_path(request: Request) -> str:
     return quote_from_bytes(raw, safe=_PATH_SAFE) if raw else quote(request.url.path, safe=_PATH_SAFE)
 
 
-def _relay(route: PublicRoute) -> Callable[..., Awaitable[StreamingResponse]]:
-    async def relay(request: Request, sidecar: SidecarDep, api_key: ApiKeyDep) -> StreamingResponse:
+def _relay(route: PublicRoute) -> Callable[..., Awaitable[Response]]:
+    async def relay(request: Request, sidecar: SidecarDep, api_key: ApiKeyDep) -> Response:
         settings: GatewaySettings = request.app.state.settings
         limits = request.app.state.limits
         limits.admit(api_key)
@@ -229,11 +229,13 @@ async def _generation(
     usage = request.app.state.usage
     request_id = current_request_id.get() or ""
     plan = await pipeline.plan(body, request_id, timing)
+    # A grounded answer the built-in prompt stood in for says so before its body (chat.PROMPT_FALLBACKS).
+    fallback = {PROMPT_FALLBACK_HEADER: plan.prompt_fallback} if plan.prompt_fallback else {}
     if not plan.request.get("stream"):
         answer = await pipeline.complete(plan, request_id)
         await usage.spend(api_key, int((answer.get("usage") or {}).get("total_tokens") or 0))
-        headers = {"Server-Timing": timing.header()} if settings.server_timing else None
-        return JSONResponse(answer, headers=headers)
+        headers = {"Server-Timing": timing.header()} if settings.server_timing else {}
+        return JSONResponse(answer, headers={**headers, **fallback})
 
     async def events():
         meter = UsageMeter()
@@ -251,7 +253,7 @@ async def _generation(
         # A stream carries its usage only when the client asked (`stream_options.include_usage`).
         await usage.spend(api_key, meter.total_tokens or int((plan.usage or {}).get("total_tokens") or 0))
 
-    headers = {"Cache-Control": "no-cache"}
+    headers = {"Cache-Control": "no-cache", **fallback}
     if settings.server_timing:
         headers["Server-Timing"] = timing.header(total=False)
     return ClosingStreamingResponse(events(), media_type="text/event-stream", headers=headers)
@@ -288,8 +290,10 @@ def public_router() -> APIRouter:
     )
     async def chat_completions(request: Request, api_key: ApiKeyDep) -> object:
         request.app.state.limits.admit(api_key)
-        body = validated_body(GatewayChatRequest, await json_body(request, "chat completion request"))
-        return await _generation(request, api_key, request.app.state.chat, body)
+        chat: ChatPipeline = request.app.state.chat
+        body = await json_body(request, "chat completion request")
+        body = validated_body(GatewayChatRequest, body, max_tokens=chat.settings.max_tokens)
+        return await _generation(request, api_key, chat, body)
 
     @router.post(
         "/v1/completions",

@@ -3,6 +3,7 @@
 from pydantic import Field
 
 from genai_platform.contracts.documents import MAX_UPLOAD_BODY_BYTES
+from genai_platform.contracts.openai import MAX_COMPLETION_TOKENS
 from genai_platform.settings import ServiceSettings
 
 PLATFORM_APPS = ("ingestion", "features", "training", "registry", "inference", "prompts", "guard", "ui", "monitor")
@@ -25,6 +26,10 @@ class GatewaySettings(ServiceSettings):
     cors_origins: list[str] = Field(default_factory=list, validation_alias="GATEWAY_CORS_ORIGINS")
     generation_timeout_seconds: float = Field(300.0, validation_alias="GATEWAY_GENERATION_TIMEOUT_SECONDS")
     request_timeout_seconds: float = Field(30.0, validation_alias="GATEWAY_REQUEST_TIMEOUT_SECONDS")
+    # The most tokens one answer may ask for: a larger `max_tokens` is refused here (400 naming it),
+    # before the guard runs. The platform's one figure (genai_platform.contracts.openai), as
+    # inference's INFERENCE_MAX_TOKENS and the ui's UI_MAX_TOKENS take it: raise them together.
+    max_tokens: int = Field(MAX_COMPLETION_TOKENS, ge=1, validation_alias="GATEWAY_MAX_TOKENS")
     # The managed prompt that grounds answers in retrieved chunks (variables: question, context).
     rag_prompt: str = Field("rag-answer", validation_alias="GATEWAY_RAG_PROMPT")
     retrieval_k: int = Field(4, ge=1, le=50, validation_alias="GATEWAY_RETRIEVAL_K")

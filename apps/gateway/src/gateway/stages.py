@@ -77,23 +77,17 @@ class GuardClient(Stage):
         """The input rails' verdict on one text (a completion's prompt), with the text the model may see."""
         return await self.answer("v1/guard/input", {"text": text, "request_id": request_id}, GuardVerdict)
 
-    async def check_output(self, text: str, request_id: str, json_check: dict[str, Any]) -> GuardVerdict:
-        """The verdict on a whole answer; `json_check` is `{"json_mode": bool}` or `{"json_schema": {...}}`."""
-        body = {"text": text, "request_id": request_id, **json_check}
+    async def check_output(self, text: str, request_id: str) -> GuardVerdict:
+        """The verdict on a whole answer, with the text that may leave (redacted). The guard's JSON
+        rail is never asked for: a `response_format` other than text is refused before generation
+        (genai_platform.contracts.openai, REFUSED_CHAT)."""
+        body = {"text": text, "request_id": request_id}
         return await self.answer("v1/guard/output", body, GuardVerdict)
 
-    async def stream_step(
-        self,
-        pending: str,
-        request_id: str,
-        *,
-        final: bool,
-        chunk: str = "",
-        json_check: dict[str, Any] | None = None,
-    ) -> GuardStreamStep:
+    async def stream_step(self, pending: str, request_id: str, *, final: bool, chunk: str = "") -> GuardStreamStep:
         """Add `chunk` to `pending` (the last step's); release, checked, what no output rail could
         still change (all of it when `final`). See gateway.output_stream."""
-        body = {"pending": pending, "chunk": chunk, "final": final, "request_id": request_id, **(json_check or {})}
+        body = {"pending": pending, "chunk": chunk, "final": final, "request_id": request_id}
         return await self.answer("v1/guard/output/stream", body, GuardStreamStep)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import Request
 from pydantic import ValidationError
 
-from genai_platform.contracts.openai import GenerationFields
+from genai_platform.contracts.openai import MAX_COMPLETION_TOKENS, GenerationFields
 from genai_platform.errors import Problem, invalid_request, validation_errors
 
 
@@ -31,12 +31,16 @@ async def json_body(request: Request, what: str) -> Any:
     return body
 
 
-def validated_body(contract: type[GenerationFields], body: Any) -> dict[str, Any]:
+def validated_body(
+    contract: type[GenerationFields], body: Any, *, max_tokens: int = MAX_COMPLETION_TOKENS
+) -> dict[str, Any]:
     """`body` checked against `contract`, as a dict in the shape clients send (roles in lower case).
 
     Raises `Problem` 422 naming each invalid field (`body.messages.0.role`), as FastAPI's
-    validation answers on every app, and `UnsupportedField` (400, OpenAI's `error.param`) for a
-    field the platform does not serve or does not know.
+    validation answers on every app, `UnsupportedField` (400, OpenAI's `error.param`) for a
+    field the platform does not serve or does not know, and `TokensOverLimit` (400 naming the
+    field) for more answer tokens than `max_tokens`, which inference would refuse only after the
+    guard, retrieval and the prompt ran (and a stream's headers were sent).
     """
     if not isinstance(body, dict):
         raise Problem(422, "The body must be a JSON object.", title="Invalid request")
@@ -45,4 +49,5 @@ def validated_body(contract: type[GenerationFields], body: Any) -> dict[str, Any
     except ValidationError as error:
         raise invalid_request(validation_errors(error.errors(include_url=False), ("body",))) from error
     request.refuse_unsupported()
+    request.check_max_tokens(max_tokens)
     return request.model_dump(mode="json", exclude_unset=True)

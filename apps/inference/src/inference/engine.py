@@ -21,6 +21,7 @@ from typing import Literal
 
 import torch
 
+from genai_platform.contracts.openai import MAX_COMPLETION_TOKENS
 from inference import batch as kv
 from inference import metrics
 from inference.decoding import Detokenizer, SamplingParams, pick_tokens
@@ -131,7 +132,7 @@ class Engine:
         max_batch_size: int = 32,
         max_queue: int = 64,
         prefill_token_budget: int = 1024,
-        max_tokens_limit: int = 2048,
+        max_tokens_limit: int = MAX_COMPLETION_TOKENS,
     ) -> None:
         self.loaded: LoadedModel | None = loaded
         self.name = loaded.name

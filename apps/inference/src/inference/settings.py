@@ -5,6 +5,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
+from genai_platform.contracts.openai import MAX_COMPLETION_TOKENS
 from genai_platform.settings import ServiceSettings
 from inference.registry_source import RegistryRef
 
@@ -55,8 +56,9 @@ class InferenceSettings(ServiceSettings):
     # Context window; 0 takes the model's own (capped at 8192 to bound KV-cache memory).
     context_length: int = Field(0, validation_alias="INFERENCE_CONTEXT_LENGTH", ge=0)
     # The most tokens one request may ask for; a chat request that names none gets what is
-    # left of the context, up to this (OpenAI's behaviour).
-    max_tokens_limit: int = Field(2048, validation_alias="INFERENCE_MAX_TOKENS", ge=1)
+    # left of the context, up to this (OpenAI's behaviour). The platform's one figure
+    # (genai_platform.contracts.openai), which the gateway and the ui check against too.
+    max_tokens_limit: int = Field(MAX_COMPLETION_TOKENS, validation_alias="INFERENCE_MAX_TOKENS", ge=1)
     # Seconds a client told 429 is asked to wait.
     retry_after_s: int = Field(1, validation_alias="INFERENCE_RETRY_AFTER", ge=1)
 

@@ -44,10 +44,24 @@ class DocumentSubmission(DocumentSubmit):
     def options(self) -> ExtractOptions:
         return ExtractOptions(text_field=self.text_field, columns=tuple(self.columns))
 
+    @property
+    def source_field(self) -> str:
+        """The field that holds the document or says where it is: `text`, `url` or `path`."""
+        return "text" if self.text is not None else "url" if self.url is not None else "path"
+
+
+def _field_problem(location: str | None, title: str, message: str) -> Problem:
+    """A 422 for a document that was given but cannot be taken, in the platform's one 422 shape
+    (`errors` naming the field, as `genai_platform.errors.invalid_request`) under its own title."""
+    errors = [{"location": location, "message": message}] if location else []
+    return Problem(422, message, title=title, errors=errors)
+
 
 @contextmanager
-def problems() -> Iterator[None]:
-    """Domain errors as the client should see them; never a 500 for bad input."""
+def problems(location: str | None = None) -> Iterator[None]:
+    """Domain errors as the client should see them; never a 500 for bad input. A 422 about the
+    document names `location`, the field that carried it (`body.text`, `body.url`, `body.path`,
+    `body.file`), as a validation error would."""
     try:
         yield
     except DocumentTooLarge as error:
@@ -63,9 +77,9 @@ def problems() -> Iterator[None]:
     except UnsupportedFormat as error:
         raise Problem(415, str(error)) from error
     except RefusedUrl as error:
-        raise Problem(422, f"URL refused: {error}", title="URL refused") from error
+        raise _field_problem(location, "URL refused", f"URL refused: {error}") from error
     except (UnreadableDocument, FetchFailed, OutsideAllowedFolder) as error:
-        raise Problem(422, str(error), title="Unprocessable document") from error
+        raise _field_problem(location, "Unprocessable document", str(error)) from error
     except DaprError as error:
         log.warning("sidecar call failed: %s", error)
         raise Problem(503, "The document store is unavailable; try again.", headers={"Retry-After": "2"}) from error
@@ -139,16 +153,18 @@ async def create_document(request: Request) -> JSONResponse:
     if length and length.isdigit() and int(length) > settings.max_document_bytes + 64 * 1024:
         raise Problem(413, f"the document is larger than {settings.max_document_bytes} bytes")
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    with problems():
-        if media_type == "multipart/form-data":
+    if media_type == "multipart/form-data":
+        with problems("body.file"):
             return _answer(await _upload(request, settings))
-        if media_type in ("application/json", ""):
-            try:
-                submission = DocumentSubmission.model_validate_json(await request.body())
-            except ValidationError as error:
-                raise invalid_request(validation_errors(error.errors())) from error
+    if media_type in ("application/json", ""):
+        try:
+            submission = DocumentSubmission.model_validate_json(await request.body())
+        except ValidationError as error:
+            # Located as FastAPI locates a body's fields on every other app: `body.<field>`.
+            raise invalid_request(validation_errors(error.errors(include_url=False), ("body",))) from error
+        with problems(f"body.{submission.source_field}"):
             return _answer(await submit(request, submission))
-        raise UnsupportedFormat("send application/json or multipart/form-data")
+    raise Problem(415, "send application/json or multipart/form-data")
 
 
 async def _upload(request: Request, settings: IngestionSettings) -> Ingested:
@@ -156,7 +172,8 @@ async def _upload(request: Request, settings: IngestionSettings) -> Ingested:
     try:
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
-            raise Problem(422, "the multipart body needs a file in the field `file`", title="Invalid request")
+            message = "the multipart body needs a file in the field `file`"
+            raise invalid_request([{"location": "body.file", "message": message}], message)
         data = await upload.read(settings.max_document_bytes + 1)
         if len(data) > settings.max_document_bytes:
             raise DocumentTooLarge(f"the document is larger than {settings.max_document_bytes} bytes")
@@ -168,7 +185,8 @@ async def _upload(request: Request, settings: IngestionSettings) -> Ingested:
                 collection=str(form.get("collection") or "default"),
             )
         except ValidationError as error:
-            raise Problem(422, "The metadata is not valid.", title="Invalid request") from error
+            errors = validation_errors(error.errors(include_url=False), ("body",))
+            raise invalid_request(errors, "The metadata is not valid.") from error
         options = ExtractOptions(
             text_field=str(form.get("text_field") or "text"), columns=tuple(_split_list(form.getlist("columns")))
         )

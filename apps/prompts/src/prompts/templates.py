@@ -25,14 +25,20 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from genai_platform.contracts.prompts import shown_name, variable_name_problem
+from genai_platform.contracts.prompts import (
+    PROMPT_LABEL_PATTERN,
+    PROMPT_NAME_PATTERN,
+    shown_name,
+    variable_name_problem,
+)
 
 # Names and labels end up inside state keys and URLs: keep them to a small, unambiguous alphabet.
-NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 # A label starts with a letter, so it never reads as a version number: `2` is version 2 only.
-LABEL_PATTERN = r"^[a-z][a-z0-9._-]{0,49}$"
+# The ui's fields hint the same rules (genai_platform.contracts.prompts).
+NAME_PATTERN = f"^{PROMPT_NAME_PATTERN}$"
+LABEL_PATTERN = f"^{PROMPT_LABEL_PATTERN}$"
 # A version reference: a number (1 to 999,999,999) or a label.
-REF_PATTERN = r"^(?:[1-9][0-9]{0,8}|[a-z][a-z0-9._-]{0,49})$"
+REF_PATTERN = f"^(?:[1-9][0-9]{{0,8}}|{PROMPT_LABEL_PATTERN})$"
 _NAME = re.compile(NAME_PATTERN)
 _LABEL = re.compile(LABEL_PATTERN)
 

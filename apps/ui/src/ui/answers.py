@@ -143,7 +143,8 @@ class AnswerRunner:
     def _take(self, answer: Answer, event: dict[str, Any]) -> None:
         if "error" in event:  # the gateway's last event when the pipeline failed after the headers
             problem = event["error"] or {}
-            answer.error = str(problem.get("detail") or "The answer failed.")
+            # OpenAI's error event (gateway.output_stream.error_event) says why in `message`.
+            answer.error = str(problem.get("message") or problem.get("detail") or "The answer failed.")
             if "rail" in answer.error:
                 answer.guard = answer.error
             return

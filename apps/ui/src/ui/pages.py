@@ -18,6 +18,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
+from genai_platform.contracts.documents import COLLECTION_PATTERN
+from genai_platform.contracts.prompts import PROMPT_LABEL_PATTERN, PROMPT_NAME_PATTERN
 from ui import views
 from ui.answers import Answer, AnswerRunner
 from ui.markdown import render_markdown
@@ -29,6 +31,12 @@ from ui.settings import UiSettings
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 TEMPLATES.env.filters["markdown"] = render_markdown
 TEMPLATES.env.filters["server_timing"] = views.parse_server_timing
+# The rules the platform checks a name by, as the forms' `pattern` hints (the same figures, never copies).
+TEMPLATES.env.globals.update(
+    collection_pattern=COLLECTION_PATTERN,
+    prompt_name_pattern=PROMPT_NAME_PATTERN,
+    prompt_label_pattern=PROMPT_LABEL_PATTERN,
+)
 LOGIN_CSRF_COOKIE = "ui_signin_csrf"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # The loss chart reads at most this many pages of 2,000 job events (40,000 steps and evaluations).
@@ -193,6 +201,7 @@ async def chat_page(request: Request, session: SessionDep, answer: str | None = 
         request,
         "chat.html",
         nav="chat",
+        max_tokens=request.app.state.settings.max_tokens,
         models=[m["id"] for m in (models or {}).get("data", [])],
         collections=collections,
         errors=[e for e in (models_error, collections_error) if e],
@@ -217,9 +226,12 @@ async def ask(request: Request, session: WriteSessionDep) -> JSONResponse:
             messages += [{"role": "user", "content": turn.question}, {"role": "assistant", "content": turn.text}]
     messages.append({"role": "user", "content": question})
     body: dict[str, Any] = {"model": model or "smollm2", "messages": messages, "temperature": 0}
-    max_tokens = str(form.get("max_tokens") or "")
-    if max_tokens.isdigit():
-        body["max_tokens"] = min(int(max_tokens), 4096)
+    try:
+        max_tokens = views.answer_length(str(form.get("max_tokens") or ""), request.app.state.settings.max_tokens)
+    except views.FormError as error:
+        return JSONResponse({"message": str(error), "field": "max_tokens"}, status_code=422)
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
     if collection:
         body["collection"] = collection
     answer = runner.start(session.id, session.api_key, body, question, collection)

@@ -3,6 +3,7 @@
 from pydantic import Field, SecretStr
 
 from genai_platform.contracts.documents import MAX_DOCUMENT_BYTES
+from genai_platform.contracts.openai import MAX_COMPLETION_TOKENS
 from genai_platform.settings import ServiceSettings
 
 
@@ -25,3 +26,7 @@ class UiSettings(ServiceSettings):
     # page refuses a larger file before sending it. Raise it with INGESTION_MAX_BYTES and
     # GATEWAY_MAX_UPLOAD_BODY_BYTES.
     max_upload_bytes: int = Field(MAX_DOCUMENT_BYTES, ge=1, validation_alias="UI_MAX_UPLOAD_BYTES")
+    # The chat page's "Longest answer" field: at most the platform's one figure for an answer's
+    # tokens (genai_platform.contracts.openai), as the gateway (GATEWAY_MAX_TOKENS) and inference
+    # (INFERENCE_MAX_TOKENS) take it; a larger value is refused when asked, never after a 202.
+    max_tokens: int = Field(MAX_COMPLETION_TOKENS, ge=1, validation_alias="UI_MAX_TOKENS")

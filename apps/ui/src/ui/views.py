@@ -15,6 +15,25 @@ VARIABLE_TYPES = ("string", "integer", "number", "boolean")
 EDITOR_VARIABLE_ROWS = 4
 
 
+class FormError(ValueError):
+    """A form field the platform would refuse: the message says which field and what it takes."""
+
+
+def answer_length(raw: str, limit: int) -> int | None:
+    """The chat form's "Longest answer" as the request's `max_tokens`: None when left empty.
+
+    Raises `FormError` naming the field and its range for anything but a whole number from 1 to
+    `limit` (the gateway's and inference's own limit): refused when asked, with the reason,
+    instead of an answer that fails after it started.
+    """
+    text = raw.strip()
+    if not text:
+        return None
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= limit:
+        raise FormError(f"Longest answer must be a whole number of tokens from 1 to {limit:,}; it was {text[:20]!r}.")
+    return int(text)
+
+
 def parse_server_timing(header: str | None) -> list[tuple[str, float]]:
     """`Server-Timing` (W3C Server Timing) as (stage, milliseconds) pairs, in the header's order."""
     stages = []

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from genai_platform.contracts.documents import COLLECTION_PATTERN
 from genai_platform.contracts.registry import Lineage
 
 
@@ -92,7 +93,7 @@ class DocumentMeta(Payload):
     source: str | None = Field(None, max_length=2000, description="Where it came from (a URL, a file name).")
     tags: list[str] = Field(default_factory=list, max_length=50)
     collection: str = Field(
-        "default", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$", description="Searched together."
+        "default", min_length=1, max_length=100, pattern=f"^{COLLECTION_PATTERN}$", description="Searched together."
     )
 
 
@@ -103,7 +104,7 @@ class DocumentSubmit(DocumentMeta):
     folder ingestion allows) is given; anything else fails validation.
     """
 
-    text: str | None = Field(None, description="The document itself, as text.")
+    text: str | None = Field(None, min_length=1, description="The document itself, as text.")
     url: str | None = Field(None, max_length=2000, description="An http(s) URL for ingestion to fetch.")
     path: str | None = Field(None, max_length=1000, description="A file inside ingestion's allowed folder.")
     format: str | None = Field(None, description="text, markdown, html, pdf, json, jsonl, csv; default: guessed")

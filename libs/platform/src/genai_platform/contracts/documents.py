@@ -13,3 +13,7 @@ MAX_DOCUMENT_BYTES = 10 << 20
 MULTIPART_FRAMING_BYTES = 64 << 10
 # The largest upload body the gateway lets through, in bytes: a document and its framing.
 MAX_UPLOAD_BODY_BYTES = MAX_DOCUMENT_BYTES + MULTIPART_FRAMING_BYTES
+# A collection's name: letters, digits, `.`, `_` and `-`, 1 to 100 of them. Unanchored, and a valid
+# HTML `pattern` too (`-` escaped: browsers compile a pattern with the `v` flag and ignore an
+# invalid one), so the ui's collection fields hint what ingestion takes.
+COLLECTION_PATTERN = r"[A-Za-z0-9._\-]{1,100}"

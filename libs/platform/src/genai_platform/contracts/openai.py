@@ -50,6 +50,12 @@ MAX_STOP_SEQUENCES = 4
 # `logit_bias`: token id (decimal, as OpenAI's JSON keys are strings) -> a bias in [-100, 100]
 # added to that token's logit before sampling (-100 bans it, 100 all but forces it).
 MAX_LOGIT_BIASES = 1024
+# The most tokens one answer may ask for (`max_tokens`, chat's `max_completion_tokens`). One figure
+# for every service on the way: inference's INFERENCE_MAX_TOKENS, the gateway's GATEWAY_MAX_TOKENS
+# and the ui's UI_MAX_TOKENS (its "Longest answer" field) default to it, so a value the ui or the
+# gateway lets through is never refused further on (a new-user trial: the ui took 4096, inference
+# refused over 2048, and the answer failed after a 202).
+MAX_COMPLETION_TOKENS = 2048
 TokenId = Annotated[StrictStr, Field(pattern=r"^[0-9]{1,9}$")]
 LogitBias = Annotated[dict[TokenId, Annotated[StrictInt, Field(ge=-100, le=100)]], Field(max_length=MAX_LOGIT_BIASES)]
 
@@ -224,6 +230,19 @@ class UnsupportedField(DomainError):
 # --- requests ------------------------------------------------------------------------------------
 
 
+class TokensOverLimit(DomainError):
+    """A request that asks for more answer tokens than the server gives one answer (400 with OpenAI's
+    `error`, `param` naming the field sent: `max_tokens` or `max_completion_tokens`), with `limit`
+    `max_tokens` and `limit_value`, as inference answers it (`inference.openai_api`)."""
+
+    status = 400
+
+    def __init__(self, param: str, requested: int, limit_value: int) -> None:
+        detail = f"{param} is {requested}, over the limit of {limit_value}."
+        error = {"message": detail, "type": "invalid_request_error", "param": param, "code": None}
+        super().__init__(detail, param=param, error=error, limit="max_tokens", limit_value=limit_value)
+
+
 class OpenAIRequest(BaseModel):
     """A request of OpenAI's API: fields beyond the declared ones land in `model_extra`, where
     `unsupported_fields` answers each refused one (unless neutral) and each unknown one."""
@@ -264,6 +283,15 @@ class GenerationFields(OpenAIRequest):
     logit_bias: LogitBias | None = None
     ignore_eos: StrictBool = Field(False, description=EXTENSIONS["ignore_eos"])
     user: StrictStr | None = Field(None, description=ACCEPTED_NO_OP["user"])
+
+    def check_max_tokens(self, limit: int) -> None:
+        """Raise `TokensOverLimit` (400 naming the field) when `max_tokens`, or chat's
+        `max_completion_tokens`, asks for more than `limit` tokens (`MAX_COMPLETION_TOKENS` unless
+        the service's setting says otherwise)."""
+        for name in ("max_completion_tokens", "max_tokens"):
+            requested = getattr(self, name, None)
+            if requested is not None and requested > limit:
+                raise TokensOverLimit(name, requested, limit)
 
     @property
     def include_usage(self) -> bool:

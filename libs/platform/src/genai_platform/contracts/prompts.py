@@ -19,6 +19,15 @@ GROUNDING_INSTRUCTIONS = (
 )
 
 
+# A prompt's name and a label, as the prompts service takes them (they end up inside state keys and
+# URLs: a small, unambiguous alphabet); a label starts with a letter, so it never reads as a version
+# number. Unanchored, and written to be valid HTML `pattern`s too, so the ui's fields hint the same
+# rule: browsers compile a `pattern` with the `v` flag, where an unescaped `-` in a class is an
+# error and the whole pattern is ignored (the ui's `[a-z0-9._-]*` was).
+PROMPT_NAME_PATTERN = r"[a-z0-9][a-z0-9._\-]{0,99}"
+PROMPT_LABEL_PATTERN = r"[a-z][a-z0-9._\-]{0,49}"
+
+
 # A variable's name as a template reads it: Jinja2's name token, kept to ASCII, and short.
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_VARIABLE_NAME_CHARS = 64
