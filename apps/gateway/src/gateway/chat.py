@@ -11,6 +11,7 @@ recorded for the answer's `Server-Timing` header (see gateway.timing).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -32,7 +33,7 @@ from genai_platform.contracts.prompts import (
     shown_name,
     variable_name_problem,
 )
-from genai_platform.contracts.search import SearchHit
+from genai_platform.contracts.search import SearchHit, SearchResults
 from genai_platform.dapr import Sidecar
 from genai_platform.errors import Problem, invalid_request, validation_errors
 from genai_platform.telemetry import current_trace_id
@@ -111,7 +112,9 @@ class ChatPipeline:
     # --- before generation --------------------------------------------------------------------
 
     async def plan(self, body: dict[str, Any], request_id: str, timing: ServerTiming | None = None) -> ChatPlan:
-        """Input rails, then retrieval and prompt render when asked for: the request inference gets.
+        """Input rails (with retrieval beside them), then prompt render when asked for: the request
+        inference gets. Features may see a question the rails then refuse or redact (it only
+        embeds and searches it); nothing else does, and only what the rails let through is used.
 
         `body` is the client's OpenAI chat request plus our extensions (`collection`, `prompt`),
         which are taken out of it. The input rails see everything the model will read from the
@@ -136,27 +139,37 @@ class ChatPipeline:
                 raise invalid_request([{"location": "body.model", "message": message}], detail=message)
             body.pop("model")
         reference = prompt_reference(body.pop("prompt", None))
+        sent = [turn.model_dump(exclude_none=True) for turn in turns]
 
-        with timing.stage("guard-in"):
-            verdict = await self.guard.check_input(
-                [turn.model_dump(exclude_none=True) for turn in turns],
-                request_id,
-                reference.variables if reference else None,
-            )
-        if not verdict.allowed:
-            raise refused(verdict.blocked_by)
-        body["messages"] = verdict.messages
-        plan = ChatPlan(request=body, collection=collection, timing=timing)
-
-        question = _last_user_text(body["messages"])
-        if collection and question:
-            with timing.stage("retrieve"):
-                found = await self.search.search(question, k=self._settings.retrieval_k, collection=collection)
-            plan.citations = found.results
+        # Retrieval starts beside the input rails (bench/chat: it was the longest stage before
+        # generation). What it finds is used only when the rails allow the request and let the
+        # question through unchanged; a refusal drops it, a redacted question is searched again.
+        # Nothing reaches inference (or prompts) before the rails' verdict.
+        asked = _last_user_text(sent) if collection else ""
+        early = asyncio.create_task(self._retrieve(asked, collection, timing)) if asked and collection else None
+        try:
+            with timing.stage("guard-in"):
+                verdict = await self.guard.check_input(sent, request_id, reference.variables if reference else None)
+            if not verdict.allowed:
+                raise refused(verdict.blocked_by)
+            body["messages"] = verdict.messages
+            plan = ChatPlan(request=body, collection=collection, timing=timing)
+            question = _last_user_text(body["messages"])
+            if collection and question:
+                if early is None or question != asked:
+                    await _dropped(early)
+                    early = asyncio.create_task(self._retrieve(question, collection, timing))
+                plan.citations = (await early).results
+        finally:
+            await _dropped(early)
         if collection or reference:
             with timing.stage("prompt"):
                 await self._render(plan, reference, verdict.variables or {}, question)
         return plan
+
+    async def _retrieve(self, question: str, collection: str, timing: ServerTiming) -> SearchResults:
+        with timing.stage("retrieve"):
+            return await self.search.search(question, k=self._settings.retrieval_k, collection=collection)
 
     async def _render(
         self, plan: ChatPlan, reference: PromptReference | None, variables: dict[str, Any], question: str
@@ -366,6 +379,14 @@ def _apply_prompt(plan: ChatPlan, rendered: RenderedPrompt, max_tokens: int) -> 
         if key in PROMPT_SETTINGS:
             plan.request.setdefault(key, min(value, max_tokens) if key == "max_tokens" else value)
     plan.prompt = {"name": rendered.name, "version": rendered.version}
+
+
+async def _dropped(task: asyncio.Task[Any] | None) -> None:
+    """Cancel `task` unless it is done, and wait for it; its result or failure is not wanted."""
+    if task is not None and not task.done():
+        task.cancel()
+    if task is not None:
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def _sse(event: dict[str, Any]) -> bytes:
