@@ -21,8 +21,10 @@ pid_file=.data/platform/dapr-run.pgid
 cmdline() { { tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null || true; }
 
 # Pids in process group $1 but $2 (the CLI): the apps, their `uv run` wrappers, the sidecars,
-# the control plane. A process keeps its group when orphaned, so none escapes this.
-members() { pgrep -g "$1" | grep -vx "${2:-}" || true; }
+# the control plane. A process keeps its group when orphaned, so none escapes this. Zombies are
+# left out: they are dead already, and one whose parent is the CLI stays until the CLI exits,
+# which it does only after this wait (pgrep lists zombies, so a stop waited on them).
+members() { ps -e -o pid=,pgid=,stat= | awk -v g="$1" -v but="${2:-}" '$2 == g && $1 != but && $3 !~ /^Z/ { print $1 }'; }
 
 # Stops process group $1 led by the CLI: SIGTERM to every member but the CLI (daprd shuts down
 # gracefully, uvicorn finishes open requests), SIGKILL after PLATFORM_STOP_TIMEOUT seconds (default
@@ -33,9 +35,11 @@ stop_group() {
   # shellcheck disable=SC2086 # one pid per word
   [[ -z "$left" ]] || kill -TERM $left 2>/dev/null || true
   deadline=$((SECONDS + timeout))
+  local said=""
   while left="$(members "$pgid" "$pgid")" && [[ -n "$left" ]]; do
     if ((SECONDS >= deadline)); then
-      echo "platform: still running after ${timeout}s, sending SIGKILL to: $(tr '\n' ' ' <<<"$left")" >&2
+      [[ -n "$said" ]] || echo "platform: still running after ${timeout}s, sending SIGKILL to: $(tr '\n' ' ' <<<"$left")" >&2
+      said=1
       # shellcheck disable=SC2086
       kill -KILL $left 2>/dev/null || true
     fi
