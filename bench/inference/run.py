@@ -18,6 +18,7 @@ and errors, prints one table with ratios against (e), (d) and (c) and the issue-
 against (e), and writes JSON to bench/results/ with the machine's load average.
 
     uv run python bench/inference/run.py [--levels 1,4,16,32] [--max-tokens 64] [--only service,dapr] [--threads 2]
+                                         [--quantization auto|none|int4]
 """
 
 from __future__ import annotations
@@ -336,6 +337,9 @@ def main() -> None:
     # default. On a machine shared past its core count, threads that meet at a barrier every
     # operator wait for each other's time slices, so fewer can be faster there.
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    # Ours: INFERENCE_QUANTIZATION (auto holds the packaged Q4_1 model's layers in 4 bits; none
+    # keeps bfloat16, the engine before int4).
+    parser.add_argument("--quantization", default="auto", choices=["auto", "none", "int4"])
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     load_start = os.getloadavg()
@@ -360,7 +364,11 @@ def main() -> None:
             dapr_api_token=secrets["dapr-api-token"],
             app_api_token=secrets["app-api-token"],
         )
-        env = {"INFERENCE_MAX_BATCH": "32", "INFERENCE_TORCH_THREADS": str(args.threads)}
+        env = {
+            "INFERENCE_MAX_BATCH": "32",
+            "INFERENCE_TORCH_THREADS": str(args.threads),
+            "INFERENCE_QUANTIZATION": args.quantization,
+        }
         app = ServiceApp("inference", logs, sidecar=sidecar, env=env)
         sidecar.app_port = app.port
         pair = AppWithSidecar(app, sidecar)
@@ -440,13 +448,17 @@ def main() -> None:
         "levels": levels,
         "cpus": os.cpu_count(),
         "threads": args.threads,
+        "quantization": args.quantization,
         "logs": str(logs),
         # Shared machine: the 1/5/15-minute load averages before and after, to read figures by.
         "loadavg_start": load_start,
         "loadavg_end": os.getloadavg(),
     }
     path.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results], "table": table}, indent=2))
-    sys.stdout.write(f"load average {meta['loadavg_start']} -> {meta['loadavg_end']}, threads {args.threads}\n")
+    sys.stdout.write(
+        f"load average {meta['loadavg_start']} -> {meta['loadavg_end']}, threads {args.threads}, "
+        f"quantization {args.quantization}\n"
+    )
     sys.stdout.write(f"written: {path.relative_to(ROOT)}\n")
 
 

@@ -77,9 +77,10 @@ class TransformersForward:
         return logits
 
 
-def forward_for(model: PreTrainedModel) -> Forward:
-    """The fastest forward pass that computes exactly `model`'s arithmetic."""
-    return FastLlama(model) if FastLlama.supports(model) else TransformersForward(model)
+def forward_for(model: PreTrainedModel, *, int4: bool = False) -> Forward:
+    """The fastest forward pass that computes exactly `model`'s arithmetic; `int4` holds its layers
+    in 4 bits where the lean forward takes the model (transformers' forward keeps them as loaded)."""
+    return FastLlama(model, int4=int4) if FastLlama.supports(model) else TransformersForward(model)
 
 
 @dataclass

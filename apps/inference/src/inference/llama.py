@@ -31,14 +31,88 @@ class LayerKV:
     values: torch.Tensor
 
 
+class Dense:
+    """A projection by its weight (out features, in features), as `torch.nn.Linear` without bias."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        self.weight = weight
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight)
+
+
+# Above this many rows a step multiplies by the bfloat16 expansion instead of the 4-bit groups:
+# torch's int4 CPU kernel unpacks every group for every row tile, so it wins while reading the
+# weights dominates and loses once the arithmetic does. Decode steps of SmolLM2-135M on one
+# thread of this project's Xeon, all projections: 1 row 9.5 vs 34.5 ms, 8 rows 31 vs 51 ms,
+# 16 rows 61 vs 63 ms, 32 rows 118 vs 85 ms (bench/README.md, "Inference", int4).
+INT4_MOST_ROWS = 16
+# GGUF's Q4_0/Q4_1 blocks: 32 weights share one scale (and one minimum).
+INT4_GROUP = 32
+
+
+class Int4:
+    """A projection whose weight is 4-bit integers in groups of `INT4_GROUP` along the input, each
+    group with a scale and a zero point: w = (q - 8) * scale + zero, q in 0..15 (GGUF's Q4_1 is
+    w = q * d + m, the same grid with scale d and zero m + 8d).
+
+    It keeps the same weights twice: packed for torch's int4 kernel (a quarter of bfloat16's
+    bytes, so a step of few rows reads a quarter as much), and expanded to the activations' dtype
+    for steps of many rows and for prefill, where bfloat16 matmuls are faster. Both compute with
+    the same weight values; they differ only in rounding, as any two matmul kernels do.
+    """
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        """`weight` (out features, in features), in features a multiple of `INT4_GROUP`; the tensor
+        is overwritten in place with the 4-bit values it now stands for (views of it follow)."""
+        out_features, in_features = weight.shape
+        groups = weight.detach().float().view(out_features, in_features // INT4_GROUP, INT4_GROUP)
+        low, high = groups.amin(-1), groups.amax(-1)
+        scale = ((high - low) / 15).clamp(min=torch.finfo(torch.float32).tiny)
+        q = ((groups - low[..., None]) / scale[..., None]).round().clamp(0, 15)
+        # The kernel reads scale and zero in the activations' dtype; the expansion uses the very
+        # same rounded values, so both paths hold one set of weights.
+        scale = scale.to(weight.dtype)
+        zero = (low + 8 * scale.float()).to(weight.dtype)
+        self.scales_zeros = torch.stack([scale, zero], dim=-1).transpose(0, 1).contiguous()
+        self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).view_as(weight), 1)
+        with torch.no_grad():
+            expanded = (q - 8) * scale.float()[..., None] + zero.float()[..., None]
+            weight.copy_(expanded.view_as(weight))
+        self.weight = weight
+
+    @staticmethod
+    def supports(weight: torch.Tensor) -> bool:
+        """Whether `weight` can be held in 4 bits here: bfloat16 on the CPU, its input features in
+        whole groups. (torch's int4 CPU kernel takes float32 too, but through a path 40x slower.)"""
+        return (
+            weight.device.type == "cpu"
+            and weight.dtype == torch.bfloat16
+            and weight.dim() == 2
+            and weight.shape[1] % INT4_GROUP == 0
+        )
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // x.shape[-1]
+        if rows > INT4_MOST_ROWS:
+            return F.linear(x, self.weight)
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(
+            x.reshape(rows, x.shape[-1]), self.packed, INT4_GROUP, self.scales_zeros
+        )
+        return y.view(*x.shape[:-1], y.shape[-1])
+
+
+Projection = Dense | Int4
+
+
 @dataclass
 class _Layer:
     input_norm: torch.Tensor
-    qkv: torch.Tensor  # (q + k + v features, hidden)
-    out: torch.Tensor
+    qkv: Projection  # (q + k + v features, hidden)
+    out: Projection
     post_norm: torch.Tensor
-    gate_up: torch.Tensor  # (2 * intermediate, hidden)
-    down: torch.Tensor
+    gate_up: Projection  # (2 * intermediate, hidden)
+    down: Projection
 
 
 def _fuse(modules: list[torch.nn.Linear]) -> torch.Tensor:
@@ -56,8 +130,14 @@ def _fuse(modules: list[torch.nn.Linear]) -> torch.Tensor:
 class FastLlama:
     """Decode and packed prefill for a `LlamaForCausalLM` (the arithmetic of transformers' forward)."""
 
-    def __init__(self, model: PreTrainedModel) -> None:
+    def __init__(self, model: PreTrainedModel, *, int4: bool = False) -> None:
+        """`int4`: hold every layer's projections in 4 bits (`Int4`); the model's own weights are
+        overwritten with the values they stand for. The embedding and the output head keep theirs."""
         config = model.config
+
+        def projection(weight: torch.Tensor) -> Projection:
+            return Int4(weight) if int4 and Int4.supports(weight) else Dense(weight)
+
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
@@ -65,15 +145,19 @@ class FastLlama:
         inner = model.model
         self.embed = inner.embed_tokens.weight
         self.norm = inner.norm.weight
+        # The output head keeps its weights: in 4 bits (a copy, as it is tied to the embedding) it
+        # saved 3.7 of 18.5 ms a step at one row but raised perplexity on the fixed eval set from
+        # 13.59 to 14.11 and left no greedy answer as float32's (bench/README.md, "Inference", int4);
+        # the packaged model's head is 8-bit (Q8_0), not 4.
         self.lm_head = model.lm_head.weight
         self.layers = [
             _Layer(
                 input_norm=layer.input_layernorm.weight,
-                qkv=_fuse([layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj]),
-                out=layer.self_attn.o_proj.weight,
+                qkv=projection(_fuse([layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj])),
+                out=projection(layer.self_attn.o_proj.weight.detach()),
                 post_norm=layer.post_attention_layernorm.weight,
-                gate_up=_fuse([layer.mlp.gate_proj, layer.mlp.up_proj]),
-                down=layer.mlp.down_proj.weight,
+                gate_up=projection(_fuse([layer.mlp.gate_proj, layer.mlp.up_proj])),
+                down=projection(layer.mlp.down_proj.weight.detach()),
             )
             for layer in inner.layers
         ]
@@ -114,17 +198,16 @@ class FastLlama:
         )
 
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        # As LlamaRMSNorm: the statistics in float32, the scale in the activations' dtype.
-        h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
-        return weight * h.to(x.dtype)
+        # As LlamaRMSNorm: the statistics in float32, the scale in the activations' dtype. torch's
+        # fused rms_norm gives the same bits as LlamaRMSNorm's five operators (checked in the tests).
+        return weight * F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
 
     def _qkv(
         self, layer: _Layer, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Queries, keys and values of `h` (batch, tokens, hidden), rotated: (batch, heads, tokens, dim)."""
         batch, tokens, _ = h.shape
-        q, k, v = F.linear(self._norm(h, layer.input_norm), layer.qkv).split(self.split, dim=-1)
+        q, k, v = layer.qkv(self._norm(h, layer.input_norm)).split(self.split, dim=-1)
         q = q.view(batch, tokens, self.heads, self.head_dim).transpose(1, 2)
         k = k.view(batch, tokens, self.kv_heads, self.head_dim).transpose(1, 2)
         v = v.view(batch, tokens, self.kv_heads, self.head_dim).transpose(1, 2)
@@ -133,9 +216,9 @@ class FastLlama:
     def _rest(self, layer: _Layer, h: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         """The layer after attention: output projection, residual, MLP, residual."""
         batch, _, tokens, _ = attention.shape
-        h = h + F.linear(attention.transpose(1, 2).reshape(batch, tokens, -1), layer.out)
-        gate, up = F.linear(self._norm(h, layer.post_norm), layer.gate_up).chunk(2, dim=-1)
-        return h + F.linear(F.silu(gate) * up, layer.down)
+        h = h + layer.out(attention.transpose(1, 2).reshape(batch, tokens, -1))
+        gate, up = layer.gate_up(self._norm(h, layer.post_norm)).chunk(2, dim=-1)
+        return h + layer.down(F.silu(gate) * up)
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
         return F.linear(self._norm(h, self.norm), self.lm_head)
@@ -158,10 +241,12 @@ class FastLlama:
         bias = bias.masked_fill(mask == 0, float("-inf"))[:, None, None, :]
         scale = self.head_dim**-0.5
         for layer, kv in zip(self.layers, cache, strict=True):
-            q, k, v = F.linear(self._norm(h, layer.input_norm), layer.qkv).split(self.split, dim=-1)
-            q = _rotate(q.view(batch, self.heads, self.head_dim), cos, sin)
-            kv.keys[:, :, length - 1] = _rotate(k.view(batch, self.kv_heads, self.head_dim), cos, sin)
-            kv.values[:, :, length - 1] = v.view(batch, self.kv_heads, self.head_dim)
+            qkv = layer.qkv(self._norm(h, layer.input_norm)).view(batch, -1, self.head_dim)
+            # Queries and keys are rotated alike, so in one pass (the heads are the middle dimension).
+            qk = _rotate(qkv[:, : self.heads + self.kv_heads], cos, sin)
+            q = qk[:, : self.heads]
+            kv.keys[:, :, length - 1] = qk[:, self.heads :]
+            kv.values[:, :, length - 1] = qkv[:, self.heads + self.kv_heads :]
             keys, values = kv.keys[:, :, :length], kv.values[:, :, :length]
             # One query per row: two small matmuls per key/value head beat SDPA's CPU kernel,
             # which is built for long queries (0.26 vs 1.5 ms a layer at 16 rows, 100 positions).

@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from genai_models.files import ModelFilesMissing, converted_folder, packaged_gguf
 from inference.batch import Forward, forward_for
-from inference.settings import PACKAGED_MODEL, Dtype
+from inference.settings import PACKAGED_MODEL, Dtype, Quantization
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,13 @@ class LoadedModel:
     context_length: int
     eos_token_ids: frozenset[int]
     pad_token_id: int
+    # Hold the layers in 4 bits (`inference.llama.Int4`), where the lean forward takes the model.
+    int4: bool = False
 
     @cached_property
     def forward(self) -> Forward:
         """The forward pass the engine runs: `FastLlama` for Llama-family models, else transformers'."""
-        return forward_for(self.model)
+        return forward_for(self.model, int4=self.int4)
 
     def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
         """Token ids of a conversation in the model's own chat template, ready for the reply."""
@@ -83,6 +85,37 @@ def cpu_has_bf16() -> bool:
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
+# GGUF's 4-bit block types: weights on a grid of 16 levels per block of 32 (Q4_K: 8 blocks of 32
+# in a super-block), which `inference.llama.Int4` holds without further loss.
+FOUR_BIT_GGUF_TYPES = frozenset({"Q4_0", "Q4_1", "Q4_K"})
+
+
+def weights_are_4bit(source: str) -> bool:
+    """Whether `source` is a GGUF file (or the packaged one) whose layers' 2-D weights are all
+    4-bit blocks; reads only the file's tensor table."""
+    if source == PACKAGED_MODEL:
+        try:
+            path = packaged_gguf()
+        except ModelFilesMissing:
+            return False
+    else:
+        path = Path(source.removeprefix("file://")).expanduser()
+        if not (path.is_file() and path.suffix == ".gguf"):
+            return False
+    from gguf import GGUFReader  # noqa: PLC0415 (memory-maps the file; only when asked)
+
+    layers = [t for t in GGUFReader(path).tensors if t.name.startswith("blk.") and len(t.shape) == 2]
+    return bool(layers) and all(t.tensor_type.name in FOUR_BIT_GGUF_TYPES for t in layers)
+
+
+def wants_int4(quantization: Quantization, source: str, device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the layers are held in 4 bits: in bfloat16 on the CPU only (where torch's int4
+    kernel is fast), always for `int4`, for `auto` when the source's weights are 4-bit already."""
+    if quantization is Quantization.NONE or device.type != "cpu" or dtype != torch.bfloat16:
+        return False
+    return quantization is Quantization.INT4 or weights_are_4bit(source)
+
+
 def resolve_source(source: str, cache_dir: Path) -> Path:
     """The Hugging Face folder to load for a model source setting or event."""
     if source == PACKAGED_MODEL:
@@ -107,6 +140,7 @@ def load_model(
     device: str = "auto",
     dtype: Dtype = Dtype.AUTO,
     context_length: int = 0,
+    quantization: Quantization = Quantization.AUTO,
 ) -> LoadedModel:
     """Load a model and its tokenizer onto a device; blocking, so call it off the event loop."""
     folder = resolve_source(source, cache_dir)
@@ -119,11 +153,12 @@ def load_model(
     eos = _eos_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos)
     limit = context_length or min(getattr(model.config, "max_position_embeddings", 2048), MAX_DEFAULT_CONTEXT)
+    int4 = wants_int4(quantization, source, target, torch_dtype)
     log.info(
         "model loaded",
-        extra={"model": name, "version": version, "folder": str(folder), "device": str(target)},
+        extra={"model": name, "version": version, "folder": str(folder), "device": str(target), "int4": int4},
     )
-    return LoadedModel(name, version, source, model, tokenizer, target, torch_dtype, limit, eos, pad)
+    return LoadedModel(name, version, source, model, tokenizer, target, torch_dtype, limit, eos, pad, int4)
 
 
 def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:

@@ -22,6 +22,16 @@ class Dtype(StrEnum):
     FLOAT16 = "float16"
 
 
+class Quantization(StrEnum):
+    """How the layers' weights are held while serving (`inference.llama.Int4`)."""
+
+    # int4 where the model's weights already are 4-bit (a Q4_0/Q4_1/Q4_K GGUF, as the packaged
+    # model), so nothing is lost; the source's own precision otherwise (fine-tuned versions).
+    AUTO = "auto"
+    NONE = "none"  # the serving dtype throughout
+    INT4 = "int4"  # weight-only int4 in groups of 32 (lossy for weights that were not 4-bit)
+
+
 class InferenceSettings(ServiceSettings):
     """The inference service's settings, read from the environment (the variable is each field's alias)."""
 
@@ -45,6 +55,9 @@ class InferenceSettings(ServiceSettings):
     )
     device: str = Field("auto", validation_alias="INFERENCE_DEVICE")  # auto | cpu | cuda | cuda:N
     dtype: Dtype = Field(Dtype.AUTO, validation_alias="INFERENCE_DTYPE")
+    # Weight-only quantization of the layers, on the CPU: a decode step of few rows reads a quarter of
+    # the bytes (2x single-stream speed for SmolLM2-135M here; bench/README.md, "Inference").
+    quantization: Quantization = Field(Quantization.AUTO, validation_alias="INFERENCE_QUANTIZATION")
     # Intra-op threads for torch on CPU; 0 keeps torch's default (one per core).
     torch_threads: int = Field(0, validation_alias="INFERENCE_TORCH_THREADS", ge=0)
 

@@ -80,6 +80,7 @@ class ModelService:
             device=s.device,
             dtype=s.dtype,
             context_length=s.context_length,
+            quantization=s.quantization,
         )
         return Engine(
             loaded,
