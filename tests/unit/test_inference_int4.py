@@ -130,3 +130,18 @@ def test_int4_rows_batch_exactly_as_alone(tiny_int4: LoadedModel) -> None:
             engine.stop()
 
     assert asyncio.run(run(8)) == asyncio.run(run(1))
+
+
+def test_the_lean_norm_gives_llama_rmsnorms_bits(tiny_llama) -> None:
+    # The lean forward's norm is torch's fused rms_norm; transformers' LlamaRMSNorm is five
+    # operators. Same statistics in float32, same rounding: the same bits in bfloat16.
+    model, _ = tiny_llama
+    model = copy.deepcopy(model).to(torch.bfloat16)
+    fast = FastLlama(model)
+    reference = model.model.layers[0].input_layernorm
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():  # a scale other than the initial ones
+        reference.weight.copy_(torch.randn(64, generator=generator))
+    for rows in (1, 16, 200):
+        x = (torch.randn(rows, 1, 64, generator=generator) * 3).to(torch.bfloat16)
+        assert torch.equal(fast._norm(x, reference.weight), reference(x))
