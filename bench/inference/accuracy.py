@@ -9,7 +9,7 @@ cannot be the test for bfloat16; this measures how much they differ and what it 
   - teacher-forced quality on fixed text (below, written for this file): perplexity and top-1
     next-token accuracy under each run, through the engine's prefill and decode steps.
 
-    uv run python bench/inference/accuracy.py [--runs float32/transformers,bfloat16/int4] [--tokens 64]
+    uv run python bench/inference/accuracy.py [--runs float32/transformers,bfloat16/auto] [--tokens 64]
 """
 
 from __future__ import annotations
@@ -93,20 +93,22 @@ def teacher_forced(loaded, forward) -> tuple[float, float]:  # noqa: ANN001
 
 
 def forward_of(kind: str, model):  # noqa: ANN001, ANN201 (a PreTrainedModel, a Forward)
-    """The forward pass a run names: "lean" is the engine's FastLlama in the model's dtype, "int4" its
-    layers in 4 bits; "transformers" transformers' own forward."""
+    """The forward pass a run names: "lean" is the engine's FastLlama in the model's dtype, "auto" and
+    "int4" with INFERENCE_QUANTIZATION's values (the layers in 4 bits: those on a 4-bit grid, all);
+    "transformers" transformers' own forward."""
     from inference.batch import TransformersForward  # noqa: PLC0415 (imports torch: only when run)
     from inference.llama import FastLlama  # noqa: PLC0415
+    from inference.settings import Quantization  # noqa: PLC0415
 
     if kind == "transformers":
         return TransformersForward(model)
-    return FastLlama(model, int4=kind == "int4")
+    return FastLlama(model, quantization=Quantization(kind) if kind in ("auto", "int4") else Quantization.NONE)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # dtype/forward, forward one of forward_of's kinds.
-    parser.add_argument("--runs", default="float32/transformers,bfloat16/transformers,bfloat16/lean,bfloat16/int4")
+    parser.add_argument("--runs", default="float32/transformers,bfloat16/transformers,bfloat16/lean,bfloat16/auto")
     parser.add_argument("--tokens", type=int, default=64)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

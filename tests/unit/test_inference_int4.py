@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +15,7 @@ from inference import batch as kv
 from inference.decoding import SamplingParams
 from inference.engine import Engine, Finished
 from inference.llama import INT4_GROUP, INT4_MOST_ROWS, Dense, FastLlama, Int4
-from inference.model import LoadedModel, wants_int4, weights_are_4bit
+from inference.model import LoadedModel
 from inference.settings import PACKAGED_MODEL, Quantization
 
 CPU = torch.device("cpu")
@@ -74,16 +73,38 @@ def test_only_bfloat16_cpu_weights_in_whole_groups_are_taken() -> None:
     assert not Int4.supports(torch.zeros(8, 48, dtype=torch.bfloat16))  # 48 is not whole groups of 32
 
 
-def test_auto_takes_int4_only_where_the_weights_are_4bit_already(tmp_path: Path) -> None:
-    assert weights_are_4bit(PACKAGED_MODEL)  # the packaged Q4_1 GGUF
-    assert not weights_are_4bit(str(tmp_path))  # a model folder (a fine-tuned version)
-    bf16 = torch.bfloat16
-    assert wants_int4(Quantization.AUTO, PACKAGED_MODEL, CPU, bf16)
-    assert not wants_int4(Quantization.AUTO, str(tmp_path), CPU, bf16)
-    assert wants_int4(Quantization.INT4, str(tmp_path), CPU, bf16)
-    assert not wants_int4(Quantization.NONE, PACKAGED_MODEL, CPU, bf16)
-    assert not wants_int4(Quantization.INT4, PACKAGED_MODEL, torch.device("cuda"), bf16)
-    assert not wants_int4(Quantization.INT4, PACKAGED_MODEL, CPU, torch.float32)
+def test_auto_takes_the_weights_already_on_a_4bit_grid_and_int4_takes_all(tiny_llama) -> None:
+    model, _ = tiny_llama
+    model = copy.deepcopy(model).to(torch.bfloat16)
+    layers = model.model.layers
+    with torch.no_grad():  # layer 0 on a grid, as a Q4_1 model; layer 1 random, as a fine-tune
+        for module in (layers[0].self_attn.o_proj, layers[0].mlp.down_proj):
+            module.weight.copy_(grid_weight(*module.weight.shape, seed=2))
+    auto = FastLlama(copy.deepcopy(model), quantization=Quantization.AUTO)
+    assert isinstance(auto.layers[0].out, Int4) and isinstance(auto.layers[0].down, Int4)
+    assert isinstance(auto.layers[1].out, Dense) and isinstance(auto.layers[1].down, Dense)
+    assert auto.int4_projections == 2
+    assert FastLlama(copy.deepcopy(model), quantization=Quantization.INT4).int4_projections == 8
+    assert FastLlama(copy.deepcopy(model), quantization=Quantization.NONE).int4_projections == 0
+    # float32 weights stay dense: torch's int4 kernel is slow for float32 activations.
+    assert FastLlama(copy.deepcopy(model).float(), quantization=Quantization.INT4).int4_projections == 0
+
+
+def test_the_packaged_models_layers_are_on_a_4bit_grid() -> None:
+    # What `auto` serves: the packaged Q4_1 GGUF, converted to safetensors (also the registry's
+    # base version), loaded in bfloat16. Every layer projection is on the grid: all held in 4 bits.
+    from safetensors.torch import load_file
+
+    from inference.model import resolve_source
+    from inference.settings import InferenceSettings
+
+    folder = resolve_source(PACKAGED_MODEL, InferenceSettings.model_fields["model_cache_dir"].default)
+    weights = load_file(folder / "model.safetensors")
+    layers = [w for name, w in weights.items() if name.startswith("model.layers.") and w.dim() == 2]
+    assert len(layers) == 30 * 7
+    assert all(Int4.on_grid(w.to(torch.bfloat16)) for w in layers)
+    # The output head (the embedding, Q8_0 in the GGUF) is not: 256 levels a group.
+    assert not Int4.on_grid(weights["model.embed_tokens.weight"].to(torch.bfloat16))
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +112,9 @@ def tiny_int4(tiny_llama) -> LoadedModel:
     """The tiny random Llama in bfloat16, its layers held in 4 bits."""
     model, tokenizer = tiny_llama
     model = copy.deepcopy(model).to(torch.bfloat16)
-    return LoadedModel("tiny", "1", "memory", model, tokenizer, CPU, torch.bfloat16, 256, frozenset({2}), 2, int4=True)
+    return LoadedModel(
+        "tiny", "1", "memory", model, tokenizer, CPU, torch.bfloat16, 256, frozenset({2}), 2, Quantization.INT4
+    )
 
 
 def test_the_int4_forward_computes_what_the_dense_forward_computes_on_its_weights(tiny_int4: LoadedModel) -> None:
@@ -99,7 +122,7 @@ def test_the_int4_forward_computes_what_the_dense_forward_computes_on_its_weight
     assert isinstance(fast, FastLlama)
     assert all(isinstance(layer.qkv, Int4) and isinstance(layer.down, Int4) for layer in fast.layers)
     # Int4 overwrote the model's weights with the values it holds: a dense forward over them is the reference.
-    dense = FastLlama(copy.deepcopy(tiny_int4.model))
+    dense = FastLlama(copy.deepcopy(tiny_int4.model), quantization=Quantization.NONE)
     assert isinstance(dense.layers[0].qkv, Dense)
     prompt = tiny_int4.encode_chat([{"role": "user", "content": "What is the capital of France?"}])
     fed = [5, 17, 230, 1000, 42, 7, 99, 3]

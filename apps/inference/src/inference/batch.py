@@ -19,6 +19,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel
 
 from inference.llama import FastLlama, LayerKV
+from inference.settings import Quantization
 
 # Positions of room a buffer gets when it is (re)allocated: one copy of the cache per this many
 # decode steps instead of one per step.
@@ -77,10 +78,13 @@ class TransformersForward:
         return logits
 
 
-def forward_for(model: PreTrainedModel, *, int4: bool = False) -> Forward:
-    """The fastest forward pass that computes exactly `model`'s arithmetic; `int4` holds its layers
-    in 4 bits where the lean forward takes the model (transformers' forward keeps them as loaded)."""
-    return FastLlama(model, int4=int4) if FastLlama.supports(model) else TransformersForward(model)
+def forward_for(model: PreTrainedModel, *, quantization: Quantization = Quantization.NONE) -> Forward:
+    """The fastest forward pass that computes exactly `model`'s arithmetic; `quantization` as
+    `FastLlama` takes it, where the lean forward takes the model (transformers' forward keeps the
+    weights as loaded)."""
+    if FastLlama.supports(model):
+        return FastLlama(model, quantization=quantization)
+    return TransformersForward(model)
 
 
 @dataclass

@@ -15,11 +15,16 @@ architecture keeps transformers' forward (`inference.batch` chooses).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
+
+from inference.settings import Quantization
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -65,21 +70,28 @@ class Int4:
     def __init__(self, weight: torch.Tensor) -> None:
         """`weight` (out features, in features), in features a multiple of `INT4_GROUP`; the tensor
         is overwritten in place with the 4-bit values it now stands for (views of it follow)."""
-        out_features, in_features = weight.shape
-        groups = weight.detach().float().view(out_features, in_features // INT4_GROUP, INT4_GROUP)
-        low, high = groups.amin(-1), groups.amax(-1)
-        scale = ((high - low) / 15).clamp(min=torch.finfo(torch.float32).tiny)
-        q = ((groups - low[..., None]) / scale[..., None]).round().clamp(0, 15)
-        # The kernel reads scale and zero in the activations' dtype; the expansion uses the very
-        # same rounded values, so both paths hold one set of weights.
-        scale = scale.to(weight.dtype)
-        zero = (low + 8 * scale.float()).to(weight.dtype)
+        q, scale, zero = _grid(weight)
         self.scales_zeros = torch.stack([scale, zero], dim=-1).transpose(0, 1).contiguous()
         self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).view_as(weight), 1)
         with torch.no_grad():
-            expanded = (q - 8) * scale.float()[..., None] + zero.float()[..., None]
-            weight.copy_(expanded.view_as(weight))
+            weight.copy_(_expand(q, scale, zero).view_as(weight))
         self.weight = weight
+
+    @staticmethod
+    def on_grid(weight: torch.Tensor) -> bool:
+        """Whether every group of `weight` already holds at most 16 evenly spaced values, as a
+        Q4_0/Q4_1 GGUF's layers do (and their conversion to safetensors, the registry's base
+        version): then holding it in 4 bits loses nothing but the rounding of each group's scale
+        and zero to the weight's dtype. A fine-tuned weight is not: its small changes would round
+        back towards the grid."""
+        q, scale, zero = _grid(weight)
+        groups = weight.detach().float().view(q.shape)
+        # bfloat16 rounds each value, and the scale and zero found from them, by up to 2**-9 of
+        # themselves: the packaged model's groups come back within 4.4 * 2**-9 of their largest
+        # value (exactly in float32). An off-grid group is off by about half a step: 1/15 of its
+        # largest value, 34 * 2**-9. The line between them: 8 * 2**-9.
+        slack = groups.abs().amax(-1, keepdim=True) * 2**-6
+        return bool(((_expand(q, scale, zero) - groups).abs() <= slack).all())
 
     @staticmethod
     def supports(weight: torch.Tensor) -> bool:
@@ -103,6 +115,25 @@ class Int4:
 
 
 Projection = Dense | Int4
+
+
+def _grid(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`weight`'s 4-bit values (out, groups, INT4_GROUP) in 0..15, rounded to nearest as GGUF's Q4_1
+    quantizer does (each group's minimum is level 0, its maximum level 15), and each group's
+    scale and zero point (out, groups) in the weight's dtype, as the kernel reads them."""
+    out_features, in_features = weight.shape
+    groups = weight.detach().float().view(out_features, in_features // INT4_GROUP, INT4_GROUP)
+    low, high = groups.amin(-1), groups.amax(-1)
+    step = ((high - low) / 15).clamp(min=torch.finfo(torch.float32).tiny)
+    q = ((groups - low[..., None]) / step[..., None]).round().clamp(0, 15)
+    scale = step.to(weight.dtype)
+    zero = (low + 8 * scale.float()).to(weight.dtype)
+    return q, scale, zero
+
+
+def _expand(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    """The values (float32) the int4 kernel computes with: (q - 8) * scale + zero, per group."""
+    return (q - 8) * scale.float()[..., None] + zero.float()[..., None]
 
 
 @dataclass
@@ -130,13 +161,19 @@ def _fuse(modules: list[torch.nn.Linear]) -> torch.Tensor:
 class FastLlama:
     """Decode and packed prefill for a `LlamaForCausalLM` (the arithmetic of transformers' forward)."""
 
-    def __init__(self, model: PreTrainedModel, *, int4: bool = False) -> None:
-        """`int4`: hold every layer's projections in 4 bits (`Int4`); the model's own weights are
-        overwritten with the values they stand for. The embedding and the output head keep theirs."""
+    def __init__(self, model: PreTrainedModel, *, quantization: Quantization = Quantization.NONE) -> None:
+        """`quantization`: which layer projections are held in 4 bits (`Int4`; bfloat16 weights on the
+        CPU only): with `auto` those whose weights are on a 4-bit grid already, with `int4` all.
+        The model's own weights are overwritten with the values they now stand for. The embedding
+        and the output head keep theirs."""
         config = model.config
 
         def projection(weight: torch.Tensor) -> Projection:
-            return Int4(weight) if int4 and Int4.supports(weight) else Dense(weight)
+            if quantization is Quantization.NONE or not Int4.supports(weight):
+                return Dense(weight)
+            if quantization is Quantization.AUTO and not Int4.on_grid(weight):
+                return Dense(weight)
+            return Int4(weight)
 
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads
@@ -167,6 +204,10 @@ class FastLlama:
         self.rotary_scaling = inner.rotary_emb.attention_scaling
         self._rotary_table(config.max_position_embeddings)
         self.split = [self.heads * self.head_dim, self.kv_heads * self.head_dim, self.kv_heads * self.head_dim]
+        projections = [p for layer in self.layers for p in (layer.qkv, layer.out, layer.gate_up, layer.down)]
+        self.int4_projections = sum(isinstance(p, Int4) for p in projections)
+        held = f"{self.int4_projections}/{len(projections)}"
+        log.info("lean forward ready", extra={"quantization": quantization.value, "int4_projections": held})
 
     def _rotary_table(self, positions: int) -> None:
         # INFERENCE_CONTEXT_LENGTH may pass the model's max_position_embeddings: the table grows.

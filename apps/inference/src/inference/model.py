@@ -39,13 +39,13 @@ class LoadedModel:
     context_length: int
     eos_token_ids: frozenset[int]
     pad_token_id: int
-    # Hold the layers in 4 bits (`inference.llama.Int4`), where the lean forward takes the model.
-    int4: bool = False
+    # Which layers are held in 4 bits (`inference.llama.FastLlama`), where the lean forward takes the model.
+    quantization: Quantization = Quantization.NONE
 
     @cached_property
     def forward(self) -> Forward:
         """The forward pass the engine runs: `FastLlama` for Llama-family models, else transformers'."""
-        return forward_for(self.model, int4=self.int4)
+        return forward_for(self.model, quantization=self.quantization)
 
     def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
         """Token ids of a conversation in the model's own chat template, ready for the reply."""
@@ -85,37 +85,6 @@ def cpu_has_bf16() -> bool:
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
-# GGUF's 4-bit block types: weights on a grid of 16 levels per block of 32 (Q4_K: 8 blocks of 32
-# in a super-block), which `inference.llama.Int4` holds without further loss.
-FOUR_BIT_GGUF_TYPES = frozenset({"Q4_0", "Q4_1", "Q4_K"})
-
-
-def weights_are_4bit(source: str) -> bool:
-    """Whether `source` is a GGUF file (or the packaged one) whose layers' 2-D weights are all
-    4-bit blocks; reads only the file's tensor table."""
-    if source == PACKAGED_MODEL:
-        try:
-            path = packaged_gguf()
-        except ModelFilesMissing:
-            return False
-    else:
-        path = Path(source.removeprefix("file://")).expanduser()
-        if not (path.is_file() and path.suffix == ".gguf"):
-            return False
-    from gguf import GGUFReader  # noqa: PLC0415 (memory-maps the file; only when asked)
-
-    layers = [t for t in GGUFReader(path).tensors if t.name.startswith("blk.") and len(t.shape) == 2]
-    return bool(layers) and all(t.tensor_type.name in FOUR_BIT_GGUF_TYPES for t in layers)
-
-
-def wants_int4(quantization: Quantization, source: str, device: torch.device, dtype: torch.dtype) -> bool:
-    """Whether the layers are held in 4 bits: in bfloat16 on the CPU only (where torch's int4
-    kernel is fast), always for `int4`, for `auto` when the source's weights are 4-bit already."""
-    if quantization is Quantization.NONE or device.type != "cpu" or dtype != torch.bfloat16:
-        return False
-    return quantization is Quantization.INT4 or weights_are_4bit(source)
-
-
 def resolve_source(source: str, cache_dir: Path) -> Path:
     """The Hugging Face folder to load for a model source setting or event."""
     if source == PACKAGED_MODEL:
@@ -153,12 +122,11 @@ def load_model(
     eos = _eos_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos)
     limit = context_length or min(getattr(model.config, "max_position_embeddings", 2048), MAX_DEFAULT_CONTEXT)
-    int4 = wants_int4(quantization, source, target, torch_dtype)
     log.info(
         "model loaded",
-        extra={"model": name, "version": version, "folder": str(folder), "device": str(target), "int4": int4},
+        extra={"model": name, "version": version, "folder": str(folder), "device": str(target)},
     )
-    return LoadedModel(name, version, source, model, tokenizer, target, torch_dtype, limit, eos, pad, int4)
+    return LoadedModel(name, version, source, model, tokenizer, target, torch_dtype, limit, eos, pad, quantization)
 
 
 def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:

@@ -23,13 +23,13 @@ class Dtype(StrEnum):
 
 
 class Quantization(StrEnum):
-    """How the layers' weights are held while serving (`inference.llama.Int4`)."""
+    """How the layers' weights are held while serving (`inference.llama.Int4`; bfloat16 on the CPU)."""
 
-    # int4 where the model's weights already are 4-bit (a Q4_0/Q4_1/Q4_K GGUF, as the packaged
-    # model), so nothing is lost; the source's own precision otherwise (fine-tuned versions).
+    # int4 for each projection whose weights are on a 4-bit grid already (the packaged Q4_1
+    # model, also as the registry's safetensors version), so nothing is lost; the rest as loaded.
     AUTO = "auto"
     NONE = "none"  # the serving dtype throughout
-    INT4 = "int4"  # weight-only int4 in groups of 32 (lossy for weights that were not 4-bit)
+    INT4 = "int4"  # every projection in 4 bits, groups of 32 (lossy for weights off the grid)
 
 
 class InferenceSettings(ServiceSettings):
