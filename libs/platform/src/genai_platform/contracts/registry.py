@@ -15,6 +15,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+MODEL_NAME_RULE = "use 1-100 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
+ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,49}$")
+ALIAS_RULE = "an alias is 1-50 lowercase letters, digits, '_' or '-', starting with a letter"
+
+
+def check_alias(alias: str) -> str:
+    """`alias` when it is 1-50 of `a-z 0-9 _ -` starting with a letter; ValueError otherwise."""
+    if not ALIAS.match(alias):
+        raise ValueError(ALIAS_RULE)
+    return alias
 
 
 def now() -> str:
@@ -66,7 +76,7 @@ class NewModel(BaseModel):
     @classmethod
     def _plain_name(cls, name: str) -> str:
         if not MODEL_NAME.match(name):
-            raise ValueError("use 1-100 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit")
+            raise ValueError(MODEL_NAME_RULE)
         return name
 
 
