@@ -93,6 +93,12 @@ if [[ "$profile" == stop ]]; then
   exit 0
 fi
 
+# `run-platform.sh running`: exit 0 when a platform that `make up` started from this checkout runs.
+if [[ "$profile" == running ]]; then
+  [[ -f "$pid_file" ]] && is_platform "$(<"$pid_file")"
+  exit
+fi
+
 # The ports of every app, sidecar and control-plane server (dapr.yaml, scripts/control-plane.sh):
 # one already taken is named with the process holding it, instead of an app failing to bind.
 check_ports() {
