@@ -45,14 +45,18 @@ def test_other_weights_round_to_their_group_grid() -> None:
     before = weight.float().view(64, -1, INT4_GROUP)
     Int4(weight)
     after = weight.float().view(64, -1, INT4_GROUP)
-    step = (before.amax(-1) - before.amin(-1)) / 15
-    # Each value moves at most half a step of its group's grid, plus what bfloat16's 8 significant
-    # bits make of the scale, the zero point and the value (a few 2**-9 of the group's magnitude).
-    slack = before.abs().amax(-1, keepdim=True) * 2**-7
-    assert ((after - before).abs() <= step[..., None] / 2 + slack).all()
-    assert (after - before).abs().max() > 0  # random weights are not on a grid: something moved
-    # 16 levels per group at most.
+    low, high = before.amin(-1, keepdim=True), before.amax(-1, keepdim=True)
+    step = (high - low) / 15
+    # 16 levels per group at most, each value within one step of where it was.
     assert max(len(torch.unique(group)) for group in after.reshape(-1, INT4_GROUP)) <= 16
+    assert ((after - before).abs() <= step).all()
+    assert (after - before).abs().max() > 0  # random weights are not on a grid: something moved
+    # The scale and zero are fitted: no worse than GGUF's plain rounding with both in bfloat16.
+    plain_scale = step.to(torch.bfloat16).float()
+    plain_zero = (low + 8 * plain_scale).to(torch.bfloat16).float()
+    q = ((before - low) / step).round().clamp(0, 15)
+    plain = (q - 8) * plain_scale + plain_zero
+    assert ((after - before) ** 2).sum() <= ((plain.to(torch.bfloat16).float() - before) ** 2).sum()
 
 
 @pytest.mark.parametrize("rows", [1, 3, INT4_MOST_ROWS, INT4_MOST_ROWS + 1, 40])
