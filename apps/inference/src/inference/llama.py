@@ -9,6 +9,9 @@ tables computed once, and SDPA attention with key/value head sharing. It also pr
 prompts in one pass (packed end to end: every projection sees all their tokens at once, and
 attention runs per prompt so none sees another's tokens).
 
+Projections can be held in 4 bits (`Int4`, INFERENCE_QUANTIZATION): a decode step of few rows is
+bound by reading the weights, and the packaged model's layers are 4-bit (Q4_1) in its GGUF anyway.
+
 Only models whose forward is exactly this are taken (`FastLlama.supports`); any other
 architecture keeps transformers' forward (`inference.batch` chooses).
 """
@@ -210,8 +213,9 @@ class FastLlama:
         self.norm = inner.norm.weight
         # The output head keeps its weights: in 4 bits (a copy, as it is tied to the embedding) it
         # saved 3.7 of 18.5 ms a step at one row but raised perplexity on the fixed eval set from
-        # 13.59 to 14.11 and left no greedy answer as float32's (bench/README.md, "Inference", int4);
-        # the packaged model's head is 8-bit (Q8_0), not 4.
+        # 13.59 to 14.11 (both with the layers' scales rounded, not fitted) and left no greedy
+        # answer as float32's (bench/README.md, "Inference", int4); the packaged model's head is
+        # 8-bit (Q8_0), not 4.
         self.lm_head = model.lm_head.weight
         self.layers = [
             _Layer(
