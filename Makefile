@@ -54,7 +54,7 @@ up: setup
 # Every app, sidecar and the control plane of a `make up` (wherever it runs), then the servers.
 down:
 	@bash scripts/run-platform.sh stop
-	@bash scripts/infra.sh stop
+	@bash scripts/run-platform.sh stop-servers
 
 # The light apps' images from the Dockerfile, built with podman (tests/containers); the model
 # apps' (~6 GB each) on demand: scripts/build-images.sh features inference training.

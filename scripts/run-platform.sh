@@ -78,6 +78,24 @@ stop_sentry() {
   rm -f "$sentry_pid_file"
 }
 
+# The servers (brokers, stores, Zipkin, the monitoring stack) a start brought up, one name per
+# line, so `make down` stops those and leaves the ones that ran before (a `make test`'s, one
+# started by hand).
+servers_file=.data/platform/servers
+running_servers() { bash scripts/infra.sh status | awk '$2 == "running" { print $1 }'; }
+
+# `run-platform.sh stop-servers` (make down's second step): stop the servers starts brought up.
+if [[ "$profile" == stop-servers ]]; then
+  if [[ -s "$servers_file" ]]; then
+    # shellcheck disable=SC2046 # one server name per word
+    bash scripts/infra.sh stop $(sort -u "$servers_file")
+  else
+    echo "servers: none that \`make up\` started"
+  fi
+  rm -f "$servers_file"
+  exit 0
+fi
+
 # `run-platform.sh stop` (make down): stop the platform a `make up` started, wherever it runs.
 if [[ "$profile" == stop ]]; then
   if [[ -f "$pid_file" ]] && pgid="$(<"$pid_file")" && is_platform "$pgid"; then
@@ -128,7 +146,12 @@ check_ports
 # The profile's folder (default, a folder of components/profiles/ or any folder with a
 # profile.yaml) and the servers its profile.yaml declares: nothing here names a profile.
 folder="$(bash scripts/infra.sh profile-dir "$profile")" || exit 2
+servers_before="$(running_servers)"
 bash scripts/infra.sh start "profile:$folder" zipkin monitoring
+mkdir -p "$(dirname "$servers_file")"
+for name in $(running_servers); do
+  grep -qx "$name" <<<"$servers_before" || echo "$name"
+done >>"$servers_file"
 
 # The run file the CLI gets: dapr.yaml with the profile's folder for ./components, per app one
 # Configuration (dapr-config/config.yaml + dapr-config/access/<app>.yaml + mTLS on), and the
