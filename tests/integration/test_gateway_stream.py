@@ -1,6 +1,7 @@
 """The gateway's guarded stream through real sidecars, the real guard and the real model: OpenAI's
-stream format (role first, text as the guard clears it, usage in its own chunk), and an error
-event, not a quiet end, when inference dies mid-answer."""
+stream format (role first, text as the guard clears it, usage in its own chunk); inference's 4xx,
+or its absence, answered as a problem before any stream starts; and an error event, not a quiet
+end, when inference dies mid-answer."""
 
 from __future__ import annotations
 
@@ -36,6 +37,15 @@ def test_a_stream_is_openai_shaped_and_ends_with_an_error_when_inference_dies(ge
     assert chunks[-2]["choices"][0]["finish_reason"] == "length"
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 24
 
+    # A parameter only inference checks: the streamed request is inference's 400, as the whole one
+    # is, not a 200 stream whose one event is the error (the OpenAI SDK could not tell it was a 400).
+    past_vocabulary = {**body, "max_tokens": 5, "logit_bias": {"999999999": 100}}
+    whole = httpx.post(url, json={**past_vocabulary, "stream": False}, headers=bearer(secrets), timeout=120)
+    streamed = httpx.post(url, json=past_vocabulary, headers=bearer(secrets), timeout=120)
+    assert whole.status_code == streamed.status_code == 400, streamed.text
+    assert streamed.headers["content-type"].startswith("application/problem+json")
+    assert streamed.json()["detail"] == whole.json()["detail"] and "logit_bias" in streamed.json()["detail"]
+
     # Inference killed after the first text: the stream ends with an error event.
     seen = []
     with httpx.stream("POST", url, json={**body, "max_tokens": 200}, headers=bearer(secrets), timeout=120) as answer:
@@ -50,3 +60,8 @@ def test_a_stream_is_openai_shaped_and_ends_with_an_error_when_inference_dies(ge
     last = json.loads(rest[-1])
     assert last["error"]["type"] == "server_error" and last["error"]["status"] == 502, last
     assert "[DONE]" not in rest
+
+    # Inference gone before a stream starts: a 503 with Retry-After, as without `stream`.
+    refused = httpx.post(url, json={**body, "max_tokens": 5}, headers=bearer(secrets), timeout=120)
+    assert refused.status_code == 503 and refused.headers.get("Retry-After"), refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")

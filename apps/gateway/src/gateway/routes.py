@@ -237,13 +237,24 @@ async def _generation(
         headers = {"Server-Timing": timing.header()} if settings.server_timing else {}
         return JSONResponse(answer, headers={**headers, **fallback})
 
+    stream = pipeline.stream(plan, request_id, report_timing=settings.server_timing)
+    try:
+        # Inference's answer to the request is known before ours is sent: a request it refuses (a
+        # parameter only it checks, a prompt past the context) is its 4xx problem, and inference
+        # down a 503 with Retry-After, as without `stream`, not a 200 whose one event is an error.
+        first = await anext(stream)
+    except BaseException:
+        await stream.aclose()
+        raise
+
     async def events():
         meter = UsageMeter()
         try:
             # Closed here when the client leaves (ClosingStreamingResponse closes this generator),
             # so the pipeline closes its stream to inference and the generation is cancelled.
-            stream = pipeline.stream(plan, request_id, report_timing=settings.server_timing)
             async with contextlib.aclosing(stream):
+                meter.feed(first)
+                yield first
                 async for event in stream:
                     meter.feed(event)
                     yield event
