@@ -46,6 +46,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         )
         yield
 
+    limits = SizeLimits(
+        model_body=settings.max_model_body_bytes,
+        upload_body=settings.max_upload_body_bytes,
+        body=settings.max_body_bytes,
+        header=settings.max_header_bytes,
+    )
     app = create_service(
         settings,
         title="GenAI platform API",
@@ -54,18 +60,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=lifespan,
         # Clients call the public API directly, with API keys instead of the sidecar's token.
         open_prefixes=("/v1/", "/docs", "/openapi.json"),
+        # Before any work (an oversized request reaches neither the key check nor a sidecar), but
+        # inside the request metrics: a 413 or 431 is counted and logged as what it is (a chunked
+        # body over the limit was counted as a 500, one with Content-Length not at all).
+        edge_middleware=[(SizeLimitMiddleware, {"limits": limits})],
     )
-    # Outside everything but CORS: an oversized request is refused before any work (a browser still
-    # reads the 413, which carries CORS headers).
-    app.add_middleware(
-        SizeLimitMiddleware,
-        limits=SizeLimits(
-            model_body=settings.max_model_body_bytes,
-            upload_body=settings.max_upload_body_bytes,
-            body=settings.max_body_bytes,
-            header=settings.max_header_bytes,
-        ),
-    )
+    # CORS outermost: a browser still reads the 413, which carries CORS headers.
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

@@ -62,12 +62,16 @@ def create_service(
     lifespan: Lifespan | None = None,
     readiness: Sequence[ReadinessCheck] = (),
     open_prefixes: tuple[str, ...] = (),
+    edge_middleware: Sequence[tuple[type, dict[str, Any]]] = (),
 ) -> FastAPI:
     """Build a service: health, readiness, metrics, errors, tracing and the app-token check.
 
     `lifespan` opens the service's own resources (models, caches) once the sidecar client
     exists; `readiness` adds the service's own conditions to /readyz. `open_prefixes` are paths
     served to callers other than the sidecar (a gateway's public API), exempt from the app token.
+    `edge_middleware` (class, keyword arguments), outermost first, runs before the app token and
+    everything else, but inside the request metrics and tracing, so what it answers itself (the
+    gateway's 413 and 431) is counted, logged and traced with its real status.
     """
 
     @asynccontextmanager
@@ -113,6 +117,8 @@ def create_service(
             open_paths=OPEN_PATHS,
             open_prefixes=open_prefixes,
         )
+    for middleware, options in reversed(edge_middleware):
+        app.add_middleware(middleware, **options)
     app.add_middleware(RequestMetricsMiddleware, app_id=settings.app_id)
     instrument_app(app)
     return app
