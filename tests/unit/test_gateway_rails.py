@@ -167,6 +167,21 @@ def test_rag_without_a_collection_name_is_a_422_naming_model(gateway) -> None:
     assert dapr.invocations == []
 
 
+def test_rag_with_a_different_collection_is_a_422_naming_collection(gateway) -> None:
+    # It answered 200 from `collection`, silently ignoring the model's (a new-user trial).
+    client, dapr = gateway
+    ask = {"messages": [{"role": "user", "content": "Hi"}], "model": "rag/handbooks"}
+    answer = client.post("/v1/chat/completions", json={**ask, "collection": "trial"})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"] == [
+        {
+            "location": "body.collection",
+            "message": '`collection` ("trial") and `model` ("rag/handbooks") name different collections.',
+        }
+    ]
+    assert dapr.invocations == []
+
+
 @pytest.mark.parametrize(
     ("path", "field", "body"),
     [

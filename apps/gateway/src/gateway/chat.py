@@ -133,7 +133,12 @@ class ChatPipeline:
         collection = body.pop("collection", None)
         model = str(body.get("model") or "")
         if model.startswith(RAG_MODEL_PREFIX):
-            collection = collection or model[len(RAG_MODEL_PREFIX) :]
+            named = model[len(RAG_MODEL_PREFIX) :]
+            if collection and named and collection != named:
+                # Either could be meant: answering from one would silently ignore the other.
+                message = f'`collection` ("{collection}") and `model` ("{model}") name different collections.'
+                raise invalid_request([{"location": "body.collection", "message": message}], detail=message)
+            collection = collection or named
             if not collection:
                 message = '`model: "rag/<collection>"` names no collection.'
                 raise invalid_request([{"location": "body.model", "message": message}], detail=message)
