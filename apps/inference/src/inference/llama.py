@@ -70,10 +70,11 @@ class Int4:
     the same weight values; they differ only in rounding, as any two matmul kernels do.
     """
 
-    def __init__(self, weight: torch.Tensor) -> None:
+    def __init__(self, weight: torch.Tensor, grid: Grid | None = None) -> None:
         """`weight` (out features, in features), in features a multiple of `INT4_GROUP`; the tensor
-        is overwritten in place with the 4-bit values it now stands for (views of it follow)."""
-        q, scale, zero = _grid(weight)
+        is overwritten in place with the 4-bit values it now stands for (views of it follow).
+        `grid`: `_grid(weight)`, when the caller has it already (`on_grid` needs it too)."""
+        q, scale, zero = grid if grid is not None else _grid(weight)
         self.scales_zeros = torch.stack([scale, zero], dim=-1).transpose(0, 1).contiguous()
         self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).view_as(weight), 1)
         with torch.no_grad():
@@ -81,13 +82,13 @@ class Int4:
         self.weight = weight
 
     @staticmethod
-    def on_grid(weight: torch.Tensor) -> bool:
+    def on_grid(weight: torch.Tensor, grid: Grid | None = None) -> bool:
         """Whether every group of `weight` already holds at most 16 evenly spaced values, as a
         Q4_0/Q4_1 GGUF's layers do (and their conversion to safetensors, the registry's base
         version): then holding it in 4 bits loses nothing but the rounding of each group's scale
         and zero to the weight's dtype. A fine-tuned weight is not: its small changes would round
-        back towards the grid."""
-        q, scale, zero = _grid(weight)
+        back towards the grid. `grid`: `_grid(weight)`, when the caller has it already."""
+        q, scale, zero = grid if grid is not None else _grid(weight)
         groups = weight.detach().float().view(q.shape)
         # bfloat16 rounds each value, and the scale and zero found from them, by up to 2**-9 of
         # themselves: the packaged model's groups come back within 4.4 * 2**-9 of their largest
@@ -118,9 +119,11 @@ class Int4:
 
 
 Projection = Dense | Int4
+# A weight's 4-bit values, and each group's scale and zero point (`_grid`).
+Grid = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def _grid(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _grid(weight: torch.Tensor) -> Grid:
     """`weight`'s 4-bit values (out, groups, INT4_GROUP) in 0..15, rounded to nearest as GGUF's Q4_1
     quantizer does (each group's minimum is level 0, its maximum level 15), and each group's
     scale and zero point (out, groups) in the weight's dtype, as the kernel reads them.
@@ -200,9 +203,11 @@ class FastLlama:
         def projection(weight: torch.Tensor) -> Projection:
             if quantization is Quantization.NONE or not Int4.supports(weight):
                 return Dense(weight)
-            if quantization is Quantization.AUTO and not Int4.on_grid(weight):
+            # Found once: the check and the packing both need it (the fit is most of load's extra time).
+            grid = _grid(weight)
+            if quantization is Quantization.AUTO and not Int4.on_grid(weight, grid):
                 return Dense(weight)
-            return Int4(weight)
+            return Int4(weight, grid)
 
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads
