@@ -40,6 +40,20 @@ def test_checks_gates_and_streaming_through_dapr(start_app, default_broker) -> N
         assert (step["released"], step["pending"]) == ("Mail ", "jane@exa")
         step = dapr.post(f"{GUARD}/output/stream", json={"pending": step["pending"], "chunk": "mple.com. Bye"}).json()
         assert (step["released"], step["pending"]) == ("[REDACTED:EMAIL]. ", "Bye")
+        # Several streams' steps in one call (the gateway's): each answered as alone, in order.
+        steps = [
+            {"chunk": "Mail jane@exa"},
+            {"pending": "jane@exa", "chunk": "mple.com. Bye"},
+            {"chunk": "Hi", "final": True},
+        ]
+        batch = dapr.post(f"{GUARD}/output/stream/batch", json={"steps": steps}).json()["steps"]
+        assert [(s["released"], s["pending"]) for s in batch] == [
+            ("Mail ", "jane@exa"),
+            ("[REDACTED:EMAIL]. ", "Bye"),
+            ("Hi", ""),
+        ]
+        empty = dapr.post(f"{GUARD}/output/stream/batch", json={"steps": []})
+        assert empty.status_code == 422 and "steps" in empty.text
 
         # Issue 11, inputs 12-14 through the real API: an invisible mark inside the injection's
         # words, emoji sequences in an answer, and a reference-style image carrying data.

@@ -1,8 +1,8 @@
 """The guard's stream step for the gateway's unit tests, in process: the real one
 (guard.streaming.stream_step) with the shipped policy and one blocked output term, "forbidden".
 
-The one fake sidecar (tests/fakes.py) answers the guard's `v1/guard/output/stream` with
-`guard_stream_step`, so a gateway test sees exactly what the guard would release or block.
+The one fake sidecar (tests/fakes.py) answers the guard's `v1/guard/output/stream/batch` with
+`guard_stream_steps`, so a gateway test sees exactly what the guard would release or block.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ GUARD = Guard(
 )
 
 
-def guard_stream_step(request: httpx.Request) -> dict[str, Any]:
-    """One step of the guard's `POST /v1/guard/output/stream`, answered by `GUARD`."""
-    body = json.loads(request.content)
-    step = stream_step(GUARD, body["pending"], body["chunk"], body["final"], json_mode=body.get("json_mode", False))
-    return step.to_json()
+def guard_stream_steps(request: httpx.Request) -> dict[str, Any]:
+    """The guard's `POST /v1/guard/output/stream/batch`, answered by `GUARD`: each step in order."""
+    steps = json.loads(request.content)["steps"]
+    return {"steps": [stream_step(GUARD, s["pending"], s["chunk"], s["final"]).to_json() for s in steps]}

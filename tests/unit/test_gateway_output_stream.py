@@ -20,7 +20,7 @@ from gateway.output_stream import error_event, guarded_stream
 from genai_platform.contracts.guard import GuardStreamStep
 from genai_platform.errors import Problem
 from genai_platform.streaming import ClosingStreamingResponse
-from stream_guard import GUARD, guard_stream_step
+from stream_guard import GUARD, guard_stream_steps
 
 SETTINGS = PipelineSettings(rag_prompt="rag-answer", retrieval_k=2, timeout=5.0, generation_timeout=30.0)
 QUESTION = "How do I reach support?"
@@ -74,11 +74,11 @@ class BrokenStream(httpx.AsyncByteStream):
         raise httpx.ReadError("peer closed connection without sending complete message body")
 
 
-def platform(inference: Any, guard_step: Any = guard_stream_step) -> FakeDapr:
+def platform(inference: Any, guard_step: Any = guard_stream_steps) -> FakeDapr:
     dapr = FakeDapr(app_id="gateway")
     messages = [{"role": "user", "content": QUESTION}]
     dapr.answer("guard", "v1/guard/input", {"allowed": True, "messages": messages, "checked": []})
-    dapr.answer("guard", "v1/guard/output/stream", guard_step)
+    dapr.answer("guard", "v1/guard/output/stream/batch", guard_step)
     dapr.answer("inference", "v1/chat/completions", inference)
     return dapr
 
@@ -109,8 +109,9 @@ def texts(events: list[Any]) -> list[str]:
     ]
 
 
-def guard_calls(dapr: FakeDapr) -> list[dict[str, Any]]:
-    return [call.body for call in dapr.invocations if call.method == "v1/guard/output/stream"]
+def guard_calls(dapr: FakeDapr) -> list[list[dict[str, Any]]]:
+    """Each guard call's steps."""
+    return [call.body["steps"] for call in dapr.invocations if call.method == "v1/guard/output/stream/batch"]
 
 
 TOKENS = [
@@ -147,8 +148,9 @@ def test_the_stream_is_openai_shaped_and_released_as_the_guard_clears_it() -> No
     assert finish["choices"][0]["finish_reason"] == "stop" and "citations" in finish and "usage" not in finish
     assert events[-1] == "[DONE]"
     assert plan.usage == {"prompt_tokens": 5, "completion_tokens": len(TOKENS), "total_tokens": 5 + len(TOKENS)}
-    # At most one guard call per token (and one final step).
-    assert len(guard_calls(dapr)) <= len(TOKENS) + 1
+    # At most one guard call per token (and one final step), each with this stream's one step.
+    calls = guard_calls(dapr)
+    assert len(calls) <= len(TOKENS) + 1 and all(len(steps) == 1 for steps in calls)
 
 
 def test_usage_comes_in_its_own_last_chunk_with_empty_choices_when_asked() -> None:
@@ -214,14 +216,14 @@ def test_text_arriving_while_a_check_runs_goes_with_the_next_check() -> None:
     async def slow_guard(request: httpx.Request) -> dict[str, Any]:
         checking.set()
         await asyncio.sleep(0.05)
-        return guard_stream_step(request)
+        return guard_stream_steps(request)
 
     tokens = [f" word{i}" for i in range(30)]
     upstream = httpx.Response(200, stream=AfterFirstCheck(sse(tokens), checking))
     dapr = platform(upstream, slow_guard)
     _, events, _ = run(dapr)
     assert "".join(texts(events)) == "".join(tokens)
-    calls = guard_calls(dapr)
+    calls = [step for steps in guard_calls(dapr) for step in steps]
     # The first token alone, then the 29 that arrived while it was checked, in one call (final).
     assert [c["chunk"] for c in calls] == [" word0", "".join(tokens[1:])]
     assert calls[-1]["final"] and not calls[0]["final"]
@@ -293,3 +295,32 @@ def test_a_streamed_body_is_closed_when_the_client_leaves_while_a_send_waits() -
         assert closed == ["closed"]
 
     asyncio.run(scenario())
+
+
+def test_streams_relayed_at_once_share_guard_calls_and_each_gets_its_own_text() -> None:
+    answers = [TOKENS, ["Call", " me", " at", " bob", "@example", ".org", " today", "."]]
+    served: list[int] = []
+
+    def inference(request: httpx.Request) -> httpx.Response:
+        served.append(len(served))
+        return streamed(sse(answers[served[-1]]), gap=0.005)
+
+    dapr = platform(inference)
+
+    async def scenario() -> list[list[str]]:
+        pipeline = ChatPipeline(dapr.sidecar(), SETTINGS)
+
+        async def one() -> list[str]:
+            plan = await pipeline.plan({"messages": [{"role": "user", "content": QUESTION}]}, "req-1")
+            events = [raw.decode().removeprefix("data: ").strip() async for raw in pipeline.stream(plan, "req-1")]
+            return texts([json.loads(e) for e in events if e != "[DONE]"])
+
+        return list(await asyncio.gather(one(), one()))
+
+    released = asyncio.run(scenario())
+    for tokens, pieces in zip(answers, released, strict=True):
+        assert "".join(pieces) == GUARD.check_output("".join(tokens), streaming=True).text
+    calls = guard_calls(dapr)
+    # Both streams' tokens arrive together: their steps travel in the same calls.
+    assert max(len(steps) for steps in calls) == 2
+    assert len(calls) < sum(len(steps) for steps in calls)

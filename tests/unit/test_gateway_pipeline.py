@@ -19,7 +19,7 @@ from fakes import FakeDapr
 from gateway.chat import BUILTIN_SYSTEM_PROMPT, ChatPipeline, PipelineSettings
 from gateway.completions import CompletionPipeline
 from genai_platform.errors import Problem
-from stream_guard import guard_stream_step
+from stream_guard import guard_stream_steps
 
 SETTINGS = PipelineSettings(rag_prompt="rag-answer", retrieval_k=2, timeout=5.0, generation_timeout=30.0)
 QUESTION = "Where is the launch site?"
@@ -124,7 +124,7 @@ def platform() -> FakeDapr:
     dapr = FakeDapr(app_id="gateway")
     dapr.answer("guard", "v1/guard/input", guard_input)
     dapr.answer("guard", "v1/guard/output", guard_output)
-    dapr.answer("guard", "v1/guard/output/stream", guard_stream_step)
+    dapr.answer("guard", "v1/guard/output/stream/batch", guard_stream_steps)
     dapr.answer("features", "v1/search", {"query": QUESTION, "mode": "hybrid", "results": HITS})
     dapr.answer("inference", "v1/chat/completions", completion)
     return dapr

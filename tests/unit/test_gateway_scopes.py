@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from fakes import FakeDapr
-from gateway.api_keys import ApiKeys, parse_keys, require_api_key
+from gateway.api_keys import ApiKeys, parse_keys, require_api_key, require_api_key_uncounted
 from gateway.app import create_app
 from gateway.limits import Limits
 from gateway.routes import PUBLIC_ROUTES, public_router
@@ -65,7 +65,7 @@ def _app() -> Any:
 def _scopes_of(route: APIRoute) -> list[str] | None:
     """The scopes the route's `require_api_key` dependency asks for, or None without one."""
     for dependency in route.dependant.dependencies:
-        if dependency.call is require_api_key:
+        if dependency.call in (require_api_key, require_api_key_uncounted):
             return list(dependency.own_oauth_scopes or [])
     return None
 

@@ -9,6 +9,7 @@ tests/state_contract.py). The same through real gateways and daprd: tests/integr
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -96,3 +97,94 @@ def test_the_usage_answer_and_the_stored_record_never_hold_the_key() -> None:
     assert list(dapr.state) == [usage_key("gk-secret")]
     assert usage_key("gk-secret").startswith(PREFIX) and "gk-secret" not in usage_key("gk-secret")
     assert "gk-secret" not in str(dapr.state)
+
+
+def test_a_replicas_concurrent_requests_of_one_key_share_one_write() -> None:
+    dapr = FakeDapr()
+
+    async def scenario() -> int:
+        ledger = UsageLedger(dapr.sidecar(), 10**9)
+        await asyncio.gather(*(ledger.admit("k") for _ in range(8)))
+        return (await ledger.read("k")).requests
+
+    assert asyncio.run(scenario()) == 8
+    # One write for the eight, not eight writes racing for the record's ETag.
+    writes = [r for r in dapr.requests if r.method == "POST" and r.url.path.startswith("/v1.0/state/")]
+    assert len(writes) == 1
+
+
+# --- the generation routes count the request while their input rails run ------------------------
+
+
+def _gateway(dapr: FakeDapr, tokens_per_day: int) -> Any:
+    """The gateway app over the fake sidecar, one key `k` holding every scope."""
+    from fastapi.testclient import TestClient  # noqa: PLC0415
+
+    from gateway.api_keys import ApiKeys  # noqa: PLC0415
+    from gateway.app import create_app  # noqa: PLC0415
+    from gateway.chat import ChatPipeline, PipelineSettings  # noqa: PLC0415
+    from gateway.limits import Limits  # noqa: PLC0415
+    from gateway.settings import GatewaySettings  # noqa: PLC0415
+
+    settings = GatewaySettings(APP_ID="gateway", APP_PORT=1)
+    app = create_app(settings)
+    app.state.settings = settings
+    app.state.sidecar = dapr.sidecar("gateway")
+    dapr.secrets[settings.api_keys_secret] = {settings.api_keys_secret: "k"}
+    app.state.api_keys = ApiKeys(app.state.sidecar, settings.api_keys_secret, ttl_seconds=60)
+    app.state.limits = Limits(requests_per_minute=10_000)
+    app.state.usage = UsageLedger(app.state.sidecar, tokens_per_day=tokens_per_day)
+    app.state.chat = ChatPipeline(app.state.sidecar, PipelineSettings("rag-answer", 2, 5.0, 30.0))
+    return TestClient(app)
+
+
+CHAT = {"model": "smollm2", "messages": [{"role": "user", "content": "Hi"}]}
+ANSWER = {
+    "id": "c",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "smollm2",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello."}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+}
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
+def test_a_key_over_its_quota_gets_a_429_whatever_it_sent_and_inference_sees_nothing(path: str) -> None:
+    dapr = FakeDapr(app_id="gateway")
+    dapr.answer("guard", "v1/guard/input", {"allowed": True, "text": "Hi", "messages": CHAT["messages"]})
+    dapr.answer("inference", "v1/chat/completions", ANSWER)
+    client = _gateway(dapr, tokens_per_day=5)
+    headers = {"Authorization": "Bearer k"}
+    body = CHAT if path.endswith("chat/completions") else {"model": "smollm2", "prompt": "Hi"}
+
+    async def spend() -> None:
+        await UsageLedger(dapr.sidecar(), 5).spend("k", 5)
+
+    asyncio.run(spend())
+    for sent in ({"json": body}, {"content": b"{not json"}, {"json": {"messages": []}}):
+        refused = client.post(path, headers=headers, **sent)
+        assert refused.status_code == 429, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert "quota" in refused.json()["detail"] and int(refused.headers["retry-after"]) > 0
+    assert not [call for call in dapr.invocations if call.app_id == "inference"]
+    assert asyncio.run(UsageLedger(dapr.sidecar(), 5).read("k")).requests == 3  # each one counted
+
+
+def test_a_chat_counts_once_and_a_request_the_rails_refuse_counts_too() -> None:
+    dapr = FakeDapr(app_id="gateway")
+    dapr.answer("inference", "v1/chat/completions", ANSWER)
+    verdicts = iter(
+        [
+            {"allowed": True, "messages": CHAT["messages"]},
+            {"allowed": False, "blocked_by": ["injection"], "messages": CHAT["messages"]},
+        ]
+    )
+    dapr.answer("guard", "v1/guard/input", lambda _request: next(verdicts))
+    dapr.answer("guard", "v1/guard/output", {"direction": "output", "allowed": True, "text": "Hello."})
+    client = _gateway(dapr, tokens_per_day=1000)
+    headers = {"Authorization": "Bearer k"}
+    assert client.post("/v1/chat/completions", headers=headers, json=CHAT).status_code == 200
+    assert client.post("/v1/chat/completions", headers=headers, json=CHAT).status_code == 400
+    record = asyncio.run(UsageLedger(dapr.sidecar(), 1000).read("k"))
+    assert (record.requests, record.tokens) == (2, 5)

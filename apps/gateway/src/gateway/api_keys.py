@@ -20,6 +20,8 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -129,6 +131,19 @@ async def require_api_key(
     token quota is used up, 503 when the secret or state store cannot be read. Keeps the key on
     `request.state.api_key` for the route (`ApiKeyDep`).
     """
+    key = await require_api_key_uncounted(request, security_scopes, credentials)
+    # Counted by every replica together; refused when the key's token quota is used up (429).
+    await request.app.state.usage.admit(key)
+    return key
+
+
+async def require_api_key_uncounted(
+    request: Request,
+    security_scopes: SecurityScopes,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """`require_api_key` for a route that counts the request itself (`counted_alongside`): the
+    generation routes, which count it while their input rails run."""
     presented = credentials.credentials if credentials else request.headers.get("x-api-key")
     unauthorized = Problem(401, "A valid API key is required.", headers={"WWW-Authenticate": "Bearer"})
     if not presented:
@@ -149,22 +164,40 @@ async def require_api_key(
             required_scopes=list(required),
             missing_scopes=missing,
         )
-    # Counted by every replica together; refused when the key's token quota is used up (429).
-    await request.app.state.usage.admit(key.key)
     request.state.api_key = key.key
     return key.key
 
 
-def requires_key(method: str, path: str) -> object:
+@asynccontextmanager
+async def counted_alongside(request: Request, api_key: str) -> AsyncIterator[None]:
+    """Count the request against the key's usage while the block runs (a generation's input rails,
+    retrieval and render: the state store's read and write no longer come before them).
+
+    Raises, when the block ends, what `require_api_key` raises for the count (429, 503), in
+    place of the block's own error: a key over its quota gets the 429 whatever it sent. Nothing
+    of the request reaches inference before the count has passed: the block must end first.
+    """
+    admission = asyncio.create_task(request.app.state.usage.admit(api_key))
+    try:
+        yield
+    finally:
+        # Waited for even when the client left, so the request is counted all the same.
+        await asyncio.wait({admission})
+        admission.result()
+
+
+def requires_key(method: str, path: str, *, counted_by_route: bool = False) -> object:
     """The dependency a public route lists: a valid key holding the route's scopes
-    (`gateway.scopes.ROUTE_SCOPES`, which raises LookupError for an undeclared route).
+    (`gateway.scopes.ROUTE_SCOPES`, which raises LookupError for an undeclared route), the
+    request counted (`counted_by_route`: the route counts it with `counted_alongside`).
 
     In the OpenAPI document the scopes show as the operation's security requirement.
     """
-    return Security(require_api_key, scopes=list(route_scopes(method, path)))
+    check = require_api_key_uncounted if counted_by_route else require_api_key
+    return Security(check, scopes=list(route_scopes(method, path)))
 
 
-def _checked_key(request: Request) -> str:
+async def _checked_key(request: Request) -> str:
     key = getattr(request.state, "api_key", None)
     if key is None:  # a route without `requires_key`: a bug the route-table test catches
         raise RuntimeError(f"{request.method} {request.url.path} has no requires_key dependency")

@@ -12,7 +12,7 @@ from urllib.parse import quote, quote_from_bytes
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from gateway.api_keys import ApiKeyDep, requires_key
+from gateway.api_keys import ApiKeyDep, counted_alongside, requires_key
 from gateway.chat import PROMPT_FALLBACK_HEADER, ChatPipeline
 from gateway.completions import CompletionPipeline
 from gateway.openapi import OpenApiDocument
@@ -220,15 +220,21 @@ def _relay(route: PublicRoute) -> Callable[..., Awaitable[Response]]:
 
 
 async def _generation(
-    request: Request, api_key: str, pipeline: ChatPipeline | CompletionPipeline, body: Any
+    request: Request,
+    api_key: str,
+    pipeline: ChatPipeline | CompletionPipeline,
+    read_body: Callable[[], Awaitable[Any]],
 ) -> JSONResponse | StreamingResponse:
-    """Run a generation pipeline (input rails first) and answer whole or streamed, the tokens it
-    used spent against the key's quota and each stage's time in `Server-Timing`."""
+    """Read the request (`read_body`), run a generation pipeline (input rails first) and answer
+    whole or streamed, the tokens it used spent against the key's quota and each stage's time in
+    `Server-Timing`. The request is counted against the key's quota while its body is read and
+    its input rails run (`counted_alongside`), and before inference sees anything."""
     timing = ServerTiming()
     settings: GatewaySettings = request.app.state.settings
     usage = request.app.state.usage
     request_id = current_request_id.get() or ""
-    plan = await pipeline.plan(body, request_id, timing)
+    async with counted_alongside(request, api_key):
+        plan = await pipeline.plan(await read_body(), request_id, timing)
     # A grounded answer the built-in prompt stood in for says so before its body (chat.PROMPT_FALLBACKS).
     fallback = {PROMPT_FALLBACK_HEADER: plan.prompt_fallback} if plan.prompt_fallback else {}
     if not plan.request.get("stream"):
@@ -296,15 +302,18 @@ def public_router() -> APIRouter:
         "`guard-out`, `total`); a stream's header holds the stages before generation and its last event "
         "repeats it with every stage as `server_timing`.",
         openapi_extra={"requestBody": {"content": {"application/json": {"schema": CHAT_FIELDS}}}},
-        dependencies=[requires_key("POST", "/v1/chat/completions")],
+        dependencies=[requires_key("POST", "/v1/chat/completions", counted_by_route=True)],
         responses={200: {"description": "The answer, whole or as server-sent events", "headers": SERVER_TIMING_HEADER}},
     )
     async def chat_completions(request: Request, api_key: ApiKeyDep) -> object:
         request.app.state.limits.admit(api_key)
         chat: ChatPipeline = request.app.state.chat
-        body = await json_body(request, "chat completion request")
-        body = validated_body(GatewayChatRequest, body, max_tokens=chat.settings.max_tokens)
-        return await _generation(request, api_key, chat, body)
+
+        async def read_body() -> Any:
+            body = await json_body(request, "chat completion request")
+            return validated_body(GatewayChatRequest, body, max_tokens=chat.settings.max_tokens)
+
+        return await _generation(request, api_key, chat, read_body)
 
     @router.post(
         "/v1/completions",
@@ -313,16 +322,20 @@ def public_router() -> APIRouter:
         description="The prompt goes through the input rails and each choice's text through the output rails, "
         "whole or streamed, as in chat (see the gateway's README, 'Rails by route'). The `Server-Timing` header "
         "gives `guard-in`, `inference`, `guard-out` and `total` in milliseconds.",
-        dependencies=[requires_key("POST", "/v1/completions")],
+        dependencies=[requires_key("POST", "/v1/completions", counted_by_route=True)],
         responses={
             200: {"description": "The completion, whole or as server-sent events", "headers": SERVER_TIMING_HEADER}
         },
     )
     async def completions(request: Request, api_key: ApiKeyDep) -> object:
         request.app.state.limits.admit(api_key)
-        body = await json_body(request, "text completion request")
         # Validated against the contract by the pipeline's first step (CompletionPipeline.plan).
-        return await _generation(request, api_key, CompletionPipeline(request.app.state.chat), body)
+        return await _generation(
+            request,
+            api_key,
+            CompletionPipeline(request.app.state.chat),
+            lambda: json_body(request, "text completion request"),
+        )
 
     @router.get(
         "/v1/openapi.json",

@@ -22,7 +22,16 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
-from genai_platform.contracts.guard import GuardStreamStep, GuardVerdict, InputVerdict
+from gateway.batching import Coalescer
+from genai_platform.contracts.guard import (
+    MAX_STREAM_STEPS,
+    GuardStreamStep,
+    GuardStreamStepRequest,
+    GuardStreamStepResults,
+    GuardStreamSteps,
+    GuardVerdict,
+    InputVerdict,
+)
 from genai_platform.contracts.prompts import RenderedPrompt
 from genai_platform.contracts.search import SearchResults
 from genai_platform.dapr import Sidecar
@@ -61,7 +70,15 @@ class Stage:
 
 
 class GuardClient(Stage):
-    """The guard's rails: the input gate, the output gate, and one step of a checked stream."""
+    """The guard's rails: the input gate, the output gate, and one step of a checked stream.
+
+    Stream steps of every stream this client relays go through one `Coalescer`: the steps asked
+    for while a guard call is in flight go together in the next (`POST v1/guard/output/stream/batch`).
+    """
+
+    def __init__(self, sidecar: Sidecar, app_id: str, timeout: float) -> None:
+        super().__init__(sidecar, app_id, timeout)
+        self._steps = Coalescer(self._stream_steps, MAX_STREAM_STEPS)
 
     async def check_input(
         self, messages: list[dict[str, Any]], request_id: str, variables: dict[str, Any] | None = None
@@ -87,8 +104,12 @@ class GuardClient(Stage):
     async def stream_step(self, pending: str, request_id: str, *, final: bool, chunk: str = "") -> GuardStreamStep:
         """Add `chunk` to `pending` (the last step's); release, checked, what no output rail could
         still change (all of it when `final`). See gateway.output_stream."""
-        body = {"pending": pending, "chunk": chunk, "final": final, "request_id": request_id}
-        return await self.answer("v1/guard/output/stream", body, GuardStreamStep)
+        step = GuardStreamStepRequest(pending=pending, chunk=chunk, final=final, request_id=request_id)
+        return await self._steps.submit(step)
+
+    async def _stream_steps(self, steps: list[GuardStreamStepRequest]) -> list[GuardStreamStep]:
+        body = GuardStreamSteps(steps=steps).model_dump()
+        return (await self.answer("v1/guard/output/stream/batch", body, GuardStreamStepResults)).steps
 
 
 class SearchClient(Stage):

@@ -145,7 +145,7 @@ def _streamed_or_whole(whole: type[BaseModel], chunk: str) -> dict[int | str, di
 # --- routes --------------------------------------------------------------------------------------
 
 
-def get_models(request: Request) -> ModelService:
+async def get_models(request: Request) -> ModelService:
     """Dependency: the service holding the engine that serves requests."""
     return request.app.state.models
 

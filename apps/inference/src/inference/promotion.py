@@ -70,7 +70,7 @@ async def serve_promotion(
     return await models.promote(str(folder), str(number))
 
 
-def get_models(request: Request) -> ModelService:
+async def get_models(request: Request) -> ModelService:
     return request.app.state.models
 
 

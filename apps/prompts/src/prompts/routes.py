@@ -47,11 +47,11 @@ VersionRef = Annotated[
 DEFAULT_LABEL = "production"
 
 
-def get_store(request: Request) -> PromptStore:
+async def get_store(request: Request) -> PromptStore:
     return request.app.state.store
 
 
-def get_cache(request: Request) -> RenderCache:
+async def get_cache(request: Request) -> RenderCache:
     return request.app.state.render_cache
 
 

@@ -27,7 +27,7 @@ from registry.lifecycle import make_ready, point_alias
 router = APIRouter(prefix="/v1/models", tags=["registry"])
 
 
-def get_catalog(request: Request) -> Catalog:
+async def get_catalog(request: Request) -> Catalog:
     return request.app.state.catalog
 
 

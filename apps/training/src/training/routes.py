@@ -24,17 +24,17 @@ files_router = APIRouter(prefix="/v1/files", tags=["files"])
 jobs_router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 
 
-def get_store(request: Request) -> TrainingStore:
+async def get_store(request: Request) -> TrainingStore:
     """Dependency: the store of files, jobs and events."""
     return request.app.state.store
 
 
-def get_supervisor(request: Request) -> Supervisor:
+async def get_supervisor(request: Request) -> Supervisor:
     """Dependency: the supervisor that runs and watches the workers."""
     return request.app.state.supervisor
 
 
-def get_training_settings(request: Request) -> TrainingSettings:
+async def get_training_settings(request: Request) -> TrainingSettings:
     """Dependency: the training service's settings."""
     return request.app.state.settings
 

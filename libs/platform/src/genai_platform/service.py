@@ -124,12 +124,12 @@ def create_service(
     return app
 
 
-def get_sidecar(request: Request) -> Sidecar:
+async def get_sidecar(request: Request) -> Sidecar:
     """Dependency: the app's `Sidecar` client (opened by the lifespan)."""
     return request.app.state.sidecar
 
 
-def get_settings(request: Request) -> ServiceSettings:
+async def get_settings(request: Request) -> ServiceSettings:
     """Dependency: the settings the app was built with."""
     return request.app.state.settings
 

@@ -1,15 +1,21 @@
-"""The guard's answers: verdicts of its input and output rails, and one step of a checked stream.
+"""The guard's answers: verdicts of its input and output rails, and steps of checked streams.
 
 The guard's routes declare these as response models; the gateway's `GuardClient` parses the
-answers with them. Text offsets (`start`, `end`) count Python characters (code points) of the
-text checked; scores are in [0, 1], a rail failing when its score reaches its threshold.
+answers with them (and sends its stream steps as `GuardStreamSteps`). Text offsets (`start`,
+`end`) count Python characters (code points) of the text checked; scores are in [0, 1], a
+rail failing when its score reaches its threshold.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+# The most text one field of a guard request may hold (characters).
+MAX_TEXT = 1_000_000
+# The most stream steps one batch may carry (`GuardStreamSteps`).
+MAX_STREAM_STEPS = 256
 
 
 class RailFinding(BaseModel):
@@ -87,3 +93,31 @@ class GuardStreamStep(BaseModel):
     blocked: bool = False
     blocked_by: list[str] = Field(default_factory=list)
     rails: list[RailResult] = Field(default_factory=list, description="The rails that failed on `released`.")
+
+
+class GuardStreamStepRequest(BaseModel):
+    """One step of a checked stream as its caller asks for it: `pending` from the previous
+    answer, the text that arrived since (`chunk`), and `final` once the model's stream ended."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pending: str = Field("", max_length=MAX_TEXT, description="`pending` from the previous answer.")
+    chunk: str = Field("", max_length=MAX_TEXT)
+    final: bool = Field(False, description="The stream has ended: check and release everything.")
+    request_id: str | None = Field(None, max_length=200)
+
+
+class GuardStreamSteps(BaseModel):
+    """One step of each of several streams in one call (`POST /v1/guard/output/stream/batch`),
+    answered as `GuardStreamStepResults` in the same order: what a caller relaying many streams
+    sends instead of a call per stream (gateway.stages.GuardClient)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: list[GuardStreamStepRequest] = Field(min_length=1, max_length=MAX_STREAM_STEPS)
+
+
+class GuardStreamStepResults(BaseModel):
+    """Each stream's step, in the order of the request's `steps`."""
+
+    steps: list[GuardStreamStep]
