@@ -52,6 +52,8 @@ def test_checks_gates_and_streaming_through_dapr(start_app, default_broker) -> N
             ("[REDACTED:EMAIL]. ", "Bye"),
             ("Hi", ""),
         ]
+        # With each step that did not end its stream: the step a following space would make.
+        assert batch[0]["after_space"]["released"] == "jane@exa " and batch[2].get("after_space") is None
         empty = dapr.post(f"{GUARD}/output/stream/batch", json={"steps": []})
         assert empty.status_code == 422 and "steps" in empty.text
 

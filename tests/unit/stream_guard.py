@@ -14,7 +14,7 @@ import httpx
 
 from guard.chain import Guard
 from guard.policy import load_policy
-from guard.streaming import stream_step
+from guard.streaming import step_with_lookahead
 
 _POLICY = load_policy()
 GUARD = Guard(
@@ -31,4 +31,5 @@ GUARD = Guard(
 def guard_stream_steps(request: httpx.Request) -> dict[str, Any]:
     """The guard's `POST /v1/guard/output/stream/batch`, answered by `GUARD`: each step in order."""
     steps = json.loads(request.content)["steps"]
-    return {"steps": [stream_step(GUARD, s["pending"], s["chunk"], s["final"]).to_json() for s in steps]}
+    answers = [step_with_lookahead(GUARD, s["pending"], s["chunk"], s["final"]) for s in steps]
+    return {"steps": [step.to_json(ahead) for step, ahead in answers]}

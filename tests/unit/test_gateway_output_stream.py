@@ -13,6 +13,9 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_guard_streaming import answers
 
 from fakes import FakeDapr
 from gateway.chat import ChatPipeline, ChatPlan, PipelineSettings
@@ -20,6 +23,7 @@ from gateway.output_stream import error_event, guarded_stream
 from genai_platform.contracts.guard import GuardStreamStep
 from genai_platform.errors import Problem
 from genai_platform.streaming import ClosingStreamingResponse
+from guard.streaming import step_with_lookahead
 from stream_guard import GUARD, guard_stream_steps
 
 SETTINGS = PipelineSettings(rag_prompt="rag-answer", retrieval_k=2, timeout=5.0, generation_timeout=30.0)
@@ -324,3 +328,74 @@ def test_streams_relayed_at_once_share_guard_calls_and_each_gets_its_own_text() 
     # Both streams' tokens arrive together: their steps travel in the same calls.
     assert max(len(steps) for steps in calls) == 2
     assert len(calls) < sum(len(steps) for steps in calls)
+
+
+# --- text that begins with a space leaves on the guard's last answer ---------------------------
+
+
+class InProcessGuard:
+    """The guard's batch step (guard.streaming.step_with_lookahead with the shipped policy) as
+    `GuardClient.stream_step` answers it; every call noted, each one held until `gate` opens."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.asked = asyncio.Event()
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def stream_step(self, pending: str, request_id: str, *, final: bool, chunk: str = "") -> GuardStreamStep:
+        self.calls.append(chunk)
+        self.asked.set()
+        await self.gate.wait()
+        step, ahead = step_with_lookahead(GUARD, pending, chunk, final)
+        return GuardStreamStep.model_validate(step.to_json(ahead))
+
+
+def test_a_word_leaves_when_the_next_token_brings_its_space_without_a_guard_round_trip() -> None:
+    async def scenario() -> None:
+        guard = InProcessGuard()
+        second = asyncio.Event()
+
+        async def model_text():
+            yield "Hello"
+            await second.wait()
+            yield " world"
+            yield "."
+
+        steps = guarded_stream(model_text(), guard, "req-1")  # type: ignore[arg-type]
+        async with contextlib.aclosing(steps):
+            pending_first = asyncio.ensure_future(anext(steps))
+            await guard.asked.wait()  # "Hello" is being checked (it may still grow: nothing leaves)
+            guard.gate.clear()  # every later guard call hangs until the gate opens
+            second.set()
+            step = await asyncio.wait_for(pending_first, timeout=5)
+            # Released on the first call's answer (its after_space), the second still unanswered.
+            assert step.released == "Hello " and not guard.gate.is_set()
+            guard.gate.set()
+            assert "".join([step.released] + [s.released async for s in steps]) == "Hello world."
+
+    asyncio.run(scenario())
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), text=answers)
+def test_any_chunking_relayed_by_the_gateway_streams_exactly_the_whole_check(data, text: str) -> None:
+    """The guard's property (tests/unit/test_guard_streaming.py) through the gateway's relay, with
+    its after_space shortcut: the pieces joined are the whole answer's checked text."""
+    if len(text) < 2:
+        return
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, len(text) - 1), max_size=len(text) // 3))))
+    bounds = [0, *cuts, len(text)]
+    chunks = [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+    async def scenario() -> str:
+        async def model_text():
+            for chunk in chunks:
+                yield chunk
+                await asyncio.sleep(0)  # the model's tokens arrive one by one
+
+        steps = guarded_stream(model_text(), InProcessGuard(), "req-1")  # type: ignore[arg-type]
+        async with contextlib.aclosing(steps):
+            return "".join([step.released async for step in steps])
+
+    assert asyncio.run(scenario()) == GUARD.check_output(text, streaming=True).text

@@ -14,6 +14,7 @@ from guard.streaming import (
     RAIL_TAILS,
     WHOLE_ANSWER_RAILS,
     OutputStream,
+    after_space,
     guarded_stream,
     release_point,
     sse_event,
@@ -107,6 +108,17 @@ def test_the_stateless_step_carries_pending_between_calls() -> None:
     last = stream_step(GUARD, second.pending, "", final=True)
     assert (last.released, last.pending) == ("Bye", "")
     assert second.to_json()["rails"][0]["rail"] == "pii"
+
+
+def test_the_step_a_following_space_makes_is_offered_only_for_clean_text() -> None:
+    assert after_space(GUARD, "The") == stream_step(GUARD, "The", " ")
+    assert after_space(GUARD, "The").released == "The "
+    # A finding (redacted), digits that may still be a phone number, nothing to release: no offer,
+    # so the real step (and its guard.violation event) is the one that decides.
+    assert stream_step(GUARD, "jane@example.com.", " ").released == "[REDACTED:EMAIL]. "
+    assert after_space(GUARD, "jane@example.com.") is None
+    assert after_space(GUARD, "555") is None
+    assert after_space(with_blocked_terms("forbidden"), "forbidden") is None
 
 
 def test_a_json_answer_is_held_whole_and_checked_with_the_json_rail() -> None:

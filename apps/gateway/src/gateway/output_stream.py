@@ -6,7 +6,9 @@ what arrived since its last question and relays what the guard released, with at
 call in flight: text arriving while a check runs is sent with the next one. So each released
 piece costs at most one Dapr round trip, and when the model is faster than the guard, several
 tokens share one (measured against a round trip per token and a fixed time window in
-bench/chat; bench/README.md "Chat pipeline").
+bench/chat; bench/README.md "Chat pipeline"). Most pieces cost none on the way out: each answer
+holds the step a following space would make (`after_space`), and text that arrives beginning
+with a space releases that step's checked text at once, its rest going to the guard behind it.
 
 Use it for any generation route (chat and text completions):
 
@@ -78,6 +80,7 @@ async def guarded_stream(
 
     reader = asyncio.create_task(read())
     pending, asked_at = "", 0.0
+    ahead: GuardStreamStep | None = None  # the last answer's `after_space`
     try:
         while True:
             await news.wait()
@@ -89,12 +92,17 @@ async def guarded_stream(
             final = ended  # read before taking the text: everything the reader had is in `arrived`
             chunk = "".join(arrived)
             arrived.clear()
-            if not chunk and not final:
+            if ahead is not None and chunk.startswith(" "):
+                # Checked already, with this very space after it (guard.streaming.after_space).
+                yield ahead
+                pending, chunk = ahead.pending, chunk[1:]
+                ahead = None
+            elif not chunk and not final:
                 continue
             asked_at = time.perf_counter()
             with timing.stage("guard-out"):
                 step = await guard.stream_step(pending, request_id, chunk=chunk, final=final)
-            pending = step.pending
+            pending, ahead = step.pending, step.after_space
             if step.released or step.blocked:
                 yield step
             if step.blocked or final:

@@ -26,7 +26,7 @@ from genai_platform.errors import Problem
 from genai_platform.events import GuardViolation, RailViolation, Topic
 from guard.chain import Direction, Guard, Verdict
 from guard.rails.json_schema import InvalidSchema, validator_for
-from guard.streaming import stream_step
+from guard.streaming import step_with_lookahead, stream_step
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/guard", tags=["guard"])
@@ -261,12 +261,15 @@ async def check_output_stream(body: StreamRequest, request: Request, guard: Guar
 )
 async def check_output_streams(body: GuardStreamSteps, request: Request, guard: GuardDep) -> dict[str, Any]:
     """Each step exactly as `POST /output/stream` answers it, in order: a caller relaying many
-    streams (the gateway) makes one call per round instead of one per stream. Plain-text streams
-    only (a JSON answer's stream goes through `/output/stream` with its `json_mode`/`json_schema`)."""
+    streams (the gateway) makes one call per round instead of one per stream. Each step that did
+    not end its stream also holds `after_space`: the step a next chunk of one space would make,
+    when it releases clean text (guard.streaming.after_space). Plain-text streams only (a JSON
+    answer's stream goes through `/output/stream` with its `json_mode`/`json_schema`)."""
     size = sum(len(step.pending) + len(step.chunk) for step in body.steps)
-    steps = await _run(
-        request, size, lambda: [stream_step(guard, step.pending, step.chunk, step.final) for step in body.steps]
+    answers = await _run(
+        request, size, lambda: [step_with_lookahead(guard, s.pending, s.chunk, s.final) for s in body.steps]
     )
+    steps = [step for step, _ in answers]
     # Together, so one stream's violation event does not hold up the others' steps.
     await asyncio.gather(
         *(
@@ -275,7 +278,7 @@ async def check_output_streams(body: GuardStreamSteps, request: Request, guard: 
             if step.verdict is not None
         )
     )
-    return {"steps": [step.to_json() for step in steps]}
+    return {"steps": [step.to_json(ahead) for step, ahead in answers]}
 
 
 @router.get("/policy", summary="The policy in force")

@@ -10,6 +10,15 @@ that declares its tail truthfully therefore sees the streamed answer exactly as 
 the pieces released, joined, are the whole answer's checked text (tests/unit/test_guard_streaming
 proves it over any chunking of answers with personal data, secrets and exfiltration links).
 
+Because of that, a step's answer can come before its chunk: `after_space(guard, pending)` is the
+step a chunk of one space would make, and a caller holding it may apply it to a chunk that
+begins with a space without asking (the rest of the chunk goes with its `pending` next). Cutting
+a chunk after its first character is one more chunking, so the pieces are still exactly the
+whole answer's checked text; a model's tokens mostly begin with a space, so the text before one
+leaves as soon as it arrives instead of a guard round trip later. It is offered only when that
+step releases text that no rail found anything in (the usual case): a finding, a block and its
+`guard.violation` event wait for the step actually asked for.
+
 This module is the one implementation of that rule. Callers:
 - `stream_step(guard, pending, chunk, final)`: without memory, for callers across a network; the
   caller sends back `pending` with the next chunk (the guard's `POST /v1/guard/output/stream`,
@@ -70,11 +79,19 @@ class StreamStep:
     blocked: bool = False
     verdict: Verdict | None = None  # the check of `released` (None when nothing was checked)
 
-    def to_json(self) -> dict[str, Any]:
-        """The step as the guard's stream API answers it: only the failed rails are listed."""
+    @property
+    def clean(self) -> bool:
+        """Released text in which no rail found anything (nothing blocked, redacted or logged)."""
+        return bool(self.released) and not self.blocked and (self.verdict is None or not self.verdict.failed)
+
+    def to_json(self, after_space: StreamStep | None = None) -> dict[str, Any]:
+        """The step as the guard's stream API answers it: only the failed rails are listed; with
+        `after_space` (see `after_space`) when given."""
         body: dict[str, Any] = {"released": self.released, "pending": self.pending, "blocked": self.blocked}
         body["blocked_by"] = list(self.verdict.blocked_by) if self.verdict else []
         body["rails"] = [r.to_json() for r in self.verdict.failed] if self.verdict else []
+        if after_space is not None:
+            body["after_space"] = after_space.to_json()
         return body
 
 
@@ -145,6 +162,23 @@ def stream_step(
     if not verdict.allowed:
         return StreamStep("", "", blocked=True, verdict=verdict)
     return StreamStep(verdict.text, text[cut:], verdict=verdict)
+
+
+def after_space(guard: Guard, pending: str) -> StreamStep | None:
+    """The step a chunk of one space (" ") would make after `pending`, when it releases clean text
+    (`StreamStep.clean`); None otherwise. A caller may apply it to a next chunk that begins with a
+    space, then send the chunk's rest with its `pending` (see the module's docstring)."""
+    step = stream_step(guard, pending, " ")
+    return step if step.clean else None
+
+
+def step_with_lookahead(
+    guard: Guard, pending: str, chunk: str, final: bool = False
+) -> tuple[StreamStep, StreamStep | None]:
+    """`stream_step` of a plain-text stream, and `after_space` of its pending text unless the step
+    ended the stream (final or blocked): one step of the guard's batch route."""
+    step = stream_step(guard, pending, chunk, final)
+    return step, (None if final or step.blocked else after_space(guard, step.pending))
 
 
 class OutputStream:

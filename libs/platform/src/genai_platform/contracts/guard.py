@@ -93,6 +93,12 @@ class GuardStreamStep(BaseModel):
     blocked: bool = False
     blocked_by: list[str] = Field(default_factory=list)
     rails: list[RailResult] = Field(default_factory=list, description="The rails that failed on `released`.")
+    after_space: GuardStreamStep | None = Field(
+        None,
+        description="The step a next chunk of one space (' ') would make, when it releases text no rail "
+        "found anything in: apply it to a next chunk that begins with a space, then send the chunk's rest "
+        "with its `pending` (guard.streaming.after_space). Only in answers of the batch route.",
+    )
 
 
 class GuardStreamStepRequest(BaseModel):
