@@ -4,6 +4,7 @@ the queue is bounded, limits are named, retired engines drain."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ import torch
 from inference import batch as kv
 from inference.decoding import SamplingParams
 from inference.engine import Engine, EngineRetired, Finished, LimitExceeded, QueueFull, TextDelta
-from inference.llama import FastLlama
+from inference.llama import FastLlama, PackedPrefill
 from inference.model import LoadedModel
 
 GREEDY = SamplingParams(max_tokens=12, temperature=0.0, ignore_eos=True)
@@ -78,6 +79,77 @@ def test_prompts_arriving_together_get_what_they_get_alone(tiny: LoadedModel) ->
             engine.stop()
 
     assert asyncio.run(together()) == asyncio.run(alone(tiny))
+
+
+def test_prompts_joining_a_prefill_at_a_layer_get_what_they_get_alone(tiny: LoadedModel) -> None:
+    fast = tiny.forward
+    assert isinstance(fast, FastLlama)
+    first, *late = prompts(tiny)
+    job = fast.start_prefill([first])
+    job.step()  # layer 0 of 2 run for the first prompt alone
+    catching_up = fast.start_prefill(late)
+    catching_up.step()
+    job.absorb(catching_up)
+    job.step()
+    caches, logits = job.result()
+    alone_caches, alone_logits = fast.prefill([first, *late])
+    torch.testing.assert_close(logits, alone_logits, rtol=1e-5, atol=1e-5)
+    for joined, whole in zip(caches, alone_caches, strict=True):
+        for layer, reference in zip(joined, whole, strict=True):
+            torch.testing.assert_close(layer.keys, reference.keys, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="layer 0"):
+        job.absorb(fast.start_prefill([first]))  # a prefill must catch up to the layer first
+
+
+def test_a_request_arriving_during_a_prefill_joins_it_and_gets_what_it_gets_alone(
+    tiny: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, late = prompts(tiny)[1], prompts(tiny)[2]
+    absorbed: list[int] = []
+
+    async def scenario() -> tuple[tuple[str, Finished], tuple[str, Finished]]:
+        engine = Engine(tiny, max_batch_size=8).start()
+        loop = asyncio.get_running_loop()
+        arrived = threading.Event()
+        generations = {}
+        start_prefill, absorb = FastLlama.start_prefill, PackedPrefill.absorb
+
+        def submit_late() -> None:
+            generations["late"] = engine.submit(late, GREEDY)
+            arrived.set()
+
+        def prefill_with_an_arrival(self, batch_prompts):  # noqa: ANN001, ANN202
+            job = start_prefill(self, batch_prompts)
+            if batch_prompts == [first]:
+                run_layer = job.step
+
+                def step() -> None:
+                    run_layer()
+                    if job.layer == 1:  # the late request arrives while the first is at layer 1 of 2
+                        loop.call_soon_threadsafe(submit_late)
+                        assert arrived.wait(5)
+
+                job.step = step
+            return job
+
+        def record_absorb(self, other) -> None:  # noqa: ANN001
+            absorbed.append(self.layer)
+            absorb(self, other)
+
+        monkeypatch.setattr(FastLlama, "start_prefill", prefill_with_an_arrival)
+        monkeypatch.setattr(PackedPrefill, "absorb", record_absorb)
+        try:
+            alone_first = engine.submit(first, GREEDY)
+            first_result = await alone_first.text()
+            return first_result, await generations["late"].text()
+        finally:
+            engine.stop()
+
+    joined = asyncio.run(scenario())
+    assert absorbed == [1]  # it joined the prefill in flight, at layer 1
+    monkeypatch.undo()
+    expected = asyncio.run(alone(tiny))
+    assert joined == (expected[1], expected[2])
 
 
 def test_the_lean_llama_forward_computes_what_transformers_computes(tiny: LoadedModel) -> None:

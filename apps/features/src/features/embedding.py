@@ -67,7 +67,7 @@ class Embedder:
 
         self.name = name
         self._model = SentenceTransformer(model_path, device=device, local_files_only=True)
-        self.dimensions = int(self._model.get_sentence_embedding_dimension() or 0)
+        self.dimensions = int(self._model.get_embedding_dimension() or 0)
         self.max_tokens = int(self._model.max_seq_length)
         self.device = str(self._model.device)
         self.batch_size = batch_size or default_batch_size(self._model.device.type)

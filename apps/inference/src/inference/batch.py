@@ -26,10 +26,32 @@ from inference.settings import Quantization
 ROOM = 64
 
 
+class PrefillJob(Protocol):
+    """A prefill run step by step (`FastLlama`'s `PackedPrefill`: a step per layer; prompts
+    arriving meanwhile may join it between steps with `absorb`)."""
+
+    layer: int  # steps run so far
+    layers: int  # steps in all
+
+    @property
+    def done(self) -> bool: ...
+
+    @property
+    def tokens(self) -> int: ...
+
+    def step(self) -> None: ...
+
+    def absorb(self, other: PrefillJob) -> None: ...
+
+    def result(self) -> tuple[list[list[LayerKV]], torch.Tensor]: ...
+
+
 class Forward(Protocol):
     """A model's forward pass as the batch uses it (`FastLlama` or `TransformersForward`)."""
 
     def prefill(self, prompts: list[list[int]]) -> tuple[list[list[LayerKV]], torch.Tensor]: ...
+
+    def start_prefill(self, prompts: list[list[int]]) -> PrefillJob: ...
 
     def decode(
         self, tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: list[LayerKV]
@@ -62,6 +84,10 @@ class TransformersForward:
             caches.append([LayerKV(layer.keys, layer.values) for layer in cache.layers])
         return caches, torch.cat(logits)
 
+    def start_prefill(self, prompts: list[list[int]]) -> PrefillJob:
+        """The prefill as one step: transformers' forward runs every layer at once, so nothing joins it."""
+        return _WholePrefill(self, prompts)
+
     @torch.inference_mode()
     def decode(
         self, tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: list[LayerKV]
@@ -76,6 +102,36 @@ class TransformersForward:
             kv.keys[:, :, filled] = layer.keys[:, :, -1]
             kv.values[:, :, filled] = layer.values[:, :, -1]
         return logits
+
+
+class _WholePrefill:
+    """`TransformersForward.prefill` as a `PrefillJob` of one step."""
+
+    layers = 1
+
+    def __init__(self, forward: TransformersForward, prompts: list[list[int]]) -> None:
+        self._forward, self._prompts = forward, prompts
+        self.layer = 0
+        self._result: tuple[list[list[LayerKV]], torch.Tensor] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._result is not None
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(p) for p in self._prompts)
+
+    def step(self) -> None:
+        self._result = self._forward.prefill(self._prompts)
+        self.layer = 1
+
+    def absorb(self, other: PrefillJob) -> None:
+        raise ValueError("transformers' prefill runs whole: nothing can join it")
+
+    def result(self) -> tuple[list[list[LayerKV]], torch.Tensor]:
+        assert self._result is not None
+        return self._result
 
 
 def forward_for(model: PreTrainedModel, *, quantization: Quantization = Quantization.NONE) -> Forward:
@@ -117,17 +173,21 @@ def prefill(forward: Forward, prompts: list[list[int]]) -> tuple[KVBatch, torch.
     """Run the prompts; answer their batch (rows in order, left-padded) and the logits of each
     one's first new token (prompts, vocab)."""
     caches, logits = forward.prefill(prompts)
-    device = logits.device
+    return prefilled(caches, [len(p) for p in prompts], logits.device), logits
+
+
+def prefilled(caches: list[list[LayerKV]], lengths: list[int], device: torch.device) -> KVBatch:
+    """The batch of prompts whose one-row caches a prefill made (rows in order, left-padded)."""
     rows = [
         KVBatch(
             cache=cache,
-            mask=torch.ones((1, len(prompt)), dtype=torch.long, device=device),
-            positions=torch.tensor([len(prompt)], device=device),
+            mask=torch.ones((1, length), dtype=torch.long, device=device),
+            positions=torch.tensor([length], device=device),
             next_tokens=torch.zeros((1, 1), dtype=torch.long, device=device),
         )
-        for cache, prompt in zip(caches, prompts, strict=True)
+        for cache, length in zip(caches, lengths, strict=True)
     ]
-    return join(rows), logits
+    return join(rows)
 
 
 def decode(forward: Forward, batch: KVBatch) -> torch.Tensor:

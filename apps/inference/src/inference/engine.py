@@ -2,8 +2,12 @@
 
 Each step admits waiting requests (prefill, within a token budget) into the running batch,
 then runs one decode forward pass for all of it. A request joins at the next step and leaves
-the step it finishes, so nobody waits for a batch to drain. The event loop only submits and
-reads: results cross back through `loop.call_soon_threadsafe`.
+the step it finishes, so nobody waits for a batch to drain. A request that arrives while a
+prefill is in its first half joins that prefill at its next layer (after running the layers it
+missed on its own) instead of waiting for it and a decode step: requests relayed by the gateway
+reach inference some milliseconds apart, and the first one used to be prefilled alone while the
+others waited (bench/README.md, "Chat pipeline"). The event loop only submits and reads: results
+cross back through `loop.call_soon_threadsafe`.
 """
 
 from __future__ import annotations
@@ -271,22 +275,49 @@ class Engine:
         finally:
             self._release_model()
 
-    def _take_admissions(self) -> list[Sequence]:
+    def _take_admissions(self, *, joining: int = 0, tokens: int = 0) -> list[Sequence]:
+        """Waiting requests for a prefill, within the batch's rows and the prefill token budget,
+        beside `joining` requests of `tokens` prompt tokens already in it. Call under `_wakeup`."""
         # A request cancelled while queued leaves the queue now, not when a slot frees up.
         if any(s.cancelled for s in self._waiting):
             for sequence in [s for s in self._waiting if s.cancelled]:
                 self._waiting.remove(sequence)
                 self._finish(sequence, "cancelled")
         admitted: list[Sequence] = []
-        budget = self.prefill_token_budget
-        while self._waiting and len(self._active) + len(admitted) < self.max_batch_size:
+        budget = self.prefill_token_budget - tokens
+        while self._waiting and len(self._active) + joining + len(admitted) < self.max_batch_size:
             head = self._waiting[0]
-            # Always admit one, so a prompt longer than the budget still runs.
-            if admitted and len(head.prompt) > budget:
+            # Always admit one into an empty prefill, so a prompt longer than the budget still runs.
+            if (admitted or joining) and len(head.prompt) > budget:
                 break
             budget -= len(self._waiting.popleft().prompt)
             admitted.append(head)
         return admitted
+
+    def _prefill(self, joining: list[Sequence], admitted: list[Sequence]) -> tuple[kv.KVBatch, torch.Tensor]:
+        """Prefill `joining`, layer by layer; requests arriving before its halfway layer join it
+        (appended to `joining`, and to `admitted`, so that a failed step fails them too: see
+        `_run`). Answers their batch and each one's first-token logits."""
+        assert self.loaded is not None
+        forward = self.loaded.forward
+        job = forward.start_prefill([s.prompt for s in joining])
+        while not job.done:
+            job.step()
+            # Past halfway, a late prompt's catching up would hold the others back longer than
+            # waiting for the next step holds it back.
+            if job.done or 2 * job.layer > job.layers or not self._waiting:
+                continue
+            with self._wakeup:
+                late = self._take_admissions(joining=len(joining), tokens=job.tokens)
+            if late:
+                admitted.extend(late)  # one cancelled meanwhile is dropped after the prefill
+                catching_up = forward.start_prefill([s.prompt for s in late])
+                while catching_up.layer < job.layer:
+                    catching_up.step()
+                job.absorb(catching_up)
+                joining.extend(late)
+        caches, logits = job.result()
+        return kv.prefilled(caches, [len(s.prompt) for s in joining], logits.device), logits
 
     def _step(self, admitted: list[Sequence]) -> None:
         assert self.loaded is not None
@@ -298,7 +329,7 @@ class Engine:
         if joining := [s for s in admitted if not s.finished]:
             # All joining prompts in one prefill: the weights are read once for all of them,
             # and every first token leaves together (llama-server answers its slots the same way).
-            rows, logits = kv.prefill(forward, [s.prompt for s in joining])
+            rows, logits = self._prefill(joining, admitted)
             self._prompt_tokens.inc(sum(len(s.prompt) for s in joining))
             tokens = pick_tokens(logits, [s.params for s in joining], [s.generator for s in joining])
             kv.set_next_tokens(rows, tokens)

@@ -335,31 +335,84 @@ class FastLlama:
             h = self._rest(layer, h, attention)
         return self._logits(h[:, -1, :])
 
-    @torch.inference_mode()
+    def start_prefill(self, prompts: list[list[int]]) -> PackedPrefill:
+        """A prefill of `prompts`, packed end to end, to be run one layer at a time (see `PackedPrefill`)."""
+        return PackedPrefill(self, prompts)
+
     def prefill(self, prompts: list[list[int]]) -> tuple[list[list[LayerKV]], torch.Tensor]:
         """Several prompts in one pass, packed end to end; answers each prompt's one-row cache
         and the logits of every prompt's next token (prompts, vocab)."""
-        device = self.embed.device
-        lengths = [len(p) for p in prompts]
-        if max(lengths) > len(self.cos):
-            self._rotary_table(2 * max(lengths))
-        ids = torch.tensor([[t for p in prompts for t in p]], dtype=torch.long, device=device)
-        positions = torch.cat([torch.arange(n, device=device) for n in lengths])
-        cos, sin = self.cos[positions][None, None], self.sin[positions][None, None]
-        h = F.embedding(ids, self.embed)
-        caches: list[list[LayerKV]] = [[] for _ in prompts]
-        for layer in self.layers:
-            q, k, v = self._qkv(layer, h, cos, sin)
-            parts = []
-            start = 0
-            for n, cache in zip(lengths, caches, strict=True):
-                qi, ki, vi = q[:, :, start : start + n], k[:, :, start : start + n], v[:, :, start : start + n]
-                parts.append(F.scaled_dot_product_attention(qi, ki, vi, is_causal=n > 1, enable_gqa=True))
-                cache.append(LayerKV(ki.contiguous(), vi.contiguous()))
-                start += n
-            h = self._rest(layer, h, torch.cat(parts, dim=2) if len(parts) > 1 else parts[0])
-        ends = torch.tensor(lengths, device=device).cumsum(0) - 1
-        return caches, self._logits(h[0, ends, :])
+        job = self.start_prefill(prompts)
+        while not job.done:
+            job.step()
+        return job.result()
+
+
+class PackedPrefill:
+    """Prompts prefilled together, packed end to end, one layer at a time.
+
+    Run layer by layer (`step`) so that prompts arriving meanwhile need not wait for the whole
+    pass: a second `PackedPrefill` of them, run up to this one's layer, joins it (`absorb`), and
+    every later layer reads the weights once for all. Each prompt attends only to itself, so a
+    prompt's result is the same whenever it joined (tests/unit/test_inference_engine.py).
+    """
+
+    def __init__(self, model: FastLlama, prompts: list[list[int]]) -> None:
+        self.model = model
+        self.lengths = [len(p) for p in prompts]
+        self.layers = len(model.layers)
+        self.layer = 0  # layers run so far
+        device = model.embed.device
+        if max(self.lengths) > len(model.cos):
+            model._rotary_table(2 * max(self.lengths))
+        with torch.inference_mode():
+            ids = torch.tensor([[t for p in prompts for t in p]], dtype=torch.long, device=device)
+            positions = torch.cat([torch.arange(n, device=device) for n in self.lengths])
+            self.cos, self.sin = model.cos[positions][None, None], model.sin[positions][None, None]
+            self.h = F.embedding(ids, model.embed)
+        self.caches: list[list[LayerKV]] = [[] for _ in prompts]
+
+    @property
+    def tokens(self) -> int:
+        """Prompt tokens in this prefill."""
+        return sum(self.lengths)
+
+    @property
+    def done(self) -> bool:
+        """Whether every layer has run (`result` may be read)."""
+        return self.layer == self.layers
+
+    @torch.inference_mode()
+    def step(self) -> None:
+        """Run the next layer for every prompt."""
+        model, layer = self.model, self.model.layers[self.layer]
+        q, k, v = model._qkv(layer, self.h, self.cos, self.sin)
+        parts = []
+        start = 0
+        for n, cache in zip(self.lengths, self.caches, strict=True):
+            qi, ki, vi = q[:, :, start : start + n], k[:, :, start : start + n], v[:, :, start : start + n]
+            parts.append(F.scaled_dot_product_attention(qi, ki, vi, is_causal=n > 1, enable_gqa=True))
+            cache.append(LayerKV(ki.contiguous(), vi.contiguous()))
+            start += n
+        self.h = model._rest(layer, self.h, torch.cat(parts, dim=2) if len(parts) > 1 else parts[0])
+        self.layer += 1
+
+    def absorb(self, other: PackedPrefill) -> None:
+        """Take `other`'s prompts, run up to this prefill's layer, in after this one's own."""
+        if other.layer != self.layer:
+            raise ValueError(f"a prefill at layer {other.layer} cannot join one at layer {self.layer}")
+        with torch.inference_mode():
+            self.h = torch.cat([self.h, other.h], dim=1)
+            self.cos = torch.cat([self.cos, other.cos], dim=2)
+            self.sin = torch.cat([self.sin, other.sin], dim=2)
+        self.lengths += other.lengths
+        self.caches += other.caches
+
+    @torch.inference_mode()
+    def result(self) -> tuple[list[list[LayerKV]], torch.Tensor]:
+        """Each prompt's one-row cache, and the logits of every prompt's next token (prompts, vocab)."""
+        ends = torch.tensor(self.lengths, device=self.h.device).cumsum(0) - 1
+        return self.caches, self.model._logits(self.h[0, ends, :])
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
