@@ -476,10 +476,11 @@ async def grounded_messages(gateway: AppWithSidecar, secrets: dict[str, str], co
 
 
 def guard_round_trip(stack: dict[str, AppWithSidecar], secrets: dict[str, str], samples: int = 50) -> dict:
-    """One guard stream step (a token's worth of text) from the gateway's sidecar to the guard:
-    p50/p95 ms, and the CPU ms one step costs the two sidecars and the guard together."""
+    """One guard stream step (a token's worth of text, alone in a batch, as the gateway sends it at
+    concurrency 1) from the gateway's sidecar to the guard: p50/p95 ms, and the CPU ms one step
+    costs the two sidecars and the guard together."""
     sidecar = stack["gateway"].sidecar
-    url = f"{sidecar.url}/v1.0/invoke/guard/method/v1/guard/output/stream"
+    url = f"{sidecar.url}/v1.0/invoke/guard/method/v1/guard/output/stream/batch"
     headers = {"dapr-api-token": secrets["dapr-api-token"]}
     times = []
     with httpx.Client(timeout=30) as client:
@@ -487,7 +488,8 @@ def guard_round_trip(stack: dict[str, AppWithSidecar], secrets: dict[str, str], 
             if i == 5:  # the first calls warm the connections
                 before = cpu_seconds(stack)
             started = time.perf_counter()
-            client.post(url, json={"pending": "The launch", "chunk": " is"}, headers=headers).raise_for_status()
+            step = {"pending": "The launch", "chunk": " is"}
+            client.post(url, json={"steps": [step]}, headers=headers).raise_for_status()
             if i >= 5:
                 times.append((time.perf_counter() - started) * 1000)
     after = cpu_seconds(stack)
