@@ -56,6 +56,12 @@ def test_checks_gates_and_streaming_through_dapr(start_app, default_broker) -> N
         assert batch[0]["after_space"]["released"] == "jane@exa " and batch[2].get("after_space") is None
         empty = dapr.post(f"{GUARD}/output/stream/batch", json={"steps": []})
         assert empty.status_code == 422 and "steps" in empty.text
+        # No more text in one batch than one call of any route takes (a trial's 15 MB batch timed out).
+        heavy = dapr.post(f"{GUARD}/output/stream/batch", json={"steps": [{"chunk": "word " * 120_000}] * 2})
+        assert heavy.status_code == 422 and heavy.json()["limit_value"] == 1_000_000
+        assert heavy.json()["errors"][0]["location"] == "body.steps"
+        vague = dapr.post(f"{GUARD}/output/stream/batch", json={"steps": [{"chunk": "Hi", "final": "yes"}]})
+        assert vague.status_code == 422 and vague.json()["errors"][0]["location"] == "body.steps.0.final"
 
         # Issue 11, inputs 12-14 through the real API: an invisible mark inside the injection's
         # words, emoji sequences in an answer, and a reference-style image carrying data.

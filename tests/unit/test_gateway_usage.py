@@ -169,6 +169,9 @@ def test_a_key_over_its_quota_gets_a_429_whatever_it_sent_and_inference_sees_not
         assert "quota" in refused.json()["detail"] and int(refused.headers["retry-after"]) > 0
     assert not [call for call in dapr.invocations if call.app_id == "inference"]
     assert asyncio.run(UsageLedger(dapr.sidecar(), 5).read("k")).requests == 3  # each one counted
+    # A route that spends no model tokens still answers: the key can read its own usage.
+    usage = client.get("/v1/usage", headers=headers)
+    assert usage.status_code == 200 and usage.json()["tokens_used"] == 5 and usage.json()["requests"] == 4
 
 
 def test_a_chat_counts_once_and_a_request_the_rails_refuse_counts_too() -> None:

@@ -127,13 +127,14 @@ async def require_api_key(
     """Check the caller's key and that it holds every scope the route declares.
 
     Counts the request against the key's usage (gateway.usage). Raises 401 without a valid key,
-    403 naming the missing scopes (`required_scopes`, `missing_scopes`), 429 when the key's
-    token quota is used up, 503 when the secret or state store cannot be read. Keeps the key on
-    `request.state.api_key` for the route (`ApiKeyDep`).
+    403 naming the missing scopes (`required_scopes`, `missing_scopes`), 503 when the secret or
+    state store cannot be read. Keeps the key on `request.state.api_key` for the route
+    (`ApiKeyDep`). These routes spend no model tokens, so the token quota refuses none of them;
+    the generation routes count with `counted_alongside`, which does.
     """
     key = await require_api_key_uncounted(request, security_scopes, credentials)
-    # Counted by every replica together; refused when the key's token quota is used up (429).
-    await request.app.state.usage.admit(key)
+    # Counted by every replica together.
+    await request.app.state.usage.admit(key, spends_tokens=False)
     return key
 
 

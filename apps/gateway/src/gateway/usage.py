@@ -123,14 +123,17 @@ class UsageLedger:
                 await asyncio.sleep(random.uniform(0, 0.002 * min(attempt_number + 1, 10)))
         raise ConcurrentUpdate("This key's usage kept changing under the update; try again.")
 
-    async def admit(self, api_key: str) -> None:
-        """Count one request; raise 429 with Retry-After when the key's token quota is used up,
-        503 when the state store cannot count it (a quota that cannot be checked is not waived)."""
+    async def admit(self, api_key: str, *, spends_tokens: bool = True) -> None:
+        """Count one request; raise 429 with Retry-After when it `spends_tokens` (a generation)
+        and the key's token quota is used up, 503 when the state store cannot count it (a quota
+        that cannot be checked is not waived). A request that spends no model tokens (reading
+        `/v1/usage`, listing documents) is never refused by the token quota: a key over it could
+        not even read its own usage (a new-user trial)."""
         try:
             record = await self._change(api_key, requests=1)
         except (DaprError, ConcurrentUpdate) as error:
             raise _store_unavailable() from error
-        if record.tokens >= self.tokens_per_day:
+        if spends_tokens and record.tokens >= self.tokens_per_day:
             wait = record.window_start + self._window - self._wall()
             raise Problem(
                 429,

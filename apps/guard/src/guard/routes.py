@@ -22,7 +22,7 @@ from genai_platform.contracts.guard import (
     InputVerdict,
 )
 from genai_platform.dapr import DaprError
-from genai_platform.errors import Problem
+from genai_platform.errors import Problem, invalid_request
 from genai_platform.events import GuardViolation, RailViolation, Topic
 from guard.chain import Direction, Guard, Verdict
 from guard.rails.json_schema import InvalidSchema, validator_for
@@ -266,6 +266,14 @@ async def check_output_streams(body: GuardStreamSteps, request: Request, guard: 
     when it releases clean text (guard.streaming.after_space). Plain-text streams only (a JSON
     answer's stream goes through `/output/stream` with its `json_mode`/`json_schema`)."""
     size = sum(len(step.pending) + len(step.chunk) for step in body.steps)
+    if size > MAX_TEXT:
+        # As much text as one call of any other route: a batch must not buy 256 times the work
+        # (a new-user trial's 15 MB batch ran past the caller's timeout, and Dapr's retries ran it
+        # again and again for 90 s).
+        message = f"The steps hold {size} characters of text in all; the most one batch may hold is {MAX_TEXT}."
+        problem = invalid_request([{"location": "body.steps", "message": message}], detail=message)
+        problem.extensions.update(limit="batch_chars", limit_value=MAX_TEXT)
+        raise problem
     answers = await _run(
         request, size, lambda: [step_with_lookahead(guard, s.pending, s.chunk, s.final) for s in body.steps]
     )

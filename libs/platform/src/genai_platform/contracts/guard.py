@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 # The most text one field of a guard request may hold (characters).
 MAX_TEXT = 1_000_000
@@ -109,7 +109,7 @@ class GuardStreamStepRequest(BaseModel):
 
     pending: str = Field("", max_length=MAX_TEXT, description="`pending` from the previous answer.")
     chunk: str = Field("", max_length=MAX_TEXT)
-    final: bool = Field(False, description="The stream has ended: check and release everything.")
+    final: StrictBool = Field(False, description="The stream has ended: check and release everything.")
     request_id: str | None = Field(None, max_length=200)
 
 
@@ -120,7 +120,11 @@ class GuardStreamSteps(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    steps: list[GuardStreamStepRequest] = Field(min_length=1, max_length=MAX_STREAM_STEPS)
+    steps: list[GuardStreamStepRequest] = Field(
+        min_length=1,
+        max_length=MAX_STREAM_STEPS,
+        description=f"At most {MAX_STREAM_STEPS} steps, holding at most {MAX_TEXT} characters of text in all.",
+    )
 
 
 class GuardStreamStepResults(BaseModel):
