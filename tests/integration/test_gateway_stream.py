@@ -9,7 +9,7 @@ import json
 
 import httpx
 
-from harness import bearer
+from harness import bearer, wait_until
 
 STORY = [{"role": "user", "content": "Tell me a long story about a cat."}]
 
@@ -36,6 +36,20 @@ def test_a_stream_is_openai_shaped_and_ends_with_an_error_when_inference_dies(ge
     assert len([t for t in texts if t]) > 5  # word by word, not a sentence at a time
     assert chunks[-2]["choices"][0]["finish_reason"] == "length"
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 24
+
+    # A client that leaves after the first words is charged what inference generated until then
+    # (it reports usage on every chunk): stopping just before the end is not a free answer.
+    def tokens_used() -> int:
+        answer = httpx.get(f"{gateway.app.url}/v1/usage", headers=bearer(secrets), timeout=30)
+        return answer.json()["tokens_used"]
+
+    before = tokens_used()
+    with httpx.stream("POST", url, json={**body, "max_tokens": 200}, headers=bearer(secrets), timeout=120) as answer:
+        for line in answer.iter_lines():
+            if line.startswith("data: ") and '"content": "' in line and '"content": ""' not in line:
+                break  # leave mid-answer
+    wait_until(lambda: tokens_used() > before, what="the cut-off stream's tokens charged", timeout=30)
+    assert tokens_used() - before < 200 + 100  # what was generated before it was cancelled, not max_tokens
 
     # A parameter only inference checks: the streamed request is inference's 400, as the whole one
     # is, not a 200 stream whose one event is the error (the OpenAI SDK could not tell it was a 400).

@@ -89,6 +89,25 @@ def test_chat_stream_is_openai_framed_and_ends_with_done(tiny_llama_folder: Path
     assert all(c["model"] == "tiny" and c["system_fingerprint"] == "v1" for c in chunks)
 
 
+def test_continuous_usage_stats_put_the_usage_so_far_on_every_chunk(tiny_llama_folder: Path) -> None:
+    async def go() -> str:
+        async with running(create_app(settings(tiny_llama_folder))) as client:
+            options = {"include_usage": True, "continuous_usage_stats": True}
+            body = {**ASK, "max_tokens": 5, "ignore_eos": True, "stream": True, "stream_options": options}
+            return (await client.post("/v1/chat/completions", json=body, headers=AUTH)).text
+
+    chunks = [json.loads(e) for e in sse_events(run(go()))[:-1]]
+    counts = [c["usage"]["completion_tokens"] for c in chunks]
+    prompt = chunks[-1]["usage"]["prompt_tokens"]
+    # vLLM's extension: the role chunk at 0, each text chunk as of its token, the finish and usage at 5.
+    assert counts[0] == 0 and counts[-2:] == [5, 5] and counts == sorted(counts)
+    text_counts = [
+        c["usage"]["completion_tokens"] for c in chunks if c["choices"] and c["choices"][0]["delta"].get("content")
+    ]
+    assert text_counts and all(1 <= n <= 5 for n in text_counts)
+    assert all(c["usage"]["total_tokens"] == prompt + c["usage"]["completion_tokens"] for c in chunks)
+
+
 def test_whole_answers_are_exactly_the_models_the_openapi_document_declares(tiny_llama_folder: Path) -> None:
     async def go() -> tuple[dict, dict, dict]:
         async with running(create_app(settings(tiny_llama_folder))) as client:

@@ -247,35 +247,46 @@ class ChatPipeline:
         rail could still judge differently); a block ends the text with `content_filter`. The
         finish chunk adds `citations`, `lineage` and (with `report_timing`) `server_timing`;
         with the request's `stream_options.include_usage`, usage follows in its own chunk with
-        empty `choices`, as OpenAI's does. The usage is also kept in `plan.usage` (quota).
+        empty `choices`, as OpenAI's does (and, with vLLM's `continuous_usage_stats`, the usage so
+        far on every chunk). The usage is also kept in `plan.usage` (quota), also when the client
+        leaves mid-answer: inference reports it on every chunk.
         Raises `Problem`: 503 when a stage cannot answer, 502 when the model fails mid-answer
         (after the headers: the caller sends it as an error event, see `error_event`).
         """
         timing = plan.timing
-        include_usage = bool((plan.request.get("stream_options") or {}).get("include_usage"))
+        options = plan.request.get("stream_options") or {}
+        include_usage = bool(options.get("include_usage"))
+        # vLLM's extension, as inference serves it: the usage so far on every chunk.
+        continuous = include_usage and bool(options.get("continuous_usage_stats"))
         blocked = False
         # `inference` is the time the upstream stream was open; the guard's checks (`guard-out`)
         # run while it is, so the two overlap.
         opened = time.perf_counter()
         async with self.inference.stream(plan.request, timeout=self._settings.generation_timeout) as chunks:
             upstream = UpstreamStream(chunks)
-            envelope = await upstream.start()
-            yield _sse({**envelope, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
-            checked = guarded_stream(
-                upstream.texts(),
-                self.guard,
-                request_id,
-                window_s=self._settings.guard_stream_window_s,
-                timing=timing,
-            )
-            # Closed here, not by the garbage collector, when the client leaves or a piece is blocked.
-            async with contextlib.aclosing(checked):
-                async for step in checked:
-                    if step.blocked:
-                        blocked = True
-                        break
-                    timing.since_start("first-token")
-                    yield _sse({**envelope, "choices": [_delta(step.released)]})
+            try:
+                envelope = await upstream.start()
+                role = {"index": 0, "delta": {"role": "assistant", "content": ""}}
+                yield _sse({**envelope, "choices": [role], **({"usage": upstream.usage} if continuous else {})})
+                checked = guarded_stream(
+                    upstream.texts(),
+                    self.guard,
+                    request_id,
+                    window_s=self._settings.guard_stream_window_s,
+                    timing=timing,
+                )
+                # Closed here, not by the garbage collector, when the client leaves or a piece is blocked.
+                async with contextlib.aclosing(checked):
+                    async for step in checked:
+                        if step.blocked:
+                            blocked = True
+                            break
+                        timing.since_start("first-token")
+                        chunk = {**envelope, "choices": [_delta(step.released)]}
+                        yield _sse({**chunk, "usage": upstream.usage} if continuous else chunk)
+            finally:
+                # What inference used so far, also when the client left mid-answer: it is charged.
+                plan.usage = upstream.usage
             if upstream.first_text_at is not None:
                 timing.add("inference-first", upstream.first_text_at - opened)
             timing.add("inference", time.perf_counter() - opened)
@@ -286,7 +297,6 @@ class ChatPipeline:
         if report_timing:
             last["server_timing"] = timing.header()
         yield _sse(last)
-        plan.usage = upstream.usage
         if include_usage and upstream.usage:
             yield _sse({**envelope, "choices": [], "usage": upstream.usage})
         yield b"data: [DONE]\n\n"

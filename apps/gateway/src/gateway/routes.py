@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, quote_from_bytes
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
@@ -54,6 +55,8 @@ class PublicRoute:
 
 
 REGISTRY = ("/v1/registry/models", "/v1/models")
+# The most a stream's last usage write may take once its client has left (seconds).
+SPEND_TIMEOUT_S = 5.0
 
 
 PUBLIC_ROUTES = (
@@ -267,8 +270,13 @@ async def _generation(
         except Problem as problem:
             # Headers are gone already: the failure travels as a last event, as OpenAI's do.
             yield error_event(problem)
-        # A stream carries its usage only when the client asked (`stream_options.include_usage`).
-        await usage.spend(api_key, meter.total_tokens or int((plan.usage or {}).get("total_tokens") or 0))
+        finally:
+            # Also when the client left mid-answer: what inference generated until then is charged,
+            # or stopping just before the end would get an answer free (a new-user trial). Shielded:
+            # Starlette ends a stream whose client left by cancelling it, at every await.
+            used = int((plan.usage or {}).get("total_tokens") or 0) or meter.total_tokens
+            with anyio.move_on_after(SPEND_TIMEOUT_S, shield=True):
+                await usage.spend(api_key, used)
 
     headers = {"Cache-Control": "no-cache", **fallback}
     if settings.server_timing:

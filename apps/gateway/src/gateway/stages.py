@@ -184,9 +184,11 @@ class InferenceClient(Stage):
         """The chunks (OpenAI's `chat.completion.chunk`, or `text_completion`, objects) of a streamed
         completion, as they arrive.
 
-        Usage is asked for (`stream_options.include_usage`), so the last chunk carries it.
+        Usage is asked for on every chunk (`stream_options.include_usage` and vLLM's
+        `continuous_usage_stats`), so a stream cut off mid-answer still says what it used.
         """
-        body = {**request, "stream": True, "stream_options": {"include_usage": True}}
+        options = {"include_usage": True, "continuous_usage_stats": True}
+        body = {**request, "stream": True, "stream_options": options}
         async with self.sidecar.invoke_stream(self.app_id, path, json_body=body, timeout=timeout) as up:
             if up.status_code != 200:
                 raise await upstream_problem(up, self.app_id)

@@ -178,7 +178,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, models
     generation = await _start(models, lambda loaded: loaded.encode_chat(messages), body, body.requested_max_tokens())
     completion = Completion("chat.completion", generation)
     if body.stream:
-        return _sse(completion.chat_chunks(body.include_usage), generation)
+        return _sse(completion.chat_chunks(body.include_usage, body.continuous_usage), generation)
     text, finished = await _collect(generation, request)
     return completion.chat_response(text, finished)
 
@@ -198,7 +198,7 @@ async def completions(body: CompletionRequest, request: Request, models: ModelsD
     completion = Completion("text_completion", generation)
     echo = prompt if body.echo else ""  # `echo`: the prompt leads the answer, as OpenAI sends it
     if body.stream:
-        return _sse(completion.text_chunks(body.include_usage, echo), generation)
+        return _sse(completion.text_chunks(body.include_usage, echo, continuous=body.continuous_usage), generation)
     text, finished = await _collect(generation, request)
     return completion.text_response(echo + text, finished)
 
@@ -361,55 +361,71 @@ class Completion:
         choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": _finish_reason(finished)}
         return {**self._envelope("text_completion"), "choices": [choice], "usage": usage(finished)}
 
-    async def chat_chunks(self, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
-        """`chat.completion.chunk` objects: the role, each text delta, the finish reason, then usage
-        if asked; a failed generation ends with an OpenAI `error` object instead."""
+    def _usage_so_far(self, continuous: bool, completion_tokens: int) -> dict[str, int] | None:
+        # OpenAI sends null usage on every chunk but the last; vLLM's continuous_usage_stats, the
+        # counts as of the chunk (the gateway charges a stream its client cut off with them).
+        if not continuous:
+            return None
+        prompt = self.generation.prompt_tokens
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt + completion_tokens,
+        }
 
-        def chunk(delta: dict[str, str], reason: str | None = None) -> dict[str, Any]:
+    async def chat_chunks(self, include_usage: bool, continuous: bool = False) -> AsyncIterator[dict[str, Any]]:
+        """`chat.completion.chunk` objects: the role, each text delta, the finish reason, then usage
+        if asked (on every chunk too with `continuous`); a failed generation ends with an OpenAI
+        `error` object instead."""
+
+        def chunk(delta: dict[str, str], reason: str | None = None, tokens: int = 0) -> dict[str, Any]:
             body = {
                 **self._envelope("chat.completion.chunk"),
                 "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}],
             }
             if include_usage:
-                body["usage"] = None  # OpenAI sends null usage on every chunk but the last
+                body["usage"] = self._usage_so_far(continuous, tokens)
             return body
 
         yield chunk({"role": "assistant", "content": ""})
         async for event in self.generation:
             if isinstance(event, TextDelta):
-                yield chunk({"content": event.text})
+                yield chunk({"content": event.text}, tokens=event.completion_tokens)
         finished = self.generation.finished
         assert finished is not None
         if finished.reason == "error":
             yield {"error": {"message": "The generation failed.", "type": "server_error", "code": None}}
             return
-        yield chunk({}, _finish_reason(finished))
+        yield chunk({}, _finish_reason(finished), tokens=finished.completion_tokens)
         if include_usage:
             yield {**self._envelope("chat.completion.chunk"), "choices": [], "usage": usage(finished)}
 
-    async def text_chunks(self, include_usage: bool, echo: str = "") -> AsyncIterator[dict[str, Any]]:
+    async def text_chunks(
+        self, include_usage: bool, echo: str = "", *, continuous: bool = False
+    ) -> AsyncIterator[dict[str, Any]]:
         """`text_completion` chunks: `echo` (the prompt, when asked for) then each text delta, the finish
-        reason, then usage if asked; a failed generation ends with an OpenAI `error` object instead."""
+        reason, then usage if asked (on every chunk too with `continuous`); a failed generation
+        ends with an OpenAI `error` object instead."""
 
-        def chunk(text: str, reason: str | None = None) -> dict[str, Any]:
+        def chunk(text: str, reason: str | None = None, tokens: int = 0) -> dict[str, Any]:
             body = {
                 **self._envelope("text_completion"),
                 "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": reason}],
             }
             if include_usage:
-                body["usage"] = None
+                body["usage"] = self._usage_so_far(continuous, tokens)
             return body
 
         if echo:
             yield chunk(echo)
         async for event in self.generation:
             if isinstance(event, TextDelta):
-                yield chunk(event.text)
+                yield chunk(event.text, tokens=event.completion_tokens)
         finished = self.generation.finished
         assert finished is not None
         if finished.reason == "error":
             yield {"error": {"message": "The generation failed.", "type": "server_error", "code": None}}
             return
-        yield chunk("", _finish_reason(finished))
+        yield chunk("", _finish_reason(finished), tokens=finished.completion_tokens)
         if include_usage:
             yield {**self._envelope("text_completion"), "choices": [], "usage": usage(finished)}

@@ -135,11 +135,17 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    """With `include_usage`, a stream ends with a chunk holding the token usage."""
+    """With `include_usage`, a stream ends with a chunk holding the token usage; with
+    `continuous_usage_stats` as well (vLLM's extension), every chunk holds the usage so far."""
 
     model_config = ConfigDict(extra="forbid")
 
     include_usage: StrictBool = False
+    continuous_usage_stats: StrictBool = Field(
+        False,
+        description="With include_usage: every chunk carries `usage` as of that chunk (prompt tokens, "
+        "completion tokens generated so far), as vLLM's OpenAI server does.",
+    )
     include_obfuscation: StrictBool | None = Field(
         None, description="Accepted, no effect: chunks carry no obfuscation padding here."
     )
@@ -297,6 +303,11 @@ class GenerationFields(OpenAIRequest):
     def include_usage(self) -> bool:
         """Whether a stream ends with a usage chunk."""
         return self.stream_options is not None and self.stream_options.include_usage
+
+    @property
+    def continuous_usage(self) -> bool:
+        """Whether every chunk of a stream carries the usage so far (`continuous_usage_stats`)."""
+        return self.include_usage and bool(self.stream_options and self.stream_options.continuous_usage_stats)
 
     @property
     def biases(self) -> tuple[tuple[int, int], ...]:
