@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = frozenset(
@@ -580,3 +581,14 @@ def start_pair(
         pair.stop()
         raise
     return pair
+
+
+def metric(pair: AppWithSidecar, name: str, **labels: str) -> float:
+    """The sum of an app's Prometheus samples called `name` with `labels`, read from its /metrics."""
+    text = httpx.get(f"{pair.app.url}/metrics", timeout=5.0).text
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total

@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
-from harness import bearer, wait_until
+from harness import bearer, metric, wait_until
 
 STORY = [{"role": "user", "content": "Tell me a long story about a cat."}]
 
@@ -50,6 +51,17 @@ def test_a_stream_is_openai_shaped_and_ends_with_an_error_when_inference_dies(ge
                 break  # leave mid-answer
     wait_until(lambda: tokens_used() > before, what="the cut-off stream's tokens charged", timeout=30)
     assert tokens_used() - before < 200 + 100  # what was generated before it was cancelled, not max_tokens
+
+    # A client that drops a whole (non-streamed) answer cancels its generation, as a stream's does.
+    cancelled = metric(inference, "inference_requests_finished_total", reason="cancelled")
+    long = {**body, "stream": False, "max_tokens": 1500, "ignore_eos": True}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(url, json=long, headers=bearer(secrets), timeout=httpx.Timeout(30, read=1.0))
+    wait_until(
+        lambda: metric(inference, "inference_requests_finished_total", reason="cancelled") > cancelled,
+        what="the dropped whole answer's generation cancelled",
+        timeout=30,
+    )
 
     # A parameter only inference checks: the streamed request is inference's 400, as the whole one
     # is, not a 200 stream whose one event is the error (the OpenAI SDK could not tell it was a 400).

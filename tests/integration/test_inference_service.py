@@ -19,9 +19,8 @@ import httpx
 import pytest
 import yaml
 from openai import BadRequestError, NotFoundError, OpenAI
-from prometheus_client.parser import text_string_to_metric_families
 
-from harness import PROFILES, RESILIENCY_DIR, ROOT, AppWithSidecar, wait_until
+from harness import PROFILES, RESILIENCY_DIR, ROOT, AppWithSidecar, metric, wait_until
 
 MODEL = "SmolLM2-135M-Instruct"
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -109,16 +108,6 @@ def through_dapr(inference: AppWithSidecar) -> OpenAI:
     base = f"{inference.sidecar.url}/v1.0/invoke/inference/method/v1"
     headers = {"dapr-api-token": inference.sidecar.dapr_api_token or ""}
     return OpenAI(base_url=base, api_key="not-used-through-dapr", default_headers=headers, max_retries=0)
-
-
-def metric(inference: AppWithSidecar, name: str, **labels: str) -> float:
-    text = httpx.get(f"{inference.app.url}/metrics", timeout=5.0).text
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
 
 
 # --- the OpenAI API ------------------------------------------------------------------------------

@@ -1,10 +1,14 @@
 """The app factory: health, readiness, metrics and the app-token check, without processes."""
 
+import asyncio
+
 import pytest
 from fastapi.testclient import TestClient
 
+from genai_platform.errors import Problem
 from genai_platform.service import create_service
 from genai_platform.settings import ServiceSettings
+from genai_platform.streaming import while_connected
 
 TOKEN = "app-token-for-tests-0123456789"
 
@@ -44,3 +48,34 @@ def test_placeholder_tokens_are_refused_outside_dev() -> None:
     with pytest.raises(ValueError, match="APP_API_TOKEN"):
         settings(PLATFORM_ENV="production", DAPR_API_TOKEN="a-real-token-123456", APP_API_TOKEN="changeme")
     assert settings(PLATFORM_ENV="production", DAPR_API_TOKEN="x" * 24).environment == "production"
+
+
+def test_while_connected_cancels_the_work_of_a_client_that_left_and_answers_499() -> None:
+    class Leaving:
+        """A request whose client is there for `polls` checks, then gone."""
+
+        def __init__(self, polls: int) -> None:
+            self.polls = polls
+
+        async def is_disconnected(self) -> bool:
+            self.polls -= 1
+            return self.polls < 0
+
+    async def scenario() -> tuple[int, bool, str]:
+        let_go = asyncio.Event()
+
+        async def generation() -> str:
+            try:
+                await asyncio.Event().wait()  # never ready by itself
+            finally:
+                let_go.set()
+            return "never"
+
+        try:
+            await while_connected(Leaving(2), generation(), poll_s=0.001)  # type: ignore[arg-type]
+        except Problem as problem:
+            status = problem.status
+        done = await while_connected(Leaving(100), asyncio.sleep(0, "answer"), poll_s=0.001)  # type: ignore[arg-type]
+        return status, let_go.is_set(), done
+
+    assert asyncio.run(scenario()) == (499, True, "answer")

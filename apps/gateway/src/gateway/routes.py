@@ -29,7 +29,7 @@ from genai_platform.errors import Problem, invalid_request
 from genai_platform.paths import invalid_path_parameters
 from genai_platform.requests import current_request_id
 from genai_platform.service import SidecarDep
-from genai_platform.streaming import ClosingStreamingResponse
+from genai_platform.streaming import ClosingStreamingResponse, while_connected
 
 
 @dataclass(frozen=True)
@@ -241,7 +241,8 @@ async def _generation(
     # A grounded answer the built-in prompt stood in for says so before its body (chat.PROMPT_FALLBACKS).
     fallback = {PROMPT_FALLBACK_HEADER: plan.prompt_fallback} if plan.prompt_fallback else {}
     if not plan.request.get("stream"):
-        answer = await pipeline.complete(plan, request_id)
+        # A client that leaves cancels the call to inference, which then frees the model's slot.
+        answer = await while_connected(request, pipeline.complete(plan, request_id))
         await usage.spend(api_key, int((answer.get("usage") or {}).get("total_tokens") or 0))
         headers = {"Server-Timing": timing.header()} if settings.server_timing else {}
         return JSONResponse(answer, headers={**headers, **fallback})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -15,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from genai_platform.contracts.openai import ChatCompletionRequest, CompletionRequest, GenerationFields
 from genai_platform.errors import Problem, problem_responses
-from genai_platform.streaming import ClosingStreamingResponse
+from genai_platform.streaming import ClosingStreamingResponse, while_connected
 from inference.access import require_caller
 from inference.decoding import SamplingParams
 from inference.engine import Finished, Generation, LimitExceeded, QueueFull, TextDelta
@@ -24,10 +23,6 @@ from inference.registry_source import RegistryRef
 from inference.swap import ModelService, NotLoaded, start_generation
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(require_caller)])
-
-# How often a non-streaming request checks whether its client is still there.
-DISCONNECT_POLL_S = 0.25
-
 
 # The request schemas are the platform's contract (genai_platform.contracts.openai), shared with
 # the gateway, which validates each body against them before anything else.
@@ -274,21 +269,14 @@ def _invalid(message: str, param: str, **extensions: Any) -> Problem:
 
 
 async def _collect(generation: Generation, request: Request) -> tuple[str, Finished]:
-    """The whole answer; if the client disconnects first, free the slot and stop waiting."""
-    task = asyncio.ensure_future(generation.text())
+    """The whole answer; if the client disconnects first, free the slot and stop waiting (499)."""
     try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
-            if done:
-                text, finished = task.result()
-                if finished.reason == "error":
-                    raise Problem(500, "The generation failed.")
-                return text, finished
-            if await request.is_disconnected():
-                raise Problem(499, "The client closed the request.", title="Client Closed Request")
+        text, finished = await while_connected(request, generation.text())
     finally:
         generation.cancel()
-        task.cancel()
+    if finished.reason == "error":
+        raise Problem(500, "The generation failed.")
+    return text, finished
 
 
 def _sse(chunks: AsyncIterator[dict[str, Any]], generation: Generation) -> StreamingResponse:
