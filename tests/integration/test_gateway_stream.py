@@ -63,6 +63,13 @@ def test_a_stream_is_openai_shaped_and_ends_with_an_error_when_inference_dies(ge
         timeout=30,
     )
 
+    # Input over the guard's length limit: a 400 naming the rail and the limit, as every limit is named.
+    long_question = [{"role": "user", "content": "word " * 9000}]
+    too_long = httpx.post(url, json={**body, "messages": long_question}, headers=bearer(secrets), timeout=120)
+    assert too_long.status_code == 400 and too_long.json()["blocked_by"] == ["length"], too_long.text
+    assert (too_long.json()["limit"], too_long.json()["limit_value"]) == ("length.max_tokens", 8192)
+    assert "limit 8192" in too_long.json()["detail"]
+
     # A parameter only inference checks: the streamed request is inference's 400, as the whole one
     # is, not a 200 stream whose one event is the error (the OpenAI SDK could not tell it was a 400).
     past_vocabulary = {**body, "max_tokens": 5, "logit_bias": {"999999999": 100}}

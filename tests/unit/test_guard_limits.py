@@ -17,6 +17,10 @@ def test_length_estimates_tokens_and_enforces_limits() -> None:
     assert length.scan("word " * 100, max_tokens=50).findings[0].kind == "too_many_tokens"
     assert length.scan("word " * 10, max_tokens=50).score == 0.0
     assert length.scan("x" * 30, max_tokens=100, max_chars=20).findings[0].kind == "too_many_chars"
+    # Each finding names the policy setting it is over, as every limit of the platform is named.
+    over = length.scan("word " * 100, max_tokens=50).findings[0]
+    assert (over.limit, over.limit_value) == ("length.max_tokens", 50)
+    assert length.scan("x" * 30, max_tokens=100, max_chars=20).findings[0].limit == "length.max_chars"
 
 
 def test_json_answers_must_parse_and_fit_the_schema() -> None:

@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from gateway.output_stream import UpstreamStream, guarded_stream
 from gateway.stages import GuardClient, InferenceClient, PromptNotFound, PromptsClient, SearchClient
 from gateway.timing import ServerTiming
+from genai_platform.contracts.guard import RailResult
 from genai_platform.contracts.openai import MAX_COMPLETION_TOKENS, ChatMessage, PromptReference
 from genai_platform.contracts.prompts import (
     GROUNDING_INSTRUCTIONS,
@@ -156,7 +157,8 @@ class ChatPipeline:
             with timing.stage("guard-in"):
                 verdict = await self.guard.check_input(sent, request_id, reference.variables if reference else None)
             if not verdict.allowed:
-                raise refused(verdict.blocked_by)
+                checked = (*verdict.checked, *verdict.checked_variables)
+                raise refused(verdict.blocked_by, [rail for text in checked for rail in text.rails])
             body["messages"] = verdict.messages
             plan = ChatPlan(request=body, collection=collection, timing=timing)
             question = _last_user_text(body["messages"])
@@ -342,11 +344,24 @@ def prompt_reference(value: Any) -> PromptReference | None:
     return reference
 
 
-def refused(blocked_by: list[str]) -> Problem:
+def refused(blocked_by: list[str], results: Iterable[RailResult] = ()) -> Problem:
     """The 400 problem for input the rails refused, naming the rails (`blocked_by`), with OpenAI's
     `error` object (`code` `content_filter`, Azure OpenAI's code for a filtered prompt) so OpenAI's
-    SDKs show the message: without it they showed only "Error code: 400" (a new-user trial)."""
+    SDKs show the message: without it they showed only "Error code: 400" (a new-user trial).
+
+    When a blocking rail's finding is over a limit (the length rail's, among the rails' `results`),
+    the problem names it as every limit of the platform is named: `limit` (the guard policy's
+    setting, e.g. `length.max_tokens`) and `limit_value`, and the detail says by how much.
+    """
+    over = next(
+        (f for r in results if r.verdict == "fail" and r.rail in blocked_by for f in r.findings if f.limit),
+        None,
+    )
     detail = f"The request was refused by the input rail(s): {', '.join(blocked_by)}."
+    limit = {}
+    if over is not None:
+        detail = f"{detail[:-1]} ({over.detail})."
+        limit = {"limit": over.limit, "limit_value": over.limit_value}
     return Problem(
         400,
         detail,
@@ -354,6 +369,7 @@ def refused(blocked_by: list[str]) -> Problem:
         type_="urn:genai-platform:guard:refused",
         blocked_by=blocked_by,
         error={"message": detail, "type": "invalid_request_error", "param": None, "code": "content_filter"},
+        **limit,
     )
 
 

@@ -48,7 +48,7 @@ class CompletionPipeline:
         with timing.stage("guard-in"):
             verdict = await self.chat.guard.check_text(CompletionRequest.model_validate(body).prompt_text(), request_id)
         if not verdict.allowed:
-            raise refused(verdict.blocked_by)
+            raise refused(verdict.blocked_by, verdict.rails)
         # The prompt as the rails let it through (a secret pasted in it is redacted).
         return ChatPlan(request={**body, "prompt": verdict.text}, collection=None, timing=timing)
 

@@ -45,7 +45,14 @@ class RailVerdict:
             "score": self.score,
             "threshold": self.threshold,
             "findings": [
-                {"kind": f.kind, "start": f.start, "end": f.end, "score": f.score, "detail": f.detail}
+                {
+                    "kind": f.kind,
+                    "start": f.start,
+                    "end": f.end,
+                    "score": f.score,
+                    "detail": f.detail,
+                    **({"limit": f.limit, "limit_value": f.limit_value} if f.limit else {}),
+                }
                 for f in self.findings
             ],
         }

@@ -32,6 +32,9 @@ class Finding:
     # What redaction puts in place of [start, end); None means a `[REDACTED:KIND]` marker.
     replacement: str | None = None
     detail: str = ""
+    # A limit the text is over (the length rail's): the policy setting's name and its value.
+    limit: str | None = None
+    limit_value: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,11 +23,18 @@ def estimate_tokens(text: str) -> int:
 
 
 def scan(text: str, max_tokens: int, max_chars: int | None = None) -> Scan:
-    """A "too_many_tokens" or "too_many_chars" finding over the whole text when it is over a limit."""
+    """A "too_many_tokens" or "too_many_chars" finding over the whole text when it is over a limit,
+    naming the policy setting (`length.max_tokens`, `length.max_chars`) and its value."""
     tokens = estimate_tokens(text)
     findings = []
     if tokens > max_tokens:
-        findings.append(Finding("too_many_tokens", 0, len(text), detail=f"about {tokens} tokens, limit {max_tokens}"))
+        detail = f"about {tokens} tokens, limit {max_tokens}"
+        findings.append(
+            Finding("too_many_tokens", 0, len(text), detail=detail, limit="length.max_tokens", limit_value=max_tokens)
+        )
     if max_chars is not None and len(text) > max_chars:
-        findings.append(Finding("too_many_chars", 0, len(text), detail=f"{len(text)} characters, limit {max_chars}"))
+        detail = f"{len(text)} characters, limit {max_chars}"
+        findings.append(
+            Finding("too_many_chars", 0, len(text), detail=detail, limit="length.max_chars", limit_value=max_chars)
+        )
     return Scan(1.0 if findings else 0.0, tuple(findings))

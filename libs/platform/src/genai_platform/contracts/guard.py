@@ -26,6 +26,8 @@ class RailFinding(BaseModel):
     end: int
     score: float
     detail: str = ""
+    limit: str | None = Field(None, description="The policy setting the text is over (`length.max_tokens`).")
+    limit_value: int | None = None
 
 
 class RailResult(BaseModel):
