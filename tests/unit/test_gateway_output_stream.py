@@ -301,7 +301,7 @@ def test_a_streamed_body_is_closed_when_the_client_leaves_while_a_send_waits() -
     asyncio.run(scenario())
 
 
-def test_streams_relayed_at_once_share_guard_calls_and_each_gets_its_own_text() -> None:
+def test_streams_relayed_at_once_each_get_their_own_checked_text() -> None:
     answers = [TOKENS, ["Call", " me", " at", " bob", "@example", ".org", " today", "."]]
     served: list[int] = []
 
@@ -324,10 +324,23 @@ def test_streams_relayed_at_once_share_guard_calls_and_each_gets_its_own_text() 
     released = asyncio.run(scenario())
     for tokens, pieces in zip(answers, released, strict=True):
         assert "".join(pieces) == GUARD.check_output("".join(tokens), streaming=True).text
-    calls = guard_calls(dapr)
-    # Both streams' tokens arrive together: their steps travel in the same calls.
-    assert max(len(steps) for steps in calls) == 2
-    assert len(calls) < sum(len(steps) for steps in calls)
+
+
+def test_steps_of_several_streams_asked_at_once_go_in_one_guard_call() -> None:
+    dapr = platform(streamed(sse(["unused"])))
+
+    async def scenario() -> list[GuardStreamStep]:
+        guard = ChatPipeline(dapr.sidecar(), SETTINGS).guard
+        asks = [("", "Mail jane@exa"), ("", "The"), ("jane@exa", "mple.com. Bye")]
+        return list(await asyncio.gather(*(guard.stream_step(p, "req-1", chunk=c, final=False) for p, c in asks)))
+
+    steps = asyncio.run(scenario())
+    assert [(s.released, s.pending) for s in steps] == [
+        ("Mail ", "jane@exa"),
+        ("", "The"),
+        ("[REDACTED:EMAIL]. ", "Bye"),
+    ]
+    assert [len(call) for call in guard_calls(dapr)] == [3]  # one call, each stream's step in order
 
 
 # --- text that begins with a space leaves on the guard's last answer ---------------------------
