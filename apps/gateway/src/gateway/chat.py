@@ -268,8 +268,12 @@ class ChatPipeline:
             upstream = UpstreamStream(chunks)
             try:
                 envelope = await upstream.start()
-                role = {"index": 0, "delta": {"role": "assistant", "content": ""}}
-                yield _sse({**envelope, "choices": [role], **({"usage": upstream.usage} if continuous else {})})
+
+                def event(choice: dict[str, Any]) -> bytes:
+                    chunk = {**envelope, "choices": [choice]}
+                    return _sse({**chunk, "usage": upstream.usage} if continuous else chunk)
+
+                yield event({"index": 0, "delta": {"role": "assistant", "content": ""}})
                 checked = guarded_stream(
                     upstream.texts(),
                     self.guard,
@@ -284,8 +288,7 @@ class ChatPipeline:
                             blocked = True
                             break
                         timing.since_start("first-token")
-                        chunk = {**envelope, "choices": [_delta(step.released)]}
-                        yield _sse({**chunk, "usage": upstream.usage} if continuous else chunk)
+                        yield event(_delta(step.released))
             finally:
                 # What inference used so far, also when the client left mid-answer: it is charged.
                 plan.usage = upstream.usage

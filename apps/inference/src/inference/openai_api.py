@@ -301,10 +301,15 @@ def sse_event(data: dict[str, Any]) -> str:
 
 def usage(finished: Finished) -> dict[str, int]:
     """OpenAI's usage object for one generation (token counts)."""
+    return token_usage(finished.prompt_tokens, finished.completion_tokens)
+
+
+def token_usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    """OpenAI's usage object for these token counts."""
     return {
-        "prompt_tokens": finished.prompt_tokens,
-        "completion_tokens": finished.completion_tokens,
-        "total_tokens": finished.prompt_tokens + finished.completion_tokens,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
     }
 
 
@@ -352,14 +357,7 @@ class Completion:
     def _usage_so_far(self, continuous: bool, completion_tokens: int) -> dict[str, int] | None:
         # OpenAI sends null usage on every chunk but the last; vLLM's continuous_usage_stats, the
         # counts as of the chunk (the gateway charges a stream its client cut off with them).
-        if not continuous:
-            return None
-        prompt = self.generation.prompt_tokens
-        return {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt + completion_tokens,
-        }
+        return token_usage(self.generation.prompt_tokens, completion_tokens) if continuous else None
 
     async def chat_chunks(self, include_usage: bool, continuous: bool = False) -> AsyncIterator[dict[str, Any]]:
         """`chat.completion.chunk` objects: the role, each text delta, the finish reason, then usage
