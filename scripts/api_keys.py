@@ -1,13 +1,16 @@
 """Add, remove or rotate a gateway API key locally, and make the running gateways use it at once.
 
-    uv run --frozen --no-sync python scripts/api_keys.py add [SCOPE...]    # prints the new key
+    uv run --frozen --no-sync python scripts/api_keys.py add SCOPE...      # prints the new key
+    uv run --frozen --no-sync python scripts/api_keys.py add all          # every scope, asked for by name
     uv run --frozen --no-sync python scripts/api_keys.py rotate KEY        # same scopes, new key
     uv run --frozen --no-sync python scripts/api_keys.py remove KEY
     uv run --frozen --no-sync python scripts/api_keys.py reload            # after editing the file by hand
 
 The keys are the `gateway-api-keys` entry of the local secrets file (`.data/secrets.json`, or
-`--secrets FILE`), in the format of `gateway.api_keys.parse_keys`; a key without scopes holds
-every scope. No tracked file changes.
+`--secrets FILE`), in the format of `gateway.api_keys.parse_keys`, where a key written without
+scopes holds every scope. `add` therefore takes its scopes by name, at least one (`all`, or `*`
+as the gateway writes it, for every scope): a key added without naming any would silently hold
+them all. No tracked file changes.
 
 How the running gateways take the new keys: Dapr's local file secret store
 (`secretstores.local.file`) reads its file only when the component is initialised. Under `make up`
@@ -24,7 +27,8 @@ a SIGHUP to daprd 1.18 restarts its runtime, after which its /metrics answers 50
 before with the same name and label values") until the process restarts. A request that meets
 the store's re-initialisation may get a 503 problem+json.
 
-Exits 1 with a message when the key is unknown, a scope is unknown, or a sidecar did not serve
+Exits 1 with a message when the key is unknown, `add` names no scope or an unknown one (the
+message lists the known scopes), or a sidecar did not serve
 the new keys in time; 0 when no gateway runs (the files alone changed: the next start reads them).
 A gateway sidecar that does not watch the component (a bare `dapr run -f .`, tye) is named on
 stderr: it keeps the old keys until it restarts.
@@ -127,11 +131,25 @@ def new_key() -> str:
     return f"gk-{secrets.token_hex(24)}"
 
 
+# `add all` (or `add '*'`, quoted from the shell) asks for every scope: the gateway's ALL.
+EVERY_SCOPE = ("all", ALL)
+
+
 def checked_scopes(scopes: list[str]) -> frozenset[str]:
+    """The scopes a new key gets: those named, or ALL when `all`/`*` is among them.
+
+    Raises Refused, listing the known scopes, when none is named (a key written without scopes
+    would hold every one: that has to be asked for) or one is unknown.
+    """
+    known = f"{', '.join(SCOPES)}; or `all` for every scope"
+    if not scopes:
+        raise Refused(f"add: name the new key's scopes (SCOPE..., at least one): {known}")
+    if any(scope in EVERY_SCOPE for scope in scopes):
+        return frozenset({ALL})
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown:
-        raise Refused(f"unknown scopes {unknown}; known: {sorted(SCOPES)}")
-    return frozenset(scopes) or frozenset({ALL})
+        raise Refused(f"add: unknown scopes {unknown}; known: {known}")
+    return frozenset(scopes)
 
 
 def processes() -> list[Process]:
@@ -248,27 +266,30 @@ def reload_gateways(expected: str, timeout: float, component: Path, secrets_file
     return len(apps), served
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Run one command (`argv`: the arguments after the script's name; None: sys.argv's);
+    returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--secrets", type=Path, default=ROOT / ".data" / "secrets.json")
     parser.add_argument("--component", type=Path, default=COMPONENT, help="the gateway key store's component file")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each sidecar")
     commands = parser.add_subparsers(dest="command", required=True)
-    add = commands.add_parser("add", help="a new key with these scopes (none: every scope)")
-    add.add_argument("scopes", nargs="*")
+    add = commands.add_parser("add", help="a new key with these scopes (`all`: every scope)")
+    add.add_argument("scopes", nargs="*", metavar="SCOPE", help=f"one or more of {', '.join(SCOPES)}, or all")
     rotate = commands.add_parser("rotate", help="replace KEY by a new key with the same scopes")
     rotate.add_argument("key")
     remove = commands.add_parser("remove", help="remove KEY")
     remove.add_argument("key")
     commands.add_parser("reload", help="make the running gateways read the file again (after editing it)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     try:
+        scopes = checked_scopes(args.scopes) if args.command == "add" else None
         data, keys = read_keys(args.secrets)
         created = None
-        if args.command == "add":
+        if scopes is not None:
             created = new_key()
-            keys[created] = checked_scopes(args.scopes)
+            keys[created] = scopes
         elif args.command != "reload":
             if args.key not in keys:
                 raise Refused(f"no such key in {args.secrets}")
