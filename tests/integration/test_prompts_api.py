@@ -266,6 +266,7 @@ def test_a_config_value_of_the_wrong_type_is_a_422_naming_the_field(prompts) -> 
         for config, field in (
             ({"temperature": [0.2]}, "temperature"),
             ({"max_tokens": "many"}, "max_tokens"),
+            ({"max_tokens": 1_000_000}, "max_tokens"),  # over MAX_COMPLETION_TOKENS (a new-user trial's value)
             ({"stop": [1, 2]}, "stop"),
             ({"top_k": 5}, "top_k"),
         ):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from genai_platform.errors import Conflict, NotFound
+from genai_platform.errors import Conflict, Invalid, NotFound
 
 
 class PromptNotFound(NotFound):
@@ -27,3 +27,15 @@ class LabelReserved(Conflict):
 
 class LabelMoved(Conflict):
     """A conditional label move found the label elsewhere (409); `current_version` says where."""
+
+
+class OverLimit(Invalid):
+    """A version's value over one of the platform's limits (422, in the shape of any refused
+    request: title "Invalid request", `errors` naming the field's `location`; `limit` and
+    `limit_value` name the limit, as every limit of the platform is named)."""
+
+    title = "Invalid request"
+
+    def __init__(self, location: str, message: str, *, limit: str, limit_value: int) -> None:
+        errors = [{"location": location, "message": message}]
+        super().__init__(message, errors=errors, limit=limit, limit_value=limit_value)

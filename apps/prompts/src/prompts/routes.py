@@ -26,6 +26,7 @@ from prompts.templates import (
     TemplateError,
     VariablesError,
     VersionDraft,
+    check_limits,
     compile_version,
     render,
     validate_draft,
@@ -97,6 +98,7 @@ class RenderRequest(BaseModel):
 
 
 def _checked(draft: VersionDraft) -> VersionDraft:
+    check_limits(draft, at="body.config")
     try:
         validate_draft(draft)
     except TemplateError as error:

@@ -25,12 +25,14 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from genai_platform.contracts.openai import MAX_COMPLETION_TOKENS
 from genai_platform.contracts.prompts import (
     PROMPT_LABEL_PATTERN,
     PROMPT_NAME_PATTERN,
     shown_name,
     variable_name_problem,
 )
+from prompts.errors import OverLimit
 
 # Names and labels end up inside state keys and URLs: keep them to a small, unambiguous alphabet.
 # A label starts with a letter, so it never reads as a version number: `2` is version 2 only.
@@ -148,7 +150,14 @@ class ModelConfig(BaseModel):
 
     model: str | None = Field(None, max_length=200)
     temperature: float | None = Field(None, ge=0.0, le=2.0, allow_inf_nan=False)
-    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    # Its upper limit is checked by `check_limits` when a version is created, not by `le=` here:
+    # the shared validation answer (genai_platform.errors) names the field but not the limit
+    # (`limit`, `limit_value`). The schema shows the maximum all the same.
+    max_tokens: Annotated[int, Field(ge=1, json_schema_extra={"maximum": MAX_COMPLETION_TOKENS})] | None = Field(
+        None,
+        description=f"At most {MAX_COMPLETION_TOKENS} (MAX_COMPLETION_TOKENS, the platform's one limit on an "
+        "answer's tokens); more is a 422 naming the limit.",
+    )
     top_p: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False)
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0, allow_inf_nan=False)
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0, allow_inf_nan=False)
@@ -218,6 +227,17 @@ def template_sources(draft: VersionDraft | Mapping[str, Any]) -> list[tuple[str,
     if data["type"] == PromptType.TEXT:
         return [("template", data["template"])]
     return [(f"messages[{i}].content", m["content"]) for i, m in enumerate(data["messages"])]
+
+
+def check_limits(draft: VersionDraft, at: str = "config") -> None:
+    """Raise `OverLimit` (422 naming `<at>.max_tokens`, limit `max_tokens`) when the version's
+    `max_tokens` asks for more than MAX_COMPLETION_TOKENS (genai_platform.contracts.openai): the
+    gateway and inference refuse a request for more, so a version asking for it could only ever
+    be cut down or refused (a new-user trial stored 1,000,000)."""
+    requested = draft.config.max_tokens
+    if requested is not None and requested > MAX_COMPLETION_TOKENS:
+        message = f"max_tokens is {requested}, over the limit of {MAX_COMPLETION_TOKENS}."
+        raise OverLimit(f"{at}.max_tokens", message, limit="max_tokens", limit_value=MAX_COMPLETION_TOKENS)
 
 
 def validate_draft(draft: VersionDraft) -> None:

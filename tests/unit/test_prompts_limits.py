@@ -1,0 +1,69 @@
+"""A version's `max_tokens` over the platform's one limit on an answer's tokens is refused when the
+version is created (a new-user trial stored 1,000,000): a 422 problem+json naming the field and
+the limit. The routes run in process, in the prompts app, over the fake sidecar."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fakes import FakeDapr
+from genai_platform.contracts.openai import MAX_COMPLETION_TOKENS
+from prompts.app import create_app
+from prompts.cache import RenderCache
+from prompts.settings import PromptsSettings
+from prompts.store import PromptStore
+
+
+@pytest.fixture
+def client() -> TestClient:
+    app = create_app(PromptsSettings.model_validate({"APP_ID": "prompts", "APP_PORT": "1", "PROMPTS_RAG_PROMPT": ""}))
+    # What the lifespan sets up, over the fake sidecar (the client is not entered: no lifespan runs).
+    app.state.sidecar = FakeDapr().sidecar("prompts")
+    app.state.store = PromptStore(app.state.sidecar)
+    app.state.render_cache = RenderCache()
+    return TestClient(app)
+
+
+def prompt(max_tokens: Any, name: str = "answer") -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": "text",
+        "template": "Answer: {{ question }}",
+        "variables": {"type": "object", "properties": {"question": {"type": "string"}}},
+        "config": {"temperature": 0.2, "max_tokens": max_tokens},
+    }
+
+
+def assert_over_limit(answer: Any, requested: int) -> None:
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    body = answer.json()
+    assert body["errors"] == [
+        {"location": "body.config.max_tokens", "message": f"max_tokens is {requested}, over the limit of 2048."}
+    ]
+    assert (body["limit"], body["limit_value"]) == ("max_tokens", MAX_COMPLETION_TOKENS) == ("max_tokens", 2048)
+    assert body["title"] == "Invalid request" and body["detail"] == body["errors"][0]["message"]
+
+
+def test_a_new_prompt_over_the_limit_is_refused_and_not_stored(client: TestClient) -> None:
+    assert_over_limit(client.post("/v1/prompts", json=prompt(1_000_000)), 1_000_000)  # the trial's value
+    assert_over_limit(client.post("/v1/prompts", json=prompt(MAX_COMPLETION_TOKENS + 1)), 2049)
+    assert client.get("/v1/prompts/answer").status_code == 404
+
+
+def test_a_new_version_over_the_limit_is_refused(client: TestClient) -> None:
+    assert client.post("/v1/prompts", json=prompt(256)).status_code == 201
+    draft = {key: value for key, value in prompt(4096).items() if key != "name"}
+    assert_over_limit(client.post("/v1/prompts/answer/versions", json=draft), 4096)
+    assert [v["version"] for v in client.get("/v1/prompts/answer/versions").json()] == [1]
+
+
+def test_the_limit_itself_is_taken(client: TestClient) -> None:
+    created = client.post("/v1/prompts", json=prompt(MAX_COMPLETION_TOKENS))
+    assert created.status_code == 201, created.text
+    assert created.json()["version"]["config"]["max_tokens"] == 2048
+    rendered = client.post("/v1/prompts/answer/render", json={"version": 1, "variables": {"question": "Why?"}})
+    assert rendered.json()["config"] == {"temperature": 0.2, "max_tokens": 2048}
