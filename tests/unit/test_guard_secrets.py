@@ -1,5 +1,7 @@
 """Secrets rail: vendor keys, tokens and key blocks found and masked; prose about them is not."""
 
+import re
+
 import pytest
 
 from guard.rails import redact, secrets
@@ -52,3 +54,20 @@ def test_only_the_secret_part_is_masked() -> None:
 )
 def test_prose_about_secrets_is_not_a_secret(text: str) -> None:
     assert secrets.scan(text).findings == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("[docs](https://x.example/?token=abc123XYZ789def).", "[docs](https://x.example/?token=[M])."),
+        ("https://x.example/?api_key=Zx81kLm02Qa&page=2#top", "https://x.example/?api_key=[M]&page=2#top"),
+        ("(password=hunter2XY9zq), done", "(password=[M]), done"),
+        ("{secret: Zx81kLm02Qa}", "{secret: [M]}"),
+        ('password: "Xk9#mP2$vL8q)" ok', 'password: "[M]" ok'),  # quoted: the quote ends it
+        ("password = p(a)ss9Word!x", "password = [M]"),  # brackets it opened are its own
+        ("Authorization: Bearer abcdefghijklmnop1234567890.", "Authorization: Bearer [M]."),
+    ],
+)
+def test_a_value_ends_where_its_context_ends_it(text: str, masked: str) -> None:
+    """A new-user trial: `).` after a masked value went with it."""
+    assert re.sub(r"\[REDACTED:[A-Z_]+\]", "[M]", redact(text, secrets.scan(text).findings)) == masked

@@ -208,6 +208,7 @@ SENSITIVE = {
     "AKIAI44QH8DHBEXAMPLE": "[the docs](https://docs.example/k/AKIAI44QH8DHBEXAMPLE?page=2).",
     "tok3nXYZ789def": "[token=tok3nXYZ789def](https://docs.example/).",
     "Zq8hunter2XY": "(password=Zq8hunter2XY), done",
+    "Xk9#mP2$vL8q)": 'password: "Xk9#mP2$vL8q)" ok',
     "abcdefghijklmnop1234567890": "Authorization: Bearer abcdefghijklmnop1234567890.",
     "jane@example.org": "Ask [jane@example.org](mailto:jane@example.org).",
     "ann@example.org": "(see https://evil.example/c?e=ann@example.org). Then",

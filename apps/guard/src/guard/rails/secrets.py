@@ -76,9 +76,12 @@ def scan(text: str) -> Scan:
         if match.start() and text[match.start() - 1] in "?&":
             # A URL's query parameter: its value ends at the next parameter or the fragment.
             end = min((i for i in (text.find("&", start, end), text.find("#", start, end)) if i != -1), default=end)
-        # The value's pattern stops only at whitespace, quotes, `,` and `;`: it runs on over a
-        # link's closing `)` and the sentence's `.` (`[docs](https://x.example/?token=...).`).
-        end = token_end(text, start, end)
+        # The value's pattern stops only at whitespace, quotes, `,` and `;`: unquoted, it runs on
+        # over a link's closing `)` and the sentence's `.` (`[docs](https://x.example/?token=...).`).
+        # A quoted value ends at its quote, whatever its last character.
+        quoted = text[start - 1] in "\"'" and end < len(text) and text[end] == text[start - 1]
+        if not quoted:
+            end = token_end(text, start, end)
         value = text[start:end]
         if len(value) >= MIN_VALUE_CHARS and entropy(value) >= MIN_ENTROPY and not value.isalpha():
             found.append(Finding("generic_secret", start, end, score=0.8))
