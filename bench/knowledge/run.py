@@ -3,7 +3,9 @@
 Embeddings, each target given the same texts (chunk-sized, 40-160 words) in requests of 1, 16
 and 64 inputs, one request at a time:
   (a) inproc        - sentence-transformers in this process: the model the features service
-                      loads (all-MiniLM-L6-v2), with the service's settings
+                      loads (all-MiniLM-L6-v2), with the service's settings (its dtype included)
+  (a') inproc-float32 - the same in float32: what FEATURES_DTYPE=auto's bfloat16 (on CPUs with
+                      AVX-512 BF16 or AMX) is measured against
   (b) service       - the features app on its port: POST /v1/embeddings (app token), floats
   (c) service-b64   - the same with `encoding_format: "base64"`
   (d) dapr          - through the features daprd: /v1.0/invoke/features/method/v1/embeddings
@@ -164,15 +166,23 @@ def measure(targets: dict, corpus: list[str], tokens: list[int], batches: list[i
     return levels
 
 
-def in_process():
-    """The features service's model and encode settings, in this process; and its token counter."""
-    from sentence_transformers import SentenceTransformer  # noqa: PLC0415 (torch: only when run)
+def in_process(dtype: str | None = None):
+    """The features service's model and encode settings, in this process (in `dtype`, when given,
+    instead of the service's); and its token counter."""
+    import torch  # noqa: PLC0415 (torch: only when run)
+    from sentence_transformers import SentenceTransformer  # noqa: PLC0415
 
-    from features.embedding import default_batch_size  # noqa: PLC0415
+    from features.embedding import default_batch_size, default_threads  # noqa: PLC0415
     from features.settings import FeaturesSettings  # noqa: PLC0415
+    from genai_platform.accelerators import Dtype, resolved_dtype  # noqa: PLC0415
 
     settings = FeaturesSettings.model_validate({})
     model = SentenceTransformer(settings.resolved_model(), local_files_only=True)
+    model.to(getattr(torch, resolved_dtype(Dtype(dtype or settings.dtype), model.device.type)))
+    # The service's torch threads too (one on a CPU): two spin-waiting threads beside the service's
+    # on 2 cores made this target 2-4x slower than the service it is the baseline of.
+    if threads := default_threads(model.device.type):
+        torch.set_num_threads(threads)
     batch_size = settings.batch_size or default_batch_size(model.device.type)
 
     def embed(inputs: list[str]) -> np.ndarray:
@@ -316,7 +326,7 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=512, help="texts embedded per target and batch size")
     parser.add_argument("--rounds", type=int, default=4, help="the texts are sent in this many interleaved rounds")
     parser.add_argument("--documents", type=int, default=100, help="documents for ingest-to-searchable; 0 skips it")
-    parser.add_argument("--only", default="inproc,service,service-b64,dapr,dapr-b64,openai-sdk")
+    parser.add_argument("--only", default="inproc,inproc-float32,service,service-b64,dapr,dapr-b64,openai-sdk")
     args = parser.parse_args()
     batches = [int(x) for x in args.batches.split(",")]
     only = args.only.split(",")
@@ -338,6 +348,8 @@ def main() -> None:
         app_token = {"dapr-api-token": secrets["app-api-token"]}
         dapr_token = {"dapr-api-token": secrets["dapr-api-token"]}
         available = {"inproc": inproc}
+        if "inproc-float32" in only:
+            available["inproc-float32"] = in_process("float32")[0]
         for name, embed, client in (
             over_http("service", app_url, app_token, "float"),
             over_http("service-b64", app_url, app_token, "base64"),

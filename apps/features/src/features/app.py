@@ -49,7 +49,11 @@ def create_app(settings: FeaturesSettings) -> FastAPI:
         # listens, so no event arrives at a half-started service.
         app.state.index_rebuilt = False
         embedder = await Embedder.load(
-            settings.resolved_model(), name=settings.model_name, batch_size=settings.batch_size, device=settings.device
+            settings.resolved_model(),
+            name=settings.model_name,
+            batch_size=settings.batch_size,
+            device=settings.device,
+            dtype=settings.dtype,
         )
         app.state.embedder = embedder
         app.state.index = ChunkIndex(embedder.dimensions)
@@ -62,7 +66,12 @@ def create_app(settings: FeaturesSettings) -> FastAPI:
         app.state.seen_events = SeenEvents(sidecar=app.state.sidecar, consumer=settings.app_id)
         log.info(
             "ready",
-            extra={"chunks": len(app.state.index), "device": embedder.device, "batch_size": embedder.batch_size},
+            extra={
+                "chunks": len(app.state.index),
+                "device": embedder.device,
+                "dtype": embedder.dtype,
+                "batch_size": embedder.batch_size,
+            },
         )
         try:
             yield

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from genai_platform.accelerators import Dtype, resolved_dtype
+
 log = logging.getLogger(__name__)
 
 
@@ -52,6 +54,12 @@ class Embedder:
     health probes and the broker's deliveries keep being answered while a batch runs. Its torch
     intra-op threads are `default_threads(device)` unless `threads` says otherwise (0: torch's
     default), set in that worker thread, where every forward pass runs.
+
+    Its weights are in `dtype` (genai_platform.accelerators: `auto` is bfloat16 on CUDA and on CPUs
+    with AVX-512 BF16 or AMX). Measured on this project's AVX512-BF16 Xeon, one thread: a question
+    9.4 ms against 13.3 in float32, four 15.7 against 25.5, sixteen 100-word chunks 251 against
+    482 ms; each vector within cosine 0.998 of float32's (README, "Speed"). The vectors are float32
+    either way, so an index built in one dtype is searched with queries embedded in the other.
     """
 
     def __init__(
@@ -62,11 +70,15 @@ class Embedder:
         batch_size: int | None,
         device: str | None = None,
         threads: int | None = None,
+        dtype: Dtype = Dtype.AUTO,
     ) -> None:
+        import torch
         from sentence_transformers import SentenceTransformer
 
         self.name = name
         self._model = SentenceTransformer(model_path, device=device, local_files_only=True)
+        self.dtype = resolved_dtype(dtype, self._model.device.type)
+        self._model.to(getattr(torch, self.dtype))
         self.dimensions = int(self._model.get_embedding_dimension() or 0)
         self.max_tokens = int(self._model.max_seq_length)
         self.device = str(self._model.device)

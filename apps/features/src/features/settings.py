@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from genai_platform.accelerators import Dtype
 from genai_platform.contracts.openai import MAX_EMBEDDING_INPUTS
 from genai_platform.settings import ServiceSettings
 
@@ -29,6 +30,9 @@ class FeaturesSettings(ServiceSettings):
     model_path: str | None = Field(None, validation_alias="FEATURES_MODEL")
     model_name: str = Field("all-MiniLM-L6-v2", validation_alias="FEATURES_MODEL_NAME")
     device: str | None = Field(None, validation_alias="FEATURES_DEVICE", description="cpu, cuda; default: best")
+    # The embedder's weights: auto is bfloat16 on CUDA and on CPUs with AVX-512 BF16 or AMX
+    # (features.embedding.Embedder: 1.4-1.9x faster here, vectors within cosine 0.998).
+    dtype: Dtype = Field(Dtype.AUTO, validation_alias="FEATURES_DTYPE")
     # Texts per forward pass; default by device (embedding.default_batch_size).
     batch_size: int | None = Field(None, validation_alias="FEATURES_BATCH_SIZE", ge=1, le=1024)
     # Largest /v1/embeddings request, in inputs (texts); past it a 400 naming `input` and the limit.

