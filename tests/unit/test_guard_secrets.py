@@ -66,6 +66,10 @@ def test_prose_about_secrets_is_not_a_secret(text: str) -> None:
         ('password: "Xk9#mP2$vL8q)" ok', 'password: "[M]" ok'),  # quoted: the quote ends it
         ("password = p(a)ss9Word!x", "password = [M]"),  # brackets it opened are its own
         ("Authorization: Bearer abcdefghijklmnop1234567890.", "Authorization: Bearer [M]."),
+        # A closing bracket inside a value is the value's own: the rest of the secret goes with it.
+        ("password=P@ss)w0rd!23 ok", "password=[M] ok"),
+        ("password=Xy7]kQ9pL2x4 ok", "password=[M] ok"),
+        ("(password=P@ss)w0rd!23) ok", "(password=[M]) ok"),
     ],
 )
 def test_a_value_ends_where_its_context_ends_it(text: str, masked: str) -> None:

@@ -85,19 +85,25 @@ _CLOSERS = {")": "(", "]": "[", "}": "{", ">": "<"}
 
 def token_end(text: str, start: int, end: int, punctuation: str = TRAILING_PUNCTUATION) -> int:
     """The end of the token that a pattern matched as `text[start:end]`, without what surrounds
-    it: the token stops before a closing bracket it did not open (`(password=x)`, the `](url)`
-    after a link's text, the `)` closing a link's URL) and loses its trailing `punctuation`
-    (`...?token=x).`). Redacting the whole match would drop that text from the answer."""
+    it: the token stops before a closing bracket it did not open when only closing brackets and
+    `punctuation` follow it in the match (`(password=x)`, the `)` closing a link's URL, `...).`), or
+    when it is a `]` that opens a link's URL (the `](url)` after a link's text), and it loses its
+    trailing `punctuation` (`...?token=x.`). Redacting the whole match would drop that text from
+    the answer. A closing bracket inside the token (`password=P@ss)w0rd!23`) is the token's own:
+    stopping there would leave the rest of a secret out of the redaction."""
     depth = dict.fromkeys(_CLOSERS.values(), 0)
     for i in range(start, end):
         char = text[i]
         if char in depth:
             depth[char] += 1
         elif char in _CLOSERS:
-            if not depth[_CLOSERS[char]]:
+            if depth[_CLOSERS[char]]:
+                depth[_CLOSERS[char]] -= 1
+                continue
+            opens_url = char == "]" and text[i + 1 : i + 2] == "("
+            if opens_url or all(c in _CLOSERS or c in punctuation for c in text[i:end]):
                 end = i
                 break
-            depth[_CLOSERS[char]] -= 1
     while end > start and text[end - 1] in punctuation:
         end -= 1
     return end
