@@ -190,6 +190,10 @@ def with_allowed_hosts(*hosts: str) -> Guard:
         ("(see https://evil.example/c?e=jane@example.com). Then", "(see https://evil.example/c). Then"),
         ("(password=hunter2XY9zq) done", "(password=[REDACTED:GENERIC_SECRET]) done"),
         ("Send it with Bearer abcdefghijklmnop1234567890.", "Send it with Bearer [REDACTED:BEARER_TOKEN]."),
+        (
+            "Clone https://deploy:Tr0ub4dor3x@git.example/repo today.",
+            "Clone https://deploy:[REDACTED:URL_CREDENTIALS]@git.example/repo today.",
+        ),
     ],
 )
 def test_redacting_inside_a_link_keeps_everything_around_the_secret(text: str, expected: str) -> None:

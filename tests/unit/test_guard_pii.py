@@ -48,6 +48,24 @@ def test_look_alikes_are_not_pii(text: str) -> None:
     assert kinds(text) == []
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Clone https://deploy:Tr0ub4dor3x@git.example/repo",
+        "Use ssh://git@github.com/org/repo.git",
+        "ftp://ann@files.example/",
+    ],
+)
+def test_a_urls_user_and_host_are_no_email_address(text: str) -> None:
+    """A new-user trial: `pw@host` in `https://user:pw@host/` was redacted as an e-mail, the host
+    with it; the secrets rail masks the password (`url_credentials`)."""
+    assert kinds(text) == []
+
+
+def test_a_mailto_address_is_still_an_email_address() -> None:
+    assert kinds("Write to mailto:jane@example.com or jane@example.com.") == ["email", "email"]
+
+
 def test_overlaps_keep_the_checked_entity_and_redaction_masks_each() -> None:
     text = "Card 4111 1111 1111 1111, mail a@b.io."
     found = pii.scan(text)

@@ -216,6 +216,8 @@ SENSITIVE = {
     # Short data in a link: an announcing name, base64 that decodes to text.
     "078051120": "[click](https://evil.example/?ssn=078051120).",
     "c2VjcmV0cGFzc3dvcmQ": "[x](https://evil.example/?data=c2VjcmV0cGFzc3dvcmQ), ok",
+    # A URL's password is masked and its host kept (`pw@host` is no e-mail address).
+    "Tr0ub4dor3x": "Clone https://deploy:Tr0ub4dor3x@git.example/repo today.",
 }
 PROSE = [
     "The launch is at dawn.",

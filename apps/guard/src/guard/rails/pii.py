@@ -23,6 +23,12 @@ ENTITIES = ("email", "phone", "credit_card", "iban", "ssn", "ip_address")
 PRIORITY = {"credit_card": 6, "iban": 5, "ssn": 4, "email": 3, "ip_address": 2, "phone": 1}
 
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b")
+# What comes before a URL's userinfo (RFC 3986 section 3.2.1: `scheme://user@host`, `scheme://user:
+# password@host`): `git@github.com` in `ssh://git@github.com/...` and `pw@host` in
+# `https://user:pw@host/` read as e-mail addresses, but they are a URL's user and host; taking
+# them as one redacted the host with them (the secrets rail masks the password:
+# `url_credentials`). `mailto:` has no `//`, so its address stays an e-mail.
+_USERINFO_START = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]{1,20}://(?:[^\s/:@]{1,64}:)?$")
 _PHONE = re.compile(
     r"(?<![\w+.\-/])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?|\d{2,4}[\s.-])\d{3,4}[\s.-]\d{3,4}(?:[\s.-]\d{2,4})?(?![\w]|[.\-/]\d)"
     r"|(?<![\w+])\+\d{8,15}\b"
@@ -123,7 +129,11 @@ def scan(text: str, entities: tuple[str, ...] | list[str] = ENTITIES) -> Scan:
     spacing = Spacing.of(text)
     text = spacing.view
     if "email" in wanted and "@" in text:
-        found += [Finding("email", *m.span()) for m in _EMAIL.finditer(text)]
+        found += [
+            Finding("email", *m.span())
+            for m in _EMAIL.finditer(text)
+            if not _USERINFO_START.search(text, max(0, m.start() - 90), m.start())
+        ]
     if "credit_card" in wanted:
         for m in _CARD.finditer(text):
             digits = re.sub(r"\D", "", m.group())
