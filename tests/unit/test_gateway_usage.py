@@ -9,13 +9,17 @@ tests/state_contract.py). The same through real gateways and daprd: tests/integr
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from typing import Any
 
+import httpx
 import pytest
 
 from fakes import FakeDapr
 from gateway.usage import PREFIX, UsageLedger, usage_key, usage_of
 from genai_platform.errors import Problem
+from stream_guard import guard_stream_steps
 
 
 class Clock:
@@ -191,3 +195,227 @@ def test_a_chat_counts_once_and_a_request_the_rails_refuse_counts_too() -> None:
     assert client.post("/v1/chat/completions", headers=headers, json=CHAT).status_code == 400
     record = asyncio.run(UsageLedger(dapr.sidecar(), 1000).read("k"))
     assert (record.requests, record.tokens) == (2, 5)
+
+
+# --- a generation holds what it may spend until it has spent it -----------------------------------
+
+
+def test_a_reservation_holds_the_quota_and_one_answer_may_take_its_last_tokens() -> None:
+    dapr, clock = FakeDapr(), Clock()
+
+    async def scenario() -> None:
+        ledger = UsageLedger(dapr.sidecar(), 1000, wall=clock)
+        await ledger.admit("k")
+        first = ledger.reserve("k", max_tokens=590, prompt_tokens=10)
+        with pytest.raises(Problem) as refused:
+            ledger.reserve("k", max_tokens=500, prompt_tokens=10)  # 600 + 510 > 1000
+        assert refused.value.status == 429 and int(refused.value.headers["Retry-After"]) == 86400
+        # The detail names what is held and the max_tokens that fits now, which does fit.
+        assert "hold 600" in refused.value.detail and "max_tokens 390 or fewer" in refused.value.detail
+        fitting = ledger.reserve("k", max_tokens=390, prompt_tokens=10)
+        assert ledger.reserved("k") == 1000
+        await ledger.spend("k", 300, first)
+        await ledger.spend("k", 350, fitting)
+        assert ledger.reserved("k") == 0 and ledger.reserved("other") == 0
+        # 350 left: alone, a request for more than that is admitted (the last tokens stay usable)...
+        last = ledger.reserve("k", max_tokens=2048, prompt_tokens=10)
+        with pytest.raises(Problem) as refused:
+            ledger.reserve("k", max_tokens=1, prompt_tokens=10)  # ...but nothing beside it
+        assert "ask for fewer max_tokens" in refused.value.detail
+        last.release()
+        last.release()  # a second release gives nothing back twice
+        assert ledger.reserved("k") == 0
+        await ledger.spend("k", 400)  # 1050: past the quota
+        with pytest.raises(Problem) as refused:
+            ledger.reserve("k", max_tokens=1, prompt_tokens=1)
+        assert "used up" in refused.value.detail
+        clock.now += 86400  # the window turned: the spend it remembers counts no more
+        ledger.reserve("k", max_tokens=900, prompt_tokens=100)
+
+    asyncio.run(scenario())
+
+
+def test_the_prompt_estimate_counts_bytes_and_chat_turns() -> None:
+    from gateway.usage import prompt_tokens_estimate  # noqa: PLC0415
+
+    assert prompt_tokens_estimate({"prompt": "x" * 30}) == 10
+    assert prompt_tokens_estimate({"prompt": ["é" * 3]}) == 2  # six UTF-8 bytes
+    parts = {"role": "user", "content": [{"type": "text", "text": "ab"}, {"type": "text", "text": "cd"}]}
+    assert prompt_tokens_estimate({"messages": [{"role": "system", "content": "x" * 9}, parts]}) == 3 + 2 + 2 * 5 + 3
+
+
+def _events(total_tokens: int, *, tokens: int = 3) -> bytes:
+    """Inference's chat stream as it sends it to the gateway: usage so far on every chunk."""
+    envelope = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "smollm2"}
+    chunks = [{"index": 0, "delta": {"content": f" w{i}"}, "finish_reason": None} for i in range(tokens)]
+    chunks.append({"index": 0, "delta": {}, "finish_reason": "stop"})
+    events = []
+    for i, choice in enumerate(chunks):
+        used = total_tokens - len(chunks) + 1 + i
+        events.append({**envelope, "choices": [choice], "usage": {"total_tokens": used}})
+    return ("".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n").encode()
+
+
+def _stream_response(payload: bytes) -> httpx.Response:
+    return httpx.Response(200, content=payload, headers={"content-type": "text/event-stream"})
+
+
+def _platform(inference: Any) -> FakeDapr:
+    dapr = FakeDapr(app_id="gateway")
+    dapr.answer("guard", "v1/guard/input", {"allowed": True, "messages": CHAT["messages"]})
+    dapr.answer("guard", "v1/guard/output", {"direction": "output", "allowed": True, "text": "Hello."})
+    dapr.answer("guard", "v1/guard/output/stream/batch", guard_stream_steps)
+    if inference is not None:
+        dapr.answer("inference", "v1/chat/completions", inference)
+    return dapr
+
+
+# A reservation for CHAT: its max_tokens and the estimate of its prompt, "Hi" in one turn (1 + 5 + 3).
+PROMPT_ESTIMATE = 9
+
+
+def test_the_trials_eight_concurrent_streams_stay_within_the_quota() -> None:
+    """The new-user trial: eight streams of a key at 560 of 1000 tokens, each using 141, all
+    started and took the key to 1,688. Each now holds max_tokens (200) and its prompt's estimate
+    from admission: two fit beside each other, the six others are refused."""
+    arrived: list[int] = []
+    gate: list[asyncio.Event] = []
+
+    async def inference(_request: httpx.Request) -> httpx.Response:
+        arrived.append(1)
+        await gate[0].wait()
+        return _stream_response(_events(141))
+
+    dapr = _platform(inference)
+    client = _gateway(dapr, tokens_per_day=1000)
+    ledger = client.app.state.usage
+
+    async def scenario() -> tuple[list[httpx.Response], int]:
+        gate.append(asyncio.Event())
+        await UsageLedger(dapr.sidecar(), 1000).spend("k", 560)
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            body = {**CHAT, "stream": True, "max_tokens": 200}
+            posts = [
+                asyncio.create_task(http.post("/v1/chat/completions", headers={"Authorization": "Bearer k"}, json=body))
+                for _ in range(8)
+            ]
+            # Polls the event loop until each request reached inference or was answered.
+            for _ in range(100_000):
+                if len(arrived) + sum(post.done() for post in posts) == 8:
+                    break
+                await asyncio.sleep(0)
+            held = ledger.reserved("k")
+            gate[0].set()
+            return await asyncio.gather(*posts), held
+
+    answers, held = asyncio.run(scenario())
+    assert held == 2 * (200 + PROMPT_ESTIMATE)
+    assert sorted(answer.status_code for answer in answers) == [200] * 2 + [429] * 6
+    for refused in (answer for answer in answers if answer.status_code == 429):
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert int(refused.headers["retry-after"]) > 0 and "max_tokens" in refused.json()["detail"]
+    spent = asyncio.run(UsageLedger(dapr.sidecar(), 1000).read("k")).tokens
+    assert spent == 560 + 2 * 141 and spent <= 1000 + 200  # within one request's max_tokens of the quota
+    assert ledger.reserved("k") == 0 and len(arrived) == 2
+
+
+@pytest.mark.parametrize(
+    ("case", "stream", "status", "spent"),
+    [
+        ("whole answer", False, 200, 5),
+        ("streamed answer", True, 200, 7),
+        ("the model fails mid-stream", True, 200, 4),
+        ("inference down", False, 503, 0),
+        ("inference down before the stream's first event", True, 503, 0),
+        ("the input rails refuse", False, 400, 0),
+        ("the input rails refuse a stream", True, 400, 0),
+    ],
+)
+def test_every_way_a_generation_ends_releases_its_reservation_once(
+    case: str, stream: bool, status: int, spent: int
+) -> None:
+    held_by_inference: list[int] = []
+
+    def inference(_request: httpx.Request) -> httpx.Response | dict[str, Any]:
+        held_by_inference.append(client.app.state.usage.reserved("k"))
+        if case == "whole answer":
+            return ANSWER
+        if case == "the model fails mid-stream":
+            return httpx.Response(200, stream=BrokenStream(_events(7).split(b"\n\n")[0] + b"\n\n"))
+        return _stream_response(_events(7))
+
+    dapr = _platform(None if case.startswith("inference down") else inference)
+    if case.startswith("the input rails refuse"):
+        dapr.answer("guard", "v1/guard/input", {"allowed": False, "blocked_by": ["injection"], "messages": []})
+    client = _gateway(dapr, tokens_per_day=10_000)
+    answer = client.post("/v1/chat/completions", headers={"Authorization": "Bearer k"}, json={**CHAT, "stream": stream})
+    assert answer.status_code == status, answer.text
+    if case == "the model fails mid-stream":
+        assert '"error"' in answer.text
+    # Held while inference ran (max_tokens absent: GATEWAY_MAX_TOKENS), released once, whatever the end.
+    assert held_by_inference == ([] if status in (400, 503) else [2048 + PROMPT_ESTIMATE])
+    assert client.app.state.usage.reserved("k") == 0
+    assert asyncio.run(UsageLedger(dapr.sidecar(), 10_000).read("k")).tokens == spent
+
+
+class BrokenStream(httpx.AsyncByteStream):
+    """A response body that breaks off after `payload` (the connection to inference dropped)."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+    async def __aiter__(self):
+        yield self.payload
+        raise httpx.ReadError("peer closed connection without sending complete message body")
+
+
+@pytest.mark.parametrize("leaves", ["after the first event", "before the headers"])
+def test_a_client_leaving_a_stream_releases_its_reservation_and_is_charged(leaves: str) -> None:
+    """Driven at the ASGI level, as a server does: the client disconnects while the gateway waits
+    to send (`after the first event`), or the send of the headers fails (`before the headers`:
+    the stream's body is never iterated; ASGI 2.4 servers raise OSError from `send`)."""
+    dapr = _platform(lambda _request: _stream_response(_events(7)))
+    client = _gateway(dapr, tokens_per_day=10_000)
+    sent: list[dict[str, Any]] = []
+
+    async def scenario() -> None:
+        gone = asyncio.Event()
+        request = [{"type": "http.request", "body": json.dumps({**CHAT, "stream": True}).encode(), "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            if request:
+                return request.pop()
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+            if message["type"] == "http.response.start" and leaves == "before the headers":
+                raise OSError("the client closed the connection")
+            if message["type"] == "http.response.body":
+                gone.set()
+                await asyncio.Event().wait()  # the client reads no more
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3" if leaves == "after the first event" else "2.4"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/chat/completions",
+            "raw_path": b"/v1/chat/completions",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"authorization", b"Bearer k"), (b"content-type", b"application/json")],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 8080),
+        }
+        with contextlib.suppress(Exception):
+            await client.app(scope, receive, send)
+
+    asyncio.run(scenario())
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200
+    assert client.app.state.usage.reserved("k") == 0
+    # What inference reported when the gateway stopped reading it is charged.
+    assert asyncio.run(UsageLedger(dapr.sidecar(), 10_000).read("k")).tokens > 0

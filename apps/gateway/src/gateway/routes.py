@@ -22,7 +22,7 @@ from gateway.proxy import UsageMeter, forward
 from gateway.settings import GatewaySettings
 from gateway.system import SystemHealth, system_health
 from gateway.timing import ServerTiming
-from gateway.usage import Usage, usage_of
+from gateway.usage import Usage, UsageLedger, prompt_tokens_estimate, usage_of
 from gateway.validation import json_body, validated_body
 from genai_platform.contracts.openai import GatewayChatRequest
 from genai_platform.errors import Problem, invalid_request
@@ -231,19 +231,29 @@ async def _generation(
     """Read the request (`read_body`), run a generation pipeline (input rails first) and answer
     whole or streamed, the tokens it used spent against the key's quota and each stage's time in
     `Server-Timing`. The request is counted against the key's quota while its body is read and
-    its input rails run (`counted_alongside`), and before inference sees anything."""
+    its input rails run (`counted_alongside`), and before inference sees anything; then the
+    tokens it may spend are reserved (`UsageLedger.reserve`: 429 when the quota cannot hold
+    them) until what it used is spent, whole answer, stream end, client gone or failure."""
     timing = ServerTiming()
     settings: GatewaySettings = request.app.state.settings
-    usage = request.app.state.usage
+    usage: UsageLedger = request.app.state.usage
     request_id = current_request_id.get() or ""
     async with counted_alongside(request, api_key):
         plan = await pipeline.plan(await read_body(), request_id, timing)
+    # The request's max_tokens as it goes to inference (a prompt version's may have filled it),
+    # else inference's default: GATEWAY_MAX_TOKENS, the platform's one figure (settings).
+    max_tokens = plan.request.get("max_completion_tokens") or plan.request.get("max_tokens") or settings.max_tokens
+    reservation = usage.reserve(api_key, max_tokens=max_tokens, prompt_tokens=prompt_tokens_estimate(plan.request))
     # A grounded answer the built-in prompt stood in for says so before its body (chat.PROMPT_FALLBACKS).
     fallback = {PROMPT_FALLBACK_HEADER: plan.prompt_fallback} if plan.prompt_fallback else {}
     if not plan.request.get("stream"):
-        # A client that leaves cancels the call to inference, which then frees the model's slot.
-        answer = await while_connected(request, pipeline.complete(plan, request_id))
-        await usage.spend(api_key, int((answer.get("usage") or {}).get("total_tokens") or 0))
+        try:
+            # A client that leaves cancels the call to inference, which then frees the model's slot.
+            answer = await while_connected(request, pipeline.complete(plan, request_id))
+        except BaseException:
+            reservation.release()
+            raise
+        await usage.spend(api_key, int((answer.get("usage") or {}).get("total_tokens") or 0), reservation)
         headers = {"Server-Timing": timing.header()} if settings.server_timing else {}
         return JSONResponse(answer, headers={**headers, **fallback})
 
@@ -254,6 +264,7 @@ async def _generation(
         # down a 503 with Retry-After, as without `stream`, not a 200 whose one event is an error.
         first = await anext(stream)
     except BaseException:
+        reservation.release()
         await stream.aclose()
         raise
 
@@ -263,6 +274,7 @@ async def _generation(
             # Closed here when the client leaves (ClosingStreamingResponse closes this generator),
             # so the pipeline closes its stream to inference and the generation is cancelled.
             async with contextlib.aclosing(stream):
+                yield b""  # where `_generation` starts this generator (below): never sent
                 meter.feed(first)
                 yield first
                 async for event in stream:
@@ -277,12 +289,19 @@ async def _generation(
             # Starlette ends a stream whose client left by cancelling it, at every await.
             used = int((plan.usage or {}).get("total_tokens") or 0) or meter.total_tokens
             with anyio.move_on_after(SPEND_TIMEOUT_S, shield=True):
-                await usage.spend(api_key, used)
+                # Releases the reservation once the count lands, or when it fails or runs out of time.
+                await usage.spend(api_key, used, reservation)
 
+    body = events()
+    # Started before the response is sent, so that closing it runs its `finally` (the tokens used
+    # spent, the reservation released, inference's stream closed) however the response ends: a
+    # client that leaves before the first event leaves the body unstarted, and closing a
+    # generator that never started runs nothing.
+    await anext(body)
     headers = {"Cache-Control": "no-cache", **fallback}
     if settings.server_timing:
         headers["Server-Timing"] = timing.header(total=False)
-    return ClosingStreamingResponse(events(), media_type="text/event-stream", headers=headers)
+    return ClosingStreamingResponse(body, media_type="text/event-stream", headers=headers)
 
 
 def public_router() -> APIRouter:

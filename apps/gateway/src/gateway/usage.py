@@ -13,6 +13,16 @@ loopback: about a millisecond each). Changes to one key that a replica makes whi
 in flight go together in its next write (gateway.batching.Coalescer): concurrent requests of one
 key no longer race each other for the ETag (at concurrency 4 in bench/chat, up to four rounds of
 lost races, read and write each, before the last request was admitted).
+
+Reservations: the shared count holds only what answers already used, so concurrent generations
+of one key were each checked against tokens spent before any of them answered (a new-user
+trial: eight streams of a key at 560 of 1000 tokens all started, and it ended at 1,688). A
+generation therefore holds, from its admission until what it used is spent, the tokens it may
+still spend (`reserve`): its `max_tokens` and an estimate of its prompt (`prompt_tokens_estimate`).
+Reservations live in this replica's memory: a shared one would cost a store write more per
+generation, on the path before its first token, and one held by a replica that died would
+stay until its record's window turned. The rule and what it bounds across replicas:
+apps/gateway/README.md, "Token quota".
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -37,6 +48,14 @@ log = logging.getLogger(__name__)
 PREFIX = "gateway-usage-"
 DAY = 86400.0
 ATTEMPTS = 50
+# The prompt estimate (`prompt_tokens_estimate`), measured with the served model's tokenizer
+# (SmolLM2): this repository's READMEs hold 3.3-3.9 characters per token, so UTF-8 bytes / 3
+# over-counts English by about 10% and under-counts scripts of 3-byte characters (Japanese: 1.8
+# bytes per token); each chat turn adds 5 tokens of its template (`<|im_start|>role\n`,
+# `<|im_end|>\n`) and the reply's opening 3 (`<|im_start|>assistant\n`).
+BYTES_PER_TOKEN = 3
+TOKENS_PER_TURN = 5
+TOKENS_PER_REPLY = 3
 
 
 def usage_key(api_key: str) -> str:
@@ -61,8 +80,50 @@ class KeyUsage:
         return KeyUsage(self.requests, 0, start)
 
 
+class Reservation:
+    """Tokens a generation may still spend, held by this replica for its key until `release`
+    (`UsageLedger.spend` releases it once the tokens used are counted). Releasing twice is a no-op."""
+
+    def __init__(self, ledger: UsageLedger, api_key: str, tokens: int) -> None:
+        self._ledger = ledger
+        self._api_key = api_key
+        self.tokens = tokens
+        self.released = False
+
+    def release(self) -> None:
+        """Give the tokens back to the key's quota (synchronous: safe in a cancelled task's `finally`)."""
+        if not self.released:
+            self.released = True
+            self._ledger._unhold(self._api_key, self.tokens)
+
+
+def prompt_tokens_estimate(request: dict[str, Any]) -> int:
+    """About how many tokens the model will read for an OpenAI chat (`messages`) or text completion
+    (`prompt`) request, before its tokenizer has seen it: UTF-8 bytes / `BYTES_PER_TOKEN`, plus the
+    chat template's `TOKENS_PER_TURN` per message and `TOKENS_PER_REPLY` (figures measured with the
+    served model's tokenizer: see their comment). The gateway holds no tokenizer; the usage
+    inference reports is what is spent."""
+    messages = request.get("messages")
+    if isinstance(messages, list):
+        text = "".join(_message_text(message) for message in messages)
+        overhead = TOKENS_PER_TURN * len(messages) + TOKENS_PER_REPLY
+    else:
+        prompt = request.get("prompt")
+        text = prompt if isinstance(prompt, str) else "".join(p for p in prompt or () if isinstance(p, str))
+        overhead = 0
+    return math.ceil(len(text.encode()) / BYTES_PER_TOKEN) + overhead
+
+
+def _message_text(message: Any) -> str:
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, list):  # content parts: their text, as inference joins them
+        return "".join(str(part.get("text") or "") for part in content if isinstance(part, dict))
+    return content if isinstance(content, str) else ""
+
+
 class UsageLedger:
-    """Per-key request counts and token quotas kept in the state store (see the module docstring)."""
+    """Per-key request counts and token quotas kept in the state store, and this replica's
+    reservations for the generations it runs (see the module docstring)."""
 
     def __init__(
         self,
@@ -78,12 +139,16 @@ class UsageLedger:
         self._wall = wall
         # One per API key used (the keys are the platform's own, a handful): its pending changes.
         self._writers: dict[str, Coalescer[tuple[int, int], KeyUsage]] = {}
+        # The newest record this replica has read or written of each key, and the tokens its
+        # generations in flight hold (`reserve`).
+        self._seen: dict[str, KeyUsage] = {}
+        self._held: dict[str, int] = {}
 
     async def _change(self, api_key: str, requests: int = 0, tokens: int = 0) -> KeyUsage:
         """Add to a key's record and return what was stored (or read it, adding nothing); changes
         made while this replica's write of the key is in flight go together in the next one."""
         if not requests and not tokens:
-            return await self._write(api_key, 0, 0)
+            return self._note(api_key, await self._write(api_key, 0, 0))
         writer = self._writers.get(api_key)
         if writer is None:
 
@@ -92,7 +157,15 @@ class UsageLedger:
                 return [record] * len(changes)
 
             writer = self._writers[api_key] = Coalescer(send, max_items=1000)
-        return await writer.submit((requests, max(0, tokens)))
+        return self._note(api_key, await writer.submit((requests, max(0, tokens))))
+
+    def _note(self, api_key: str, record: KeyUsage) -> KeyUsage:
+        """Keep `record` as the key's newest known one unless a newer was seen (a later window, or
+        more tokens in the same one: within a window the count only grows)."""
+        seen = self._seen.get(api_key)
+        if seen is None or (record.window_start, record.tokens) >= (seen.window_start, seen.tokens):
+            self._seen[api_key] = record
+        return record
 
     async def _write(self, api_key: str, requests: int, tokens: int) -> KeyUsage:
         """Add to a key's record under its ETag, retrying lost races, and return what was stored."""
@@ -134,24 +207,70 @@ class UsageLedger:
         except (DaprError, ConcurrentUpdate) as error:
             raise _store_unavailable() from error
         if spends_tokens and record.tokens >= self.tokens_per_day:
-            wait = record.window_start + self._window - self._wall()
-            raise Problem(
-                429,
-                f"The daily quota of {self.tokens_per_day} tokens for this key is used up.",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))},
-            )
+            raise self._over_quota(record, f"The daily quota of {self.tokens_per_day} tokens for this key is used up.")
 
-    async def spend(self, api_key: str, tokens: int) -> None:
-        """Add the model tokens an answer used (prompt + completion, as inference reports them).
+    def reserve(self, api_key: str, *, max_tokens: int, prompt_tokens: int) -> Reservation:
+        """Hold `max_tokens + prompt_tokens` of the key's quota for an admitted generation (after
+        `admit`), or raise 429 (the quota's problem and Retry-After) when they cannot be held.
+
+        With `spent` the key's tokens in its window (the newest record this replica has seen) and
+        `held` what this replica's other generations of the key hold, the generation is admitted
+        when `spent + held + max_tokens + prompt_tokens <= tokens_per_day`, and also when `held`
+        is 0 and `spent < tokens_per_day`: one generation at a time may use the last tokens of a
+        quota whatever its `max_tokens`, so a key ends at most one answer past its quota (on one
+        replica) and its last tokens stay usable without a lower `max_tokens`. The 429's detail
+        says what is held and the `max_tokens` that would fit now.
+        """
+        tokens = max_tokens + prompt_tokens
+        record = self._seen.get(api_key, KeyUsage()).rolled(self._wall(), self._window)
+        held = self._held.get(api_key, 0)
+        left = self.tokens_per_day - record.tokens
+        if left <= 0:
+            raise self._over_quota(record, f"The daily quota of {self.tokens_per_day} tokens for this key is used up.")
+        if held and tokens > left - held:
+            fits = left - held - prompt_tokens
+            lower = f"ask for max_tokens {fits} or fewer" if fits > 0 else "ask for fewer max_tokens"
+            raise self._over_quota(
+                record,
+                f"{left} tokens are left of this key's daily quota of {self.tokens_per_day}, and its "
+                f"requests in flight hold {held} of them until they end; this one may use {tokens} "
+                f"(max_tokens {max_tokens} and about {prompt_tokens} for the prompt). Retry when they "
+                f"have ended, or {lower}.",
+            )
+        self._held[api_key] = held + tokens
+        return Reservation(self, api_key, tokens)
+
+    def reserved(self, api_key: str) -> int:
+        """The tokens this replica's generations in flight hold for `api_key`."""
+        return self._held.get(api_key, 0)
+
+    def _unhold(self, api_key: str, tokens: int) -> None:
+        held = self._held.get(api_key, 0) - tokens
+        if held > 0:
+            self._held[api_key] = held
+        else:
+            self._held.pop(api_key, None)
+
+    def _over_quota(self, record: KeyUsage, detail: str) -> Problem:
+        """The quota's 429, with Retry-After at the end of `record`'s window (seconds, at least 1)."""
+        wait = record.window_start + self._window - self._wall()
+        return Problem(429, detail, headers={"Retry-After": str(max(1, math.ceil(wait)))})
+
+    async def spend(self, api_key: str, tokens: int, reservation: Reservation | None = None) -> None:
+        """Add the model tokens an answer used (prompt + completion, as inference reports them),
+        then release the answer's `reservation`: the count lands before the hold goes, so this
+        replica's checks never miss both. Released also when the write fails or is cancelled.
 
         The answer is out already: a store failure is logged, never raised to the client.
         """
-        if tokens <= 0:
-            return
         try:
-            await self._change(api_key, tokens=tokens)
+            if tokens > 0:
+                await self._change(api_key, tokens=tokens)
         except (DaprError, ConcurrentUpdate):
             log.warning("%d tokens could not be counted: the state store failed", tokens, exc_info=True)
+        finally:
+            if reservation is not None:
+                reservation.release()
 
     async def read(self, api_key: str) -> KeyUsage:
         """The key's record as it stands, its window rolled if it is over; 503 when the store fails."""
