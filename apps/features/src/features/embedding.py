@@ -56,7 +56,7 @@ class Embedder:
     default), set in that worker thread, where every forward pass runs.
 
     Its weights are in `dtype` (genai_platform.accelerators: `auto` is bfloat16 on CUDA and on CPUs
-    with AVX-512 BF16 or AMX). Measured on this project's AVX512-BF16 Xeon, one thread: a question
+    with AVX-512 BF16 or AMX). Measured on this session's 2-core AMD EPYC (AVX512-BF16), one thread: a question
     9.4 ms against 13.3 in float32, four 15.7 against 25.5, sixteen 100-word chunks 251 against
     482 ms; each vector within cosine 0.998 of float32's (README, "Speed"). The vectors are float32
     either way, so an index built in one dtype is searched with queries embedded in the other.

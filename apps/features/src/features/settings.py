@@ -31,7 +31,7 @@ class FeaturesSettings(ServiceSettings):
     model_name: str = Field("all-MiniLM-L6-v2", validation_alias="FEATURES_MODEL_NAME")
     device: str | None = Field(None, validation_alias="FEATURES_DEVICE", description="cpu, cuda; default: best")
     # The embedder's weights: auto is bfloat16 on CUDA and on CPUs with AVX-512 BF16 or AMX
-    # (features.embedding.Embedder: 1.4-1.9x faster here, vectors within cosine 0.998).
+    # (features.embedding.Embedder: 1.5-1.8x faster in bench/knowledge, vectors within cosine 0.998).
     dtype: Dtype = Field(Dtype.AUTO, validation_alias="FEATURES_DTYPE")
     # Texts per forward pass; default by device (embedding.default_batch_size).
     batch_size: int | None = Field(None, validation_alias="FEATURES_BATCH_SIZE", ge=1, le=1024)

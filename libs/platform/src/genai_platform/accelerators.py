@@ -24,9 +24,9 @@ def resolved_dtype(dtype: Dtype, device_type: str) -> str:
     (`cpu_has_bf16`), float32 on other CPUs.
 
     Half the bytes per weight is nearly twice the speed where a pass reads every weight once or
-    is bound by multiply-adds: measured on this project's AVX512-BF16 Xeon, 1.8x a decode step
-    and a prefill of the chat model (bench/README.md, "Inference") and 1.4-1.9x the embedding
-    model (apps/features/README.md, "Speed"). Without native bfloat16 dot products the
+    is bound by multiply-adds: measured 1.8x a decode step and a prefill of the chat model on an
+    AVX512-BF16 Xeon (bench/README.md, "Inference") and 1.5-1.8x the embedding model on an
+    AVX512-BF16 AMD EPYC (apps/features/README.md, "Speed"). Without native bfloat16 dot products the
     conversions cost more than the bytes saved, so float32 stays.
     """
     if dtype is not Dtype.AUTO:
