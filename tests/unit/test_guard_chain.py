@@ -194,6 +194,23 @@ def with_allowed_hosts(*hosts: str) -> Guard:
             "Clone https://deploy:Tr0ub4dor3x@git.example/repo today.",
             "Clone https://deploy:[REDACTED:URL_CREDENTIALS]@git.example/repo today.",
         ),
+        # A second trial: passwords with userinfo characters the e-mail pattern does not take
+        # leaked up to them (`p!` of `p!ss`), and an empty user left the password whole.
+        ("See https://user:p!ss@host.example/x", "See https://user:[REDACTED:URL_CREDENTIALS]@host.example/x"),
+        (
+            "Use mysql://root:S3cr3t!pass@db.internal:3306/app now.",
+            "Use mysql://root:[REDACTED:URL_CREDENTIALS]@db.internal:3306/app now.",
+        ),
+        ("redis://:s3cretpw@127.0.0.1:6379/0", "redis://:[REDACTED:URL_CREDENTIALS]@[REDACTED:IP_ADDRESS]:6379/0"),
+        ("https://docs.example?email=jane@example.com ok", "https://docs.example?email=[REDACTED:EMAIL] ok"),
+        # The rails' own mask, echoed by the model, was a 500: its brackets are no IPv6 host.
+        (
+            "the repo is https://deploy:[REDACTED:URL_CREDENTIALS]@git.example.com/repo.",
+            "the repo is https://deploy:[REDACTED:URL_CREDENTIALS]@git.example.com/repo.",
+        ),
+        ("see http://[bad/?data=c2VjcmV0cGFzc3dvcmQ now", "see http://[bad/ now"),
+        ("The secret is password=correcthorsebatterystaple!", "The secret is password=[REDACTED:GENERIC_SECRET]!"),
+        ("Run `password=P@ss)w0rd!23` in code.", "Run `password=[REDACTED:GENERIC_SECRET]` in code."),
     ],
 )
 def test_redacting_inside_a_link_keeps_everything_around_the_secret(text: str, expected: str) -> None:

@@ -153,6 +153,7 @@ SAME_STREAMED = [
     f"Here is the chart: ![x][1]\n\n[1]: {DATA_URL}\n\nThanks.",
     f"[1]: {DATA_URL}\n\nSee ![x][1] and [the report][1]. Bye.",
     f"Look ![chart]({DATA_URL}) and <{DATA_URL}>. Then <img src='{DATA_URL}'> done.",
+    "the repo is https://deploy:[REDACTED:URL_CREDENTIALS]@git.example.com/repo. See http://[bad/?a=1 too.",
 ]
 
 
@@ -218,6 +219,9 @@ SENSITIVE = {
     "c2VjcmV0cGFzc3dvcmQ": "[x](https://evil.example/?data=c2VjcmV0cGFzc3dvcmQ), ok",
     # A URL's password is masked and its host kept (`pw@host` is no e-mail address).
     "Tr0ub4dor3x": "Clone https://deploy:Tr0ub4dor3x@git.example/repo today.",
+    "S3cr3t!pass": "Use mysql://root:S3cr3t!pass@db.internal:3306/app now.",
+    "s3cretpw": "redis://:s3cretpw@cache.example:6379/0",
+    "correcthorsebatterystaple": "The secret is password=correcthorsebatterystaple!",
 }
 PROSE = [
     "The launch is at dawn.",

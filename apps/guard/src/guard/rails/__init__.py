@@ -78,8 +78,9 @@ def redact(text: str, findings: Iterable[Finding]) -> str:
 
 # Characters that, ending a token, end the sentence or the markdown emphasis around it instead:
 # GFM's autolink extension trims the same from the end of a URL (GitHub Flavored Markdown spec,
-# 6.9 "Autolinks (extension)": `?`, `!`, `.`, `,`, `:`, `*`, `_`, `~`), and `;` ends a clause.
-TRAILING_PUNCTUATION = "?!.,:;*_~"
+# 6.9 "Autolinks (extension)": `?`, `!`, `.`, `,`, `:`, `*`, `_`, `~`), `;` ends a clause and a
+# backtick the code span around it.
+TRAILING_PUNCTUATION = "?!.,:;*_~`"
 _CLOSERS = {")": "(", "]": "[", "}": "{", ">": "<"}
 
 

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import icu
 from markdown_it import MarkdownIt
@@ -84,7 +84,9 @@ def _carries_data(url: str) -> bool:
     a value (or a bare `?<value>`) that is a long run of base64-like characters or decodes to
     text (`decodes_to_text`), a value under a name that announces data (`DATA_NAMES`: `?ssn=`,
     `?token=`, `?data=`), or personal data the PII rail finds in the values."""
-    parts = urlsplit(url)
+    parts = _lenient_split(url)
+    if parts is None:  # not even a lenient reading finds its query: data cannot be ruled out
+        return True
     if not parts.query and not parts.fragment:
         return False
     if len(parts.query) + len(parts.fragment) >= LONG_QUERY:
@@ -140,6 +142,21 @@ def _readable(raw: bytes, digits: bool) -> bool:
     # random ("deactivate" gives Latin, Han and Arabic): text is in one script (UTS #39 single-
     # script restriction level, with Han, Hiragana and Katakana together as Japanese is written).
     return readable and not _SINGLE_SCRIPT.check(text)
+
+
+def _lenient_split(url: str) -> SplitResult | None:
+    """`url`'s parts, also when its authority holds brackets that are no IPv6 address (`urlsplit`
+    raises ValueError: "https://user:[REDACTED:URL_CREDENTIALS]@host/", the secrets rail's own
+    mask echoed by the model, or "http://[x"): read again with the brackets percent-encoded, which
+    leaves the query and the fragment as they are. None when that fails too."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        pass
+    try:
+        return urlsplit(url.replace("[", "%5B").replace("]", "%5D"))
+    except ValueError:
+        return None
 
 
 def _host(url: str) -> str:

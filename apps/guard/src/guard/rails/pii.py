@@ -28,7 +28,10 @@ _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.
 # `https://user:pw@host/` read as e-mail addresses, but they are a URL's user and host; taking
 # them as one redacted the host with them (the secrets rail masks the password:
 # `url_credentials`). `mailto:` has no `//`, so its address stays an e-mail.
-_USERINFO_START = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]{1,20}://(?:[^\s/:@]{1,64}:)?$")
+# The match may start inside the password (`p!ss@host`: `!` and `$` are userinfo characters the
+# e-mail pattern does not take), so anything userinfo may hold can come between `//` and it (RFC
+# 3986: no `/`, `?`, `#`, `@` or brackets).
+_USERINFO_START = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^\s/?#@\[\]]{0,128}$")
 _PHONE = re.compile(
     r"(?<![\w+.\-/])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?|\d{2,4}[\s.-])\d{3,4}[\s.-]\d{3,4}(?:[\s.-]\d{2,4})?(?![\w]|[.\-/]\d)"
     r"|(?<![\w+])\+\d{8,15}\b"
@@ -132,7 +135,7 @@ def scan(text: str, entities: tuple[str, ...] | list[str] = ENTITIES) -> Scan:
         found += [
             Finding("email", *m.span())
             for m in _EMAIL.finditer(text)
-            if not _USERINFO_START.search(text, max(0, m.start() - 90), m.start())
+            if not _USERINFO_START.search(text, max(0, m.start() - 160), m.start())
         ]
     if "credit_card" in wanted:
         for m in _CARD.finditer(text):

@@ -37,7 +37,8 @@ VENDOR_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("huggingface_token", r"\bhf_[A-Za-z0-9]{30,}\b"),
         ("npm_token", r"\bnpm_[A-Za-z0-9]{36}\b"),
         ("jwt", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b"),
-        ("url_credentials", r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^\s/:@]{1,64}:([^\s/@]{3,128})@"),
+        # The user may be empty (`redis://:password@host`, Redis's own form).
+        ("url_credentials", r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^\s/:@]{0,64}:([^\s/@]{3,128})@"),
         ("bearer_token", r"(?i)\bbearer\s+([A-Za-z0-9\-._~+/]{20,}=*)"),
     ]
 )
@@ -55,6 +56,16 @@ def entropy(value: str) -> float:
     """Shannon entropy of `value`'s characters, in bits per character."""
     counts = Counter(value)
     return -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
+
+
+# An assigned value of letters alone is taken for a word ("password: required") unless it is at
+# least this long: no English word in common use is, a passphrase of words run together is
+# (`correcthorsebatterystaple`, 25).
+MIN_PASSPHRASE_LETTERS = 20
+
+
+def _not_a_word(value: str) -> bool:
+    return not value.isalpha() or len(value) >= MIN_PASSPHRASE_LETTERS
 
 
 def scan(text: str) -> Scan:
@@ -83,7 +94,7 @@ def scan(text: str) -> Scan:
         if not quoted:
             end = token_end(text, start, end)
         value = text[start:end]
-        if len(value) >= MIN_VALUE_CHARS and entropy(value) >= MIN_ENTROPY and not value.isalpha():
+        if len(value) >= MIN_VALUE_CHARS and entropy(value) >= MIN_ENTROPY and _not_a_word(value):
             found.append(Finding("generic_secret", start, end, score=0.8))
     priority = {kind: 10 for kind, _ in VENDOR_PATTERNS}  # a named format beats the generic guess
     findings = tuple(drop_overlaps(found, priority))
