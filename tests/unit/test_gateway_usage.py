@@ -209,7 +209,8 @@ def test_a_reservation_holds_the_quota_and_one_answer_may_take_its_last_tokens()
         first = ledger.reserve("k", max_tokens=590, prompt_tokens=10)
         with pytest.raises(Problem) as refused:
             ledger.reserve("k", max_tokens=500, prompt_tokens=10)  # 600 + 510 > 1000
-        assert refused.value.status == 429 and int(refused.value.headers["Retry-After"]) == 86400
+        # Held tokens stand in the way, not a spent quota: retry in seconds, not at the window's end.
+        assert refused.value.status == 429 and refused.value.headers["Retry-After"] == "5"
         # The detail names what is held and the max_tokens that fits now, which does fit.
         assert "hold 600" in refused.value.detail and "max_tokens 390 or fewer" in refused.value.detail
         fitting = ledger.reserve("k", max_tokens=390, prompt_tokens=10)
@@ -217,8 +218,10 @@ def test_a_reservation_holds_the_quota_and_one_answer_may_take_its_last_tokens()
         await ledger.spend("k", 300, first)
         await ledger.spend("k", 350, fitting)
         assert ledger.reserved("k") == 0 and ledger.reserved("other") == 0
-        # 350 left: alone, a request for more than that is admitted (the last tokens stay usable)...
+        # 350 left: alone, a request for more than that is admitted, cut to what is left (the last
+        # tokens stay usable, and the key does not end an answer past its quota)...
         last = ledger.reserve("k", max_tokens=2048, prompt_tokens=10)
+        assert (last.max_tokens, last.tokens) == (340, 350)
         with pytest.raises(Problem) as refused:
             ledger.reserve("k", max_tokens=1, prompt_tokens=10)  # ...but nothing beside it
         assert "ask for fewer max_tokens" in refused.value.detail
@@ -419,3 +422,21 @@ def test_a_client_leaving_a_stream_releases_its_reservation_and_is_charged(leave
     assert client.app.state.usage.reserved("k") == 0
     # What inference reported when the gateway stopped reading it is charged.
     assert asyncio.run(UsageLedger(dapr.sidecar(), 10_000).read("k")).tokens > 0
+
+
+def test_a_keys_last_answer_is_cut_to_the_tokens_left() -> None:
+    """A new-user trial: a chat without max_tokens (inference's default, 2048) took a key with 100
+    tokens left to 2,089 of its 1,000. Alone, it is admitted and cut to what is left."""
+    dapr = FakeDapr(app_id="gateway")
+    dapr.answer("guard", "v1/guard/input", {"allowed": True, "messages": CHAT["messages"]})
+    dapr.answer("guard", "v1/guard/output", {"direction": "output", "allowed": True, "text": "Hello."})
+    dapr.answer("inference", "v1/chat/completions", ANSWER)
+    client = _gateway(dapr, tokens_per_day=1000)
+    asyncio.run(UsageLedger(dapr.sidecar(), 1000).spend("k", 900))
+    headers = {"Authorization": "Bearer k"}
+    for sent, field in ((CHAT, "max_tokens"), ({**CHAT, "max_completion_tokens": 500}, "max_completion_tokens")):
+        assert client.post("/v1/chat/completions", headers=headers, json=sent).status_code == 200
+        asked = [call.body for call in dapr.invocations if call.app_id == "inference"][-1]
+        left = 1000 - asyncio.run(UsageLedger(dapr.sidecar(), 1000).read("k")).tokens + 5  # before this answer's 5
+        # What is left less the prompt's estimate: "Hi" is 1 token by bytes, 5 for its turn, 3 for the reply.
+        assert asked[field] == left - 9

@@ -244,6 +244,11 @@ async def _generation(
     # else inference's default: GATEWAY_MAX_TOKENS, the platform's one figure (settings).
     max_tokens = plan.request.get("max_completion_tokens") or plan.request.get("max_tokens") or settings.max_tokens
     reservation = usage.reserve(api_key, max_tokens=max_tokens, prompt_tokens=prompt_tokens_estimate(plan.request))
+    if reservation.max_tokens is not None:
+        # The key's last answer, cut to the tokens left: it ends with finish_reason "length".
+        named = [name for name in ("max_tokens", "max_completion_tokens") if name in plan.request]
+        for name in named or ["max_tokens"]:
+            plan.request[name] = reservation.max_tokens
     # A grounded answer the built-in prompt stood in for says so before its body (chat.PROMPT_FALLBACKS).
     fallback = {PROMPT_FALLBACK_HEADER: plan.prompt_fallback} if plan.prompt_fallback else {}
     if not plan.request.get("stream"):

@@ -54,6 +54,9 @@ ATTEMPTS = 50
 # bytes per token); each chat turn adds 5 tokens of its template (`<|im_start|>role\n`,
 # `<|im_end|>\n`) and the reply's opening 3 (`<|im_start|>assistant\n`).
 BYTES_PER_TOKEN = 3
+# Retry-After of a 429 refused for what the key's requests in flight hold (seconds): they give it
+# back as they end, long before the quota's window does.
+IN_FLIGHT_RETRY_S = 5
 TOKENS_PER_TURN = 5
 TOKENS_PER_REPLY = 3
 
@@ -84,10 +87,13 @@ class Reservation:
     """Tokens a generation may still spend, held by this replica for its key until `release`
     (`UsageLedger.spend` releases it once the tokens used are counted). Releasing twice is a no-op."""
 
-    def __init__(self, ledger: UsageLedger, api_key: str, tokens: int) -> None:
+    def __init__(self, ledger: UsageLedger, api_key: str, tokens: int, max_tokens: int | None = None) -> None:
         self._ledger = ledger
         self._api_key = api_key
         self.tokens = tokens
+        # The most the generation may now ask for, when its own `max_tokens` would pass the quota
+        # (the key's last answer, cut to the tokens left); None when its own fits.
+        self.max_tokens = max_tokens
         self.released = False
 
     def release(self) -> None:
@@ -217,9 +223,13 @@ class UsageLedger:
         `held` what this replica's other generations of the key hold, the generation is admitted
         when `spent + held + max_tokens + prompt_tokens <= tokens_per_day`, and also when `held`
         is 0 and `spent < tokens_per_day`: one generation at a time may use the last tokens of a
-        quota whatever its `max_tokens`, so a key ends at most one answer past its quota (on one
-        replica) and its last tokens stay usable without a lower `max_tokens`. The 429's detail
-        says what is held and the `max_tokens` that would fit now.
+        quota whatever its `max_tokens`, cut to them (`Reservation.max_tokens`: what is left less
+        the prompt's estimate, at least 1), so its last tokens stay usable without a lower
+        `max_tokens` and a key ends past its quota only by what the prompt's estimate missed (a
+        new-user trial: uncut, an answer without `max_tokens` took a key to 2,089 of 1,000). The
+        429's detail says what is held and the `max_tokens` that would fit now; its Retry-After
+        is the window's end when the quota is spent, IN_FLIGHT_RETRY_S when what is held stands
+        in the way (it is given back as those requests end).
         """
         tokens = max_tokens + prompt_tokens
         record = self._seen.get(api_key, KeyUsage()).rolled(self._wall(), self._window)
@@ -230,15 +240,21 @@ class UsageLedger:
         if held and tokens > left - held:
             fits = left - held - prompt_tokens
             lower = f"ask for max_tokens {fits} or fewer" if fits > 0 else "ask for fewer max_tokens"
-            raise self._over_quota(
-                record,
+            held_words = f"hold {held} of them" if held <= left else f"may use {held} (more than that)"
+            raise Problem(
+                429,
                 f"{left} tokens are left of this key's daily quota of {self.tokens_per_day}, and its "
-                f"requests in flight hold {held} of them until they end; this one may use {tokens} "
+                f"requests in flight {held_words} until they end; this one may use {tokens} "
                 f"(max_tokens {max_tokens} and about {prompt_tokens} for the prompt). Retry when they "
                 f"have ended, or {lower}.",
+                headers={"Retry-After": str(IN_FLIGHT_RETRY_S)},
             )
+        cut = None
+        if tokens > left:  # alone: the key's last answer, cut to the tokens left
+            cut = max(1, left - prompt_tokens)
+            tokens = cut + prompt_tokens
         self._held[api_key] = held + tokens
-        return Reservation(self, api_key, tokens)
+        return Reservation(self, api_key, tokens, cut)
 
     def reserved(self, api_key: str) -> int:
         """The tokens this replica's generations in flight hold for `api_key`."""
