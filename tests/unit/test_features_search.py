@@ -160,3 +160,19 @@ def test_a_collections_search_ranks_as_a_scan_of_every_chunk_does() -> None:
                         assert value == (None if expected is None else pytest.approx(expected, rel=1e-5, abs=1e-6))
                 compared += bool(slow)
     assert compared > 80  # most searches found something to compare
+
+
+def test_a_hybrid_search_with_both_weights_at_zero_is_refused_naming_them() -> None:
+    """A new-user trial: both at 0 scored every chunk 0, the relevant one ranked last, and it was a 200."""
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from features.routes import SearchRequest  # noqa: PLC0415
+
+    with pytest.raises(ValidationError) as refused:
+        SearchRequest.model_validate({"query": "tides", "vector_weight": 0, "keyword_weight": 0})
+    [error] = refused.value.errors()
+    assert error["loc"] == ("keyword_weight",) and "both 0" in error["msg"]
+    # One weight above 0 is a hybrid score; and the weights mean nothing to the other modes.
+    assert SearchRequest.model_validate({"query": "tides", "vector_weight": 0, "keyword_weight": 1}).keyword_weight == 1
+    vector = {"query": "tides", "mode": "vector", "vector_weight": 0, "keyword_weight": 0}
+    assert SearchRequest.model_validate(vector).mode is Mode.VECTOR

@@ -115,7 +115,12 @@ class Embedder:
             normalize_embeddings=True,
             show_progress_bar=False,
         )
-        return Embeddings(np.asarray(vectors, dtype=np.float32), self.count_tokens(texts))
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if self.dtype != "float32":
+            # Normalised in the model's dtype, a vector's length is off by up to ~0.2% (bfloat16
+            # keeps 8 bits of mantissa): unit length again in float32, as search's dot product needs.
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), np.finfo(np.float32).tiny)
+        return Embeddings(vectors, self.count_tokens(texts))
 
     def count_tokens(self, texts: list[str]) -> int:
         """Tokens the model reads for `texts`, special tokens included, each cut at `max_tokens`."""

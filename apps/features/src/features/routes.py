@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from features.schemas import EmbeddingList, IndexedDocument
 from features.search import Mode, SearchParams, search
@@ -41,6 +41,14 @@ class SearchRequest(BaseModel):
     keyword_weight: float = Field(0.5, ge=0, le=1, description="The keyword (BM25) score's share of the hybrid score.")
     mmr: bool = False
     mmr_lambda: float = Field(0.7, ge=0, le=1)
+
+    @field_validator("keyword_weight")
+    @classmethod
+    def _a_hybrid_score_needs_a_weight(cls, value: float, info: ValidationInfo) -> float:
+        # Both at 0 scored every chunk 0 and answered them in no order (a new-user trial).
+        if value == 0 and info.data.get("vector_weight") == 0 and info.data.get("mode") is Mode.HYBRID:
+            raise ValueError("vector_weight and keyword_weight are both 0: a hybrid score needs one above 0")
+        return value
 
 
 @api.post(
@@ -142,6 +150,7 @@ async def index_stats(request: Request) -> dict[str, Any]:
         "model": state.embedder.name,
         "dimensions": state.embedder.dimensions,
         "device": state.embedder.device,
+        "dtype": state.embedder.dtype,
     }
 
 
