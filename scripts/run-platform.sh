@@ -185,6 +185,8 @@ export DAPR_TRUST_ANCHORS="$(<.data/sentry/ca.crt)"
 echo "platform: starting every app with its sidecar ($profile profile); gateway on http://127.0.0.1:8080"
 echo "platform: metrics on http://127.0.0.1:9090 (Prometheus), logs on http://127.0.0.1:9428/select/vmui (VictoriaLogs)"
 # --log-as-json: daprd writes JSON lines too (the CLI passes it on), which the log store keeps as fields.
+# The apps' own logs (.dapr/logs/<app>_app_<time>.log, the CLI's) newer than this mark are this run's.
+touch .data/platform/started
 "$DAPR_RUNTIME_PATH/bin/dapr" --log-as-json run -f "$run_file" &
 cli=$!
 mkdir -p "$(dirname "$pid_file")"
@@ -194,10 +196,29 @@ echo "$cli" >"$pid_file"
 # loaded and its own needs met, e.g. inference's model; no token needed there), polled every half
 # second while the CLI runs. The time counts from this script's start (servers, sentry, apps).
 app_port() { awk -v id="$1" '/appID:/ { app = $NF } /appPort:/ && app == id { print $2 }' "$run_file"; }
+# An app that exits before the platform is ready (a wrong setting, a missing model) fails the
+# start, naming the app, with the end of its log: the CLI runs the other apps on and says only
+# "The App process exited with error code", without the app's name (a new-user trial waited
+# minutes for a ready line that could not come).
+dead_app() {
+  local log
+  for log in $(find .dapr/logs -name '*_app_*.log' -newer .data/platform/started 2>/dev/null); do
+    if grep -q '"The App process exited with error code' "$log"; then
+      echo "platform: error: $(basename "$log" | sed 's/_app_.*//') exited during start-up; its log ($log) ends:" >&2
+      grep -v '"The App process exited\|"Error exiting App' "$log" | tail -n 25 >&2
+      return 0
+    fi
+  done
+  return 1
+}
 announce_ready() {
   local port ports ready
   ports="$(awk '/appPort:/ { print $2 }' "$run_file")"
   while kill -0 "$cli" 2>/dev/null; do
+    if dead_app; then
+      kill -USR1 $$
+      return 1
+    fi
     ready=1
     for port in $ports; do
       curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:$port/readyz" || { ready=""; break; }
@@ -228,6 +249,7 @@ on_signal() {
 }
 trap 'on_signal 130' INT
 trap 'on_signal 143' TERM
+trap 'on_signal 1' USR1  # an app died during start-up (announce_ready)
 status=0
 wait "$cli" || status=$?
 kill "$ready_watch" 2>/dev/null || true

@@ -145,3 +145,28 @@ def test_make_up_refuses_a_taken_port_and_names_the_process() -> None:
     assert result.returncode == 1
     assert "127.0.0.1:8080 (gateway's appPort) is already taken by" in result.stderr
     assert f"pid {os.getpid()}" in result.stderr
+
+
+def test_make_up_fails_naming_an_app_that_exits_during_start_up(default_broker, log_dir: Path) -> None:
+    """A new-user trial: with a wrong setting (`FEATURES_DTYPE=bogus`) features exited at once, the
+    CLI said only "The App process exited with error code" without naming it, and `make up`
+    waited minutes for a ready line that could not come. Now the start fails, naming the app,
+    with the end of its log, and stops everything it started."""
+    assert not any(listening(port) for port in PORTS), "a platform port is taken before the test"
+    script = ManagedProcess(
+        "run-platform.sh",
+        ["bash", str(ROOT / "scripts" / "run-platform.sh"), "default"],
+        {**os.environ, "DAPR_RUNTIME_PATH": str(ROOT / ".runtime"), "FEATURES_DTYPE": "bogus"},
+        log_dir / "platform-dead-app.log",
+    ).start()
+    try:
+        assert script.popen is not None
+        assert script.popen.wait(240) == 1
+    finally:
+        script.stop(60)
+    log = script.log_path.read_text()
+    assert "platform: error: features exited during start-up; its log (.dapr/logs/features_app_" in log
+    assert "FEATURES_DTYPE" in log  # the settings error, from the end of its log
+    assert "platform: ready in" not in log
+    wait_until(lambda: not any(listening(port) for port in PORTS), what="every platform port to be free", timeout=30)
+    assert not PGID_FILE.exists()
