@@ -67,3 +67,13 @@ def test_the_limit_itself_is_taken(client: TestClient) -> None:
     assert created.json()["version"]["config"]["max_tokens"] == 2048
     rendered = client.post("/v1/prompts/answer/render", json={"version": 1, "variables": {"question": "Why?"}})
     assert rendered.json()["config"] == {"temperature": 0.2, "max_tokens": 2048}
+
+
+@pytest.mark.parametrize("config", [{"max_tokens": "100"}, {"temperature": "0.5"}, {"max_tokens": 100.0}])
+def test_a_setting_of_another_type_is_refused_not_converted(client: TestClient, config: dict[str, Any]) -> None:
+    """A new-user trial: `"max_tokens": "100"` was stored as 100; the README says a wrong type is a 422."""
+    body = {**prompt(None), "config": config}
+    answer = client.post("/v1/prompts", json=body)
+    assert answer.status_code == 422, answer.text
+    assert [e["location"] for e in answer.json()["errors"]] == [f"body.config.{next(iter(config))}"]
+    assert client.get("/v1/prompts/answer").status_code == 404  # nothing stored

@@ -143,10 +143,12 @@ class ModelConfig(BaseModel):
     Ranges are those of OpenAI's chat completions API reference (temperature 0-2, top_p in
     (0, 1], penalties -2 to 2, up to 4 stop sequences). Strict: a value of the wrong type (a
     list for `temperature`, 2.5 as `seed`) and a key that is none of these is refused (422 naming
-    `config.<field>`), never stored to fail later at render or generation time.
+    `config.<field>`), never stored to fail later at render or generation time; so is a number
+    sent as a string (`"max_tokens": "100"` was stored as 100: a new-user trial). An integer is
+    a number where a float is asked for.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str | None = Field(None, max_length=200)
     temperature: float | None = Field(None, ge=0.0, le=2.0, allow_inf_nan=False)
