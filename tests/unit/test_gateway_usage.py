@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from test_gateway_output_stream import BrokenStream
 
 from fakes import FakeDapr
 from gateway.usage import PREFIX, UsageLedger, usage_key, usage_of
@@ -360,17 +361,6 @@ def test_every_way_a_generation_ends_releases_its_reservation_once(
     assert held_by_inference == ([] if status in (400, 503) else [2048 + PROMPT_ESTIMATE])
     assert client.app.state.usage.reserved("k") == 0
     assert asyncio.run(UsageLedger(dapr.sidecar(), 10_000).read("k")).tokens == spent
-
-
-class BrokenStream(httpx.AsyncByteStream):
-    """A response body that breaks off after `payload` (the connection to inference dropped)."""
-
-    def __init__(self, payload: bytes) -> None:
-        self.payload = payload
-
-    async def __aiter__(self):
-        yield self.payload
-        raise httpx.ReadError("peer closed connection without sending complete message body")
 
 
 @pytest.mark.parametrize("leaves", ["after the first event", "before the headers"])
