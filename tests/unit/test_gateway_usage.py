@@ -430,3 +430,29 @@ def test_a_keys_last_answer_is_cut_to_the_tokens_left() -> None:
         left = 1000 - asyncio.run(UsageLedger(dapr.sidecar(), 1000).read("k")).tokens + 5  # before this answer's 5
         # What is left less the prompt's estimate: "Hi" is 1 token by bytes, 5 for its turn, 3 for the reply.
         assert asked[field] == left - 9
+
+
+def test_a_text_completion_without_max_tokens_reserves_its_default_of_16() -> None:
+    """A review: reserving 2048 for it refused a key's second completion and, cut to the tokens
+    left, made its last one longer than the 16 tokens inference gives it by default."""
+    dapr = FakeDapr(app_id="gateway")
+    dapr.answer("guard", "v1/guard/input", {"direction": "input", "allowed": True, "text": "Hi"})
+    dapr.answer("guard", "v1/guard/output", {"direction": "output", "allowed": True, "text": " there"})
+    dapr.answer(
+        "inference",
+        "v1/completions",
+        {
+            "id": "c",
+            "object": "text_completion",
+            "created": 1,
+            "model": "smollm2",
+            "choices": [{"index": 0, "text": " there", "logprobs": None, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        },
+    )
+    client = _gateway(dapr, tokens_per_day=1000)
+    asyncio.run(UsageLedger(dapr.sidecar(), 1000).spend("k", 960))  # 40 left: 16 and the prompt fit
+    answer = client.post("/v1/completions", headers={"Authorization": "Bearer k"}, json={"model": "m", "prompt": "Hi"})
+    assert answer.status_code == 200, answer.text
+    [asked] = [call.body for call in dapr.invocations if call.app_id == "inference"]
+    assert "max_tokens" not in asked  # not cut, and not raised to the tokens left

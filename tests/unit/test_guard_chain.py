@@ -209,7 +209,21 @@ def with_allowed_hosts(*hosts: str) -> Guard:
             "the repo is https://deploy:[REDACTED:URL_CREDENTIALS]@git.example.com/repo.",
         ),
         ("see http://[bad/?data=c2VjcmV0cGFzc3dvcmQ now", "see http://[bad/ now"),
-        ("The secret is password=correcthorsebatterystaple!", "The secret is password=[REDACTED:GENERIC_SECRET]!"),
+        ("The secret is password=correcthorsebatterystaple!", "The secret is password=[REDACTED:GENERIC_SECRET]"),
+        # A review: a password's own last `!` or `?` is part of it (trimmed, it fell under the
+        # entropy floor or the length and left whole)...
+        ("Set password=Summer2024! now", "Set password=[REDACTED:GENERIC_SECRET] now"),
+        ("password=Xk9#mQ2!", "password=[REDACTED:GENERIC_SECRET]"),
+        ("password=Rk4v9Zq2?", "password=[REDACTED:GENERIC_SECRET]"),
+        # ...and an address after a URL in markup or JSON is an address, not the URL's userinfo.
+        ('<a href="https://docs.example">bob@corp.com</a>', '<a href="https://docs.example">[REDACTED:EMAIL]</a>'),
+        ('["https://acme.com","jane.doe@acme.com"]', '["https://acme.com","[REDACTED:EMAIL]"]'),
+        ("See https://x.example,jane@doe.com", "See https://x.example,[REDACTED:EMAIL]"),
+        ("| https://acme.com|bob@acme.com |", "| https://acme.com|[REDACTED:EMAIL] |"),
+        (
+            '{"homepage":"https://acme.com","email":"jane.doe@acme.com"}',
+            '{"homepage":"https://acme.com","email":"[REDACTED:EMAIL]"}',
+        ),
         ("Run `password=P@ss)w0rd!23` in code.", "Run `password=[REDACTED:GENERIC_SECRET]` in code."),
     ],
 )

@@ -222,6 +222,8 @@ SENSITIVE = {
     "S3cr3t!pass": "Use mysql://root:S3cr3t!pass@db.internal:3306/app now.",
     "s3cretpw": "redis://:s3cretpw@cache.example:6379/0",
     "correcthorsebatterystaple": "The secret is password=correcthorsebatterystaple!",
+    "Summer2024": "Set password=Summer2024! now",
+    "jane.doe@acme.com": '{"homepage":"https://acme.com","email":"jane.doe@acme.com"}',
 }
 PROSE = [
     "The launch is at dawn.",

@@ -24,7 +24,7 @@ from gateway.system import SystemHealth, system_health
 from gateway.timing import ServerTiming
 from gateway.usage import Usage, UsageLedger, prompt_tokens_estimate, usage_of
 from gateway.validation import json_body, validated_body
-from genai_platform.contracts.openai import GatewayChatRequest
+from genai_platform.contracts.openai import COMPLETIONS_DEFAULT_MAX_TOKENS, GatewayChatRequest
 from genai_platform.errors import Problem, invalid_request
 from genai_platform.paths import invalid_path_parameters
 from genai_platform.requests import current_request_id
@@ -241,8 +241,11 @@ async def _generation(
     async with counted_alongside(request, api_key):
         plan = await pipeline.plan(await read_body(), request_id, timing)
     # The request's max_tokens as it goes to inference (a prompt version's may have filled it),
-    # else inference's default: GATEWAY_MAX_TOKENS, the platform's one figure (settings).
-    max_tokens = plan.request.get("max_completion_tokens") or plan.request.get("max_tokens") or settings.max_tokens
+    # else inference's default: a chat's GATEWAY_MAX_TOKENS (the platform's one figure), a text
+    # completion's 16 (OpenAI's; reserving 2048 refused a key's second completion and made its
+    # last one longer when cut to the tokens left).
+    default = COMPLETIONS_DEFAULT_MAX_TOKENS if isinstance(pipeline, CompletionPipeline) else settings.max_tokens
+    max_tokens = plan.request.get("max_completion_tokens") or plan.request.get("max_tokens") or default
     reservation = usage.reserve(api_key, max_tokens=max_tokens, prompt_tokens=prompt_tokens_estimate(plan.request))
     if reservation.max_tokens is not None:
         # The key's last answer, cut to the tokens left: it ends with finish_reason "length".

@@ -12,7 +12,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from genai_platform.contracts.openai import ChatCompletionRequest, CompletionRequest, GenerationFields
+from genai_platform.contracts.openai import (
+    COMPLETIONS_DEFAULT_MAX_TOKENS,
+    ChatCompletionRequest,
+    CompletionRequest,
+    GenerationFields,
+)
 from genai_platform.errors import Problem, problem_responses
 from genai_platform.streaming import ClosingStreamingResponse, while_connected
 from inference.access import require_caller
@@ -188,8 +193,9 @@ async def completions(body: CompletionRequest, request: Request, models: ModelsD
     body.refuse_unsupported()
     _check_model(models, body.model)
     prompt = body.prompt_text()
-    # OpenAI's default for this legacy endpoint is 16 tokens.
-    generation = await _start(models, lambda loaded: loaded.encode(prompt), body, body.max_tokens or 16)
+    # OpenAI's default for this legacy endpoint is 16 tokens (the gateway reserves the same).
+    max_tokens = body.max_tokens or COMPLETIONS_DEFAULT_MAX_TOKENS
+    generation = await _start(models, lambda loaded: loaded.encode(prompt), body, max_tokens)
     completion = Completion("text_completion", generation)
     echo = prompt if body.echo else ""  # `echo`: the prompt leads the answer, as OpenAI sends it
     if body.stream:

@@ -84,14 +84,16 @@ TRAILING_PUNCTUATION = "?!.,:;*_~`"
 _CLOSERS = {")": "(", "]": "[", "}": "{", ">": "<"}
 
 
-def token_end(text: str, start: int, end: int, punctuation: str = TRAILING_PUNCTUATION) -> int:
+def token_end(text: str, start: int, end: int, punctuation: str = TRAILING_PUNCTUATION, trim: str | None = None) -> int:
     """The end of the token that a pattern matched as `text[start:end]`, without what surrounds
     it: the token stops before a closing bracket it did not open when only closing brackets and
     `punctuation` follow it in the match (`(password=x)`, the `)` closing a link's URL, `...).`), or
     when it is a `]` that opens a link's URL (the `](url)` after a link's text), and it loses its
     trailing `punctuation` (`...?token=x.`). Redacting the whole match would drop that text from
     the answer. A closing bracket inside the token (`password=P@ss)w0rd!23`) is the token's own:
-    stopping there would leave the rest of a secret out of the redaction."""
+    stopping there would leave the rest of a secret out of the redaction. `trim` (default:
+    `punctuation`) is what the end loses; a secret's value loses only a code span's backtick,
+    since its last `!` or `.` is as likely its own as the sentence's (`password=Summer2024!`)."""
     depth = dict.fromkeys(_CLOSERS.values(), 0)
     for i in range(start, end):
         char = text[i]
@@ -105,7 +107,8 @@ def token_end(text: str, start: int, end: int, punctuation: str = TRAILING_PUNCT
             if opens_url or all(c in _CLOSERS or c in punctuation for c in text[i:end]):
                 end = i
                 break
-    while end > start and text[end - 1] in punctuation:
+    trim = punctuation if trim is None else trim
+    while end > start and text[end - 1] in trim:
         end -= 1
     return end
 

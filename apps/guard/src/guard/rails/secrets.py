@@ -38,7 +38,13 @@ VENDOR_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("npm_token", r"\bnpm_[A-Za-z0-9]{36}\b"),
         ("jwt", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b"),
         # The user may be empty (`redis://:password@host`, Redis's own form).
-        ("url_credentials", r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^\s/:@]{0,64}:([^\s/@]{3,128})@"),
+        # User and password in URL userinfo's characters (RFC 3986 3.2.1, less the sub-delims that
+        # end a URL in prose and markup: `'`, `(`, `)`, `,`, `;`), so that JSON such as
+        # `"https://acme.com","email":"jane@acme.com"` is no credential.
+        (
+            "url_credentials",
+            r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[A-Za-z0-9._~%!$&*+=-]{0,64}:([A-Za-z0-9._~%!$&*+=:-]{3,128})@",
+        ),
         ("bearer_token", r"(?i)\bbearer\s+([A-Za-z0-9\-._~+/]{20,}=*)"),
     ]
 )
@@ -92,7 +98,9 @@ def scan(text: str) -> Scan:
         # A quoted value ends at its quote, whatever its last character.
         quoted = text[start - 1] in "\"'" and end < len(text) and text[end] == text[start - 1]
         if not quoted:
-            end = token_end(text, start, end)
+            # Its own last `!` or `.` stays in it: trimmed, `password=Summer2024!` fell under the
+            # entropy floor and left whole (a review of the change).
+            end = token_end(text, start, end, trim="`")
         value = text[start:end]
         if len(value) >= MIN_VALUE_CHARS and entropy(value) >= MIN_ENTROPY and _not_a_word(value):
             found.append(Finding("generic_secret", start, end, score=0.8))

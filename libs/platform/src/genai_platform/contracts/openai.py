@@ -56,6 +56,9 @@ MAX_LOGIT_BIASES = 1024
 # gateway lets through is never refused further on (a new-user trial: the ui took 4096, inference
 # refused over 2048, and the answer failed after a 202).
 MAX_COMPLETION_TOKENS = 2048
+# OpenAI's default `max_tokens` for a legacy text completion (/v1/completions API reference), as
+# inference serves it.
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 TokenId = Annotated[StrictStr, Field(pattern=r"^[0-9]{1,9}$")]
 LogitBias = Annotated[dict[TokenId, Annotated[StrictInt, Field(ge=-100, le=100)]], Field(max_length=MAX_LOGIT_BIASES)]
 
