@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from test_gateway_output_stream import BrokenStream
+from test_gateway_pipeline import text_completion
 
 from fakes import FakeDapr
 from gateway.usage import PREFIX, UsageLedger, usage_key, usage_of
@@ -438,18 +439,7 @@ def test_a_text_completion_without_max_tokens_reserves_its_default_of_16() -> No
     dapr = FakeDapr(app_id="gateway")
     dapr.answer("guard", "v1/guard/input", {"direction": "input", "allowed": True, "text": "Hi"})
     dapr.answer("guard", "v1/guard/output", {"direction": "output", "allowed": True, "text": " there"})
-    dapr.answer(
-        "inference",
-        "v1/completions",
-        {
-            "id": "c",
-            "object": "text_completion",
-            "created": 1,
-            "model": "smollm2",
-            "choices": [{"index": 0, "text": " there", "logprobs": None, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-        },
-    )
+    dapr.answer("inference", "v1/completions", text_completion)
     client = _gateway(dapr, tokens_per_day=1000)
     asyncio.run(UsageLedger(dapr.sidecar(), 1000).spend("k", 960))  # 40 left: 16 and the prompt fit
     answer = client.post("/v1/completions", headers={"Authorization": "Bearer k"}, json={"model": "m", "prompt": "Hi"})

@@ -40,6 +40,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from gateway.batching import Coalescer
+from genai_platform.contracts.openai import ChatMessage
 from genai_platform.dapr import DaprError, Sidecar, StateConflict
 from genai_platform.errors import ConcurrentUpdate, Problem
 
@@ -54,11 +55,11 @@ ATTEMPTS = 50
 # bytes per token); each chat turn adds 5 tokens of its template (`<|im_start|>role\n`,
 # `<|im_end|>\n`) and the reply's opening 3 (`<|im_start|>assistant\n`).
 BYTES_PER_TOKEN = 3
+TOKENS_PER_TURN = 5
+TOKENS_PER_REPLY = 3
 # Retry-After of a 429 refused for what the key's requests in flight hold (seconds): they give it
 # back as they end, long before the quota's window does.
 IN_FLIGHT_RETRY_S = 5
-TOKENS_PER_TURN = 5
-TOKENS_PER_REPLY = 3
 
 
 def usage_key(api_key: str) -> str:
@@ -111,20 +112,14 @@ def prompt_tokens_estimate(request: dict[str, Any]) -> int:
     inference reports is what is spent."""
     messages = request.get("messages")
     if isinstance(messages, list):
-        text = "".join(_message_text(message) for message in messages)
+        # Content parts count as the text the model reads (the contract's own joining rule).
+        text = "".join(ChatMessage.model_validate(message).text() for message in messages)
         overhead = TOKENS_PER_TURN * len(messages) + TOKENS_PER_REPLY
     else:
         prompt = request.get("prompt")
         text = prompt if isinstance(prompt, str) else "".join(p for p in prompt or () if isinstance(p, str))
         overhead = 0
     return math.ceil(len(text.encode()) / BYTES_PER_TOKEN) + overhead
-
-
-def _message_text(message: Any) -> str:
-    content = message.get("content") if isinstance(message, dict) else None
-    if isinstance(content, list):  # content parts: their text, as inference joins them
-        return "".join(str(part.get("text") or "") for part in content if isinstance(part, dict))
-    return content if isinstance(content, str) else ""
 
 
 class UsageLedger:

@@ -37,10 +37,10 @@ VENDOR_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("huggingface_token", r"\bhf_[A-Za-z0-9]{30,}\b"),
         ("npm_token", r"\bnpm_[A-Za-z0-9]{36}\b"),
         ("jwt", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b"),
-        # The user may be empty (`redis://:password@host`, Redis's own form).
         # User and password in URL userinfo's characters (RFC 3986 3.2.1, less the sub-delims that
         # end a URL in prose and markup: `'`, `(`, `)`, `,`, `;`), so that JSON such as
-        # `"https://acme.com","email":"jane@acme.com"` is no credential.
+        # `"https://acme.com","email":"jane@acme.com"` is no credential; the user may be empty
+        # (`redis://:password@host`, Redis's own form).
         (
             "url_credentials",
             r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[A-Za-z0-9._~%!$&*+=-]{0,64}:([A-Za-z0-9._~%!$&*+=:-]{3,128})@",
@@ -78,8 +78,8 @@ def scan(text: str) -> Scan:
     """Credentials in `text`: vendor formats (kind named after the format) and `key = value`
     assignments whose value looks random (`generic_secret`, entropy >= MIN_ENTROPY, score 0.8).
     Where a pattern captures the secret part, only that part is the finding, and a value ends
-    where its context says (a URL parameter's at `&`; none takes an unopened closing bracket or
-    trailing sentence punctuation, see `token_end`)."""
+    where its context says (a URL parameter's at `&`; none takes an unopened closing bracket that
+    ends its context, or a code span's closing backtick; see `token_end`)."""
     found: list[Finding] = []
     for kind, pattern in VENDOR_PATTERNS:
         for match in pattern.finditer(text):
