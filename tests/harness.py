@@ -10,6 +10,7 @@ import atexit
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -131,10 +132,31 @@ def bearer(secrets: dict[str, str]) -> dict[str, str]:
     return {"Authorization": f"Bearer {secrets['gateway-api-keys'].split(',')[0]}"}
 
 
+# Test servers take ports below Linux's ephemeral range (32768-60999). A port from bind(0) lies in
+# that range, where any outgoing connection (a client, a daprd dialling Redis) may take it between
+# the check and the server's own bind; and two bind(0) calls may return the same port: CI once gave
+# one daprd the same port for its internal gRPC and its metrics servers, and it exited at start.
+TEST_PORT_RANGE = (20000, 29999)
+RESERVED_PORTS = frozenset({25672})  # RabbitMQ's Erlang distribution port (scripts/infra.sh)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port in TEST_PORT_RANGE, free now and not handed out before in this process.
+
+    Raises RuntimeError when no port in the range is left (a session hands out a few thousand)."""
+    low, high = TEST_PORT_RANGE
+    candidates = [p for p in range(low, high + 1) if p not in _handed_out and p not in RESERVED_PORTS]
+    random.shuffle(candidates)
+    for port in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port left in {low}-{high}")
 
 
 def read_secrets() -> dict[str, str]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +17,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from harness import ROOT, RUNTIME, ManagedProcess, wait_until
+from harness import ROOT, RUNTIME, ManagedProcess, free_port, wait_until
 
 K8S_RUNTIME = Path(os.environ.get("K8S_RUNTIME_PATH", ROOT / ".runtime" / "k8s"))
 BIN = K8S_RUNTIME / "bin"
@@ -59,20 +57,8 @@ def missing_binaries() -> list[Path]:
 
 
 def free_ports(count: int) -> list[int]:
-    """Free loopback ports between 20000 and 29999: below Linux's ephemeral range (32768+), where
-    any outgoing connection could take them, and clear of the platform's fixed ports."""
-    ports: list[int] = []
-    while len(ports) < count:
-        port = random.randint(20000, 29999)
-        if port in ports:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        ports.append(port)
-    return ports
+    """count distinct free loopback ports (harness.free_port: below the ephemeral range)."""
+    return [free_port() for _ in range(count)]
 
 
 def _openssl(*args: str, cwd: Path) -> None:
