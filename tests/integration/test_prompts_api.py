@@ -198,6 +198,77 @@ def test_prompt_updated_drops_the_render_cache(prompts, start_app, default_broke
     assert event["source"] == "prompts" and event["data"]["labels"]["staging"] == 1
 
 
+def test_a_deleted_prompt_is_gone_and_its_version_numbers_are_never_given_again(prompts) -> None:
+    name = unique()
+    variables = {"variables": {"product": "Dapr", "question": "q"}}
+    with prompts.sidecar.client() as dapr:
+        create(dapr, name)
+        add_version(dapr, name, "second about {{ product }}")
+        assert dapr.post(f"{BASE}/{name}/render", json=variables).json()["version"] == 1  # now cached
+
+        deleted = dapr.delete(f"{BASE}/{name}")
+        assert (deleted.status_code, deleted.content) == (204, b"")
+        for gone in (
+            dapr.get(f"{BASE}/{name}"),
+            dapr.get(f"{BASE}/{name}/versions"),
+            dapr.get(f"{BASE}/{name}/versions/1"),
+            dapr.post(f"{BASE}/{name}/render", json=variables),  # not from the cache either
+            dapr.post(f"{BASE}/{name}/versions", json=QA),
+            dapr.put(f"{BASE}/{name}/labels/staging", json={"version": 1}),
+            dapr.delete(f"{BASE}/{name}"),
+        ):
+            assert gone.status_code == 404, gone.text
+            assert gone.headers["content-type"] == "application/problem+json"
+            assert name in gone.json()["detail"]
+        assert name not in [head["name"] for head in dapr.get(BASE).json()]
+        # Its versions' text is gone from the state store, not only from the API.
+        for number in (1, 2):
+            assert dapr.get(f"/v1.0/state/statestore/prompt:{name}:v:{number}").status_code == 204
+
+        # Created again, the name numbers on from the deleted prompt's last version.
+        again = create(dapr, name, commit_message="again")
+        assert again["prompt"]["first"] == 3 and again["version"]["version"] == 3
+        assert again["prompt"]["labels"] == {"latest": 3, "production": 3}
+        assert PromptHead.model_validate(again["prompt"]).first == 3
+        assert [v["version"] for v in dapr.get(f"{BASE}/{name}/versions").json()] == [3]
+        assert dapr.get(f"{BASE}/{name}/versions/1").status_code == 404
+        assert add_version(dapr, name, "fourth about {{ product }}")["version"] == 4
+        assert dapr.post(f"{BASE}/{name}/render", json=variables).json()["version"] == 3
+        assert name in [head["name"] for head in dapr.get(BASE).json()]
+
+
+def test_a_delete_racing_new_versions_never_lets_a_number_stand_for_two_texts(prompts) -> None:
+    name = unique()
+    with prompts.sidecar.client() as dapr:
+        create(dapr, name)
+
+    def new_version(n: int) -> tuple[int, int | None]:
+        body = {**QA, "messages": [{"role": "system", "content": f"v{n} about {{{{ product }}}}"}, QA["messages"][1]]}
+        with prompts.sidecar.client() as dapr:
+            response = dapr.post(f"{BASE}/{name}/versions", json=body)
+        return response.status_code, response.json().get("version") if response.status_code == 201 else None
+
+    def delete(_: int) -> tuple[int, None]:
+        with prompts.sidecar.client() as dapr:
+            return dapr.delete(f"{BASE}/{name}").status_code, None
+
+    with ThreadPoolExecutor(5) as pool:
+        outcomes = list(
+            pool.map(
+                lambda job: job[0](job[1]),
+                [(new_version, 2), (new_version, 3), (delete, 0), (new_version, 4), (new_version, 5)],
+            )
+        )
+    # Each call either landed or found no prompt; none failed.
+    assert {status for status, _ in outcomes} <= {201, 204, 404}, outcomes
+    assert outcomes[2][0] == 204
+    given = [number for status, number in outcomes if status == 201 and number is not None]
+    with prompts.sidecar.client() as dapr:
+        assert dapr.get(f"{BASE}/{name}").status_code == 404
+        again = create(dapr, name)
+    assert again["version"]["version"] > max([1, *given]), (again["version"], outcomes)
+
+
 def test_the_rag_prompt_is_seeded_before_the_service_is_ready(prompts) -> None:
     """The gateway's grounded answers need `rag-answer`: it renders the built-in grounding with no setup."""
     context = "[1] Handbook: The launch site is Kourou."

@@ -101,6 +101,7 @@ PUBLIC_ROUTES = (
     PublicRoute("GET", "/v1/prompts", "prompts", "List prompt templates", "prompts"),
     PublicRoute("POST", "/v1/prompts", "prompts", "Create a prompt template", "prompts"),
     PublicRoute("GET", "/v1/prompts/{name}", "prompts", "One prompt template", "prompts"),
+    PublicRoute("DELETE", "/v1/prompts/{name}", "prompts", "Delete a prompt, every version and label", "prompts"),
     PublicRoute("POST", "/v1/prompts/{name}/versions", "prompts", "Add a version to a prompt", "prompts"),
     PublicRoute("GET", "/v1/prompts/{name}/versions", "prompts", "Every version of a prompt", "prompts"),
     PublicRoute("GET", "/v1/prompts/{name}/versions/{ref}", "prompts", "One version, by number or label", "prompts"),

@@ -19,7 +19,7 @@ SCOPES: dict[str, str] = {
     "models:promote": "Point a model alias at a version (promotion to production, roll back), and start "
     "a workflow that does",
     "prompts:read": "List, read and render prompt templates",
-    "prompts:write": "Create prompt versions and move their labels",
+    "prompts:write": "Create prompt versions, move their labels and delete prompts",
     "fine-tune": "Upload training files, start, read and cancel fine-tuning jobs and workflows",
     "dead-letters:replay": "Publish a dead letter on its topic again",
     "admin": "The platform's events, dead letters, logs, traces, dashboards and overview",
@@ -53,6 +53,7 @@ ROUTE_SCOPES: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/v1/prompts"): _PROMPTS_READ,
     ("POST", "/v1/prompts"): _PROMPTS_WRITE,
     ("GET", "/v1/prompts/{name}"): _PROMPTS_READ,
+    ("DELETE", "/v1/prompts/{name}"): _PROMPTS_WRITE,
     ("POST", "/v1/prompts/{name}/versions"): _PROMPTS_WRITE,
     ("GET", "/v1/prompts/{name}/versions"): _PROMPTS_READ,
     ("GET", "/v1/prompts/{name}/versions/{ref}"): _PROMPTS_READ,

@@ -206,6 +206,21 @@ async def delete_label(name: PromptName, label: LabelName, request: Request, sto
     return head
 
 
+@prompts.delete(
+    "/{name}",
+    status_code=204,
+    summary="Delete a prompt: every version and label",
+    response_class=Response,
+    responses=problem_responses(404),
+)
+async def delete_prompt(name: PromptName, request: Request, store: StoreDep) -> Response:
+    """Its versions' numbers are not given again: a prompt created later under the name numbers
+    its versions on from the last one (prompts.store)."""
+    await store.delete_prompt(name)
+    await _announce(request, "prompt.deleted", {"name": name, "labels": {}})
+    return Response(status_code=204)
+
+
 # Unset fields stay out of the answer: `text` belongs to text prompts only.
 @prompts.post(
     "/{name}/render",

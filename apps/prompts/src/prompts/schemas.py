@@ -24,6 +24,11 @@ class PromptHead(BaseModel):
     latest: int
     next: int
     labels: dict[str, int]
+    first: int = Field(
+        1,
+        description="Its first version's number: 1, or, for a prompt created again under a deleted "
+        "prompt's name, the number after that prompt's last (version numbers are never given twice).",
+    )
 
 
 PromptVersion = create_model(

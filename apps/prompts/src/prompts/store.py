@@ -6,6 +6,11 @@ State keys (the sidecar prefixes each with the app-id):
 - `prompt:{name}`          the head: description, `latest` and `next` numbers, every label -> version.
 - `prompt:{name}:v:{n}`    version n, written once and never again.
 
+A deleted prompt's head stays as a tombstone (`deleted_at`, and `next`), which every read and
+write treats as no prompt at all: a prompt created again under the name numbers its versions on
+from `next` (its first version is `first`), so a version number never stands for two texts (a
+client or a cache holding version 3 of a name can never be given other text).
+
 Why this shape: a label move is one ETag write of the head, so two concurrent moves cannot lose
 an update (the loser re-reads and re-applies). Multi-key ETag transactions are not used: Redis
 does not roll back a transaction whose ETag check failed. A version number is reserved by an ETag
@@ -22,7 +27,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from genai_platform.dapr import DaprError, Sidecar, StateConflict, with_etag_retries
+from genai_platform.dapr import DaprError, Sidecar, StateConflict, StateOperation, with_etag_retries
 from prompts.errors import (
     LabelMoved,
     LabelNotFound,
@@ -39,6 +44,8 @@ INDEX_KEY = "prompts-index"
 LATEST = "latest"
 # Each optimistic-concurrency loop gives up after this many lost races (a 409 to the caller).
 MAX_ATTEMPTS = 20
+# Version keys deleted per state transaction when a prompt is deleted.
+DELETES_PER_TRANSACTION = 100
 
 
 def head_key(name: str) -> str:
@@ -78,13 +85,17 @@ class PromptStore:
         try:
             # Read first: a refused create-only write is slow (the sidecar's resiliency policy
             # retries it), so only a true race should take that path.
-            if await self.sidecar.get_state(head_key(name)) is not None:
+            existing = await self.sidecar.get_state(head_key(name))
+            if existing is None:
+                await self._create(head_key(name), head)
+            elif is_deleted(existing.value):
+                head = await self._recreate(name, existing.value, existing.etag, head)
+            else:
                 raise AlreadyExists(head_key(name))
-            await self._create(head_key(name), head)
         except AlreadyExists:
             await self._add_to_index(name)  # heals an index write lost to a crash after the head
             raise PromptExists(f"A prompt named {name!r} already exists.") from None
-        version = await self._first_version(name, draft)
+        version = await self._first_version(name, draft, head.get("first", 1))
         head = await self._point_head(name, version["version"], draft.labels)
         await self._add_to_index(name)
         return head, version
@@ -112,11 +123,47 @@ class PromptStore:
         writer wins and the other reads the winner's; the head is pointed at it either way.
         Returns the head and the version; PromptNotFound when there is no head at all.
         """
-        await self.get_prompt(name)
-        version = await self._first_version(name, draft)
-        head = await self._point_head(name, 1, draft.labels)
+        first = (await self.get_prompt(name)).get("first", 1)
+        version = await self._first_version(name, draft, first)
+        head = await self._point_head(name, first, draft.labels)
         await self._add_to_index(name)
         return head, version
+
+    async def delete_prompt(self, name: str) -> dict:
+        """Delete a prompt, every version and label; returns its head as it was.
+
+        One ETag write turns the head into a tombstone (module docstring): from then on every
+        read and write of the prompt is a PromptNotFound, and no writer can take a version number
+        (a create racing the delete either took its number before, and the tombstone keeps the
+        numbers after it, or gets a 404). Then the versions' keys are deleted, and the name leaves
+        the index. Deleting them again is the next create's first step when a crash cut this short.
+        PromptNotFound when there is no such prompt.
+        """
+        before: dict = {}
+
+        def bury(head: dict) -> dict:
+            before.clear()
+            before.update(head)
+            first = head.get("first", 1)
+            return {
+                "name": name,
+                "created_at": head["created_at"],
+                "deleted_at": _now(),
+                "first": first,
+                "next": max(head.get("next", first), head["latest"] + 1),
+                "latest": 0,
+                "labels": {},
+            }
+
+        tombstone = await self._update_head(name, bury)
+        await self._delete_versions(name, tombstone["next"])
+        await self._remove_from_index(name)
+        return before
+
+    async def is_deleted(self, name: str) -> bool:
+        """Whether `name` was a prompt that has been deleted (its tombstone is there)."""
+        item = await self.sidecar.get_state(head_key(name))
+        return item is not None and is_deleted(item.value)
 
     async def move_label(self, name: str, label: str, number: int, expected: int | None = None) -> dict:
         """Point `label` at version `number`; with `expected`, only if it still points there."""
@@ -153,7 +200,8 @@ class PromptStore:
         index = await self.sidecar.get_state(INDEX_KEY)
         names = sorted(index.value["names"]) if index else []
         heads = await self._bulk_get([head_key(n) for n in names])
-        return [head for head in heads if head is not None]
+        # A name whose delete stopped before it left the index has a tombstone: no prompt.
+        return [head for head in heads if head is not None and not is_deleted(head)]
 
     async def get_prompt(self, name: str) -> dict:
         return (await self._head_item(name)).value
@@ -174,16 +222,36 @@ class PromptStore:
 
     async def list_versions(self, name: str) -> list[dict]:
         head = await self.get_prompt(name)
-        versions = await self._bulk_get([version_key(name, n) for n in range(1, head["latest"] + 1)])
+        numbers = range(head.get("first", 1), head["latest"] + 1)
+        versions = await self._bulk_get([version_key(name, n) for n in numbers])
         return [with_labels(v, head) for v in versions if v is not None]
 
     # --- internals ----------------------------------------------------------------------------
 
     async def _head_item(self, name: str):
         item = await self.sidecar.get_state(head_key(name))
-        if item is None:
+        if item is None or is_deleted(item.value):
             raise PromptNotFound(f"No prompt named {name!r}.")
         return item
+
+    async def _recreate(self, name: str, tombstone: dict, etag: str | None, head: dict) -> dict:
+        """Replace a deleted prompt's tombstone by `head` (a new prompt), numbered on from the
+        tombstone's `next`; AlreadyExists when another create replaced it first."""
+        first = tombstone["next"]
+        await self._delete_versions(name, first)  # what a delete cut short by a crash left
+        head = head | {"first": first, "next": first + 1}
+        try:
+            await self.sidecar.save_state(head_key(name), head, etag=etag, concurrency="first-write")
+        except StateConflict:
+            raise AlreadyExists(head_key(name)) from None
+        return head
+
+    async def _delete_versions(self, name: str, below: int) -> None:
+        """Delete the keys of versions 1 to `below` - 1 (those that are not there cost nothing)."""
+        keys = [version_key(name, n) for n in range(1, below)]
+        for start in range(0, len(keys), DELETES_PER_TRANSACTION):
+            chunk = keys[start : start + DELETES_PER_TRANSACTION]
+            await self.sidecar.transact(StateOperation("delete", key) for key in chunk)
 
     async def _reserve_number(self, name: str) -> int:
         """Take the next version number with one ETag write of the head.
@@ -204,12 +272,13 @@ class PromptStore:
         await self._update_head(name, reserve)
         return reserved[0]
 
-    async def _first_version(self, name: str, draft: VersionDraft) -> dict:
-        """Write version 1 create-only; when a racing writer was first, theirs is version 1."""
+    async def _first_version(self, name: str, draft: VersionDraft, number: int) -> dict:
+        """Write the first version (`number`: 1, or a re-created prompt's `first`) create-only;
+        when a racing writer was first, theirs is that version."""
         try:
-            return await self._write_version(name, 1, draft)
+            return await self._write_version(name, number, draft)
         except AlreadyExists:
-            item = await self.sidecar.get_state(version_key(name, 1))
+            item = await self.sidecar.get_state(version_key(name, number))
             assert item is not None  # a create-only write was refused because the key is there
             return item.value
 
@@ -259,6 +328,16 @@ class PromptStore:
 
         await with_etag_retries(attempt, MAX_ATTEMPTS)
 
+    async def _remove_from_index(self, name: str) -> None:
+        async def attempt() -> None:
+            item = await self.sidecar.get_state(INDEX_KEY)
+            if item is None or name not in item.value["names"]:
+                return
+            names = [n for n in item.value["names"] if n != name]
+            await self.sidecar.save_state(INDEX_KEY, {"names": names}, etag=item.etag, concurrency="first-write")
+
+        await with_etag_retries(attempt, MAX_ATTEMPTS)
+
     async def _create(self, key: str, value: Any) -> None:
         """Write `key` only if it does not exist (first-write with no ETag is create-only)."""
         try:
@@ -280,6 +359,11 @@ class PromptStore:
             raise DaprError(response.status_code, "ERR_STATE_BULK_GET", "bulk state read failed")
         by_key = {item["key"]: item.get("data") for item in response.json()}
         return [by_key.get(key) for key in keys]
+
+
+def is_deleted(head: dict) -> bool:
+    """Whether a stored head is a deleted prompt's tombstone."""
+    return "deleted_at" in head
 
 
 def _same_content(version: dict, draft: VersionDraft) -> bool:
