@@ -49,7 +49,10 @@ def pick_tokens(
         for row in biased:
             ids, bias = zip(*params[row].logit_bias, strict=True)
             logits[row, list(ids)] += torch.tensor(bias, dtype=logits.dtype, device=logits.device)
-    chosen = logits.argmax(dim=-1).tolist()
+    # In float32: torch's CPU argmax over bfloat16 is 4x slower (1.4 vs 0.35 ms for 16 rows of
+    # SmolLM2's 49,152 logits, 2% of a decode step), and widening bfloat16 is exact, so the same
+    # token wins (the first of equal ones, as before).
+    chosen = logits.float().argmax(dim=-1).tolist()
     for row, (p, generator) in enumerate(zip(params, generators, strict=True)):
         if not p.greedy:
             chosen[row] = _sample(logits[row], p, generator)
