@@ -87,6 +87,10 @@ def test_a_path_parameter_no_url_can_carry_is_a_422_naming_it(start_app, default
         ("DELETE", "/v1/documents/doc-caf%C3%A9", "document_id"),
         ("GET", "/v1/files/file%05", "file_id"),
         ("GET", "/v1/prompts/Upper", "name"),  # relayed: the prompts app's names are lowercase
+        # An encoded slash: routed and relayed as a separator, this removed the label `production`
+        # of `rag-answer` (a new-user trial); the segment is refused, named by the route's parameter.
+        ("DELETE", "/v1/prompts/rag-answer%2Flabels%2Fproduction", "name"),
+        ("GET", "/v1/prompts/rag-answer%2Fversions", "name"),
     ]
     with httpx.Client(base_url=gateway.app.url, headers=headers, timeout=30) as client:
         for method, path, parameter in calls:
@@ -94,6 +98,8 @@ def test_a_path_parameter_no_url_can_carry_is_a_422_naming_it(start_app, default
             assert response.status_code == 422, (method, path, response.text)
             assert response.headers["content-type"] == "application/problem+json"
             assert f"path.{parameter}" in [e["location"] for e in response.json()["errors"]], response.text
+        head = client.get("/v1/prompts/rag-answer")
+        assert head.status_code == 200 and "production" in head.json()["labels"], head.text
 
 
 def test_generation_bodies_meet_the_openai_contract_before_anything_else(start_app, default_broker, secrets) -> None:

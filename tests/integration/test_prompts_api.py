@@ -268,6 +268,21 @@ def test_a_delete_racing_new_versions_never_lets_a_number_stand_for_two_texts(pr
         again = create(dapr, name)
     assert again["version"]["version"] > max([1, *given]), (again["version"], outcomes)
 
+    # Creates racing deletes of one name: a create either made the prompt or found it there or
+    # deleted under it (409), never a 404 (a new-user trial saw 8 of 52 creates answer 404).
+    raced = unique()
+
+    def create_or_delete(create_it: bool) -> tuple[str, int]:
+        with prompts.sidecar.client() as dapr:
+            if create_it:
+                return "create", dapr.post(BASE, json={"name": raced, **QA}).status_code
+            return "delete", dapr.delete(f"{BASE}/{raced}").status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        statuses = [s for _ in range(4) for s in pool.map(create_or_delete, [True, False, True, False, True, False])]
+    assert {code for kind, code in statuses if kind == "create"} <= {201, 409}, statuses
+    assert {code for kind, code in statuses if kind == "delete"} <= {204, 404}, statuses
+
 
 def test_the_rag_prompt_is_seeded_before_the_service_is_ready(prompts) -> None:
     """The gateway's grounded answers need `rag-answer`: it renders the built-in grounding with no setup."""

@@ -66,7 +66,6 @@ def test_every_path_parameter_of_these_apps_has_a_pattern() -> None:
     [
         (b"/v1/prompts/%057", "/v1/prompts/%057"),
         (b"/v1/documents/caf\xc3\xa9", "/v1/documents/caf%C3%A9"),  # raw UTF-8 from a lax client
-        (b"/v1/documents/a%2Fb", "/v1/documents/a%2Fb"),  # an escaped slash stays one segment
         (b"/v1/files/file-1:2", "/v1/files/file-1:2"),
     ],
 )
@@ -87,3 +86,27 @@ def test_a_relay_names_each_parameter_no_url_can_carry() -> None:
 
     params = {"name": "rag-answer", "label": "x\ny", "ref": "caf\u00e9", "id": "doc-1\n", "ok": "v1.2:3"}
     assert [e["location"] for e in invalid_path_parameters(params)] == ["path.label", "path.ref", "path.id"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "template", "locations"),
+    [
+        (b"/v1/prompts/x%2Flabels%2Fproduction", "/v1/prompts/{name}/labels/{label}", ["path.name"]),
+        (b"/v1/prompts/a/labels/b%2fc", "/v1/prompts/{name}/labels/{label}", ["path.label"]),
+        (b"/v1/documents%2Fx", "/v1/documents", ["path"]),
+        (b"/v1/prompts/x?next=%2F", "/v1/prompts/{name}", []),  # a query may hold one
+        (b"/v1/prompts/a%252Fb", "/v1/prompts/{name}", []),  # an encoded '%' then '2F': no slash
+    ],
+)
+def test_an_encoded_slash_in_a_path_segment_is_named_by_the_routes_parameter(
+    raw: bytes, template: str, locations: list[str]
+) -> None:
+    from types import SimpleNamespace
+
+    from starlette.requests import Request
+
+    from gateway.routes import encoded_slashes
+
+    route = SimpleNamespace(path=template)
+    scope = {"type": "http", "method": "GET", "path": "", "raw_path": raw, "headers": [], "route": route}
+    assert [e["location"] for e in encoded_slashes(Request(scope))] == locations

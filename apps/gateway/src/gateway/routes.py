@@ -196,12 +196,38 @@ def encoded_path(request: Request) -> str:
     """The request's path as the client encoded it, for relaying it on.
 
     The decoded path (`request.url.path`) may hold a control character (`%05` -> U+0005) that
-    no URL can carry (httpx refuses it: a 500), or a `%2F` that would become a path separator.
-    Relayed encoded, the serving app sees what the client sent and refuses a bad id with a 422
-    naming it (genai_platform.paths).
+    no URL can carry (httpx refuses it: a 500). Relayed encoded, the serving app sees what the
+    client sent and refuses a bad id with a 422 naming it (genai_platform.paths). A `%2F` never
+    gets this far (`encoded_slashes`).
     """
     raw = request.scope.get("raw_path")
     return quote_from_bytes(raw, safe=_PATH_SAFE) if raw else quote(request.url.path, safe=_PATH_SAFE)
+
+
+def encoded_slashes(request: Request) -> list[dict[str, str]]:
+    """A 422 error entry for each path segment that holds an encoded slash (`%2F`), naming the route
+    parameter in its place (`path.name`), or `path` where the route has none.
+
+    The router matches the decoded path, and daprd decodes the method it relays, so an encoded
+    slash acts as a separator however the path is relayed: `DELETE /v1/prompts/x%2Flabels%2Fproduction`
+    matched the label route and removed a label (a new-user trial). No id or name of the platform
+    holds a `/` (genai_platform.paths), so such a segment is refused, as Apache's
+    `AllowEncodedSlashes Off` refuses it. A path that, decoded, matches no route gets the router's
+    404 or 405 before this runs: nothing is relayed either way.
+    """
+    raw = request.scope.get("raw_path") or b""
+    segments = raw.split(b"?", 1)[0].split(b"/")
+    route = request.scope.get("route")
+    template = getattr(route, "path", "").split("/")
+    errors = []
+    for index, segment in enumerate(segments):
+        if b"%2f" not in segment.lower():
+            continue
+        name = template[index] if index < len(template) else ""
+        location = f"path.{name[1:-1]}" if name.startswith("{") and name.endswith("}") else "path"
+        message = f"'{segment.decode('latin-1')}' holds an encoded '/' (%2F), which no path segment may hold"
+        errors.append({"location": location, "message": message})
+    return errors
 
 
 def _relay(route: PublicRoute) -> Callable[..., Awaitable[Response]]:
@@ -209,7 +235,7 @@ def _relay(route: PublicRoute) -> Callable[..., Awaitable[Response]]:
         settings: GatewaySettings = request.app.state.settings
         limits = request.app.state.limits
         limits.admit(api_key)
-        if errors := invalid_path_parameters(request.path_params):
+        if errors := encoded_slashes(request) + invalid_path_parameters(request.path_params):
             raise invalid_request(errors)
         return await forward(
             request,

@@ -21,6 +21,11 @@ class PromptExists(Conflict):
     """A prompt of that name exists already (409)."""
 
 
+class DeletedWhileCreated(Conflict):
+    """A prompt being created was deleted before its first version was in place (409): the delete
+    won; creating it again makes a new prompt."""
+
+
 class LabelReserved(Conflict):
     """`latest` is kept by the service: it cannot be moved or removed (409)."""
 

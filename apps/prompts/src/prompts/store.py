@@ -29,6 +29,7 @@ from typing import Any
 
 from genai_platform.dapr import DaprError, Sidecar, StateConflict, StateOperation, with_etag_retries
 from prompts.errors import (
+    DeletedWhileCreated,
     LabelMoved,
     LabelNotFound,
     LabelReserved,
@@ -96,7 +97,12 @@ class PromptStore:
             await self._add_to_index(name)  # heals an index write lost to a crash after the head
             raise PromptExists(f"A prompt named {name!r} already exists.") from None
         version = await self._first_version(name, draft, head.get("first", 1))
-        head = await self._point_head(name, version["version"], draft.labels)
+        try:
+            head = await self._point_head(name, version["version"], draft.labels)
+        except PromptNotFound:
+            # A delete of the name ran between the head's write and this one (a new-user trial's
+            # race: a 404 from a create); the first version's key went with it or goes at the next create.
+            raise DeletedWhileCreated(f"Prompt {name!r} was deleted while it was being created.") from None
         await self._add_to_index(name)
         return head, version
 
