@@ -9,8 +9,9 @@ tables computed once, and SDPA attention with key/value head sharing. It also pr
 prompts in one pass (packed end to end: every projection sees all their tokens at once, and
 attention runs per prompt so none sees another's tokens).
 
-Projections can be held in 4 bits (`Int4`, INFERENCE_QUANTIZATION): a decode step of few rows is
-bound by reading the weights, and the packaged model's layers are 4-bit (Q4_1) in its GGUF anyway.
+Projections can be held in 4 bits (`Int4`, INFERENCE_QUANTIZATION) and the output head in 8
+(`Int8`): a decode step of few rows is bound by reading the weights, and the packaged model's
+layers are 4-bit (Q4_1) and its head 8-bit (Q8_0) in its GGUF anyway.
 
 Only models whose forward is exactly this are taken (`FastLlama.supports`); any other
 architecture keeps transformers' forward (`inference.batch` chooses).
@@ -118,6 +119,46 @@ class Int4:
         return y.view(*x.shape[:-1], y.shape[-1])
 
 
+# At most this many rows multiply by the output head's 8-bit weights; more take the bfloat16 copy.
+# SmolLM2-135M's head (49,152 x 576) on one thread of this project's AMD EPYC (AVX512-BF16), in ms:
+# 1 row 4.0 vs 4.6 bfloat16, 2 rows 4.6 vs 6.6, 4 rows 5.8 vs 7.4, 6 rows 10.5 vs 8.0, 12 rows 17.9
+# vs 9.6 (torch's int8 kernel converts every weight for every row; bench/README.md, "Inference").
+INT8_MOST_ROWS = 4
+
+
+class Int8:
+    """A projection held as 8-bit integers with one scale per output row: w = q * scale, q in
+    -127..127 (symmetric, round to nearest), for the output head, which a decode step of few rows
+    reads whole (SmolLM2's is 56 MB in bfloat16, 28 in 8 bits).
+
+    As `Int4`, it keeps the values twice: 8-bit for torch's int8 kernel (few rows), and as a
+    bfloat16 tensor for many rows, where bfloat16 matmuls are faster; both compute with the same
+    values, so a row's logits do not depend on how many rows share its step beyond rounding. The
+    bfloat16 copy is its own tensor: the head is often tied to the embedding, which keeps its values.
+    """
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        """`weight` (out features, in features), bfloat16 on the CPU (`supports`); left unchanged."""
+        w = weight.detach().float()
+        # A row of zeros gets scale 1 (any scale holds it), not 0 (a division by zero).
+        scale = (w.abs().amax(dim=1) / 127).where(w.abs().amax(dim=1) > 0, torch.ones(()))
+        self.q = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8)
+        self.scales = scale.to(weight.dtype)
+        self.weight = (self.q.float() * self.scales.float()[:, None]).to(weight.dtype)
+
+    @staticmethod
+    def supports(weight: torch.Tensor) -> bool:
+        """Whether `weight` can be held in 8 bits here: bfloat16 on the CPU (torch's int8 kernel)."""
+        return weight.device.type == "cpu" and weight.dtype == torch.bfloat16 and weight.dim() == 2
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // x.shape[-1]
+        if rows > INT8_MOST_ROWS:
+            return F.linear(x, self.weight)
+        y = torch._weight_int8pack_mm(x.reshape(rows, x.shape[-1]), self.q, self.scales)
+        return y.view(*x.shape[:-1], y.shape[-1])
+
+
 Projection = Dense | Int4
 # A weight's 4-bit values, and each group's scale and zero point (`_grid`).
 Grid = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -195,9 +236,9 @@ class FastLlama:
 
     def __init__(self, model: PreTrainedModel, *, quantization: Quantization = Quantization.NONE) -> None:
         """`quantization`: which layer projections are held in 4 bits (`Int4`; bfloat16 weights on the
-        CPU only): with `auto` those whose weights are on a 4-bit grid already, with `int4` all.
-        The model's own weights are overwritten with the values they now stand for. The embedding
-        and the output head keep theirs."""
+        CPU only): with `auto` those whose weights are on a 4-bit grid already, with `int4` all;
+        with either, the output head in 8 bits (`Int8`). The model's own layer weights are
+        overwritten with the values they now stand for; the embedding keeps its own."""
         config = model.config
 
         def projection(weight: torch.Tensor) -> Projection:
@@ -216,12 +257,15 @@ class FastLlama:
         inner = model.model
         self.embed = inner.embed_tokens.weight
         self.norm = inner.norm.weight
-        # The output head keeps its weights: in 4 bits (a copy, as it is tied to the embedding) it
-        # saved 3.7 of 18.5 ms a step at one row but raised perplexity on the fixed eval set from
-        # 13.59 to 14.11 (both with the layers' scales rounded, not fitted) and left no greedy
-        # answer as float32's (bench/README.md, "Inference", int4); the packaged model's head is
-        # 8-bit (Q8_0), not 4.
-        self.lm_head = model.lm_head.weight
+        # The output head in 8 bits (the packaged model's is 8-bit in its GGUF, Q8_0, with a scale
+        # per 32 weights; torch's kernel takes one per row): perplexity on bench/inference/accuracy.py's
+        # fixed texts 13.38 against 13.51 with the bfloat16 head (float32: 13.48), a decode step of
+        # one row 0.6-1.1 ms shorter of ~18. In 4 bits it saved 3.7 ms but raised perplexity to 14.11
+        # (bench/README.md, "Inference", int4).
+        head = model.lm_head.weight.detach()
+        self.head: Dense | Int8 = (
+            Int8(head) if quantization is not Quantization.NONE and Int8.supports(head) else Dense(head)
+        )
         self.layers = [
             _Layer(
                 input_norm=layer.input_layernorm.weight,
@@ -242,7 +286,11 @@ class FastLlama:
         projections = [p for layer in self.layers for p in (layer.qkv, layer.out, layer.gate_up, layer.down)]
         self.int4_projections = sum(isinstance(p, Int4) for p in projections)
         held = f"{self.int4_projections}/{len(projections)}"
-        log.info("lean forward ready", extra={"quantization": quantization.value, "int4_projections": held})
+        head_bits = "int8" if isinstance(self.head, Int8) else str(head.dtype).removeprefix("torch.")
+        log.info(
+            "lean forward ready",
+            extra={"quantization": quantization.value, "int4_projections": held, "head": head_bits},
+        )
 
     def _rotary_table(self, positions: int) -> None:
         # INFERENCE_CONTEXT_LENGTH may pass the model's max_position_embeddings: the table grows.
@@ -297,7 +345,7 @@ class FastLlama:
         return h + layer.down(F.silu(gate) * up)
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
-        return F.linear(self._norm(h, self.norm), self.lm_head)
+        return self.head(self._norm(h, self.norm))
 
     @torch.inference_mode()
     def decode(
