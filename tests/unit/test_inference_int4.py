@@ -128,7 +128,7 @@ def test_the_int4_forward_computes_what_the_dense_forward_computes_on_its_weight
     # Int4 overwrote the model's weights with the values it holds: a dense forward over them is the reference.
     dense = FastLlama(copy.deepcopy(tiny_int4.model), quantization=Quantization.NONE)
     assert isinstance(dense.layers[0].qkv, Dense)
-    dense.head = Dense(fast.head.weight)  # the 8-bit head's values (tests/unit/test_inference_int8.py)
+    dense.output_head = Dense(fast.output_head.weight)  # the 8-bit head's values (tests/unit/test_inference_int8.py)
     prompt = tiny_int4.encode_chat([{"role": "user", "content": "What is the capital of France?"}])
     fed = [5, 17, 230, 1000, 42, 7, 99, 3]
     steps = []

@@ -51,7 +51,7 @@ def test_auto_and_int4_hold_the_head_in_8_bits_and_none_keeps_it(tiny_llama) -> 
     model = copy.deepcopy(model).to(torch.bfloat16)
     for quantization in (Quantization.AUTO, Quantization.INT4):
         fast = FastLlama(copy.deepcopy(model), quantization=quantization)
-        assert isinstance(fast.head, Int8), quantization
+        assert isinstance(fast.output_head, Int8), quantization
     kept = FastLlama(copy.deepcopy(model), quantization=Quantization.NONE)
-    assert isinstance(kept.head, Dense) and torch.equal(kept.head.weight, model.lm_head.weight)
-    assert isinstance(FastLlama(copy.deepcopy(model).float(), quantization=Quantization.AUTO).head, Dense)
+    assert isinstance(kept.output_head, Dense) and torch.equal(kept.output_head.weight, model.lm_head.weight)
+    assert isinstance(FastLlama(copy.deepcopy(model).float(), quantization=Quantization.AUTO).output_head, Dense)

@@ -129,7 +129,8 @@ INT8_MOST_ROWS = 4
 class Int8:
     """A projection held as 8-bit integers with one scale per output row: w = q * scale, q in
     -127..127 (symmetric, round to nearest), for the output head, which a decode step of few rows
-    reads whole (SmolLM2's is 56 MB in bfloat16, 28 in 8 bits).
+    reads whole (SmolLM2's is 56 MB in bfloat16, 28 in 8 bits). Memory: both forms are added
+    beside the embedding the head is tied to, 84 MB for SmolLM2 (vocabulary x hidden x 3 bytes).
 
     As `Int4`, it keeps the values twice: 8-bit for torch's int8 kernel (few rows), and as a
     bfloat16 tensor for many rows, where bfloat16 matmuls are faster; both compute with the same
@@ -263,7 +264,7 @@ class FastLlama:
         # one row 0.6-1.1 ms shorter of ~18. In 4 bits it saved 3.7 ms but raised perplexity to 14.11
         # (bench/README.md, "Inference", int4).
         head = model.lm_head.weight.detach()
-        self.head: Dense | Int8 = (
+        self.output_head: Dense | Int8 = (
             Int8(head) if quantization is not Quantization.NONE and Int8.supports(head) else Dense(head)
         )
         self.layers = [
@@ -286,7 +287,7 @@ class FastLlama:
         projections = [p for layer in self.layers for p in (layer.qkv, layer.out, layer.gate_up, layer.down)]
         self.int4_projections = sum(isinstance(p, Int4) for p in projections)
         held = f"{self.int4_projections}/{len(projections)}"
-        head_bits = "int8" if isinstance(self.head, Int8) else str(head.dtype).removeprefix("torch.")
+        head_bits = "int8" if isinstance(self.output_head, Int8) else str(head.dtype).removeprefix("torch.")
         log.info(
             "lean forward ready",
             extra={"quantization": quantization.value, "int4_projections": held, "head": head_bits},
@@ -345,7 +346,7 @@ class FastLlama:
         return h + layer.down(F.silu(gate) * up)
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
-        return self.head(self._norm(h, self.norm))
+        return self.output_head(self._norm(h, self.norm))
 
     @torch.inference_mode()
     def decode(

@@ -120,7 +120,7 @@ async def _announce(request: Request, action: str, head: dict, version: int | No
 @prompts.post(
     "",
     status_code=201,
-    summary="Create a prompt with its version 1",
+    summary="Create a prompt with its first version",
     response_model=None,
     responses={201: {"model": CreatedPrompt}, **problem_responses(409)},
 )

@@ -44,7 +44,7 @@ PromptVersion = create_model(
 
 
 class CreatedPrompt(BaseModel):
-    """A new prompt's head and its version 1."""
+    """A new prompt's head and its first version (1, or `first` for a name a deleted prompt had)."""
 
     prompt: PromptHead
     version: PromptVersion

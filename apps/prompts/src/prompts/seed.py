@@ -2,8 +2,10 @@
 
 The gateway renders `rag-answer` for every request grounded in a collection; without it each
 one paid a failing round trip and fell back to the gateway's built-in grounding prompt. The
-seeded version 1 holds that same built-in prompt (genai_platform.contracts.prompts
-GROUNDING_INSTRUCTIONS), so answers do not change, and carries the `production` label.
+seeded first version (1; after an operator deleted the prompt, the number after its last)
+holds that same built-in prompt (genai_platform.contracts.prompts GROUNDING_INSTRUCTIONS), so
+answers do not change, and carries the `production` label. A deleted `rag-answer` is seeded
+again at the next start.
 
 Safe to repeat and to run on several replicas at once: a prompt that exists is left as it is
 (an operator's later versions and labels win); the head is written create-only, so of two
@@ -48,7 +50,7 @@ def rag_answer_draft() -> VersionDraft:
 
 
 async def seed_rag_prompt(store: PromptStore, name: str) -> bool:
-    """Create prompt `name` with the grounding prompt as version 1 (`production`); False when it was there.
+    """Create prompt `name` with the grounding prompt as its first version (`production`); False when it was there.
 
     Raises the store's `DaprError` while the state store cannot be reached (the caller retries).
     """

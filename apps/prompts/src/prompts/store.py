@@ -79,7 +79,9 @@ class PromptStore:
     # --- writes -------------------------------------------------------------------------------
 
     async def create_prompt(self, name: str, description: str, draft: VersionDraft) -> tuple[dict, dict]:
-        """Make a prompt and its version 1; returns the head and the version. PromptExists when the name is taken."""
+        """Make a prompt and its first version (1, or a deleted prompt's `next` for a name used before);
+        returns the head and the version. PromptExists when the name is taken, DeletedWhileCreated
+        when a delete of the name overtook this create."""
         now = _now()
         head = {"name": name, "description": description, "created_at": now, "updated_at": now}
         head |= {"latest": 0, "next": 2, "labels": {}}  # version 1 is written below
@@ -98,10 +100,10 @@ class PromptStore:
             raise PromptExists(f"A prompt named {name!r} already exists.") from None
         version = await self._first_version(name, draft, head.get("first", 1))
         try:
-            head = await self._point_head(name, version["version"], draft.labels)
+            head = await self._point_to_new(name, version["version"], draft.labels)
         except PromptNotFound:
             # A delete of the name ran between the head's write and this one (a new-user trial's
-            # race: a 404 from a create); the first version's key went with it or goes at the next create.
+            # race: a 404 from a create).
             raise DeletedWhileCreated(f"Prompt {name!r} was deleted while it was being created.") from None
         await self._add_to_index(name)
         return head, version
@@ -119,37 +121,37 @@ class PromptStore:
                 return await self._point_head(name, latest["version"], draft.labels), latest
         number = await self._reserve_number(name)
         version = await self._write_version(name, number, draft)
-        head = await self._point_head(name, number, draft.labels)
+        head = await self._point_to_new(name, number, draft.labels)
         return head, version
 
     async def complete_first_version(self, name: str, draft: VersionDraft) -> tuple[dict, dict]:
-        """Write version 1 of a prompt whose head has none (a create cut short by a crash).
+        """Write the first version of a prompt whose head has none (a create cut short by a crash).
 
-        Safe to race with the create it completes: version 1 is written create-only, so one
+        Safe to race with the create it completes: the first version is written create-only, so one
         writer wins and the other reads the winner's; the head is pointed at it either way.
-        Returns the head and the version; PromptNotFound when there is no head at all.
+        Returns the head and the version; PromptNotFound when there is no head at all, or when the
+        prompt was deleted (and perhaps created again) meanwhile.
         """
         first = (await self.get_prompt(name)).get("first", 1)
         version = await self._first_version(name, draft, first)
-        head = await self._point_head(name, first, draft.labels)
+        head = await self._point_to_new(name, first, draft.labels)
         await self._add_to_index(name)
         return head, version
 
-    async def delete_prompt(self, name: str) -> dict:
-        """Delete a prompt, every version and label; returns its head as it was.
+    async def delete_prompt(self, name: str) -> None:
+        """Delete a prompt, every version and label.
 
         One ETag write turns the head into a tombstone (module docstring): from then on every
         read and write of the prompt is a PromptNotFound, and no writer can take a version number
         (a create racing the delete either took its number before, and the tombstone keeps the
         numbers after it, or gets a 404). Then the versions' keys are deleted, and the name leaves
-        the index. Deleting them again is the next create's first step when a crash cut this short.
-        PromptNotFound when there is no such prompt.
+        the index. PromptNotFound when there is no such prompt; when its tombstone is there, the
+        cleanup runs again first (idempotent), so a client that retries a delete that failed after
+        the tombstone (a 5xx) gets it finished, and a 404. The next create of the name cleans up too.
+        Cost: every number the name ever had, once per delete and per re-create.
         """
-        before: dict = {}
 
         def bury(head: dict) -> dict:
-            before.clear()
-            before.update(head)
             first = head.get("first", 1)
             return {
                 "name": name,
@@ -161,15 +163,16 @@ class PromptStore:
                 "labels": {},
             }
 
-        tombstone = await self._update_head(name, bury)
+        try:
+            tombstone = await self._update_head(name, bury)
+        except PromptNotFound:
+            item = await self.sidecar.get_state(head_key(name))
+            if item is not None and is_deleted(item.value):
+                await self._delete_versions(name, item.value["next"])
+                await self._remove_from_index(name)
+            raise
         await self._delete_versions(name, tombstone["next"])
         await self._remove_from_index(name)
-        return before
-
-    async def is_deleted(self, name: str) -> bool:
-        """Whether `name` was a prompt that has been deleted (its tombstone is there)."""
-        item = await self.sidecar.get_state(head_key(name))
-        return item is not None and is_deleted(item.value)
 
     async def move_label(self, name: str, label: str, number: int, expected: int | None = None) -> dict:
         """Point `label` at version `number`; with `expected`, only if it still points there."""
@@ -178,6 +181,7 @@ class PromptStore:
         await self.get_version(name, number)  # 404 for a version that does not exist
 
         def move(head: dict) -> dict:
+            _check_own(name, head, number)
             current = head["labels"].get(label)
             if expected is not None and current != expected:
                 raise LabelMoved(
@@ -221,7 +225,8 @@ class PromptStore:
             number = head["labels"][ref]
         else:
             number = ref
-        item = await self.sidecar.get_state(version_key(name, number))
+        # A number below `first` belonged to a deleted prompt of the same name: not this one's.
+        item = None if number < head.get("first", 1) else await self.sidecar.get_state(version_key(name, number))
         if item is None:
             raise PromptVersionNotFound(f"Prompt {name!r} has no version {number}.", version=number)
         return with_labels(item.value, head)
@@ -296,6 +301,7 @@ class PromptStore:
 
     async def _point_head(self, name: str, number: int, labels: list[str]) -> dict:
         def point(head: dict) -> dict:
+            _check_own(name, head, number)
             # max(): a slower writer of an older number must not move `latest` backwards.
             head["latest"] = max(head["latest"], number)
             head["labels"][LATEST] = head["latest"]
@@ -304,6 +310,15 @@ class PromptStore:
             return head
 
         return await self._update_head(name, point)
+
+    async def _point_to_new(self, name: str, number: int, labels: list[str]) -> dict:
+        """`_point_head` for a version this caller has just written: when the prompt is gone (deleted,
+        perhaps created again under the name), the key is deleted again, so no text outlives it."""
+        try:
+            return await self._point_head(name, number, labels)
+        except PromptNotFound:
+            await self.sidecar.delete_state(version_key(name, number))
+            raise
 
     async def _update_head(self, name: str, change: Callable[[dict], dict]) -> dict:
         """Read-modify-write of the head under its ETag; a lost race re-reads and re-applies."""
@@ -343,6 +358,11 @@ class PromptStore:
             await self.sidecar.save_state(INDEX_KEY, {"names": names}, etag=item.etag, concurrency="first-write")
 
         await with_etag_retries(attempt, MAX_ATTEMPTS)
+        # A create of the name may have written its head and found the name still listed before
+        # this removal: a live head puts it back.
+        head = await self.sidecar.get_state(head_key(name))
+        if head is not None and not is_deleted(head.value):
+            await self._add_to_index(name)
 
     async def _create(self, key: str, value: Any) -> None:
         """Write `key` only if it does not exist (first-write with no ETag is create-only)."""
@@ -365,6 +385,13 @@ class PromptStore:
             raise DaprError(response.status_code, "ERR_STATE_BULK_GET", "bulk state read failed")
         by_key = {item["key"]: item.get("data") for item in response.json()}
         return [by_key.get(key) for key in keys]
+
+
+def _check_own(name: str, head: dict, number: int) -> None:
+    """PromptNotFound when version `number` cannot be the head's prompt's: below its `first`, it
+    belonged to a deleted prompt of the same name (a writer that began before the delete)."""
+    if number < head.get("first", 1):
+        raise PromptNotFound(f"No prompt named {name!r} has version {number} any more.")
 
 
 def is_deleted(head: dict) -> bool:
