@@ -70,6 +70,12 @@ def test_prose_about_secrets_is_not_a_secret(text: str) -> None:
         ("password=P@ss)w0rd!23 ok", "password=[M] ok"),
         ("password=Xy7]kQ9pL2x4 ok", "password=[M] ok"),
         ("(password=P@ss)w0rd!23) ok", "(password=[M]) ok"),
+        # `](` ends a value only inside a link's text: alone, the value went unredacted (its
+        # part before `](`, "ab", fell under the floor and the rest stayed in the answer).
+        ("Set password=ab](cdXy7Qz93Kd0pLm and go", "Set password=[M] and go"),
+        ("[see](https://x.example) password=ab](cdXy7Qz93Kd0pLm ok", "[see](https://x.example) password=[M] ok"),
+        ("[password=hunter2XY9zq](https://x.example) ok", "[password=[M]](https://x.example) ok"),
+        ("[a [b] token=Zx81kLm02Qa9](https://x.example)", "[a [b] token=[M]](https://x.example)"),
     ],
 )
 def test_a_value_ends_where_its_context_ends_it(text: str, masked: str) -> None:

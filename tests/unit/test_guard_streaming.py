@@ -223,6 +223,7 @@ SENSITIVE = {
     "s3cretpw": "redis://:s3cretpw@cache.example:6379/0",
     "correcthorsebatterystaple": "The secret is password=correcthorsebatterystaple!",
     "Summer2024": "Set password=Summer2024! now",
+    "cdXy7Qz93Kd0pLm": "Set password=ab](cdXy7Qz93Kd0pLm and go",
     "jane.doe@acme.com": '{"homepage":"https://acme.com","email":"jane.doe@acme.com"}',
 }
 PROSE = [

@@ -88,7 +88,8 @@ def token_end(text: str, start: int, end: int, punctuation: str = TRAILING_PUNCT
     """The end of the token that a pattern matched as `text[start:end]`, without what surrounds
     it: the token stops before a closing bracket it did not open when only closing brackets and
     `punctuation` follow it in the match (`(password=x)`, the `)` closing a link's URL, `...).`), or
-    when it is a `]` that opens a link's URL (the `](url)` after a link's text), and it loses its
+    when it is a `]` that opens a link's URL (the `](url)` after a link's text, when the token is
+    inside one: `[password=x](url)`), and it loses its
     trailing `punctuation` (`...?token=x.`). Redacting the whole match would drop that text from
     the answer. A closing bracket inside the token (`password=P@ss)w0rd!23`) is the token's own:
     stopping there would leave the rest of a secret out of the redaction. `trim` (default:
@@ -103,7 +104,8 @@ def token_end(text: str, start: int, end: int, punctuation: str = TRAILING_PUNCT
             if depth[_CLOSERS[char]]:
                 depth[_CLOSERS[char]] -= 1
                 continue
-            opens_url = char == "]" and text[i + 1 : i + 2] == "("
+            # `](` ends a link's text only inside one: `password=ab](cd...` alone is one value.
+            opens_url = char == "]" and text[i + 1 : i + 2] == "(" and _in_brackets(text, start)
             if opens_url or all(c in _CLOSERS or c in punctuation for c in text[i:end]):
                 end = i
                 break
@@ -111,6 +113,18 @@ def token_end(text: str, start: int, end: int, punctuation: str = TRAILING_PUNCT
     while end > start and text[end - 1] in trim:
         end -= 1
     return end
+
+
+def _in_brackets(text: str, start: int) -> bool:
+    """Whether `text[start]` lies inside square brackets opened before it (a markdown link's text,
+    nested brackets balanced as CommonMark balances them)."""
+    depth = 0
+    for char in text[:start]:
+        if char == "[":
+            depth += 1
+        elif char == "]" and depth:
+            depth -= 1
+    return depth > 0
 
 
 # How far past a match's end its trailing lookahead or `\b` may read (the phone pattern's
