@@ -81,6 +81,14 @@ def redact(text: str, findings: Iterable[Finding]) -> str:
 # 6.9 "Autolinks (extension)": `?`, `!`, `.`, `,`, `:`, `*`, `_`, `~`), `;` ends a clause and a
 # backtick the code span around it.
 TRAILING_PUNCTUATION = "?!.,:;*_~`"
+# A URL's scheme and `//` (RFC 3986 section 3.1), and the characters its userinfo may hold (3.2.1:
+# unreserved, pct-encoded, sub-delims) less the sub-delims that end a URL in prose and markup
+# (`'`, `(`, `)`, `,`, `;`): after `"https://acme.com","` or `[docs](https://x.example)` an address
+# is an address (a review). Without `:`, which parts the user from the password. For a character
+# class: `[{USERINFO_CHARS}:]`. The PII rail's e-mail exception and the secrets rail's
+# `url_credentials` read userinfo alike.
+URL_SCHEME = r"[a-zA-Z][a-zA-Z0-9+.-]{1,20}://"
+USERINFO_CHARS = r"A-Za-z0-9._~%!$&*+=\-"
 _CLOSERS = {")": "(", "]": "[", "}": "{", ">": "<"}
 
 

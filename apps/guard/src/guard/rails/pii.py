@@ -16,7 +16,7 @@ import re
 from bisect import bisect_right
 from dataclasses import dataclass, replace
 
-from guard.rails import Finding, Scan, drop_overlaps, partial_patterns, unsettled_start
+from guard.rails import URL_SCHEME, USERINFO_CHARS, Finding, Scan, drop_overlaps, partial_patterns, unsettled_start
 
 ENTITIES = ("email", "phone", "credit_card", "iban", "ssn", "ip_address")
 # When two candidates overlap, the more specific (checked) one names the text.
@@ -29,10 +29,9 @@ _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.
 # them as one redacted the host with them (the secrets rail masks the password:
 # `url_credentials`). `mailto:` has no `//`, so its address stays an e-mail.
 # The match may start inside the password (`p!ss@host`: `!` and `$` are userinfo characters the
-# e-mail pattern does not take), so userinfo's characters may come between `//` and it (RFC 3986
-# 3.2.1), less the sub-delims that end a URL in prose and markup (`'`, `(`, `)`, `,`, `;`): after
-# `"https://acme.com","` or `[docs](https://x.example)` an address is an address (a review).
-_USERINFO_START = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[A-Za-z0-9._~%!$&*+=:-]{0,128}$")
+# e-mail pattern does not take), so userinfo's characters may come between `//` and it
+# (guard.rails.USERINFO_CHARS).
+_USERINFO_START = re.compile(URL_SCHEME + f"[{USERINFO_CHARS}:]{{0,128}}$")
 _PHONE = re.compile(
     r"(?<![\w+.\-/])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?|\d{2,4}[\s.-])\d{3,4}[\s.-]\d{3,4}(?:[\s.-]\d{2,4})?(?![\w]|[.\-/]\d)"
     r"|(?<![\w+])\+\d{8,15}\b"

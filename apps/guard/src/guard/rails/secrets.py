@@ -10,7 +10,16 @@ import math
 import re
 from collections import Counter
 
-from guard.rails import Finding, Scan, drop_overlaps, partial_patterns, token_end, unsettled_start
+from guard.rails import (
+    URL_SCHEME,
+    USERINFO_CHARS,
+    Finding,
+    Scan,
+    drop_overlaps,
+    partial_patterns,
+    token_end,
+    unsettled_start,
+)
 
 VENDOR_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (kind, re.compile(pattern))
@@ -37,13 +46,12 @@ VENDOR_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("huggingface_token", r"\bhf_[A-Za-z0-9]{30,}\b"),
         ("npm_token", r"\bnpm_[A-Za-z0-9]{36}\b"),
         ("jwt", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b"),
-        # User and password in URL userinfo's characters (RFC 3986 3.2.1, less the sub-delims that
-        # end a URL in prose and markup: `'`, `(`, `)`, `,`, `;`), so that JSON such as
-        # `"https://acme.com","email":"jane@acme.com"` is no credential; the user may be empty
-        # (`redis://:password@host`, Redis's own form).
+        # User and password in URL userinfo's characters (guard.rails.USERINFO_CHARS), so that JSON
+        # such as `"https://acme.com","email":"jane@acme.com"` is no credential; the user may be
+        # empty (`redis://:password@host`, Redis's own form).
         (
             "url_credentials",
-            r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[A-Za-z0-9._~%!$&*+=-]{0,64}:([A-Za-z0-9._~%!$&*+=:-]{3,128})@",
+            rf"\b{URL_SCHEME}[{USERINFO_CHARS}]{{0,64}}:([{USERINFO_CHARS}:]{{3,128}})@",
         ),
         ("bearer_token", r"(?i)\bbearer\s+([A-Za-z0-9\-._~+/]{20,}=*)"),
     ]
