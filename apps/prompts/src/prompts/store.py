@@ -168,11 +168,9 @@ class PromptStore:
         except PromptNotFound:
             item = await self.sidecar.get_state(head_key(name))
             if item is not None and is_deleted(item.value):
-                await self._delete_versions(name, item.value["next"])
-                await self._remove_from_index(name)
+                await self._clean_up_deleted(name, item.value)
             raise
-        await self._delete_versions(name, tombstone["next"])
-        await self._remove_from_index(name)
+        await self._clean_up_deleted(name, tombstone)
 
     async def move_label(self, name: str, label: str, number: int, expected: int | None = None) -> dict:
         """Point `label` at version `number`; with `expected`, only if it still points there."""
@@ -256,6 +254,11 @@ class PromptStore:
         except StateConflict:
             raise AlreadyExists(head_key(name)) from None
         return head
+
+    async def _clean_up_deleted(self, name: str, tombstone: dict) -> None:
+        """What a delete does after its tombstone: the versions' keys go, and the name leaves the index."""
+        await self._delete_versions(name, tombstone["next"])
+        await self._remove_from_index(name)
 
     async def _delete_versions(self, name: str, below: int) -> None:
         """Delete the keys of versions 1 to `below` - 1 (those that are not there cost nothing)."""
