@@ -50,6 +50,18 @@ def add_version(dapr, name: str, system: str, **overrides) -> dict:
     return response.json()
 
 
+# The variables QA's versions render with.
+RENDER = {"variables": {"product": "Dapr", "question": "q"}}
+
+
+def cached_with_two_versions(dapr, name: str, second: str) -> None:
+    """Prompt `name` with version 1 (`production`) and version 2 (system message `second`), its
+    production render now in the service's cache."""
+    create(dapr, name)
+    add_version(dapr, name, second)
+    assert dapr.post(f"{BASE}/{name}/render", json=RENDER).json()["version"] == 1
+
+
 def test_create_version_label_and_render(prompts) -> None:
     name = unique()
     with prompts.sidecar.client() as dapr:
@@ -162,11 +174,8 @@ def test_prompt_updated_drops_the_render_cache(prompts, start_app, default_broke
     monitor = start_app("monitor", default_broker)
     monitor.wait_ready()
     name = unique()
-    variables = {"variables": {"product": "Dapr", "question": "q"}}
     with prompts.sidecar.client() as dapr:
-        create(dapr, name)
-        add_version(dapr, name, "second")
-        assert dapr.post(f"{BASE}/{name}/render", json=variables).json()["version"] == 1  # now cached
+        cached_with_two_versions(dapr, name, "second")
 
         # Move the label behind the service's back, straight in its state: the cache still answers v1.
         key = f"prompt:{name}"
@@ -175,13 +184,13 @@ def test_prompt_updated_drops_the_render_cache(prompts, start_app, default_broke
         moved = {**head, "labels": {**head["labels"], "production": 2}}
         saved = dapr.post("/v1.0/state/statestore", json=[{"key": key, "value": moved, "etag": etag}])
         assert saved.status_code == 204, saved.text
-        assert dapr.post(f"{BASE}/{name}/render", json=variables).json()["version"] == 1
+        assert dapr.post(f"{BASE}/{name}/render", json=RENDER).json()["version"] == 1
 
         # Another replica would announce the change like this; the subscriber drops the entry.
         published = dapr.post("/v1.0/publish/pubsub/prompt.updated", json={"name": name, "action": "label.moved"})
         assert published.status_code == 204
         wait_until(
-            lambda: dapr.post(f"{BASE}/{name}/render", json=variables).json()["version"] == 2,
+            lambda: dapr.post(f"{BASE}/{name}/render", json=RENDER).json()["version"] == 2,
             what="the render cache to drop the prompt",
             watch=prompts.processes,
         )
@@ -200,11 +209,8 @@ def test_prompt_updated_drops_the_render_cache(prompts, start_app, default_broke
 
 def test_a_deleted_prompt_is_gone_and_its_version_numbers_are_never_given_again(prompts) -> None:
     name = unique()
-    variables = {"variables": {"product": "Dapr", "question": "q"}}
     with prompts.sidecar.client() as dapr:
-        create(dapr, name)
-        add_version(dapr, name, "second about {{ product }}")
-        assert dapr.post(f"{BASE}/{name}/render", json=variables).json()["version"] == 1  # now cached
+        cached_with_two_versions(dapr, name, "second about {{ product }}")
 
         deleted = dapr.delete(f"{BASE}/{name}")
         assert (deleted.status_code, deleted.content) == (204, b"")
@@ -212,7 +218,7 @@ def test_a_deleted_prompt_is_gone_and_its_version_numbers_are_never_given_again(
             dapr.get(f"{BASE}/{name}"),
             dapr.get(f"{BASE}/{name}/versions"),
             dapr.get(f"{BASE}/{name}/versions/1"),
-            dapr.post(f"{BASE}/{name}/render", json=variables),  # not from the cache either
+            dapr.post(f"{BASE}/{name}/render", json=RENDER),  # not from the cache either
             dapr.post(f"{BASE}/{name}/versions", json=QA),
             dapr.put(f"{BASE}/{name}/labels/staging", json={"version": 1}),
             dapr.delete(f"{BASE}/{name}"),
@@ -233,7 +239,7 @@ def test_a_deleted_prompt_is_gone_and_its_version_numbers_are_never_given_again(
         assert [v["version"] for v in dapr.get(f"{BASE}/{name}/versions").json()] == [3]
         assert dapr.get(f"{BASE}/{name}/versions/1").status_code == 404
         assert add_version(dapr, name, "fourth about {{ product }}")["version"] == 4
-        assert dapr.post(f"{BASE}/{name}/render", json=variables).json()["version"] == 3
+        assert dapr.post(f"{BASE}/{name}/render", json=RENDER).json()["version"] == 3
         assert name in [head["name"] for head in dapr.get(BASE).json()]
 
 
