@@ -187,7 +187,8 @@ def test_prompt_updated_drops_the_render_cache(prompts, start_app, default_broke
         assert dapr.post(f"{BASE}/{name}/render", json=RENDER).json()["version"] == 1
 
         # Another replica would announce the change like this; the subscriber drops the entry.
-        published = dapr.post("/v1.0/publish/pubsub/prompt.updated", json={"name": name, "action": "label.moved"})
+        moved_elsewhere = {"name": name, "action": "label.moved", "version": 2, "labels": moved["labels"]}
+        published = dapr.post("/v1.0/publish/pubsub/prompt.updated", json=moved_elsewhere)
         assert published.status_code == 204
         wait_until(
             lambda: dapr.post(f"{BASE}/{name}/render", json=RENDER).json()["version"] == 2,
@@ -198,13 +199,16 @@ def test_prompt_updated_drops_the_render_cache(prompts, start_app, default_broke
         # The service announces its own changes on prompt.updated.
         assert dapr.put(f"{BASE}/{name}/labels/staging", json={"version": 1}).status_code == 200
 
+    # The monitor also sees the event this test published above (version 2, and it may arrive
+    # after the service's): wait for the one that moved `staging` to version 1.
     def announced() -> dict | None:
         with monitor.sidecar.client() as dapr:
             seen = dapr.get("/v1.0/invoke/monitor/method/v1/events", params={"topic": "prompt.updated"}).json()
-        return next((e for e in seen if e["data"]["name"] == name and e["data"]["action"] == "label.moved"), None)
+        ours = ({**e["data"], "source": e["source"]} for e in seen if e["data"]["name"] == name)
+        return next((e for e in ours if e.get("action") == "label.moved" and e.get("version") == 1), None)
 
     event = wait_until(announced, what="prompt.updated at the monitor", watch=monitor.processes)
-    assert event["source"] == "prompts" and event["data"]["labels"]["staging"] == 1
+    assert event["source"] == "prompts" and event["labels"] == {"latest": 2, "production": 2, "staging": 1}
 
 
 def test_a_deleted_prompt_is_gone_and_its_version_numbers_are_never_given_again(prompts) -> None:
