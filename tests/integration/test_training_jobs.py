@@ -194,11 +194,12 @@ def test_lora_job_survives_an_app_kill_resumes_from_its_checkpoint_and_registers
             for topic in ("training.progress", "training.completed"):
                 events = dapr.get("/v1.0/invoke/monitor/method/v1/events", params={"topic": topic}).json()
                 found[topic] = [e["data"] for e in events if e["data"].get("job_id") == job_id]
-        return found if found["training.completed"] else None
+        # The two topics are delivered independently: the last step's progress may come after completed.
+        last_step_seen = any(e["step"] == 6 for e in found["training.progress"])
+        return found if found["training.completed"] and last_step_seen else None
 
-    found = wait_until(published, what="training events", watch=monitor.processes)
-    assert found["training.completed"][0]["version"] == version["version"]
-    assert {e["step"] for e in found["training.progress"]} >= {6}
+    found = wait_until(published, what="training.completed and the progress of step 6", watch=monitor.processes)
+    assert {e["version"] for e in found["training.completed"]} == {version["version"]}  # at-least-once: maybe twice
 
 
 def test_a_job_trains_on_an_ingested_collection(start_app, default_broker, tmp_path: Path) -> None:
