@@ -247,6 +247,9 @@ def test_the_prompt_estimate_counts_bytes_and_chat_turns() -> None:
     assert prompt_tokens_estimate({"prompt": ["é" * 3]}) == 2  # six UTF-8 bytes
     parts = {"role": "user", "content": [{"type": "text", "text": "ab"}, {"type": "text", "text": "cd"}]}
     assert prompt_tokens_estimate({"messages": [{"role": "system", "content": "x" * 9}, parts]}) == 3 + 2 + 2 * 5 + 3
+    # Without a system turn the template adds its default one (SmolLM2: 31 tokens for "Hi" in all).
+    assert prompt_tokens_estimate({"messages": [{"role": "user", "content": "Hi"}]}) == 1 + 5 + 3 + 22
+    assert prompt_tokens_estimate({"messages": [{"role": "developer", "content": "x" * 3}, parts]}) == 1 + 2 + 10 + 3
 
 
 def _events(total_tokens: int, *, tokens: int = 3) -> bytes:
@@ -275,14 +278,15 @@ def _platform(inference: Any) -> FakeDapr:
     return dapr
 
 
-# A reservation for CHAT: its max_tokens and the estimate of its prompt, "Hi" in one turn (1 + 5 + 3).
-PROMPT_ESTIMATE = 9
+# A reservation for CHAT: its max_tokens and the estimate of its prompt, "Hi" in one turn and the
+# template's default system turn (1 + 5 + 3 + 22).
+PROMPT_ESTIMATE = 31
 
 
 def test_the_trials_eight_concurrent_streams_stay_within_the_quota() -> None:
     """The new-user trial: eight streams of a key at 560 of 1000 tokens, each using 141, all
     started and took the key to 1,688. Each now holds max_tokens (200) and its prompt's estimate
-    from admission: two fit beside each other, the six others are refused."""
+    (31) from admission: at 500 of 1000 two fit beside each other, the six others are refused."""
     arrived: list[int] = []
     gate: list[asyncio.Event] = []
 
@@ -297,7 +301,7 @@ def test_the_trials_eight_concurrent_streams_stay_within_the_quota() -> None:
 
     async def scenario() -> tuple[list[httpx.Response], int]:
         gate.append(asyncio.Event())
-        await UsageLedger(dapr.sidecar(), 1000).spend("k", 560)
+        await UsageLedger(dapr.sidecar(), 1000).spend("k", 500)
         transport = httpx.ASGITransport(app=client.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
             body = {**CHAT, "stream": True, "max_tokens": 200}
@@ -321,7 +325,7 @@ def test_the_trials_eight_concurrent_streams_stay_within_the_quota() -> None:
         assert refused.headers["content-type"].startswith("application/problem+json")
         assert int(refused.headers["retry-after"]) > 0 and "max_tokens" in refused.json()["detail"]
     spent = asyncio.run(UsageLedger(dapr.sidecar(), 1000).read("k")).tokens
-    assert spent == 560 + 2 * 141 and spent <= 1000 + 200  # within one request's max_tokens of the quota
+    assert spent == 500 + 2 * 141 and spent <= 1000 + 200  # within one request's max_tokens of the quota
     assert ledger.reserved("k") == 0 and len(arrived) == 2
 
 
@@ -429,8 +433,7 @@ def test_a_keys_last_answer_is_cut_to_the_tokens_left() -> None:
         assert client.post("/v1/chat/completions", headers=headers, json=sent).status_code == 200
         asked = [call.body for call in dapr.invocations if call.app_id == "inference"][-1]
         left = 1000 - asyncio.run(UsageLedger(dapr.sidecar(), 1000).read("k")).tokens + 5  # before this answer's 5
-        # What is left less the prompt's estimate: "Hi" is 1 token by bytes, 5 for its turn, 3 for the reply.
-        assert asked[field] == left - 9
+        assert asked[field] == left - PROMPT_ESTIMATE
 
 
 def test_a_text_completion_without_max_tokens_reserves_its_default_of_16() -> None:

@@ -54,9 +54,12 @@ ATTEMPTS = 50
 # over-counts English by about 10% and under-counts scripts of 3-byte characters (Japanese: 1.8
 # bytes per token); each chat turn adds 5 tokens of its template (`<|im_start|>role\n`,
 # `<|im_end|>\n`) and the reply's opening 3 (`<|im_start|>assistant\n`).
+# A chat without a system turn gets the template's default one (SmolLM2's "You are a helpful AI
+# assistant named SmolLM, trained by Hugging Face": 22 tokens with its turn markers).
 BYTES_PER_TOKEN = 3
 TOKENS_PER_TURN = 5
 TOKENS_PER_REPLY = 3
+DEFAULT_SYSTEM_TURN_TOKENS = 22
 # Retry-After of a 429 refused for what the key's requests in flight hold (seconds): they give it
 # back as they end, long before the quota's window does.
 IN_FLIGHT_RETRY_S = 5
@@ -107,14 +110,18 @@ class Reservation:
 def prompt_tokens_estimate(request: dict[str, Any]) -> int:
     """About how many tokens the model will read for an OpenAI chat (`messages`) or text completion
     (`prompt`) request, before its tokenizer has seen it: UTF-8 bytes / `BYTES_PER_TOKEN`, plus the
-    chat template's `TOKENS_PER_TURN` per message and `TOKENS_PER_REPLY` (figures measured with the
-    served model's tokenizer: see their comment). The gateway holds no tokenizer; the usage
-    inference reports is what is spent."""
+    chat template's `TOKENS_PER_TURN` per message, `TOKENS_PER_REPLY`, and its default system turn
+    (`DEFAULT_SYSTEM_TURN_TOKENS`) when no message is a system or developer one (figures measured
+    with the served model's tokenizer: see their comment). The gateway holds no tokenizer; the
+    usage inference reports is what is spent."""
     messages = request.get("messages")
     if isinstance(messages, list):
         # Content parts count as the text the model reads (the contract's own joining rule).
         text = "".join(ChatMessage.model_validate(message).text() for message in messages)
         overhead = TOKENS_PER_TURN * len(messages) + TOKENS_PER_REPLY
+        roles = {message.get("role") for message in messages if isinstance(message, dict)}
+        if not roles & {"system", "developer"}:
+            overhead += DEFAULT_SYSTEM_TURN_TOKENS
     else:
         prompt = request.get("prompt")
         text = prompt if isinstance(prompt, str) else "".join(p for p in prompt or () if isinstance(p, str))
