@@ -125,6 +125,40 @@ def test_missing_or_mistyped_variables_are_a_422_naming_them(prompts) -> None:
         assert dapr.post(f"{BASE}/{unique()}/render", json={"variables": {}}).status_code == 404
 
 
+def test_a_variable_left_out_takes_its_declared_default_and_a_given_value_wins(prompts) -> None:
+    name = unique()
+    variables = {
+        "type": "object",
+        "properties": {
+            "topic": {"type": "string"},
+            "lang": {"type": "string", "default": "English"},
+            "question": {"type": "string", "default": "What else?"},
+        },
+        "required": ["topic"],
+    }
+    messages = [{"role": "user", "content": "Write about {{ topic }} in {{ lang }}. {{ question }}"}]
+    with prompts.sidecar.client() as dapr:
+        create(dapr, name, messages=messages, variables=variables)
+        rendered = dapr.post(f"{BASE}/{name}/render", json={"variables": {"topic": "rain"}})
+        assert rendered.status_code == 200, rendered.text
+        assert rendered.json()["messages"][0]["content"] == "Write about rain in English. What else?"
+        given = {"variables": {"topic": "rain", "lang": "French"}}
+        assert dapr.post(f"{BASE}/{name}/render", json=given).json()["messages"][0]["content"] == (
+            "Write about rain in French. What else?"
+        )
+        # The gateway's chat path renders with platform variables: they win over a default too.
+        chat = {"variables": {"topic": "rain"}, "platform_variables": {"question": "Why?", "context": "x"}}
+        assert dapr.post(f"{BASE}/{name}/render", json=chat).json()["messages"][0]["content"] == (
+            "Write about rain in English. Why?"
+        )
+        # A default its own schema refuses is refused with the version, never at render time.
+        bad = {**variables, "properties": {**variables["properties"], "lang": {"type": "string", "default": 3}}}
+        refused = dapr.post(f"{BASE}/{name}/versions", json={**QA, "messages": messages, "variables": bad})
+        assert refused.status_code == 422, refused.text
+        assert [e["location"] for e in refused.json()["errors"]] == ["variables.properties.lang.default"]
+        assert dapr.get(f"{BASE}/{name}").json()["latest"] == 1
+
+
 def test_bad_input_is_refused_and_nothing_is_written(prompts) -> None:
     name = unique()
     with prompts.sidecar.client() as dapr:

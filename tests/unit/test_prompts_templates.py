@@ -3,7 +3,15 @@
 import pytest
 from pydantic import ValidationError
 
-from prompts.templates import TemplateError, VariablesError, VersionDraft, compile_version, render, validate_draft
+from prompts.templates import (
+    TemplateError,
+    VariablesError,
+    VersionDraft,
+    check_variables,
+    compile_version,
+    render,
+    validate_draft,
+)
 
 SCHEMA = {
     "type": "object",
@@ -205,3 +213,92 @@ def test_small_repetitions_and_powers_still_render() -> None:
     no_variables = {"type": "object", "properties": {}}
     version = compiled(VersionDraft(type="text", template="{{ '-' * 3 }} {{ 2 ** 10 }}", variables=no_variables))
     assert render(version, {}) == [{"role": "user", "content": "--- 1024"}]
+
+
+# --- variable defaults (JSON Schema's `default`) -----------------------------------------------
+
+DEFAULTS = {
+    "type": "object",
+    "properties": {
+        "topic": {"type": "string"},
+        "lang": {"type": "string", "default": "English"},
+        "style": {
+            "type": "object",
+            "default": {},
+            "properties": {"tone": {"type": "string", "default": "warm"}, "words": {"type": "integer"}},
+        },
+    },
+    "required": ["topic", "lang"],
+}
+
+
+def text_draft(schema: dict, template: str = "{{ topic }} in {{ lang }}, {{ style.tone }}") -> VersionDraft:
+    return VersionDraft(type="text", template=template, variables=schema)
+
+
+def test_a_variable_left_out_takes_its_default() -> None:
+    assert render(compiled(text_draft(DEFAULTS)), {"topic": "rain"})[0]["content"] == "rain in English, warm"
+
+
+def test_a_given_value_wins_over_the_default_at_every_level() -> None:
+    variables = {"topic": "rain", "lang": "French", "style": {"tone": "dry"}}
+    assert render(compiled(text_draft(DEFAULTS)), variables)[0]["content"] == "rain in French, dry"
+    # A nested object given without the nested key still gets the nested default.
+    variables = {"topic": "rain", "style": {"words": 3}}
+    assert render(compiled(text_draft(DEFAULTS)), variables)[0]["content"] == "rain in English, warm"
+
+
+def test_a_platform_variable_wins_over_the_default_and_the_caller_over_both() -> None:
+    schema = {"type": "object", "properties": {"question": {"type": "string", "default": "none"}}}
+    version = compiled(text_draft(schema, "{{ question }}"))
+    assert render(version, {}) == [{"role": "user", "content": "none"}]
+    assert render(version, {}, {"question": "from the gateway"})[0]["content"] == "from the gateway"
+    assert render(version, {"question": "mine"}, {"question": "from the gateway"})[0]["content"] == "mine"
+
+
+def test_defaults_behind_a_ref_are_filled_and_the_callers_values_are_not_changed() -> None:
+    schema = {
+        "type": "object",
+        "$defs": {"style": {"type": "object", "properties": {"tone": {"type": "string", "default": "warm"}}}},
+        "properties": {"topic": {"type": "string"}, "lang": {"type": "string"}, "style": {"$ref": "#/$defs/style"}},
+    }
+    given = {"topic": "rain", "lang": "Welsh", "style": {}}
+    assert render(compiled(text_draft(schema)), given)[0]["content"] == "rain in Welsh, warm"
+    assert given == {"topic": "rain", "lang": "Welsh", "style": {}}
+
+
+def test_a_default_value_is_copied_so_no_render_shares_it() -> None:
+    version = compiled(text_draft(DEFAULTS))
+    first = check_variables(version, {"topic": "a"})
+    first["style"]["tone"] = "changed"
+    assert check_variables(version, {"topic": "b"})["style"] == {"tone": "warm"}
+
+
+def test_a_default_its_schema_refuses_is_refused_when_the_version_is_made() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "lang": {"type": "string", "default": 3},
+            "style": {"type": "object", "properties": {"tone": {"enum": ["warm", "dry"], "default": "loud"}}},
+            "opts": {"type": "object", "default": {}, "required": ["n"], "properties": {"n": {"type": "integer"}}},
+        },
+    }
+    with pytest.raises(TemplateError) as caught:
+        validate_draft(text_draft(schema, "{{ lang }} {{ style }} {{ opts }}"))
+    assert [e["location"] for e in caught.value.errors] == [
+        "variables.properties.lang.default",
+        "variables.properties.style.properties.tone.default",
+        "variables.properties.opts.default",
+    ]
+    assert "3 is not of type 'string'" in caught.value.errors[0]["message"]
+
+
+def test_a_default_that_fits_once_its_nested_defaults_are_filled_is_accepted() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "opts": {"type": "object", "default": {}, "required": ["n"], "properties": {"n": {"default": 1}}},
+        },
+    }
+    validate_draft(text_draft(schema, "{{ opts.n }}"))
+    assert render(compiled(text_draft(schema, "{{ opts.n }}")), {}) == [{"role": "user", "content": "1"}]

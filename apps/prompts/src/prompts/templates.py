@@ -2,16 +2,18 @@
 
 Templates are Jinja2 run in a sandbox (no attribute access to Python internals, no imports) with
 `StrictUndefined`, so a variable the caller forgot is an error, never an empty string in a prompt.
-Variables are described by a JSON Schema object; a render validates the caller's values against it
-first, so a 422 names the variable and says what is wrong with it.
+Variables are described by a JSON Schema object; a render fills in the `default` of each property
+the caller left out, then validates the values against it, so a 422 names the variable and says
+what is wrong with it.
 """
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
@@ -21,7 +23,7 @@ import jinja2
 from jinja2 import meta
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -217,6 +219,73 @@ def check_label(label: str) -> str:
     return label
 
 
+def _fill_property_defaults(validator: Any, properties: Any, instance: Any, schema: Mapping[str, Any]) -> Iterator[Any]:
+    """jsonschema's `properties` keyword, setting each absent property's `default` (a copy) first.
+
+    jsonschema validates and never fills defaults; its FAQ's answer is this hook on `properties`.
+    """
+    if not validator.is_type(instance, "object") or not isinstance(properties, Mapping):
+        return
+    for name, subschema in properties.items():
+        if name not in instance and isinstance(subschema, Mapping) and "default" in subschema:
+            instance[name] = copy.deepcopy(subschema["default"])
+        if name in instance:
+            yield from validator.descend(instance[name], subschema, path=name, schema_path=name)
+
+
+# A validator class that knows only `properties` (and `$ref`, to follow `#/$defs/...`): running it
+# fills defaults down nested objects and checks nothing. Defaults under `anyOf`, `oneOf`, `if`, ...
+# are not filled: which branch applies is only known once the values are complete.
+DefaultFiller = validators.create(
+    meta_schema=Draft202012Validator.META_SCHEMA,
+    validators={"properties": _fill_property_defaults, "$ref": Draft202012Validator.VALIDATORS["$ref"]},
+    type_checker=Draft202012Validator.TYPE_CHECKER,
+)
+
+
+def fill_defaults(filler: Any, values: Any, schema: Mapping[str, Any] | None = None) -> Any:
+    """A copy of `values` with the `default` of every property it lacks filled in, at the top level
+    and in nested objects reached through `properties` (JSON Schema's `default` keyword; Langfuse's
+    and MLflow's prompt registries fill them the same way). Given values always win. `schema`: a
+    subschema of the filler's, for a value inside it."""
+    filled = copy.deepcopy(values)
+    errors = filler.iter_errors(filled) if schema is None else filler.descend(filled, schema)
+    for _ in errors:  # the filler checks nothing; running it is what fills
+        pass
+    return filled
+
+
+def _declared_defaults(schema: Mapping[str, Any], location: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(where, property schema) of every property that declares a `default`, nested ones included."""
+    properties = schema.get("properties")
+    if not isinstance(properties, Mapping):
+        return
+    for name, subschema in properties.items():
+        if not isinstance(subschema, Mapping):
+            continue
+        where = f"{location}.properties.{shown_name(name)}"
+        if "default" in subschema:
+            yield f"{where}.default", subschema
+        yield from _declared_defaults(subschema, where)
+
+
+def _default_problems(schema: Mapping[str, Any]) -> list[dict[str, str]]:
+    """A 422 entry for each declared `default` its property's schema refuses (with its own nested
+    defaults filled in, as a render would): such a default could only ever fail at render time."""
+    checker, filler = Draft202012Validator(schema), DefaultFiller(schema)
+    problems = []
+    for where, subschema in _declared_defaults(schema, "variables"):
+        value = fill_defaults(filler, subschema["default"], subschema)
+        error = next(iter(sorted(checker.descend(value, subschema), key=lambda e: list(e.absolute_path))), None)
+        if error is not None:
+            inside = ".".join(map(str, error.absolute_path))
+            problem = (
+                f"the default does not fit its property's schema: {inside + ': ' if inside else ''}{error.message}"
+            )
+            problems.append({"location": where, "message": problem})
+    return problems
+
+
 @lru_cache(maxsize=1)
 def environment() -> PromptEnvironment:
     # autoescape off: prompts are plain text, not HTML. keep_trailing_newline: the author's text verbatim.
@@ -252,6 +321,8 @@ def validate_draft(draft: VersionDraft) -> None:
         Draft202012Validator.check_schema(schema)
     except SchemaError as error:
         errors.append({"location": "variables", "message": f"not a valid JSON Schema: {error.message}"})
+    else:
+        errors.extend(_default_problems(schema))
     declared = set(schema.get("properties", {}))
     for name in sorted(declared):
         if (problem := variable_name_problem(name)) is not None:
@@ -277,6 +348,8 @@ class CompiledVersion:
     roles: tuple[str, ...]
     templates: tuple[jinja2.Template, ...]
     validator: Draft202012Validator
+    # Fills in the schema's `default`s (fill_defaults).
+    defaults: Any
     # The variables the version declares (its schema's `properties`): the only names a caller may give.
     declared: frozenset[str]
 
@@ -290,6 +363,7 @@ def compile_version(version: Mapping[str, Any]) -> CompiledVersion:
         roles=roles,
         templates=tuple(env.from_string(source) for _, source in sources),
         validator=Draft202012Validator(version["variables"]),
+        defaults=DefaultFiller(version["variables"]),
         declared=frozenset(version["variables"].get("properties", {})),
     )
 
@@ -298,7 +372,8 @@ def check_variables(
     compiled: CompiledVersion, variables: Mapping[str, Any], platform_variables: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """The variables a render fills in: the caller's `variables` over the `platform_variables` the
-    version declares (the rest of those are left out unchecked).
+    version declares (the rest of those are left out unchecked), over the schema's `default`s for
+    properties neither gives (fill_defaults; a `required` property with a default is then given).
 
     Raises `VariablesError` naming each variable that is wrong: a caller's name that is not a
     variable name (`variable_name_problem`) or not declared by the version, else each value the
@@ -315,7 +390,7 @@ def check_variables(
     if errors:
         raise VariablesError(errors)
     offered = {name: value for name, value in (platform_variables or {}).items() if name in compiled.declared}
-    variables = {**offered, **variables}
+    variables = fill_defaults(compiled.defaults, {**offered, **variables})
     for error in sorted(compiled.validator.iter_errors(variables), key=lambda e: list(e.absolute_path)):
         path = ".".join(str(part) for part in error.absolute_path)
         if error.validator == "required":
@@ -337,7 +412,7 @@ def render(
 
     `platform_variables` are values a platform service offers every prompt (the gateway: the
     question and the retrieved context): those the version declares are filled in under the
-    caller's, the rest are left out unchecked.
+    caller's, the rest are left out unchecked. A property neither gives takes its schema's `default`.
     """
     variables = check_variables(compiled, variables, platform_variables)
     try:
