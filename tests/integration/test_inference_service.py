@@ -172,6 +172,9 @@ def test_limits_are_400_problems_naming_the_limit(inference: AppWithSidecar, dap
     assert too_long.status_code == 400
     assert too_long.json()["limit"] == "context_length"
     assert str(CONTEXT_LENGTH) in too_long.json()["detail"]
+    # OpenAI's code for it, which clients that trim their history look for.
+    assert too_long.json()["error"]["code"] == "context_length_exceeded"
+    assert too_many.json()["error"]["code"] is None and too_many.json()["error"]["param"] == "max_tokens"
 
 
 def test_openai_fields_are_honoured_or_refused_by_name(inference: AppWithSidecar, dapr: httpx.Client) -> None:

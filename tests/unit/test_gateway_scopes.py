@@ -192,4 +192,6 @@ def test_an_apps_problem_names_the_callers_path_as_its_instance(gateway: tuple[T
     _use_keys(dapr, "k")
     relayed = client.request(route.method, path, headers={"Authorization": "Bearer k"}, json={})
     assert relayed.status_code == 404 and relayed.headers["content-type"] == "application/problem+json"
-    assert relayed.json() == {**problem, "instance": path}
+    # OpenAI's error object is added for its SDKs (gateway.openai_errors); nothing else changes.
+    error = {"message": "No such x1.", "type": "invalid_request_error", "param": None, "code": None}
+    assert relayed.json() == {**problem, "instance": path, "error": error}

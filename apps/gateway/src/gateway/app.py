@@ -9,6 +9,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from gateway.api_keys import ApiKeys
 from gateway.chat import ChatPipeline, PipelineSettings
 from gateway.limits import Limits, SizeLimitMiddleware, SizeLimits
+from gateway.openai_errors import OpenAIErrorMiddleware
 from gateway.openapi import PlatformOpenApi
 from gateway.routes import public_router, schema_app_paths, schema_sources
 from gateway.settings import GatewaySettings
@@ -60,10 +61,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=lifespan,
         # Clients call the public API directly, with API keys instead of the sidecar's token.
         open_prefixes=("/v1/", "/docs", "/openapi.json"),
-        # Before any work (an oversized request reaches neither the key check nor a sidecar), but
-        # inside the request metrics: a 413 or 431 is counted and logged as what it is (a chunked
-        # body over the limit was counted as a 500, one with Content-Length not at all).
-        edge_middleware=[(SizeLimitMiddleware, {"limits": limits})],
+        # OpenAI's `error` object on every problem+json answer, the size limits' own included.
+        # The size limits come before any work (an oversized request reaches neither the key check
+        # nor a sidecar), but inside the request metrics: a 413 or 431 is counted and logged as
+        # what it is (a chunked body over the limit was counted as a 500, one with Content-Length
+        # not at all).
+        edge_middleware=[(OpenAIErrorMiddleware, {}), (SizeLimitMiddleware, {"limits": limits})],
     )
     # CORS outermost: a browser still reads the 413, which carries CORS headers.
     app.add_middleware(

@@ -27,7 +27,7 @@ from gateway.output_stream import UpstreamStream, guarded_stream
 from gateway.stages import GuardClient, InferenceClient, PromptNotFound, PromptsClient, SearchClient
 from gateway.timing import ServerTiming
 from genai_platform.contracts.guard import RailResult
-from genai_platform.contracts.openai import MAX_COMPLETION_TOKENS, ChatMessage, PromptReference
+from genai_platform.contracts.openai import MAX_COMPLETION_TOKENS, ChatMessage, PromptReference, error_object
 from genai_platform.contracts.prompts import (
     GROUNDING_INSTRUCTIONS,
     RenderedPrompt,
@@ -371,7 +371,7 @@ def refused(blocked_by: list[str], results: Iterable[RailResult] = ()) -> Proble
         title="Refused by the guard",
         type_="urn:genai-platform:guard:refused",
         blocked_by=blocked_by,
-        error={"message": detail, "type": "invalid_request_error", "param": None, "code": "content_filter"},
+        error=error_object(detail, code="content_filter"),
         **limit,
     )
 

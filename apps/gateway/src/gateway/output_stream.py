@@ -38,6 +38,7 @@ import httpx
 from gateway.stages import GuardClient
 from gateway.timing import ServerTiming
 from genai_platform.contracts.guard import GuardStreamStep
+from genai_platform.contracts.openai import error_of_problem
 from genai_platform.errors import Problem
 
 # How long a cancelled reader may take to let go of inference's stream (milliseconds, normally).
@@ -181,10 +182,5 @@ def error_event(problem: Problem) -> bytes:
     `{"error": {"message", "type", "code"}}` (its SDKs raise `APIError` on it), with the
     problem's `status`, `title` and extensions beside."""
     body = problem.body()
-    error = {
-        "message": problem.detail,
-        "type": "server_error" if problem.status >= 500 else "invalid_request_error",
-        "code": None,
-        **{k: v for k, v in body.items() if k not in ("type", "detail")},
-    }
+    error = {**error_of_problem(body), **{k: v for k, v in body.items() if k not in ("type", "detail", "error")}}
     return f"data: {json.dumps({'error': error})}\n\n".encode()

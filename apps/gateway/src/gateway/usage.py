@@ -40,7 +40,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from gateway.batching import Coalescer
-from genai_platform.contracts.openai import ChatMessage
+from genai_platform.contracts.openai import ChatMessage, error_object
 from genai_platform.dapr import DaprError, Sidecar, StateConflict
 from genai_platform.errors import ConcurrentUpdate, Problem
 
@@ -272,7 +272,9 @@ class UsageLedger:
     def _over_quota(self, record: KeyUsage, detail: str) -> Problem:
         """The quota's 429, with Retry-After at the end of `record`'s window (seconds, at least 1)."""
         wait = record.window_start + self._window - self._wall()
-        return Problem(429, detail, headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        # OpenAI's type and code for a spent quota, which waiting seconds does not fix.
+        error = error_object(detail, "insufficient_quota", code="insufficient_quota")
+        return Problem(429, detail, headers={"Retry-After": str(max(1, math.ceil(wait)))}, error=error)
 
     async def spend(self, api_key: str, tokens: int, reservation: Reservation | None = None) -> None:
         """Add the model tokens an answer used (prompt + completion, as inference reports them),

@@ -14,6 +14,7 @@ import time
 import httpx
 from fastapi import Request
 
+from genai_platform.contracts.openai import error_object
 from genai_platform.dapr import DaprError, Sidecar
 from genai_platform.errors import Problem
 from genai_platform.security import TOKEN_HEADER, tokens_match
@@ -66,5 +67,5 @@ async def require_caller(request: Request) -> None:
         401,
         "Call through the Dapr sidecar, or present the inference API key as a bearer token.",
         headers={"WWW-Authenticate": "Bearer"},
-        error={"message": "Invalid or missing API key.", "type": "invalid_request_error", "code": "invalid_api_key"},
+        error=error_object("Invalid or missing API key.", code="invalid_api_key"),
     )

@@ -17,6 +17,7 @@ from genai_platform.contracts.openai import (
     ChatCompletionRequest,
     CompletionRequest,
     GenerationFields,
+    error_object,
 )
 from genai_platform.errors import Problem, problem_responses
 from genai_platform.streaming import ClosingStreamingResponse, while_connected
@@ -250,12 +251,15 @@ async def _start(
             429,
             "Every batch slot is busy and the queue is full; retry shortly.",
             headers={"Retry-After": retry},
-            error={"message": "Server busy.", "type": "rate_limit_error", "code": "queue_full"},
+            error=error_object("Server busy.", "rate_limit_error", code="queue_full"),
         ) from error
     except LimitExceeded as error:
+        # OpenAI's code for a prompt and answer past the model's context.
+        code = "context_length_exceeded" if error.limit == "context_length" else None
         raise _invalid(
             str(error),
             _limited_field(body, error.limit),
+            code=code,
             limit=error.limit,
             limit_value=error.value,
         ) from error
@@ -269,9 +273,8 @@ def _limited_field(body: GenerationFields, limit: str) -> str:
     return "messages" if isinstance(body, ChatCompletionRequest) else "prompt"
 
 
-def _invalid(message: str, param: str, **extensions: Any) -> Problem:
-    error = {"message": message, "type": "invalid_request_error", "param": param, "code": None}
-    return Problem(400, message, error=error, **extensions)
+def _invalid(message: str, param: str, code: str | None = None, **extensions: Any) -> Problem:
+    return Problem(400, message, error=error_object(message, param=param, code=code), **extensions)
 
 
 async def _collect(generation: Generation, request: Request) -> tuple[str, Finished]:

@@ -224,6 +224,62 @@ EXTENSIONS: dict[str, str] = {
 }
 
 
+# --- errors ----------------------------------------------------------------------------------------
+
+# The `code` of an error answer that names none itself, by status: RFC 6750's `insufficient_scope`
+# for a key without the route's scope (the gateway's WWW-Authenticate says the same), and OpenAI's
+# own codes for the rest (its "Error codes" guide).
+_CODES_BY_STATUS = {401: "invalid_api_key", 403: "insufficient_scope", 429: "rate_limit_exceeded"}
+# Where a validation error's field is (`body.messages.0.role`): OpenAI's `param` names it from the
+# body, query or path down (`messages[0].role`).
+_REQUEST_PARTS = frozenset({"body", "query", "path", "header", "cookie"})
+# At most this many field errors are spelled out in the message (all are in the problem's `errors`).
+_MESSAGE_ERRORS = 3
+
+
+def error_object(
+    message: str, type_: str = "invalid_request_error", *, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """OpenAI's error object, `{"message", "type", "param", "code"}` (API reference, "Error codes"):
+    the `error` member of an error answer, from which OpenAI's SDKs read `type`, `param` and `code`.
+    `type_` is `invalid_request_error` (4xx), `rate_limit_error`, `insufficient_quota` or
+    `server_error` (5xx)."""
+    return {"message": message, "type": type_, "param": param, "code": code}
+
+
+def openai_param(location: str) -> str:
+    """A validation error's location (`body.messages.0.role`) as OpenAI's `param` (`messages[0].role`)."""
+    parts = location.split(".")
+    if len(parts) > 1 and parts[0] in _REQUEST_PARTS:
+        parts = parts[1:]
+    param = ""
+    for part in parts:
+        param += f"[{part}]" if part.isdigit() else f".{part}" if param else part
+    return param
+
+
+def error_of_problem(problem: dict[str, Any]) -> dict[str, Any]:
+    """The error object (`error_object`) for a problem+json body: the body's own `error` when it
+    has one; else `message` from `detail` (with up to three of its field `errors`), `param` from
+    its `param` or first field error, `code` from its `code` or its status (401 `invalid_api_key`,
+    403 `insufficient_scope`, 429 `rate_limit_exceeded`), `type` from its status."""
+    own = problem.get("error")
+    if isinstance(own, dict):
+        return own
+    status = problem.get("status") if isinstance(problem.get("status"), int) else 500
+    message = str(problem.get("detail") or problem.get("title") or "")
+    param = problem.get("param") if isinstance(problem.get("param"), str) else None
+    errors = [e for e in problem.get("errors") or () if isinstance(e, dict)]
+    if errors:
+        fields = [(openai_param(str(e.get("location", ""))), str(e.get("message", ""))) for e in errors]
+        param = param or fields[0][0] or None
+        spelled = "; ".join(f"{where}: {what}" if where else what for where, what in fields[:_MESSAGE_ERRORS])
+        message = f"{message.rstrip('.')}: {spelled}."
+    code = problem.get("code") if isinstance(problem.get("code"), str) else _CODES_BY_STATUS.get(status)
+    type_ = "server_error" if status >= 500 else "rate_limit_error" if status == 429 else "invalid_request_error"
+    return error_object(message, type_, param=param, code=code)
+
+
 class UnsupportedField(DomainError):
     """A request field the platform does not serve, or does not know (400, OpenAI's `error` with `param`)."""
 
@@ -231,8 +287,7 @@ class UnsupportedField(DomainError):
 
     def __init__(self, param: str, reason: str) -> None:
         message = f"`{param}` is not supported: {reason}"
-        error = {"message": message, "type": "invalid_request_error", "param": param, "code": None}
-        super().__init__(message, param=param, error=error)
+        super().__init__(message, param=param, error=error_object(message, param=param))
         self.param = param
 
 
@@ -248,7 +303,7 @@ class TokensOverLimit(DomainError):
 
     def __init__(self, param: str, requested: int, limit_value: int) -> None:
         detail = f"{param} is {requested}, over the limit of {limit_value}."
-        error = {"message": detail, "type": "invalid_request_error", "param": param, "code": None}
+        error = error_object(detail, param=param)
         super().__init__(detail, param=param, error=error, limit="max_tokens", limit_value=limit_value)
 
 
@@ -392,7 +447,7 @@ class InputOverLimit(DomainError):
     status = 400
 
     def __init__(self, detail: str, *, limit: str, limit_value: int) -> None:
-        error = {"message": detail, "type": "invalid_request_error", "param": "input", "code": None}
+        error = error_object(detail, param="input")
         super().__init__(detail, param="input", error=error, limit=limit, limit_value=limit_value)
 
 
