@@ -14,15 +14,9 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-# A running `make up` platform would answer the tests' calls: the tests' sidecars register in the
-# same name-resolution file (.data/nameresolution.db) and consume from the same Redis database, so
-# a test's invoke can reach the platform's app (a mTLS failure: another sentry's certificates) and
-# the platform's apps can take a test's events. Refuse rather than fail at random.
-if bash scripts/run-platform.sh running; then
-  echo "tests: error: the platform that \`make up\` started is running; the tests start their own apps" \
-    "with the same name-resolution file and Redis database. Run \`make down\` first." >&2
-  exit 1
-fi
+# Beside a running `make up` platform, pytest itself refuses to start any test that would use its
+# servers (the `refuse_beside_the_platform` fixture of tests/conftest.py says why), as a bare
+# `uv run pytest` does: one rule, in one place.
 
 # The servers scripts/infra.sh sees running from this checkout, one name per line.
 running() { bash scripts/infra.sh status | awk '$2 == "running" { print $1 }'; }

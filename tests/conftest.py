@@ -50,6 +50,37 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: "platform" in getattr(item, "fixturenames", ()))
 
 
+# The kinds of test that start nothing on the servers `make up` uses: they may run beside it.
+APART_FROM_THE_PLATFORM = frozenset({"unit", "k8s"})
+
+
+def platform_running() -> bool:
+    """Whether a platform that `make up` started from this checkout runs (`run-platform.sh running`)."""
+    return subprocess.run(["bash", str(ROOT / "scripts" / "run-platform.sh"), "running"], check=False).returncode == 0
+
+
+@pytest.fixture(scope="session", autouse=True)
+def refuse_beside_the_platform(request: pytest.FixtureRequest) -> None:
+    """Stop the session before its first test when it would share the servers of a running `make up`.
+
+    Every sidecar here resolves names in a file of its own (harness.session_config), so none
+    reaches the platform's apps through service invocation. What stays shared are the servers on
+    their fixed ports and what lives in them: the pub/sub streams and state in Redis database 0
+    (and the other profiles' queues, streams and tables), read by consumer groups named by app id,
+    so the platform's apps take a test's events and a test's apps take the platform's; and the
+    `platform` fixture's apps need the very ports `make up` holds. Unit and Kubernetes tests
+    share none of it and run all the same.
+    """
+    kinds = [{marker.name for marker in item.iter_markers()} for item in request.session.items]
+    if any(not kind & APART_FROM_THE_PLATFORM for kind in kinds) and platform_running():
+        pytest.exit(
+            "the platform that `make up` started is running, and these tests start their own apps on the "
+            "same brokers and stores (its apps would consume the tests' events and the tests' apps its own): "
+            "run `make down` first, or only `-m unit` / `-m k8s` beside it",
+            returncode=1,
+        )
+
+
 @pytest.fixture(scope="session")
 def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("process-logs")

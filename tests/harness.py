@@ -11,8 +11,10 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -33,6 +35,7 @@ SERVICES = frozenset(
 RUNTIME = Path(os.environ.get("DAPR_RUNTIME_PATH", ROOT / ".runtime"))
 DAPRD = RUNTIME / ".dapr" / "bin" / "daprd"
 SECRETS_FILE = ROOT / ".data" / "secrets.json"
+# The platform's sidecar configuration; a sidecar started here runs with `own_config`'s copy of it.
 CONFIG = ROOT / "dapr-config" / "config.yaml"
 # A resources path: never the folder of CONFIG (dapr.yaml says why).
 RESILIENCY_DIR = ROOT / "dapr-config" / "resiliency"
@@ -329,13 +332,55 @@ def shared_sentry() -> Sentry:
     return _sentry
 
 
+NAMES_FILE = "nameresolution.db"
+
+
+def own_config(folder: Path) -> Path:
+    """Write dapr-config/config.yaml into `folder` with a name-resolution file of its own there.
+
+    The platform's names file (.data/nameresolution.db, relative to daprd's working directory, the
+    repo root) lists every sidecar of a running `make up`: a test's sidecar registered there is
+    load-balanced with the platform's app of the same id, whose sentry's certificates fail the
+    mTLS handshake, and the platform's apps answer the test's calls. Nothing else is changed.
+    """
+    config = yaml.safe_load(CONFIG.read_text())
+    # daprd expands $VARS in this file (os.ExpandEnv): a path holding one would name another file.
+    assert "$" not in str(folder), f"daprd would expand the $ in {folder}"
+    config["spec"]["nameResolution"]["configuration"]["connectionString"] = str(folder / NAMES_FILE)
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+_config: Path | None = None
+
+
+def session_config() -> Path:
+    """The Configuration of every sidecar this process starts: `own_config` in a folder of this
+    process (written on first use, removed at exit), so its sidecars find only each other: their
+    names are in `session_config().parent / NAMES_FILE`."""
+    global _config
+    if _config is None:
+        folder = Path(tempfile.mkdtemp(prefix="genai-dapr-config-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        _config = own_config(folder)
+    return _config
+
+
+def registered_sidecars(names_file: Path) -> set[tuple[str, str]]:
+    """(app id, internal gRPC address) of each sidecar registered in a SQLite name-resolution file."""
+    with contextlib.closing(sqlite3.connect(f"file:{names_file}?mode=ro", uri=True)) as db:
+        return set(db.execute("SELECT app_id, address FROM hosts"))
+
+
 @dataclass
 class Daprd:
     """A real daprd bound to 127.0.0.1 on free ports, with API and app tokens.
 
     With `mtls` (the default, as in `make up` and the cluster), it takes its workload certificate
-    from the shared sentry and layers dapr-config/access/<app-id>.yaml on the platform's config:
-    only the callers and methods listed there may invoke it (tests/integration/test_access_control.py).
+    from the shared sentry and layers dapr-config/access/<app-id>.yaml on `session_config()` (the
+    platform's config, with names of this process's own): only the callers and methods listed
+    there may invoke it (tests/integration/test_access_control.py).
     daprd then speaks TLS to placement and scheduler too, which `ControlPlane` runs with TLS.
     """
 
@@ -379,7 +424,7 @@ class Daprd:
             "--dapr-listen-addresses",
             "127.0.0.1",
             "--config",
-            str(CONFIG),
+            str(session_config()),
             "--placement-host-address",
             "",
             "--scheduler-host-address",

@@ -32,13 +32,13 @@ targets (met or missed, by how much), with the machine's load average, and write
 bench/results/. Also timed through the gateway's sidecar, one step at a time: the RAG path's
 stages (input rails, the query's embedding, keyword and hybrid search, prompt render).
 
-Every sidecar resolves names in a SQLite file of this run's own (a second `--config` layered
-on dapr-config/config.yaml): the machine-wide `.data/nameresolution.db` holds every other run's
-apps too, and an app id found there twice is load-balanced across both. Its pub/sub streams are
-in a Redis database of its own (`BENCH_REDIS_DB`), so no other run's backlog is ahead of its
-document or keeps features busy. The bench checks that its name file lists only its own
-sidecars, and exits 1, saying so under the table, when any request failed: ratios over failed
-requests are not a measurement.
+Every sidecar resolves names in a SQLite file of this run's own (the harness gives each one a
+copy of dapr-config/config.yaml naming it, harness.session_config): the machine-wide
+`.data/nameresolution.db` holds every other run's apps too, and an app id found there twice is
+load-balanced across both. Its pub/sub streams are in a Redis database of its own
+(`BENCH_REDIS_DB`), so no other run's backlog is ahead of its document or keeps features busy.
+The bench checks that its name file lists only its own sidecars, and exits 1, saying so under
+the table, when any request failed: ratios over failed requests are not a measurement.
 
     uv run python bench/chat/run.py [--levels 1,4] [--requests 16] [--max-tokens 32]
         [--window-ms 40]   # a second gateway with time-batched guard checks (0: none)
@@ -51,7 +51,6 @@ import asyncio
 import contextlib
 import json
 import os
-import sqlite3
 import sys
 import tempfile
 import time
@@ -73,7 +72,17 @@ ROOT = Path(__file__).resolve().parents[2]
 # The test harness already starts daprd and apps on free loopback ports with tokens.
 sys.path.insert(0, str(ROOT / "tests"))
 
-from harness import PROFILES, RESILIENCY_DIR, AppWithSidecar, read_secrets, start_pair, wait_until  # noqa: E402
+from harness import (  # noqa: E402
+    NAMES_FILE,
+    PROFILES,
+    RESILIENCY_DIR,
+    AppWithSidecar,
+    read_secrets,
+    registered_sidecars,
+    session_config,
+    start_pair,
+    wait_until,
+)
 
 APPS = ("guard", "prompts", "features", "inference", "gateway")
 # The Redis database this bench's pub/sub streams live in: the platform's and every test's are in
@@ -386,37 +395,9 @@ def own_components(folder: Path) -> list[Path]:
     return [components, RESILIENCY_DIR]
 
 
-def own_name_resolution(folder: Path) -> Path:
-    """A config layer giving every sidecar of this run its own SQLite name-resolution file.
-
-    daprd reads each `--config` in turn onto the same configuration (dapr/pkg/config
-    LoadStandaloneConfiguration), so this file replaces only `nameResolution` of
-    dapr-config/config.yaml, whose file is shared by every run on the machine.
-    """
-    config = folder / "nameresolution.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "apiVersion": "dapr.io/v1alpha1",
-                "kind": "Configuration",
-                "metadata": {"name": "bench-chat-names"},
-                "spec": {
-                    "nameResolution": {
-                        "component": "sqlite",
-                        "version": "v1",
-                        "configuration": {"connectionString": str(folder / "nameresolution.db")},
-                    }
-                },
-            }
-        )
-    )
-    return config
-
-
-def check_name_resolution(folder: Path, stack: dict[str, AppWithSidecar]) -> None:
+def check_name_resolution(stack: dict[str, AppWithSidecar]) -> None:
     """Raise unless this run's name-resolution file lists exactly this run's sidecars."""
-    with contextlib.closing(sqlite3.connect(f"file:{folder / 'nameresolution.db'}?mode=ro", uri=True)) as db:
-        registered = set(db.execute("SELECT app_id, address FROM hosts"))
+    registered = registered_sidecars(session_config().parent / NAMES_FILE)
     ours = {(pair.sidecar.app_id, f"127.0.0.1:{pair.sidecar.internal_grpc_port}") for pair in stack.values()}
     if registered != ours:
         raise RuntimeError(f"name resolution lists {sorted(registered - ours)} and lacks {sorted(ours - registered)}")
@@ -588,9 +569,9 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logs = Path(tempfile.mkdtemp(prefix="bench-chat-"))
     secrets = read_secrets()
-    # This run's own name resolution and broker database: other runs on the machine can neither
-    # answer its calls nor hold up its events.
-    own = {"extra_args": ["--config", str(own_name_resolution(logs))], "resources": own_components(logs)}
+    # This run's own broker database (its name resolution is its own too: harness.session_config):
+    # other runs on the machine can neither answer its calls nor hold up its events.
+    own = {"resources": own_components(logs)}
     stack: dict[str, AppWithSidecar] = {}
     try:
         stack["ingestion"] = start_pair("ingestion", logs, secrets, **own)
@@ -602,7 +583,7 @@ def main() -> None:
             # gateway through Dapr, so two instances of its app id do not meet).
             window = {"GATEWAY_GUARD_STREAM_WINDOW_MS": str(args.window_ms)}
             stack["gateway-window"] = start_pair("gateway", logs, secrets, timeout=300, env=window, **own)
-        check_name_resolution(logs, stack)
+        check_name_resolution(stack)
         collection = ingest(stack)
         round_trip = guard_round_trip(stack, secrets)
         steps = rag_steps(stack, secrets, collection)
