@@ -36,6 +36,7 @@ def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         "object": "chat.completion.chunk",
         "created": 1,
         "model": "smollm2",
+        "system_fingerprint": "v3",
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
     }
 
@@ -163,6 +164,17 @@ def test_usage_comes_in_its_own_last_chunk_with_empty_choices_when_asked() -> No
     usage_chunk = events[-2]
     assert usage_chunk["choices"] == [] and usage_chunk["usage"]["total_tokens"] == 7
     assert events[-3]["choices"][0]["finish_reason"] == "stop" and events[-1] == "[DONE]"
+    # OpenAI: "All other chunks will also include a usage field, but with a null value" (a trial
+    # found it missing); each chunk has the model's system_fingerprint and a null logprobs.
+    others = events[:-2]
+    assert len(others) >= 3 and all(e["usage"] is None and e["system_fingerprint"] == "v3" for e in others)
+    assert all(e["choices"][0]["logprobs"] is None for e in others)
+
+
+def test_without_include_usage_no_chunk_has_a_usage_field() -> None:
+    dapr = platform(httpx.Response(200, content=sse(["Hi", "."]), headers={"content-type": "text/event-stream"}))
+    _, events, _ = run(dapr)
+    assert all("usage" not in e for e in events[:-1]) and events[-1] == "[DONE]"
 
 
 def test_a_blocked_piece_ends_the_text_with_content_filter() -> None:

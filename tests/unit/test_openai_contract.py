@@ -245,6 +245,20 @@ def test_the_gateway_validates_before_anything_else_and_keeps_the_pipelines_shap
         validated_body(CompletionRequest, ["not", "an", "object"])
 
 
+@pytest.mark.parametrize("model", [GatewayChatRequest, CompletionRequest])
+def test_stream_options_without_stream_is_a_400_naming_it_as_openai_answers(model) -> None:
+    body = {"messages": [{"role": "user", "content": "hi"}]} if model is GatewayChatRequest else {"prompt": "hi"}
+    for stream in (None, False):
+        sent = {**body, "stream_options": {"include_usage": True}, **({} if stream is None else {"stream": stream})}
+        with pytest.raises(UnsupportedField) as refused:
+            validated_body(model, sent)
+        assert refused.value.status == 400 and refused.value.param == "stream_options"
+        assert refused.value.extensions["error"]["message"] == "`stream_options` is only allowed when `stream` is true."
+    # With a stream, or a null stream_options, it is served.
+    validated_body(model, {**body, "stream": True, "stream_options": {"include_usage": True}})
+    validated_body(model, {**body, "stream_options": None})
+
+
 def test_the_inference_readme_table_places_every_openai_field() -> None:
     readme = (Path(__file__).parents[2] / "apps/inference/README.md").read_text()
     section = readme.split("### OpenAI compatibility", 1)[1].split("\n\n", 2)[2]

@@ -261,6 +261,14 @@ class ChatPipeline:
         # vLLM's extension, as inference serves it: the usage so far on every chunk.
         continuous = include_usage and bool(options.get("continuous_usage_stats"))
         blocked = False
+
+        def with_usage(chunk: dict[str, Any]) -> dict[str, Any]:
+            # OpenAI: with include_usage, "all other chunks will also include a usage field, but
+            # with a null value"; vLLM's continuous_usage_stats puts the usage so far there.
+            if not include_usage:
+                return chunk
+            return {**chunk, "usage": upstream.usage if continuous else None}
+
         # `inference` is the time the upstream stream was open; the guard's checks (`guard-out`)
         # run while it is, so the two overlap.
         opened = time.perf_counter()
@@ -270,10 +278,9 @@ class ChatPipeline:
                 envelope = await upstream.start()
 
                 def event(choice: dict[str, Any]) -> bytes:
-                    chunk = {**envelope, "choices": [choice]}
-                    return _sse({**chunk, "usage": upstream.usage} if continuous else chunk)
+                    return _sse(with_usage({**envelope, "choices": [choice]}))
 
-                yield event({"index": 0, "delta": {"role": "assistant", "content": ""}})
+                yield event(_delta("", role="assistant"))
                 checked = guarded_stream(
                     upstream.texts(),
                     self.guard,
@@ -296,7 +303,8 @@ class ChatPipeline:
                 timing.add("inference-first", upstream.first_text_at - opened)
             timing.add("inference", time.perf_counter() - opened)
         finish = "content_filter" if blocked else upstream.finish_reason
-        last = {**envelope, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
+        ending = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}
+        last = with_usage({**envelope, "choices": [ending]})
         last["citations"] = _public_citations(plan.citations)
         last["lineage"] = self._lineage(plan, envelope.get("model"))
         if report_timing:
@@ -428,8 +436,10 @@ def _sse(event: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(event)}\n\n".encode()
 
 
-def _delta(text: str) -> dict[str, Any]:
-    return {"index": 0, "delta": {"content": text}, "finish_reason": None}
+def _delta(text: str, role: str | None = None) -> dict[str, Any]:
+    """A stream chunk's choice carrying `text` (and the `role`, in the first), as OpenAI's are."""
+    delta = {"role": role, "content": text} if role else {"content": text}
+    return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
 
 
 def _last_user_text(messages: list[dict[str, Any]]) -> str:

@@ -124,7 +124,7 @@ class UpstreamStream:
     """Inference's streamed chunks (OpenAI's `chat.completion.chunk`), read for their text.
 
     Keeps what the relay needs besides the text: the envelope (`id`, `object`, `created`,
-    `model`), the finish reason and the usage. A failure mid-answer is a `Problem` (502): an
+    `model`, `system_fingerprint`), the finish reason and the usage. A failure mid-answer is a `Problem` (502): an
     `error` event from inference, a broken connection, or a stream that ends before a finish
     reason (a killed process) - never a quiet end that passes for a short answer.
     """
@@ -168,7 +168,8 @@ class UpstreamStream:
         if "error" in chunk:
             message = (chunk["error"] or {}).get("message") if isinstance(chunk["error"], dict) else None
             raise _failed(f"the model failed: {message or 'no reason given'}")
-        self.envelope = self.envelope or {k: chunk.get(k) for k in ("id", "object", "created", "model")}
+        if not self.envelope:
+            self.envelope = {k: chunk.get(k) for k in ("id", "object", "created", "model", "system_fingerprint")}
         self.usage = chunk.get("usage") or self.usage
         return chunk
 

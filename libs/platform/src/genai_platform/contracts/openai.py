@@ -285,8 +285,8 @@ class UnsupportedField(DomainError):
 
     status = 400
 
-    def __init__(self, param: str, reason: str) -> None:
-        message = f"`{param}` is not supported: {reason}"
+    def __init__(self, param: str, reason: str, *, message: str | None = None) -> None:
+        message = message or f"`{param}` is not supported: {reason}"
         super().__init__(message, param=param, error=error_object(message, param=param))
         self.param = param
 
@@ -347,6 +347,15 @@ class GenerationFields(OpenAIRequest):
     logit_bias: LogitBias | None = None
     ignore_eos: StrictBool = Field(False, description=EXTENSIONS["ignore_eos"])
     user: StrictStr | None = Field(None, description=ACCEPTED_NO_OP["user"])
+
+    def unsupported_fields(self) -> list[UnsupportedField]:
+        """The unsupported fields (`OpenAIRequest`), and `stream_options` without `stream`, which
+        OpenAI refuses too (400: "only allowed when 'stream' is enabled")."""
+        found = super().unsupported_fields()
+        if self.stream_options is not None and not self.stream:
+            message = "`stream_options` is only allowed when `stream` is true."
+            found.append(UnsupportedField("stream_options", "", message=message))
+        return found
 
     def check_max_tokens(self, limit: int) -> None:
         """Raise `TokensOverLimit` (400 naming the field) when `max_tokens`, or chat's
