@@ -1,5 +1,10 @@
 """The gateway's public API through real sidecars: API keys, request ids, limits, relaying."""
 
+import hashlib
+import json
+import struct
+import uuid
+
 import httpx
 
 from gateway.openapi import dangling_refs
@@ -139,3 +144,33 @@ def test_a_registry_404_through_the_gateway_names_the_callers_path(start_app, de
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["instance"] == path
         assert "no-such-model" in response.json()["detail"]
+
+
+def test_an_alias_is_deleted_through_the_gateway_with_the_promote_scope(start_app, default_broker, secrets) -> None:
+    registry = start_app("registry")
+    gateway = start_app("gateway")
+    registry.wait_ready()
+    gateway.wait_ready()
+    name = f"gw-{uuid.uuid4().hex[:8]}"
+    with registry.sidecar.client() as dapr:
+        models = "/v1.0/invoke/registry/method/v1/models"
+        assert dapr.post(models, json={"name": name}).status_code == 201
+        number = dapr.post(f"{models}/{name}/versions", json={}).json()["version"]
+        header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+        weights = struct.pack("<Q", len(header)) + header + struct.pack("<f", 1.0)
+        files = f"{models}/{name}/versions/{number}/files/model.safetensors"
+        assert dapr.put(f"{files}/parts/0", content=weights).status_code == 200
+        done = {"parts": 1, "sha256": hashlib.sha256(weights).hexdigest()}
+        assert dapr.post(f"{files}/complete", json=done).status_code == 200
+        assert dapr.post(f"{models}/{name}/versions/{number}/ready").status_code == 200
+    path = f"{gateway.app.url}/v1/registry/models/{name}/aliases/staging"
+    moved = httpx.put(path, json={"version": number}, headers=bearer(secrets), timeout=30)
+    assert moved.status_code == 200, moved.text
+    deleted = httpx.delete(path, headers=bearer(secrets), timeout=30)
+    assert deleted.status_code == 204, deleted.text
+    model = httpx.get(f"{gateway.app.url}/v1/registry/models/{name}", headers=bearer(secrets), timeout=30).json()
+    assert model["aliases"] == {}
+    again = httpx.delete(path, headers=bearer(secrets), timeout=30)
+    assert again.status_code == 404 and again.headers["content-type"] == "application/problem+json"
+    assert again.json()["instance"] == f"/v1/registry/models/{name}/aliases/staging"
+    assert httpx.delete(path, timeout=30).status_code == 401  # a key is required, as for every write

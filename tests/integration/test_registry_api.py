@@ -151,6 +151,40 @@ def test_concurrent_alias_moves_lose_no_update_and_publish_model_promoted(start_
     assert {(e["alias"], e["version"]) for e in events} == set(aliases.items())
 
 
+def test_deleting_an_alias_removes_it_and_publishes_model_promoted_with_no_version(start_app, default_broker) -> None:
+    monitor = start_app("monitor")
+    registry = start_app("registry", env={"REGISTRY_PART_SIZE": str(PART)})
+    registry.wait_ready()
+    monitor.wait_ready()
+    models = "/v1.0/invoke/registry/method/v1/models"
+    with registry.sidecar.client() as dapr:
+        name = new_model(dapr)
+        number = new_version(dapr, name)
+        assert upload(dapr, name, number, "model.safetensors", safetensors_bytes(8)).status_code == 200
+        assert dapr.post(f"{models}/{name}/versions/{number}/ready").status_code == 200
+        for alias in ("production", "staging"):
+            assert dapr.put(f"{models}/{name}/aliases/{alias}", json={"version": number}).status_code == 200
+
+        deleted = dapr.delete(f"{models}/{name}/aliases/production")
+        assert deleted.status_code == 204 and deleted.content == b""
+        assert dapr.get(f"{models}/{name}").json()["aliases"] == {"staging": number}
+        assert dapr.get(f"{models}/{name}/versions/production").status_code == 404
+        for path, missing in ((f"{name}/aliases/production", "production"), ("no-such-model/aliases/x", "no-such")):
+            refused = dapr.delete(f"{models}/{path}")
+            assert refused.status_code == 404, refused.text
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert missing in refused.json()["detail"]
+
+    def removal() -> list[dict] | None:
+        with monitor.sidecar.client() as dapr:
+            events = dapr.get("/v1.0/invoke/monitor/method/v1/events", params={"topic": "model.promoted"}).json()
+        mine = [e["data"] for e in events if e["data"].get("model") == name and e["data"].get("version") is None]
+        return mine or None
+
+    events = wait_until(removal, what="model.promoted for the deleted alias", watch=monitor.processes)
+    assert [(e["alias"], e["previous_version"], e["files"]) for e in events] == [("production", number, [])]
+
+
 def test_a_corrupted_artifact_is_never_served(start_app, default_broker) -> None:
     registry = start_app("registry", env={"REGISTRY_PART_SIZE": str(PART)})
     registry.wait_ready()

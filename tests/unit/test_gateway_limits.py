@@ -55,11 +55,18 @@ def test_usage_is_read_from_a_json_answer_and_from_a_stream() -> None:
 
 def test_the_registry_is_public_under_its_own_prefix_and_rewritten_to_its_path() -> None:
     from gateway.routes import PUBLIC_ROUTES, schema_app_paths, schema_sources
+    from gateway.scopes import route_scopes
 
     registry = [route for route in PUBLIC_ROUTES if route.app_id == "registry"]
     assert registry and all(route.path.startswith("/v1/registry/models") for route in registry)
     promote = next(route for route in registry if route.method == "PUT")
     assert promote.upstream_path("/v1/registry/models/m/aliases/production") == "/v1/models/m/aliases/production"
+    # Deleting an alias is a promotion's write too: the same path, the same scope.
+    delete = next(route for route in registry if route.method == "DELETE")
+    assert delete.path == promote.path and delete.upstream_path("/v1/registry/models/m/aliases/a") == (
+        "/v1/models/m/aliases/a"
+    )
+    assert route_scopes("DELETE", delete.path) == route_scopes("PUT", promote.path) == ("models:promote",)
     # OpenAI's /v1/models stays inference's; a rewritten route's schema is looked up under its app's path.
     assert schema_sources()[("GET", "/v1/models")] == "inference"
     assert schema_sources()[("GET", "/v1/registry/models")] == "registry"

@@ -19,7 +19,7 @@ from prompts.store import PromptStore
 from prompts.templates import Message, VersionDraft
 from registry.artifacts import ArtifactStore
 from registry.catalog import Catalog, version_key
-from registry.errors import InvalidAlias, ModelExists, VersionNotFound, VersionNotReady
+from registry.errors import AliasNotFound, InvalidAlias, ModelExists, ModelNotFound, VersionNotFound, VersionNotReady
 
 
 def run(work):
@@ -122,6 +122,33 @@ def test_an_alias_move_that_keeps_losing_its_race_gives_up_with_a_conflict(monke
         run(scenario())
     assert gave_up.value.status == 409 and gave_up.value.transient
     assert "production" not in dapr.state["model:chat"]["aliases"]
+
+
+@pytest.mark.parametrize("store", ["redis", "postgresql"])
+def test_alias_deletes_racing_moves_lose_no_update_and_a_missing_alias_is_not_found(store: str) -> None:
+    dapr = interleaved(FakeDapr(store))
+    registry = catalog(dapr)
+
+    async def scenario():
+        await registry.create_model(NewModel(name="chat"))
+        number = await ready_version(registry, dapr, "chat")
+        for alias in ("production", "staging", "canary"):
+            await registry.move_alias("chat", alias, number)
+        removed = await asyncio.gather(
+            registry.delete_alias("chat", "production"),
+            registry.delete_alias("chat", "staging"),
+            registry.move_alias("chat", "shadow", number),
+        )
+        return number, removed, (await registry.get_model("chat"))[0]
+
+    number, removed, model = run(scenario())
+    assert [previous for _, previous in removed[:2]] == [number, number]
+    assert model.aliases == {"canary": number, "shadow": number}  # each racing write landed
+    with pytest.raises(AliasNotFound) as missing:
+        run(registry.delete_alias("chat", "production"))  # gone already: a second delete is a 404
+    assert missing.value.status == 404 and "production" in str(missing.value)
+    with pytest.raises(ModelNotFound):
+        run(registry.delete_alias("nope", "production"))
 
 
 def draft(text: str, labels: list[str] | None = None) -> VersionDraft:

@@ -16,8 +16,8 @@ SCOPES: dict[str, str] = {
     "documents:read": "List and read documents, search the index",
     "documents:write": "Ingest and delete documents",
     "models:read": "Read the model registry",
-    "models:promote": "Point a model alias at a version (promotion to production, roll back), and start "
-    "a workflow that does",
+    "models:promote": "Point a model alias at a version (promotion to production, roll back) or delete one, "
+    "and start a workflow that promotes",
     "prompts:read": "List, read and render prompt templates",
     "prompts:write": "Create prompt versions, move their labels and delete prompts",
     "fine-tune": "Upload training files, start, read and cancel fine-tuning jobs and workflows",
@@ -50,6 +50,7 @@ ROUTE_SCOPES: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/v1/registry/models/{name}/versions"): _MODELS_READ,
     ("GET", "/v1/registry/models/{name}/versions/{reference}"): _MODELS_READ,
     ("PUT", "/v1/registry/models/{name}/aliases/{alias}"): ("models:promote",),
+    ("DELETE", "/v1/registry/models/{name}/aliases/{alias}"): ("models:promote",),
     ("GET", "/v1/prompts"): _PROMPTS_READ,
     ("POST", "/v1/prompts"): _PROMPTS_WRITE,
     ("GET", "/v1/prompts/{name}"): _PROMPTS_READ,

@@ -30,7 +30,7 @@ async def model_ready(app: FastAPI) -> str | None:
     models: ModelService = app.state.models
     if models.ready:
         return None
-    return app.state.load_error or "the model is loading"
+    return app.state.load_error or models.withdrawn or "the model is loading"
 
 
 def create_app(settings: InferenceSettings) -> FastAPI:

@@ -70,6 +70,17 @@ async def serve_promotion(
     return await models.promote(str(folder), str(number))
 
 
+async def withdraw_deleted_alias(models: ModelService, removed: ModelPromoted) -> bool:
+    """Stop serving the version a deleted alias pointed at, when this instance follows that alias
+    and serves that version (a version promoted by hand through /admin/promote is kept). Every
+    replica then agrees with one that starts now, which cannot resolve the alias either."""
+    registry = RegistryRef.parse(models.settings.model_source)
+    if registry is None or not registry.follows(removed.model, removed.alias) or removed.previous_version is None:
+        return False
+    reason = f"alias '{removed.alias}' of model '{removed.model}' was deleted; set it again to serve"
+    return await models.withdraw(str(removed.previous_version), reason)
+
+
 async def get_models(request: Request) -> ModelService:
     return request.app.state.models
 
@@ -88,7 +99,11 @@ ModelsDep = Annotated[ModelService, Depends(get_models)]
     drop_on=(ModelNotFound,),
 )
 async def on_model_promoted(request: Request, event: CloudEvent, promoted: ModelPromoted) -> None:
-    """Swap to the promoted version when this instance serves that model's alias (or path)."""
+    """Swap to the promoted version when this instance serves that model's alias (or path); stop
+    serving it when that alias was deleted (`version` null)."""
+    if promoted.deleted:
+        await withdraw_deleted_alias(request.app.state.models, promoted)
+        return
     # The engine is labelled with the version as text (a folder's version may be any label).
     wanted = PromotedModel(
         version=str(promoted.version), path=promoted.path, model=promoted.model, alias=promoted.alias

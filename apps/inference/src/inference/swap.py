@@ -36,6 +36,8 @@ class ModelService:
         self.settings = settings
         self.current: Engine | None = None
         self.loading: str | None = None
+        # Why nothing is served after `withdraw` (a deleted alias), until the next promotion.
+        self.withdrawn: str | None = None
         self._lock = asyncio.Lock()
         self._retiring: set[Engine] = set()
 
@@ -62,13 +64,27 @@ class ModelService:
             except BaseException:
                 self.loading = None
                 raise
-            self.current, self.loading = engine, None
+            self.current, self.loading, self.withdrawn = engine, None, None
             if previous is not None:
                 self._retiring.add(previous)
                 previous.retire()
                 asyncio.get_running_loop().create_task(self._forget_when_stopped(previous))
             log.info("model version promoted", extra={"previous": previous and previous.version, "current": version})
             return Promotion(previous.version if previous else None, version, changed=True)
+
+    async def withdraw(self, version: str, reason: str) -> bool:
+        """Stop serving `version` when it is the one served: its in-flight requests finish, new ones
+        are refused (NotLoaded) until the next `promote`. False when another version is served."""
+        async with self._lock:
+            engine = self.current
+            if engine is None or engine.version != version:
+                return False
+            self.current, self.withdrawn = None, reason
+            self._retiring.add(engine)
+            engine.retire()
+            asyncio.get_running_loop().create_task(self._forget_when_stopped(engine))
+            log.warning("model version withdrawn", extra={"version": version, "reason": reason})
+            return True
 
     def _load(self, source: str, version: str, name: str) -> Engine:
         s = self.settings

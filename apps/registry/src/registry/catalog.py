@@ -22,6 +22,7 @@ from genai_platform.contracts.registry import (
 from genai_platform.dapr import Sidecar, with_etag_retries
 from registry.artifacts import ArtifactStore, check_filename
 from registry.errors import (
+    AliasNotFound,
     ChecksumMismatch,
     InvalidAlias,
     ModelExists,
@@ -237,3 +238,20 @@ class Catalog:
             return model, previous
 
         return await with_etag_retries(move)
+
+    async def delete_alias(self, name: str, alias: str) -> tuple[Model, int]:
+        """Remove `alias` under the model's ETag; returns the model and the version it pointed at.
+
+        Raises `ModelNotFound`, or `AliasNotFound` when the model has no such alias (also for the
+        loser of two deletes of one alias: it re-reads and finds it gone).
+        """
+
+        async def remove() -> tuple[Model, int]:
+            model, etag = await self.get_model(name)
+            if alias not in model.aliases:
+                raise AliasNotFound(f"Model '{name}' has no alias '{alias}'.")
+            previous = model.aliases.pop(alias)
+            await self._sidecar.save_state(model_key(name), model.model_dump(), etag=etag, concurrency="first-write")
+            return model, previous
+
+        return await with_etag_retries(remove)

@@ -18,6 +18,10 @@ class VersionNotFound(NotFound):
     """The model has no such version, alias or ready version, or the version no such file (404)."""
 
 
+class AliasNotFound(NotFound):
+    """The model has no alias of that name (404)."""
+
+
 class ModelExists(Conflict):
     """A model of that name is registered already (409)."""
 

@@ -1,4 +1,5 @@
-"""Version life-cycle steps that also tell the platform: ready → model.registered, alias → model.promoted.
+"""Version life-cycle steps that also tell the platform: ready → model.registered, alias moved or
+deleted → model.promoted.
 
 The API routes and the start-up seed both go through here, so every way a version becomes
 ready or an alias moves publishes the same event.
@@ -27,4 +28,13 @@ async def point_alias(catalog: Catalog, sidecar: Sidecar, name: str, alias: str,
     )
     # `path` is inference's extension for a folder outside the registry: never sent from here.
     await sidecar.publish(Topic.MODEL_PROMOTED, promoted.model_dump(mode="json", exclude={"path"}))
+    return model
+
+
+async def remove_alias(catalog: Catalog, sidecar: Sidecar, name: str, alias: str) -> Model:
+    """Delete the alias and publish `model.promoted` with `version` null, so whoever follows the
+    alias (inference) stops serving the version it pointed at."""
+    model, previous = await catalog.delete_alias(name, alias)
+    removed = ModelPromoted(model=name, version=None, alias=alias, previous_version=previous)
+    await sidecar.publish(Topic.MODEL_PROMOTED, removed.model_dump(mode="json", exclude={"path"}))
     return model

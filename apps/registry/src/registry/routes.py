@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
 from genai_platform.contracts.registry import (
@@ -22,7 +22,7 @@ from genai_platform.service import SidecarDep
 from registry.artifacts import CorruptArtifact
 from registry.catalog import Catalog
 from registry.errors import VersionNotFound
-from registry.lifecycle import make_ready, point_alias
+from registry.lifecycle import make_ready, point_alias, remove_alias
 
 router = APIRouter(prefix="/v1/models", tags=["registry"])
 
@@ -113,3 +113,15 @@ async def download_file(name: str, number: int, filename: str, catalog: CatalogD
 )
 async def move_alias(name: str, alias: str, move: AliasMove, catalog: CatalogDep, sidecar: SidecarDep) -> Model:
     return await point_alias(catalog, sidecar, name, alias, move.version)
+
+
+@router.delete(
+    "/{name}/aliases/{alias}",
+    status_code=204,
+    summary="Delete an alias; publishes model.promoted with `version` null",
+    response_class=Response,
+    responses=problem_responses(404),
+)
+async def delete_alias(name: str, alias: str, catalog: CatalogDep, sidecar: SidecarDep) -> Response:
+    await remove_alias(catalog, sidecar, name, alias)
+    return Response(status_code=204)

@@ -222,15 +222,22 @@ class ModelRegistered(Payload):
 
 
 class ModelPromoted(Payload):
-    """`model.promoted`: a registry alias (`production`, `staging`) now points at `version`.
+    """`model.promoted`: a registry alias (`production`, `staging`) now points at `version`, or,
+    with `version` null, was deleted.
 
     `version` is the registry's version number, an integer; inference labels the engine serving
     it with the number as text. `path` is inference's extension for a folder it can read instead
-    of a registry download; an event names `model`, `path` or both.
+    of a registry download; an event names `model`, `path` or both. A deleted alias (the
+    registry's `DELETE /v1/models/{name}/aliases/{alias}`) names `model`, `alias` and
+    `previous_version` (where it pointed), with `version` null and no `files`: whoever follows that
+    alias has nothing to serve (inference stops serving `previous_version` until the alias is set
+    again).
     """
 
     model: str | None = Field(None, description="The registry model; promotions of other models are ignored.")
-    version: int = Field(ge=1, description="The registry's version number.")
+    version: int | None = Field(
+        ge=1, description="The registry's version number; null when the alias was deleted (`previous_version`)."
+    )
     alias: str | None = None
     previous_version: int | None = Field(None, ge=1, description="Where the alias pointed before, if anywhere.")
     files: list[str] = Field(default_factory=list)
@@ -240,7 +247,14 @@ class ModelPromoted(Payload):
     def _model_or_path(self) -> ModelPromoted:
         if self.model is None and self.path is None:
             raise ValueError("a promotion names `model`, `path` or both")
+        if self.version is None and (self.model is None or self.alias is None or self.previous_version is None):
+            raise ValueError("a deleted alias (`version` null) names `model`, `alias` and `previous_version`")
         return self
+
+    @property
+    def deleted(self) -> bool:
+        """Whether the alias was deleted rather than moved."""
+        return self.version is None
 
 
 class PromptUpdated(Payload):
@@ -354,7 +368,7 @@ CONTRACTS: dict[Topic, TopicContract] = {
             ModelPromoted,
             ("registry",),
             ("inference", "monitor"),
-            "An alias moved to another version.",
+            "An alias moved to another version, or was deleted (`version` null).",
         ),
         TopicContract(
             Topic.PROMPT_UPDATED, PromptUpdated, ("prompts",), ("prompts", "monitor"), "A prompt or its labels changed."
