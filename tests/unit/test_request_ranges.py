@@ -20,12 +20,15 @@ from gateway.routes import schema_app_paths, schema_sources
 APPS = ("gateway", "ingestion", "features", "registry", "inference", "prompts", "guard", "training", "monitor")
 # Upper bounds that are a setting of the serving app or a property of its model, not a constant of
 # the schema: a value over it is a 400 naming the field (inference's LimitExceeded for max_tokens
-# over INFERENCE_MAX_TOKENS; features' UnsupportedField for dimensions other than the model's).
+# over INFERENCE_MAX_TOKENS; features' UnsupportedField for dimensions other than the model's, and
+# its InputOverLimit, `limit: vocab_size`, for a token id outside the model's vocabulary).
 SETTING_BOUNDS = {
     "POST /v1/chat/completions body.max_tokens",
     "POST /v1/chat/completions body.max_completion_tokens",
     "POST /v1/completions body.max_tokens",
     "POST /v1/embeddings body.dimensions",
+    "POST /v1/embeddings body.input[]",
+    "POST /v1/embeddings body.input[][]",
 }
 
 

@@ -81,6 +81,8 @@ class Embedder:
         self._model.to(getattr(torch, self.dtype))
         self.dimensions = int(self._model.get_embedding_dimension() or 0)
         self.max_tokens = int(self._model.max_seq_length)
+        # The ids its tokenizer makes (special and added tokens included): what a token-id input may hold.
+        self.vocab_size = len(self._model.tokenizer)
         self.device = str(self._model.device)
         self.batch_size = batch_size or default_batch_size(self._model.device.type)
         self.threads = default_threads(self._model.device.type) if threads is None else threads
@@ -115,12 +117,47 @@ class Embedder:
             normalize_embeddings=True,
             show_progress_bar=False,
         )
-        vectors = np.asarray(vectors, dtype=np.float32)
+        return Embeddings(self._unit_length(np.asarray(vectors, dtype=np.float32)), self.count_tokens(texts))
+
+    def encode_token_ids(self, arrays: list[list[int]]) -> Embeddings:
+        """Blocking: embed token-id arrays as the model reads them, in batches of `batch_size`.
+
+        Each array is the model's input ids as they are given, as vLLM and TEI read token inputs: no
+        special token is added (`tokenizer(text)["input_ids"]`, which holds them, embeds as `text`
+        does), no decode and re-encode. Each array is one row of `(len(arrays), dimensions)` float32
+        vectors, L2-normalised; `tokens` is the ids' count. Ids must be below `vocab_size` and an
+        array at most `max_tokens` long (the route checks both; the model raises IndexError past them).
+        """
+        import torch
+        from sentence_transformers.util import batch_to_device
+
+        if not arrays:
+            return Embeddings(np.zeros((0, self.dimensions), dtype=np.float32), 0)
+        tokenizer = self._model.tokenizer
+        # Longest first, as encode() sorts texts: a batch pads to its longest array.
+        order = sorted(range(len(arrays)), key=lambda i: -len(arrays[i]))
+        rows = []
+        self._model.eval()
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                batch = [arrays[i] for i in order[start : start + self.batch_size]]
+                # The tokenizer's own padding (its pad id, side and attention mask), as for a text batch.
+                features = dict(tokenizer.pad({"input_ids": batch}, padding=True, return_tensors="pt"))
+                if "token_type_ids" in tokenizer.model_input_names:
+                    features["token_type_ids"] = torch.zeros_like(features["input_ids"])
+                output = self._model(batch_to_device(features, self._model.device))["sentence_embedding"]
+                # Normalised in the model's dtype, then float32: what encode(normalize_embeddings=True) does.
+                rows.append(torch.nn.functional.normalize(output, p=2, dim=1).float().cpu())
+        vectors = torch.cat(rows).numpy()[np.argsort(order)]
+        return Embeddings(self._unit_length(vectors), sum(len(ids) for ids in arrays))
+
+    def _unit_length(self, vectors: np.ndarray) -> np.ndarray:
+        """`vectors` (float32 rows, normalised in the model's dtype) at unit length in float32."""
         if self.dtype != "float32":
             # Normalised in the model's dtype, a vector's length is off by up to ~0.2% (bfloat16
             # keeps 8 bits of mantissa): unit length again in float32, as search's dot product needs.
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), np.finfo(np.float32).tiny)
-        return Embeddings(vectors, self.count_tokens(texts))
+        return vectors
 
     def count_tokens(self, texts: list[str]) -> int:
         """Tokens the model reads for `texts`, special tokens included, each cut at `max_tokens`."""
@@ -152,6 +189,10 @@ class Embedder:
             self._queue.append((texts, future))
         loop.run_in_executor(self._worker, self._embed_queued, loop)
         return await future
+
+    async def embed_token_ids(self, arrays: list[list[int]]) -> Embeddings:
+        """Embed token-id arrays on the worker thread (see `encode_token_ids`); raises what it raises."""
+        return await asyncio.get_running_loop().run_in_executor(self._worker, self.encode_token_ids, arrays)
 
     def _embed_queued(self, loop: asyncio.AbstractEventLoop) -> None:
         """On the worker: embed every queued call's texts in one `encode`, and answer each call."""

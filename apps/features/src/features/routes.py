@@ -10,9 +10,10 @@ import numpy as np
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from features.limits import refuse_long_inputs, refuse_unknown_token_ids
 from features.schemas import EmbeddingList, IndexedDocument
 from features.search import Mode, SearchParams, search
-from genai_platform.contracts.openai import EmbeddingsRequest, InputOverLimit, UnsupportedField
+from genai_platform.contracts.openai import EmbeddingsRequest, UnsupportedField
 from genai_platform.contracts.search import SearchResults
 from genai_platform.dapr import DaprError
 from genai_platform.errors import Problem, problem_responses
@@ -100,10 +101,15 @@ async def search_chunks(request: Request, body: SearchRequest) -> SearchResults:
     responses={200: {"model": EmbeddingList}, **problem_responses(400, 404)},
 )
 async def embeddings(request: Request, body: EmbeddingsRequest) -> dict[str, Any]:
-    """OpenAI's embeddings. Raises `UnsupportedField` (400) for an unknown field or `dimensions` other
-    than the model's, 404 for another model, `InputOverLimit` (400 naming `input` and the limit) past
-    `max_inputs` texts or for a text past the model's token limit, which the model would cut (OpenAI
-    refuses those too, never truncates)."""
+    """OpenAI's embeddings, of texts or of token-id arrays (the model's own ids, read as given).
+
+    Answers one L2-normalised vector per input, in input order, and `usage.prompt_tokens`: the
+    tokens the model read (a token array's own length). A malformed `input` (empty, a mix of
+    strings and ids, a lone surrogate) is the contract's 422 naming the element. Raises
+    `UnsupportedField` (400) for an unknown field or `dimensions` other than the model's, 404 for
+    another model, and `InputOverLimit` (400 naming the element and the limit) past `max_inputs`
+    inputs, for an input past the model's token limit, which the model would cut (OpenAI refuses
+    those too, never truncates), or for a token id outside the model's vocabulary."""
     body.refuse_unsupported()
     embedder = request.app.state.embedder
     settings = request.app.state.settings
@@ -114,16 +120,15 @@ async def embeddings(request: Request, body: EmbeddingsRequest) -> dict[str, Any
         # pretend to be an embedding.
         raise UnsupportedField("dimensions", f"{embedder.name} makes {embedder.dimensions}-dimensional vectors only.")
     body.check_input_count(settings.max_inputs)
-    texts = body.texts
-    counts = await embedder.token_counts(texts)
-    if too_long := [i for i, count in enumerate(counts) if count > embedder.max_tokens]:
-        first = too_long[0]
-        message = (
-            f"input[{first}] has {counts[first]} tokens; {embedder.name} reads at most {embedder.max_tokens} "
-            "(its max_seq_length, special tokens included)."
-        )
-        raise InputOverLimit(message, limit="max_input_tokens", limit_value=embedder.max_tokens)
-    result = await embedder.embed(texts)
+    if body.token_input:
+        arrays: list[list[int]] = body.inputs  # type: ignore[assignment]
+        refuse_unknown_token_ids(body, embedder.vocab_size, embedder.name)
+        refuse_long_inputs(body, [len(ids) for ids in arrays], embedder.max_tokens, embedder.name)
+        result = await embedder.embed_token_ids(arrays)
+    else:
+        texts: list[str] = body.inputs  # type: ignore[assignment]
+        refuse_long_inputs(body, await embedder.token_counts(texts), embedder.max_tokens, embedder.name)
+        result = await embedder.embed(texts)
     return {
         "object": "list",
         "data": [

@@ -36,10 +36,13 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StrictStr,
+    TypeAdapter,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from genai_platform.errors import DomainError
 
@@ -447,11 +450,86 @@ class CompletionRequest(GenerationFields):
 MAX_EMBEDDING_INPUTS = 2048
 
 
+# A text to embed: a non-empty string of Unicode text. Its length check is the platform's one rule
+# against a lone UTF-16 surrogate (`"\ud800"`: valid JSON, but no Unicode text, RFC 8259 section
+# 8.2): to measure a constrained string pydantic reads it as Unicode and answers `string_unicode`,
+# naming the field, as guard's `text`, search's `query` and ingestion's `text` are refused. A bare
+# StrictStr takes one, and the model's tokenizer then failed with a TypeError (a 500).
+EmbeddingText = Annotated[StrictStr, Field(min_length=1)]
+# One input as token ids of the served model's vocabulary (checked against it by the features app).
+TokenIds = Annotated[list[StrictInt], Field(min_length=1)]
+_EMBEDDING_TEXT: TypeAdapter[str] = TypeAdapter(EmbeddingText)
+_INPUT_SHAPES = "a string, an array of strings, an array of token ids or an array of token-id arrays"
+
+
+def _input_kind(item: Any) -> str | None:
+    """What one element of an `input` array is, in words; None for none of OpenAI's kinds."""
+    if isinstance(item, str):
+        return "a string"
+    if isinstance(item, int) and not isinstance(item, bool):  # JSON `true` is no token id
+        return "a token id"
+    if isinstance(item, list):
+        return "a token-id array"
+    return None
+
+
+def _input_error(where: tuple[int, ...], item: Any, message: str) -> InitErrorDetails:
+    return InitErrorDetails(type=PydanticCustomError("embedding_input", message), loc=where, input=item)
+
+
+def _text_errors(text: str, where: tuple[int, ...]) -> list[InitErrorDetails]:
+    try:
+        _EMBEDDING_TEXT.validate_python(text)
+    except ValidationError as error:
+        return [
+            InitErrorDetails(type=e["type"], loc=where, input=e["input"], ctx=e.get("ctx", {}))  # type: ignore[typeddict-item]
+            for e in error.errors(include_url=False)
+        ]
+    return []
+
+
+def embedding_input_errors(value: Any) -> list[InitErrorDetails]:
+    """What is wrong with an embeddings `input`, each error at the element it is about: `(1,)` for
+    `input[1]`, `(0, 3)` for `input[0][3]`, `()` for `input` itself. Empty when `input` is one of
+    OpenAI's four shapes: a string, an array of strings, an array of token ids (integers) or an array
+    of token-id arrays, with no empty string, array or token array and no mix of kinds; every string
+    is Unicode text (`EmbeddingText`: a lone surrogate is pydantic's `string_unicode`). Whether a
+    token id is in the model's vocabulary is not checked here."""
+    if isinstance(value, str):
+        return _text_errors(value, ())
+    if not isinstance(value, list):
+        return [_input_error((), value, f"input must be {_INPUT_SHAPES}")]
+    if not value:
+        return [_input_error((), value, "input must not be an empty array")]
+    kinds = [_input_kind(item) for item in value]
+    first = next((i for i, kind in enumerate(kinds) if kind is not None), None)
+    errors = []
+    for i, (item, kind) in enumerate(zip(value, kinds, strict=True)):
+        if kind is None:
+            message = "an element of input must be a string, a token id or a token-id array"
+            errors.append(_input_error((i,), item, message))
+        elif first is not None and kind != kinds[first]:
+            message = f"input[{i}] is {kind} and input[{first}] {kinds[first]}: input must be {_INPUT_SHAPES}"
+            errors.append(_input_error((i,), item, message + ", not a mix"))
+        elif kind == "a string":
+            errors.extend(_text_errors(item, (i,)))
+        elif kind == "a token-id array":
+            if not item:
+                errors.append(_input_error((i,), item, f"input[{i}] is an empty token-id array"))
+            errors.extend(
+                _input_error((i, j), token, f"input[{i}][{j}] must be a token id (an integer)")
+                for j, token in enumerate(item)
+                if _input_kind(token) != "a token id"
+            )
+    return errors
+
+
 class InputOverLimit(DomainError):
     """An embeddings `input` past a limit the server reads (400 with OpenAI's `error`, `param` `input`),
-    named by `limit` (`max_inputs`: texts per request; `max_input_tokens`: tokens per text) and
-    `limit_value`. A count limit is a 400, not a 413: the body may be small, and the client fixes it
-    by sending fewer texts, not fewer bytes."""
+    named by `limit` (`max_inputs`: inputs per request; `max_input_tokens`: tokens per input;
+    `vocab_size`: a token id outside the model's vocabulary) and `limit_value`. A count limit is a
+    400, not a 413: the body may be small, and the client fixes it by sending fewer inputs, not
+    fewer bytes."""
 
     status = 400
 
@@ -461,37 +539,61 @@ class InputOverLimit(DomainError):
 
 
 class EmbeddingsRequest(OpenAIRequest):
-    """OpenAI's embeddings request: `input` as a string or a list of strings, none empty.
+    """OpenAI's embeddings request. `input` is one of OpenAI's four shapes: a string, an array of
+    strings, an array of token ids (one input) or an array of token-id arrays, never empty and
+    never a mix (`embedding_input_errors`, a 422 naming each element: `body.input.1`,
+    `body.input.0.3`). Token ids are the served model's own (its tokenizer's ids, special tokens
+    included), read as they are given: the features app refuses an id outside its vocabulary.
 
     `dimensions` is honoured only as the model's own size: a vector cut shorter is a good
     embedding only for a model trained for it (Matryoshka), and the served one is checked by the
-    features app, which answers 400 naming `dimensions` otherwise. Token arrays as `input` are
-    a 422: the served model's tokenizer is not OpenAI's.
+    features app, which answers 400 naming `dimensions` otherwise.
     """
 
-    input: StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
+    input: (
+        EmbeddingText
+        | Annotated[list[EmbeddingText], Field(min_length=1)]
+        | Annotated[list[StrictInt], Field(min_length=1)]
+        | Annotated[list[TokenIds], Field(min_length=1)]
+    ) = Field(description="A string, an array of strings, an array of token ids or an array of token-id arrays.")
     model: StrictStr | None = None
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: StrictInt | None = Field(None, ge=1, description="The model's own size, if given.")
     user: StrictStr | None = Field(None, description=ACCEPTED_NO_OP["user"])
 
-    @model_validator(mode="after")
-    def _not_empty(self) -> EmbeddingsRequest:
-        if any(not text for text in self.texts):
-            raise ValueError("input must be a non-empty string or a list of non-empty strings")
-        return self
+    @field_validator("input", mode="before")
+    @classmethod
+    def _one_of_openais_shapes(cls, value: Any) -> Any:
+        # Checked before the union: its own errors would name each of its four members, not the element.
+        if errors := embedding_input_errors(value):
+            raise ValidationError.from_exception_data("input", errors)
+        return value
 
     @property
-    def texts(self) -> list[str]:
-        """The inputs as a list."""
-        return [self.input] if isinstance(self.input, str) else self.input
+    def token_input(self) -> bool:
+        """Whether `input` is token ids (an array of them, or arrays of them) rather than text."""
+        return isinstance(self.input, list) and not isinstance(self.input[0], str)
+
+    @property
+    def inputs(self) -> list[str] | list[list[int]]:
+        """The inputs as a list, one item per vector answered: texts, or token-id arrays."""
+        if isinstance(self.input, str) or isinstance(self.input[0], int):
+            return [self.input]  # type: ignore[list-item]
+        return self.input  # type: ignore[return-value]
+
+    def element(self, index: int, token: int | None = None) -> str:
+        """The name of input `index` (or of its token `token`) in the request as sent: `input`,
+        `input[2]` or `input[2][7]`; a lone string or a lone token array is `input` itself."""
+        whole = isinstance(self.input, str) or isinstance(self.input[0], int)
+        name = "input" if whole else f"input[{index}]"
+        return name if token is None else f"{name}[{token}]"
 
     def check_input_count(self, max_inputs: int) -> None:
         """Raise `InputOverLimit` (400 naming `input`, limit `max_inputs`) when `input` holds more
-        than `max_inputs` texts."""
-        if len(self.texts) > max_inputs:
+        than `max_inputs` inputs (texts or token-id arrays)."""
+        if len(self.inputs) > max_inputs:
             raise InputOverLimit(
-                f"input has {len(self.texts)} items; at most {max_inputs} are read per request.",
+                f"input has {len(self.inputs)} items; at most {max_inputs} are read per request.",
                 limit="max_inputs",
                 limit_value=max_inputs,
             )
