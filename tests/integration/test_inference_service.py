@@ -123,6 +123,9 @@ def test_openai_client_chat_through_dapr_and_with_the_api_key(inference: AppWith
         assert reply.usage is not None and reply.usage.completion_tokens == 8
         assert reply.usage.total_tokens == reply.usage.prompt_tokens + 8
     assert [m.id for m in direct.models.list().data] == [MODEL]
+    # OpenAI's retrieve model, through the sidecar too (a new-user trial found it missing).
+    retrieved = through_dapr(inference).models.retrieve(MODEL)
+    assert retrieved.id == MODEL and retrieved.created > 0 and retrieved == direct.models.list().data[0]
 
 
 def test_openai_client_streams_chunks_and_usage(inference: AppWithSidecar) -> None:

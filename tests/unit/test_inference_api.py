@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from fastapi import FastAPI
 
 from inference.app import create_app
-from inference.openai_api import ChatCompletion, ModelList, TextCompletion
+from inference.openai_api import ChatCompletion, ModelCard, ModelList, TextCompletion
 from inference.registry_source import RegistryRef
 from inference.settings import InferenceSettings
 
@@ -119,6 +120,27 @@ def test_whole_answers_are_exactly_the_models_the_openapi_document_declares(tiny
     # The models forbid unknown fields; the round trip catches a type that would be coerced.
     for model, answer in zip((ChatCompletion, TextCompletion, ModelList), run(go()), strict=True):
         assert model.model_validate(answer).model_dump(mode="json") == answer
+
+
+def test_the_served_model_is_retrieved_by_any_name_a_request_may_give_it(tiny_llama_folder: Path) -> None:
+    """OpenAI's `GET /v1/models/{model}` (a new-user trial: `client.models.retrieve` was a 404)."""
+
+    async def go() -> tuple[dict, list[httpx.Response], httpx.Response]:
+        async with running(create_app(settings(tiny_llama_folder, INFERENCE_MODEL_ALIASES=("small",)))) as client:
+            listed = (await client.get("/v1/models", headers=AUTH)).json()
+            names = ["tiny", "TINY", "small"]
+            found = [await client.get(f"/v1/models/{name}", headers=AUTH) for name in names]
+            missing = await client.get("/v1/models/gpt-4o", headers=AUTH)
+            return listed, found, missing
+
+    started = int(time.time())
+    listed, found, missing = run(go())
+    (card,) = listed["data"]
+    assert card["id"] == "tiny" and started - 60 <= card["created"] <= int(time.time())  # no longer 0
+    assert all(answer.status_code == 200 and answer.json() == card for answer in found)
+    assert ModelCard.model_validate(card).model_dump(mode="json") == card
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
+    assert missing.json()["error"]["param"] == "model"
 
 
 def test_a_full_queue_answers_429_with_retry_after(tiny_llama_folder: Path) -> None:

@@ -6,6 +6,7 @@ import threading
 import pytest
 
 from genai_platform.events import ModelPromoted
+from inference.openai_api import _not_serving
 from inference.promotion import withdraw_deleted_alias
 from inference.settings import InferenceSettings
 from inference.swap import ModelService, NotLoaded, start_generation
@@ -52,6 +53,9 @@ def test_the_followed_alias_deleted_stops_serving_its_version() -> None:
         assert "alias 'production' of model 'chat' was deleted" in (models.withdrawn or "")
         with pytest.raises(NotLoaded):
             await start_generation(models, lambda loaded: [1], 4, lambda tokens: None)  # type: ignore[arg-type]
+        # A client's 503 says why, not "loading".
+        refused = _not_serving(models)
+        assert refused.status == 503 and "alias 'production' of model 'chat' was deleted" in refused.detail
         assert not await withdraw_deleted_alias(models, deleted())  # a redelivery changes nothing
 
     asyncio.run(scenario())

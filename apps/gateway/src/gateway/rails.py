@@ -44,6 +44,9 @@ ROUTE_RAILS: dict[tuple[str, str], RouteRails] = {
     ("GET", "/v1/models"): RouteRails(
         input="", output="", why="lists the model being served; no text reaches it and none is generated"
     ),
+    ("GET", "/v1/models/{model}"): RouteRails(
+        input="", output="", why="describes the model being served; no text reaches it and none is generated"
+    ),
     ("POST", "/v1/embeddings"): RouteRails(
         input="",
         output="",

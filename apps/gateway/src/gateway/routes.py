@@ -61,6 +61,7 @@ SPEND_TIMEOUT_S = 5.0
 
 PUBLIC_ROUTES = (
     PublicRoute("GET", "/v1/models", "inference", "Models being served (OpenAI-compatible)", "openai"),
+    PublicRoute("GET", "/v1/models/{model}", "inference", "One served model (OpenAI-compatible)", "openai"),
     PublicRoute("POST", "/v1/embeddings", "features", "Embeddings (OpenAI-compatible)", "openai"),
     PublicRoute("POST", "/v1/documents", "ingestion", "Ingest a document", "documents"),
     PublicRoute("GET", "/v1/documents", "ingestion", "List documents", "documents"),

@@ -37,6 +37,7 @@ ROUTE_SCOPES: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/v1/chat/completions"): ("chat",),
     ("POST", "/v1/completions"): ("chat",),
     ("GET", "/v1/models"): ("chat",),
+    ("GET", "/v1/models/{model}"): ("chat",),
     ("POST", "/v1/embeddings"): ("chat",),
     ("POST", "/v1/guard/check"): ("chat",),
     ("POST", "/v1/documents"): ("documents:write",),

@@ -143,6 +143,9 @@ class Engine:
         self.loaded: LoadedModel | None = loaded
         self.name = loaded.name
         self.version = loaded.version
+        # OpenAI's model `created` (Unix seconds): when this server began serving the version,
+        # the registry keeping no creation time of its own that inference reads.
+        self.created = int(time.time())
         self.context_length = loaded.context_length
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue

@@ -23,7 +23,7 @@ from genai_platform.errors import Problem, problem_responses
 from genai_platform.streaming import ClosingStreamingResponse, while_connected
 from inference.access import require_caller
 from inference.decoding import SamplingParams
-from inference.engine import Finished, Generation, LimitExceeded, QueueFull, TextDelta
+from inference.engine import Engine, Finished, Generation, LimitExceeded, QueueFull, TextDelta
 from inference.model import LoadedModel
 from inference.registry_source import RegistryRef
 from inference.swap import ModelService, NotLoaded, start_generation
@@ -121,7 +121,7 @@ class ModelCard(Answer):
 
     id: str
     object: Literal["model"]
-    created: int
+    created: int = Field(description="Unix time, seconds: when this server began serving the version.")
     owned_by: str
     version: str
 
@@ -159,11 +159,41 @@ ModelsDep = Annotated[ModelService, Depends(get_models)]
 )
 async def list_models(models: ModelsDep) -> dict[str, Any]:
     engine = models.current
-    data = []
-    if engine is not None:
-        entry = {"id": engine.name, "object": "model", "created": 0, "owned_by": "genai-platform"}
-        data.append({**entry, "version": engine.version})
-    return {"object": "list", "data": data}
+    return {"object": "list", "data": [] if engine is None else [_model_card(engine)]}
+
+
+@router.get(
+    "/models/{model}",
+    summary="The served model, by any name a request may give it (OpenAI's retrieve model)",
+    response_model=None,
+    responses={200: {"model": ModelCard}, **problem_responses(404, 503)},
+)
+async def retrieve_model(model: str, models: ModelsDep) -> dict[str, Any]:
+    """OpenAI's `GET /v1/models/{model}`: the card `list_models` lists, for the served model's id or
+    any name a request's `model` may give (`served_names`); 404 `model_not_found` for another name,
+    503 while no model is loaded."""
+    _check_model(models, model)
+    engine = models.current
+    if engine is None:
+        raise _not_serving(models)
+    return _model_card(engine)
+
+
+def _not_serving(models: ModelService) -> Problem:
+    """The 503 while no version is served: still loading, or withdrawn (its alias was deleted)."""
+    detail = f"No model version is served: {models.withdrawn}." if models.withdrawn else "The model is loading."
+    return Problem(503, detail, headers={"Retry-After": "5"})
+
+
+def _model_card(engine: Engine) -> dict[str, Any]:
+    """`ModelCard` of the served engine."""
+    return {
+        "id": engine.name,
+        "object": "model",
+        "created": engine.created,
+        "owned_by": "genai-platform",
+        "version": engine.version,
+    }
 
 
 @router.post(
@@ -226,7 +256,7 @@ def _check_model(models: ModelService, model: str | None) -> None:
         return
     served = models.current.name if models.current is not None else models.settings.model_name
     message = f"The model {model!r} is not served here; ask for {served!r}."
-    error = {"message": message, "type": "invalid_request_error", "param": "model", "code": "model_not_found"}
+    error = error_object(message, param="model", code="model_not_found")
     raise Problem(404, message, title="Model not found", error=error, model=model)
 
 
@@ -244,7 +274,7 @@ async def _start(
     try:
         return await start_generation(models, checked, max_tokens, lambda tokens: sampling(body, tokens))
     except NotLoaded as error:
-        raise Problem(503, "The model is loading.", headers={"Retry-After": "5"}) from error
+        raise _not_serving(models) from error
     except QueueFull as error:
         retry = str(models.settings.retry_after_s)
         raise Problem(
