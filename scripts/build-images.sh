@@ -50,10 +50,9 @@ if ! podman image exists "$GENAI_BASE_IMAGE"; then
   echo "images: base image made in $((SECONDS - start)) s"
 fi
 
-# The ui serves browser libraries that scripts/ui-assets.sh copies from npm (git-ignored).
-if [[ " ${apps[*]} " == *" ui "* ]]; then
-  bash "$root/scripts/ui-assets.sh" >/dev/null
-fi
+# Browser libraries that scripts/ui-assets.sh copies from npm (git-ignored): the ui's, and Swagger UI,
+# which every app's /docs serves (the platform library's wheel carries it).
+bash "$root/scripts/ui-assets.sh" >/dev/null
 
 # The machine's CA bundle, for a TLS-inspecting proxy between the build and PyPI (Dockerfile).
 secret=()

@@ -745,7 +745,7 @@ install_all() {
   java_major_ok || missing+=(default-jre-headless)
   # The web UI's browser tests drive Debian's Chromium (a browser download cannot work offline).
   command -v chromium >/dev/null || missing+=(chromium)
-  # npm installs the web UI's pinned browser libraries (scripts/ui-assets.sh).
+  # npm installs the pinned browser libraries the apps serve (scripts/ui-assets.sh).
   command -v npm >/dev/null || missing+=(npm)
 
   if ((${#missing[@]})); then

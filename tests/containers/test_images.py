@@ -99,6 +99,10 @@ def test_image_serves_health_as_its_user_on_a_read_only_root(
         # A model app is ready once its model is loaded (inference converts the packaged GGUF first).
         ready_within = 300 if model_app else 60
         wait_until(lambda: answers("/readyz"), what=f"{image} /readyz", timeout=ready_within, interval=0.5)
+        # Swagger UI's files (git-ignored copies) came in the platform library's wheel: /docs works offline.
+        sidecar_only = {"dapr-api-token": secrets["app-api-token"]}
+        bundle = httpx.get(f"{base}/docs/static/vendor/swagger-ui-bundle.js", headers=sidecar_only, timeout=5)
+        assert bundle.status_code == 200 and bundle.headers["content-type"].startswith("text/javascript")
 
         uid = wrapped.exec_run(["id", "-u"])
         assert (uid.exit_code, uid.output.decode().strip()) == (0, IMAGE_UID)

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.types import ASGIApp
 
+from genai_platform.api_docs import install_api_docs
 from genai_platform.dapr import Sidecar
 from genai_platform.errors import document_problems, install_error_handlers
 from genai_platform.logs import configure_logging
@@ -64,7 +65,7 @@ def create_service(
     open_prefixes: tuple[str, ...] = (),
     edge_middleware: Sequence[tuple[type, dict[str, Any]]] = (),
 ) -> FastAPI:
-    """Build a service: health, readiness, metrics, errors, tracing and the app-token check.
+    """Build a service: health, readiness, metrics, errors, tracing, API docs and the app-token check.
 
     `lifespan` opens the service's own resources (models, caches) once the sidecar client
     exists; `readiness` adds the service's own conditions to /readyz. `open_prefixes` are paths
@@ -88,7 +89,9 @@ def create_service(
         finally:
             await app.state.sidecar.aclose()
 
-    app = PlatformApp(title=title, description=description, lifespan=_lifespan)
+    # FastAPI's own /docs and /redoc load their scripts from CDNs: off, and /docs served from here.
+    app = PlatformApp(title=title, description=description, lifespan=_lifespan, docs_url=None, redoc_url=None)
+    install_api_docs(app)
     install_error_handlers(app)
     document_problems(app)
     checks: list[ReadinessCheck] = [sidecar_ready, *readiness]
