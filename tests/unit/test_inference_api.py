@@ -210,3 +210,52 @@ def test_registry_sources_name_a_model_and_the_alias_to_follow() -> None:
     for bad in ("registry:", "registry:Chat", "registry:chat@", "registry:chat@a b"):
         with pytest.raises(ValueError):
             RegistryRef.parse(bad)
+
+
+def test_a_token_id_prompt_is_generated_from_as_given(tiny_llama_folder: Path, tiny_llama) -> None:
+    """OpenAI's token-id prompts (a new-user trial: `prompt: [1, 2, 3]` was a 422 from pydantic):
+    the ids are generated from directly, `echo` echoes their text, usage counts them; an id outside
+    the vocabulary is a 400 naming it; several prompts are a 400 naming `prompt`."""
+    tokenizer = tiny_llama[1]
+    text = "Once upon a time"
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    ask = {"max_tokens": 5, "temperature": 0, "echo": True, "ignore_eos": True}
+    vocabulary = len(tokenizer)
+
+    async def go() -> list[httpx.Response]:
+        async with running(create_app(settings(tiny_llama_folder))) as client:
+            bodies = [
+                {"prompt": text, **ask},
+                {"prompt": ids, **ask},
+                {"prompt": [ids], **ask},
+                {"prompt": ids, **ask, "stream": True, "stream_options": {"include_usage": True}},
+                {"prompt": [*ids[:3], vocabulary, 5], **ask},
+                {"prompt": [ids[:2], ids[2:]], **ask},
+                {"prompt": ["Once", "upon"], **ask},
+                {"prompt": [], **ask},
+                {"prompt": [[ids[0], -1]], **ask},
+            ]
+            answers = [await client.post("/v1/completions", json=body, headers=AUTH) for body in bodies]
+            answers.append(await client.post("/v1/detokenize", json={"prompt": [ids]}, headers=AUTH))
+            return answers
+
+    by_text, by_ids, by_nested, streamed, outside, two_arrays, two_texts, empty, negative, decoded = run(go())
+    assert by_text.status_code == by_ids.status_code == by_nested.status_code == 200, by_ids.text
+    assert by_ids.json()["choices"] == by_text.json()["choices"] == by_nested.json()["choices"]
+    assert by_ids.json()["choices"][0]["text"].startswith(text)
+    assert by_ids.json()["usage"] == by_text.json()["usage"]
+    assert by_ids.json()["usage"]["prompt_tokens"] == len(ids)
+    events = [json.loads(e) for e in sse_events(streamed.text)[:-1]]
+    assert events[0]["choices"][0]["text"] == text  # echo first, then the deltas
+    assert "".join(c["text"] for e in events for c in e["choices"]) == by_ids.json()["choices"][0]["text"]
+    assert events[-1]["usage"]["prompt_tokens"] == len(ids)
+    problem = outside.json()
+    assert outside.status_code == 400 and problem["error"]["param"] == "prompt[3]", problem
+    assert problem["limit"] == "vocab_size" and problem["limit_value"] == vocabulary
+    assert f"prompt[3] is token id {vocabulary}" in problem["detail"]
+    assert negative.status_code == 400 and negative.json()["error"]["param"] == "prompt[0][1]"
+    for several in (two_arrays, two_texts):
+        assert several.status_code == 400 and several.json()["error"]["param"] == "prompt", several.text
+        assert "One prompt per request" in several.json()["detail"]
+    assert empty.status_code == 422 and [e["location"] for e in empty.json()["errors"]] == ["body.prompt"]
+    assert decoded.json() == {"text": text, "tokens": len(ids)}

@@ -285,3 +285,42 @@ def test_too_many_embedding_inputs_in_a_small_body_is_a_400_naming_input_and_the
     )
     assert problem["error"]["param"] == "input" and "5000" in problem["detail"] and "2048" in problem["detail"]
     EmbeddingsRequest.model_validate({**body, "input": body["input"][:2048]}).check_input_count(max_inputs)
+
+
+def test_a_completion_prompt_takes_openais_four_shapes_and_one_prompt_per_request() -> None:
+    """`prompt` is a string, an array of strings, an array of token ids or an array of token-id
+    arrays (a new-user trial: `[1, 2, 3]` was pydantic's "at most 1 item" 422); one prompt is served."""
+    for prompt, text, ids in (
+        ("Hi", "Hi", None),
+        (["Hi"], "Hi", None),
+        ([1, 2, 3], None, [1, 2, 3]),
+        ([[1, 2, 3]], None, [1, 2, 3]),
+    ):
+        request = CompletionRequest.model_validate({"prompt": prompt})
+        assert (request.prompt_text(), request.prompt_ids()) == (text, ids)
+        assert validated_body(CompletionRequest, {"prompt": prompt}) == {"prompt": prompt}
+    assert CompletionRequest.model_validate({"prompt": [1, 2, 3, 4]}).element(3) == "prompt[3]"
+    assert CompletionRequest.model_validate({"prompt": [[1, 2, 3, 4]]}).element(3) == "prompt[0][3]"
+    # Several prompts: a 400 naming `prompt` that says why, not pydantic's list length.
+    for several in (["a", "b"], [[1], [2, 3]]):
+        with pytest.raises(UnsupportedField) as refused:
+            validated_body(CompletionRequest, {"prompt": several})
+        assert refused.value.param == "prompt" and refused.value.status == 400
+        message = refused.value.extensions["error"]["message"]
+        assert message.startswith("`prompt` holds 2 prompts. One prompt per request is served")
+    # What no shape takes: a 422 at the element, one error each (not one per member of the union).
+    for prompt, location in (
+        ([], "body.prompt"),
+        ("", "body.prompt"),
+        ([""], "body.prompt.0"),
+        ([[]], "body.prompt.0"),
+        ([1, "a"], "body.prompt.1"),
+        ([True], "body.prompt.0"),
+        ([1.5], "body.prompt.0"),
+        ([[1, "x"]], "body.prompt.0.1"),
+        (7, "body.prompt"),
+    ):
+        with pytest.raises(Problem) as invalid:
+            validated_body(CompletionRequest, {"prompt": prompt})
+        locations = [error["location"] for error in invalid.value.extensions["errors"]]
+        assert invalid.value.status == 422 and locations == [location], (prompt, locations)

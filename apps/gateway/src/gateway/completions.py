@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from gateway.chat import ChatPipeline, ChatPlan, refused
-from gateway.stages import COMPLETIONS, InferenceClient
+from gateway.stages import COMPLETIONS, DETOKENIZE, InferenceClient
 from gateway.timing import ServerTiming
 from gateway.validation import validated_body
 from genai_platform.contracts.openai import CompletionRequest
@@ -42,13 +42,26 @@ class CompletionPipeline:
         self._streamer.inference = TextAsChat(chat.inference)
 
     async def plan(self, body: dict[str, Any], request_id: str, timing: ServerTiming | None = None) -> ChatPlan:
-        """Validate the request and run the input rails on its prompt: the request inference gets."""
+        """Validate the request and run the input rails on its prompt: the request inference gets.
+
+        A prompt of token ids is decoded by inference (`v1/detokenize`, the served model's
+        tokenizer: the gateway holds none) and its text checked like any prompt: the ids go on as
+        given when the rails pass the text unchanged, and the text as the rails let it through
+        (redacted) when they change it. An id outside the vocabulary is inference's 400 naming it.
+        """
         timing = timing or ServerTiming()
         body = validated_body(CompletionRequest, body, max_tokens=self.chat.settings.max_tokens)
+        request = CompletionRequest.model_validate(body)
+        text = request.prompt_text()
         with timing.stage("guard-in"):
-            verdict = await self.chat.guard.check_text(CompletionRequest.model_validate(body).prompt_text(), request_id)
+            if text is None:
+                asked = {name: body[name] for name in ("model", "prompt") if name in body}
+                text = str((await self.chat.inference.post(DETOKENIZE, asked))["text"])
+            verdict = await self.chat.guard.check_text(text, request_id)
         if not verdict.allowed:
             raise refused(verdict.blocked_by, verdict.rails)
+        if verdict.text == text and request.prompt_text() is None:
+            return ChatPlan(request=body, collection=None, timing=timing)
         # The prompt as the rails let it through (a secret pasted in it is redacted).
         return ChatPlan(request={**body, "prompt": verdict.text}, collection=None, timing=timing)
 

@@ -38,7 +38,7 @@ ROUTE_RAILS: dict[tuple[str, str], RouteRails] = {
         "gateway.output_stream)",
     ),
     ("POST", "/v1/completions"): RouteRails(
-        input="the prompt",
+        input="the prompt; token ids as their text, decoded by inference's tokenizer",
         output="each choice's text, whole or streamed (the chat stream's checks)",
     ),
     ("GET", "/v1/models"): RouteRails(

@@ -165,6 +165,8 @@ class PromptsClient(Stage):
 
 CHAT_COMPLETIONS = "v1/chat/completions"
 COMPLETIONS = "v1/completions"
+# A text completion's token-id prompt as text, for the input rails (inference's tokenizer).
+DETOKENIZE = "v1/detokenize"
 
 
 class InferenceClient(Stage):

@@ -112,8 +112,8 @@ def prompt_tokens_estimate(request: dict[str, Any]) -> int:
     (`prompt`) request, before its tokenizer has seen it: UTF-8 bytes / `BYTES_PER_TOKEN`, plus the
     chat template's `TOKENS_PER_TURN` per message, `TOKENS_PER_REPLY`, and its default system turn
     (`DEFAULT_SYSTEM_TURN_TOKENS`) when no message is a system or developer one (figures measured
-    with the served model's tokenizer: see their comment). The gateway holds no tokenizer; the
-    usage inference reports is what is spent."""
+    with the served model's tokenizer: see their comment); a prompt of token ids is their count. The
+    gateway holds no tokenizer; the usage inference reports is what is spent."""
     messages = request.get("messages")
     if isinstance(messages, list):
         # Content parts count as the text the model reads (the contract's own joining rule).
@@ -124,6 +124,9 @@ def prompt_tokens_estimate(request: dict[str, Any]) -> int:
             overhead += DEFAULT_SYSTEM_TURN_TOKENS
     else:
         prompt = request.get("prompt")
+        if isinstance(prompt, list) and prompt and not isinstance(prompt[0], str):
+            # Token ids: the model reads exactly these (an array of ids, or of id arrays).
+            return sum(len(p) if isinstance(p, list) else 1 for p in prompt)
         text = prompt if isinstance(prompt, str) else "".join(p for p in prompt or () if isinstance(p, str))
         overhead = 0
     return math.ceil(len(text.encode()) / BYTES_PER_TOKEN) + overhead

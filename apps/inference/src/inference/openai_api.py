@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -116,6 +117,13 @@ class TextCompletion(CompletionAnswer):
     choices: list[TextChoice]
 
 
+class DetokenizedPrompt(Answer):
+    """A token-id prompt's text, as the served model's tokenizer decodes it, and its token count."""
+
+    text: str
+    tokens: int
+
+
 class ModelCard(Answer):
     """The model being served: its registered name and version (our extension of OpenAI's card)."""
 
@@ -223,16 +231,65 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, models
 async def completions(body: CompletionRequest, request: Request, models: ModelsDep) -> Any:
     body.refuse_unsupported()
     _check_model(models, body.model)
-    prompt = body.prompt_text()
+    decoded: list[str] = []  # the text of a token-id prompt, decoded by the model that serves it
+
+    def prompt_tokens(loaded: LoadedModel) -> list[int]:
+        ids = body.prompt_ids()
+        if ids is None:
+            return loaded.encode(body.prompt_text() or "")
+        decoded[:] = [decode_prompt(loaded, body)]
+        return ids  # generated from as given, as vLLM does: no decode/re-encode round trip
+
     # OpenAI's default for this legacy endpoint is 16 tokens (the gateway reserves the same).
     max_tokens = body.max_tokens or COMPLETIONS_DEFAULT_MAX_TOKENS
-    generation = await _start(models, lambda loaded: loaded.encode(prompt), body, max_tokens)
+    generation = await _start(models, prompt_tokens, body, max_tokens)
     completion = Completion("text_completion", generation)
-    echo = prompt if body.echo else ""  # `echo`: the prompt leads the answer, as OpenAI sends it
+    # `echo`: the prompt leads the answer, as OpenAI sends it; token ids as their text.
+    echo = (decoded[0] if decoded else body.prompt_text() or "") if body.echo else ""
     if body.stream:
         return _sse(completion.text_chunks(body.include_usage, echo, continuous=body.continuous_usage), generation)
     text, finished = await _collect(generation, request)
     return completion.text_response(echo + text, finished)
+
+
+@router.post(
+    "/detokenize",
+    summary="The text of a text completion's token-id prompt (the gateway's, for the input rails)",
+    response_model=None,
+    responses={200: {"model": DetokenizedPrompt}, **problem_responses(400, 404, 503)},
+)
+async def detokenize(body: CompletionRequest, models: ModelsDep) -> dict[str, Any]:
+    """The text the served model's tokenizer reads in `body`'s prompt (token ids decoded, special
+    tokens kept; a text prompt as it is) and its token count: what the gateway's input rails check
+    before the ids reach the model. Only `prompt` and `model` are read; an id outside the vocabulary
+    is the 400 `/v1/completions` answers."""
+    body.refuse_unsupported()
+    _check_model(models, body.model)
+    engine = models.current
+    if engine is None or engine.loaded is None:
+        raise _not_serving(models)
+    loaded = engine.loaded
+    if (ids := body.prompt_ids()) is None:
+        text = body.prompt_text() or ""
+        return {"text": text, "tokens": len(await asyncio.to_thread(loaded.encode, text))}
+    return {"text": await asyncio.to_thread(decode_prompt, loaded, body), "tokens": len(ids)}
+
+
+def decode_prompt(loaded: LoadedModel, body: CompletionRequest) -> str:
+    """The text of `body`'s token-id prompt (special tokens kept: the model reads them too).
+
+    Raises a 400 naming the first id outside the model's vocabulary (`prompt[3]`), with `limit`
+    `vocab_size`: the ids the tokenizer can decode and the model can embed, 0 to `limit_value - 1`.
+    """
+    ids = body.prompt_ids() or []
+    vocabulary = min(len(loaded.tokenizer), int(loaded.model.config.vocab_size))
+    for j, token in enumerate(ids):
+        if not 0 <= token < vocabulary:
+            message = (
+                f"{body.element(j)} is token id {token}; {loaded.name}'s vocabulary holds ids 0 to {vocabulary - 1}."
+            )
+            raise _invalid(message, body.element(j), limit="vocab_size", limit_value=vocabulary)
+    return loaded.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
 
 # --- plumbing ------------------------------------------------------------------------------------

@@ -427,8 +427,21 @@ class ChatCompletionRequest(GenerationFields):
         return found
 
 
+_ONE_PROMPT = (
+    "One prompt per request is served: send each prompt in its own request (concurrent requests are "
+    "decoded together in one batch all the same)."
+)
+
+
 class CompletionRequest(GenerationFields):
-    """OpenAI's (legacy) text completion request: one prompt."""
+    """OpenAI's (legacy) text completion request: one prompt, as text or as token ids.
+
+    `prompt` takes OpenAI's four shapes (a string, an array of strings, an array of token ids, an
+    array of token-id arrays), checked as embeddings' `input` is (`embedding_input_errors`: a 422
+    at the element, `body.prompt.0.3`); more than one prompt is a 400 naming `prompt`
+    (`unsupported_fields`). Token ids are the served model's own, generated from as given: inference
+    refuses an id outside its vocabulary (400 naming `prompt[3]`).
+    """
 
     REFUSED: ClassVar[dict[str, Refusal]] = REFUSED_COMPLETION
 
@@ -436,13 +449,50 @@ class CompletionRequest(GenerationFields):
     # batched prefill for every request in the batch).
     prompt: (
         Annotated[StrictStr, Field(min_length=1)]
-        | Annotated[list[Annotated[StrictStr, Field(min_length=1)]], Field(min_length=1, max_length=1)]
-    )
+        | Annotated[list[Annotated[StrictStr, Field(min_length=1)]], Field(min_length=1)]
+        | Annotated[list[StrictInt], Field(min_length=1)]
+        | Annotated[list[Annotated[list[StrictInt], Field(min_length=1)]], Field(min_length=1)]
+    ) = Field(description="A string, an array of strings, an array of token ids or an array of token-id arrays.")
     echo: StrictBool = Field(False, description="Answer the prompt followed by its completion.")
 
-    def prompt_text(self) -> str:
-        """The one prompt (a list holds exactly one)."""
-        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _one_of_openais_shapes(cls, value: Any) -> Any:
+        # Checked before the union: its own errors would name each of its four members, not the element.
+        if errors := embedding_input_errors(value, "prompt"):
+            raise ValidationError.from_exception_data("prompt", errors)
+        return value
+
+    @property
+    def prompts(self) -> list[str] | list[list[int]]:
+        """The prompts as a list, one item per choice OpenAI would answer: texts, or token-id arrays."""
+        if isinstance(self.prompt, str) or isinstance(self.prompt[0], int):
+            return [self.prompt]  # type: ignore[list-item]
+        return self.prompt  # type: ignore[return-value]
+
+    def unsupported_fields(self) -> list[UnsupportedField]:
+        """The unsupported fields (`GenerationFields`), and more than one prompt."""
+        found = super().unsupported_fields()
+        if len(self.prompts) > 1:
+            message = f"`prompt` holds {len(self.prompts)} prompts. {_ONE_PROMPT}"
+            found.append(UnsupportedField("prompt", _ONE_PROMPT, message=message))
+        return found
+
+    def prompt_text(self) -> str | None:
+        """The one prompt's text; None when it is token ids (`prompt_ids`)."""
+        first = self.prompts[0]
+        return first if isinstance(first, str) else None
+
+    def prompt_ids(self) -> list[int] | None:
+        """The one prompt's token ids, as given; None when it is text (`prompt_text`)."""
+        first = self.prompts[0]
+        return None if isinstance(first, str) else first
+
+    def element(self, token: int) -> str:
+        """The name of the one prompt's token `token` in the request as sent: `prompt[3]` for an
+        array of ids, `prompt[0][3]` for an array of one token-id array."""
+        whole = isinstance(self.prompt[0], int)
+        return f"prompt[{token}]" if whole else f"prompt[0][{token}]"
 
 
 # OpenAI's limit on one embeddings request: "any array must be 2048 dimensions or less" (API
@@ -463,7 +513,7 @@ _INPUT_SHAPES = "a string, an array of strings, an array of token ids or an arra
 
 
 def _input_kind(item: Any) -> str | None:
-    """What one element of an `input` array is, in words; None for none of OpenAI's kinds."""
+    """What one element of an `input` (or `prompt`) array is, in words; None for none of OpenAI's kinds."""
     if isinstance(item, str):
         return "a string"
     if isinstance(item, int) and not isinstance(item, bool):  # JSON `true` is no token id
@@ -473,8 +523,8 @@ def _input_kind(item: Any) -> str | None:
     return None
 
 
-def _input_error(where: tuple[int, ...], item: Any, message: str) -> InitErrorDetails:
-    return InitErrorDetails(type=PydanticCustomError("embedding_input", message), loc=where, input=item)
+def _input_error(where: tuple[int, ...], item: Any, message: str, kind: str = "embedding_input") -> InitErrorDetails:
+    return InitErrorDetails(type=PydanticCustomError(kind, message), loc=where, input=item)
 
 
 def _text_errors(text: str, where: tuple[int, ...]) -> list[InitErrorDetails]:
@@ -488,36 +538,42 @@ def _text_errors(text: str, where: tuple[int, ...]) -> list[InitErrorDetails]:
     return []
 
 
-def embedding_input_errors(value: Any) -> list[InitErrorDetails]:
-    """What is wrong with an embeddings `input`, each error at the element it is about: `(1,)` for
-    `input[1]`, `(0, 3)` for `input[0][3]`, `()` for `input` itself. Empty when `input` is one of
-    OpenAI's four shapes: a string, an array of strings, an array of token ids (integers) or an array
-    of token-id arrays, with no empty string, array or token array and no mix of kinds; every string
-    is Unicode text (`EmbeddingText`: a lone surrogate is pydantic's `string_unicode`). Whether a
-    token id is in the model's vocabulary is not checked here."""
+def embedding_input_errors(value: Any, field: str = "input") -> list[InitErrorDetails]:
+    """What is wrong with an embeddings `input` (or a text completion's `prompt`, `field`), each
+    error at the element it is about: `(1,)` for `input[1]`, `(0, 3)` for `input[0][3]`, `()` for
+    `input` itself. Empty when it is one of OpenAI's four shapes: a string, an array of strings, an
+    array of token ids (integers) or an array of token-id arrays, with no empty string, array or
+    token array and no mix of kinds; every string is Unicode text (`EmbeddingText`: a lone
+    surrogate is pydantic's `string_unicode`). Whether a token id is in the model's vocabulary is
+    not checked here."""
+    error_type = "embedding_input" if field == "input" else f"{field}_shape"
+
+    def error(where: tuple[int, ...], item: Any, message: str) -> InitErrorDetails:
+        return _input_error(where, item, message, error_type)
+
     if isinstance(value, str):
         return _text_errors(value, ())
     if not isinstance(value, list):
-        return [_input_error((), value, f"input must be {_INPUT_SHAPES}")]
+        return [error((), value, f"{field} must be {_INPUT_SHAPES}")]
     if not value:
-        return [_input_error((), value, "input must not be an empty array")]
+        return [error((), value, f"{field} must not be an empty array")]
     kinds = [_input_kind(item) for item in value]
     first = next((i for i, kind in enumerate(kinds) if kind is not None), None)
     errors = []
     for i, (item, kind) in enumerate(zip(value, kinds, strict=True)):
         if kind is None:
-            message = "an element of input must be a string, a token id or a token-id array"
-            errors.append(_input_error((i,), item, message))
+            message = f"an element of {field} must be a string, a token id or a token-id array"
+            errors.append(error((i,), item, message))
         elif first is not None and kind != kinds[first]:
-            message = f"input[{i}] is {kind} and input[{first}] {kinds[first]}: input must be {_INPUT_SHAPES}"
-            errors.append(_input_error((i,), item, message + ", not a mix"))
+            message = f"{field}[{i}] is {kind} and {field}[{first}] {kinds[first]}: {field} must be {_INPUT_SHAPES}"
+            errors.append(error((i,), item, message + ", not a mix"))
         elif kind == "a string":
             errors.extend(_text_errors(item, (i,)))
         elif kind == "a token-id array":
             if not item:
-                errors.append(_input_error((i,), item, f"input[{i}] is an empty token-id array"))
+                errors.append(error((i,), item, f"{field}[{i}] is an empty token-id array"))
             errors.extend(
-                _input_error((i, j), token, f"input[{i}][{j}] must be a token id (an integer)")
+                error((i, j), token, f"{field}[{i}][{j}] must be a token id (an integer)")
                 for j, token in enumerate(item)
                 if _input_kind(token) != "a token id"
             )
