@@ -2,7 +2,8 @@
 
     uv run --frozen --no-sync python scripts/api_keys.py add SCOPE...      # prints the new key
     uv run --frozen --no-sync python scripts/api_keys.py add all          # every scope, asked for by name
-    uv run --frozen --no-sync python scripts/api_keys.py rotate KEY        # same scopes, new key
+    uv run --frozen --no-sync python scripts/api_keys.py add --project acme chat   # in project acme
+    uv run --frozen --no-sync python scripts/api_keys.py rotate KEY        # same scopes and usage, new key
     uv run --frozen --no-sync python scripts/api_keys.py remove KEY
     uv run --frozen --no-sync python scripts/api_keys.py reload            # after editing the file by hand
 
@@ -10,7 +11,10 @@ The keys are the `gateway-api-keys` entry of the local secrets file (`.data/secr
 `--secrets FILE`), in the format of `gateway.api_keys.parse_keys`, where a key written without
 scopes holds every scope. `add` therefore takes its scopes by name, at least one (`all`, or `*`
 as the gateway writes it, for every scope): a key added without naming any would silently hold
-them all. No tracked file changes.
+them all; `--project NAME` puts it in a project, whose keys share one usage record. `rotate`
+keeps the key's scopes and its usage: the new key gets the old one's project, or, when it had
+none, `project=<the old key's SHA-256 digest>`, the account its usage was counted under
+(gateway.api_keys.ApiKey.account). No tracked file changes.
 
 How the running gateways take the new keys: Dapr's local file secret store
 (`secretstores.local.file`) reads its file only when the component is initialised. Under `make up`
@@ -48,7 +52,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.api_keys import parse_keys
+from gateway.api_keys import PROJECT, PROJECT_NAME, ApiKey, key_digest, parse_keys
 from gateway.scopes import ALL, SCOPES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,8 +73,8 @@ class Process:
     argv: list[str]
 
 
-def read_keys(path: Path) -> tuple[dict[str, str], dict[str, frozenset[str]]]:
-    """The secrets file and its API keys (key -> scopes, in file order); Refused when unreadable."""
+def read_keys(path: Path) -> tuple[dict[str, str], dict[str, ApiKey]]:
+    """The secrets file and its API keys (key -> its entry, in file order); Refused when unreadable."""
     try:
         data = json.loads(path.read_text())
     except OSError as error:
@@ -79,12 +83,18 @@ def read_keys(path: Path) -> tuple[dict[str, str], dict[str, frozenset[str]]]:
         raise Refused(f"{path} is not JSON ({error.msg}, line {error.lineno})") from None
     if not isinstance(data, dict):
         raise Refused(f"{path} is not a JSON object of secrets")
-    return data, {key.key: key.scopes for key in parse_keys(data.get(SECRET_NAME, ""))}
+    return data, {key.key: key for key in parse_keys(data.get(SECRET_NAME, ""))}
 
 
-def format_keys(keys: dict[str, frozenset[str]]) -> str:
-    """The secret's value: `<key>` for every scope, `<key>=<scope> <scope>` otherwise."""
-    return ",".join(key if ALL in scopes else f"{key}={' '.join(sorted(scopes))}" for key, scopes in keys.items())
+def format_keys(keys: dict[str, ApiKey]) -> str:
+    """The secret's value: `<key>` for every scope, `<key>=<scope> <scope>` otherwise, and
+    `project=<name>` among the scopes of a key in a project (`*` standing for every scope)."""
+
+    def entry(key: ApiKey) -> str:
+        words = sorted(key.scopes) + ([f"{PROJECT}={key.project}"] if key.project else [])
+        return key.key if words == [ALL] else f"{key.key}={' '.join(words)}"
+
+    return ",".join(entry(key) for key in keys.values())
 
 
 def write_secrets(path: Path, data: dict[str, str]) -> None:
@@ -276,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     add = commands.add_parser("add", help="a new key with these scopes (`all`: every scope)")
     add.add_argument("scopes", nargs="*", metavar="SCOPE", help=f"one or more of {', '.join(SCOPES)}, or all")
-    rotate = commands.add_parser("rotate", help="replace KEY by a new key with the same scopes")
+    add.add_argument("--project", help="the project whose keys share the new key's usage (1-64 of A-Z a-z 0-9 . _ -)")
+    rotate = commands.add_parser("rotate", help="replace KEY by a new key with the same scopes and usage")
     rotate.add_argument("key")
     remove = commands.add_parser("remove", help="remove KEY")
     remove.add_argument("key")
@@ -285,19 +296,25 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         scopes = checked_scopes(args.scopes) if args.command == "add" else None
+        if args.command == "add" and args.project is not None and not PROJECT_NAME.fullmatch(args.project):
+            raise Refused(f"add: --project {args.project!r} is not a project name (1-64 of A-Z a-z 0-9 . _ -)")
         data, keys = read_keys(args.secrets)
         created = None
         if scopes is not None:
             created = new_key()
-            keys[created] = scopes
+            keys[created] = ApiKey(created, scopes, args.project)
         elif args.command != "reload":
             if args.key not in keys:
                 raise Refused(f"no such key in {args.secrets}")
             if args.command == "rotate":
                 # In place: the key keeps its position, so "the first key" (the README's snippets)
-                # is the same key's successor.
-                created = new_key()
-                keys = {created if key == args.key else key: scopes for key, scopes in keys.items()}
+                # is the same key's successor; and its usage account, so its count carries over.
+                created, old = new_key(), keys[args.key]
+                successor = ApiKey(created, old.scopes, old.project or key_digest(old.key))
+                keys = {
+                    created if key == args.key else key: successor if key == args.key else entry
+                    for key, entry in keys.items()
+                }
             else:
                 if len(keys) == 1:
                     raise Refused("that is the only key: removing it would refuse every caller (add another first)")

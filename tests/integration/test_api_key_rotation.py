@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.api_keys import key_digest
 from harness import PROFILES, RESILIENCY_DIR, ROOT, gateway_secret_store, start_pair, wait_until
 
 
@@ -49,6 +50,12 @@ def status(url: str, key: str) -> int:
     return httpx.get(f"{url}/v1/usage", headers={"Authorization": f"Bearer {key}"}, timeout=10).status_code
 
 
+def usage(url: str, key: str) -> dict:
+    answer = httpx.get(f"{url}/v1/usage", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
 def test_a_key_added_removed_and_rotated_by_one_command(default_broker, log_dir, secrets, secrets_file: Path) -> None:
     # With no gateway running, `reload` only writes the key store's component.
     first = api_keys(secrets_file, "reload")
@@ -76,12 +83,20 @@ def test_a_key_added_removed_and_rotated_by_one_command(default_broker, log_dir,
         assert removed.returncode == 0, removed.stderr
         wait_until(lambda: status(url, "k-first") == 401, what="the removed key refused", timeout=10, interval=0.2)
 
+        before = usage(url, new_key)
         rotated = api_keys(secrets_file, "rotate", new_key)
         assert rotated.returncode == 0, rotated.stderr
         newer_key = rotated.stdout.strip()
         wait_until(lambda: status(url, newer_key) == 200, what="the rotated key accepted", timeout=10, interval=0.2)
         assert status(url, new_key) == 401
-        assert json.loads(secrets_file.read_text())["gateway-api-keys"] == f"{newer_key}=chat documents:read"
+        digest = key_digest(new_key)
+        assert (
+            json.loads(secrets_file.read_text())["gateway-api-keys"]
+            == f"{newer_key}=chat documents:read project={digest}"
+        )
+        # The successor's usage carries on from its predecessor's (a rotation reset the day's count).
+        after = usage(url, newer_key)
+        assert after["project"] == digest and after["requests"] > before["requests"] >= 2
 
         unknown = api_keys(secrets_file, "add", "no-such-scope")
         assert unknown.returncode == 1 and "unknown scopes ['no-such-scope']" in unknown.stderr

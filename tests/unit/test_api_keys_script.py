@@ -1,5 +1,5 @@
 """scripts/api_keys.py in-process: `add` takes its scopes by name (a new-user trial found that
-`add` with none silently made a key holding every scope)."""
+`add` with none silently made a key holding every scope), and `rotate` keeps the key's usage."""
 
 import importlib.util
 import json
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.api_keys import parse_keys
+from gateway.api_keys import key_digest, parse_keys
 from gateway.scopes import ALL, SCOPES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,3 +65,37 @@ def test_every_scope_is_asked_for_by_name(every: str, secrets_file: Path, capsys
     assert keys(secrets_file)[new_key] == frozenset({ALL})
     # Written as the gateway writes every scope: a bare key.
     assert json.loads(secrets_file.read_text())["gateway-api-keys"] == f"k-first,{new_key}"
+
+
+def entries(secrets_file: Path) -> dict[str, tuple[frozenset[str], str | None]]:
+    return {k.key: (k.scopes, k.project) for k in parse_keys(json.loads(secrets_file.read_text())["gateway-api-keys"])}
+
+
+def test_a_rotated_key_keeps_its_usage_account(secrets_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A rotation reset the key's daily quota: its usage was counted under the old key's digest."""
+    old = next(iter(parse_keys("k-first")))
+    assert run(secrets_file, "rotate", "k-first") == 0
+    successor = capsys.readouterr().out.strip()
+    (entry,) = parse_keys(json.loads(secrets_file.read_text())["gateway-api-keys"])
+    assert entry.key == successor and entry.scopes == frozenset({ALL})
+    assert entry.project == key_digest("k-first") and entry.account == old.account
+    # Rotated again, it keeps that project, and the usage with it.
+    assert run(secrets_file, "rotate", successor) == 0
+    third = capsys.readouterr().out.strip()
+    assert entries(secrets_file) == {third: (frozenset({ALL}), key_digest("k-first"))}
+
+
+def test_add_puts_a_key_in_a_project_and_refuses_a_bad_name(
+    secrets_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(secrets_file, "add", "--project", "acme", "chat") == 0
+    new_key = capsys.readouterr().out.strip()
+    assert json.loads(secrets_file.read_text())["gateway-api-keys"] == f"k-first,{new_key}=chat project=acme"
+    assert run(secrets_file, "add", "--project", "a b", "chat") == 1
+    assert "--project 'a b' is not a project name" in capsys.readouterr().err
+    assert list(entries(secrets_file)) == ["k-first", new_key]
+
+
+def test_a_project_and_every_scope_round_trip() -> None:
+    keys = {k.key: k for k in parse_keys("a,b=* project=p,c=chat models:read project=q.1")}
+    assert script.format_keys(keys) == "a,b=* project=p,c=chat models:read project=q.1"

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fakes import FakeDapr
-from gateway.api_keys import ApiKeys
+from gateway.api_keys import ApiKeys, key_digest
 from gateway.app import create_app
 from gateway.chat import ChatPipeline, PipelineSettings
 from gateway.limits import Limits
@@ -99,7 +99,7 @@ def test_a_spent_quota_is_openais_insufficient_quota() -> None:
     import asyncio  # noqa: PLC0415
 
     client, dapr = _client(tokens_per_day=100)
-    asyncio.run(UsageLedger(dapr.sidecar(), 100).spend("k", 100))
+    asyncio.run(UsageLedger(dapr.sidecar(), 100).spend(key_digest("k"), 100))  # key k's usage account
     with pytest.raises(openai.RateLimitError) as raised:
         _sdk(client).chat.completions.create(**CHAT)
     assert raised.value.code == "insufficient_quota" and raised.value.type == "insufficient_quota"

@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from fakes import FakeDapr
-from gateway.api_keys import ApiKeys, parse_keys, require_api_key, require_api_key_uncounted
+from gateway.api_keys import ApiKeys, key_digest, parse_keys, require_api_key, require_api_key_uncounted
 from gateway.app import create_app
 from gateway.limits import Limits
 from gateway.routes import PUBLIC_ROUTES, public_router
@@ -42,6 +42,21 @@ def test_an_unknown_scope_grants_nothing() -> None:
     assert key.scopes == frozenset({"chat"})
     (empty,) = parse_keys("k=")
     assert empty.scopes == frozenset()
+
+
+def test_a_project_is_read_among_the_scopes_and_a_bad_one_skips_the_entry(caplog: pytest.LogCaptureFixture) -> None:
+    keys = parse_keys("a=chat project=acme,b=* project=acme,c=chat project=x/y,d=chat project=,e=chat team=x,f=chat")
+    assert [(k.key, set(k.scopes), k.project) for k in keys] == [
+        ("a", {"chat"}, "acme"),
+        ("b", {ALL}, "acme"),
+        ("f", {"chat"}, None),
+    ]
+    # Keys of a project share its usage; a key without one is counted under its digest.
+    assert keys[0].account == keys[1].account == "acme" and keys[2].account == key_digest("f") != "f"
+    # Entries 3-5 are skipped (a "/", an empty name, another attribute), named by position only.
+    skipped = [r.getMessage() for r in caplog.records if "is skipped" in r.getMessage()]
+    assert [m.split(" is skipped")[0] for m in skipped] == ["API key entry 3", "API key entry 4", "API key entry 5"]
+    assert not any(secret in m for m in skipped for secret in ("c=", "d=", "e="))
 
 
 def test_missing_scopes_keep_the_routes_order() -> None:

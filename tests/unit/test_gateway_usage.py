@@ -19,6 +19,7 @@ from test_gateway_output_stream import BrokenStream
 from test_gateway_pipeline import text_completion
 
 from fakes import FakeDapr
+from gateway.api_keys import key_digest
 from gateway.usage import PREFIX, UsageLedger, usage_key, usage_of
 from genai_platform.errors import Problem
 from stream_guard import guard_stream_steps
@@ -84,24 +85,25 @@ def test_a_spent_quota_refuses_every_replica_until_the_window_turns() -> None:
 
 def test_the_usage_answer_and_the_stored_record_never_hold_the_key() -> None:
     dapr, clock = FakeDapr(), Clock()
+    ACCOUNT = key_digest("gk-secret")  # noqa: N806 (what the gateway counts the key's usage under)
 
     async def scenario() -> dict:
         ledger = UsageLedger(dapr.sidecar(), 500, wall=clock)
-        assert (await usage_of(ledger, "gk-secret", 60)).window_resets_in_seconds == 86400  # nothing used yet
-        await ledger.admit("gk-secret")
-        await ledger.spend("gk-secret", 40)
+        assert (await usage_of(ledger, ACCOUNT, None, 60)).window_resets_in_seconds == 86400  # nothing used yet
+        await ledger.admit(ACCOUNT)
+        await ledger.spend(ACCOUNT, 40)
         clock.now += 100
-        return (await usage_of(ledger, "gk-secret", 60)).model_dump()
+        return (await usage_of(ledger, ACCOUNT, None, 60)).model_dump()
 
     assert asyncio.run(scenario()) == {
+        "project": None,
         "requests": 1,
         "requests_per_minute": 60,
         "tokens_used": 40,
         "tokens_per_day": 500,
         "window_resets_in_seconds": 86300.0,
     }
-    assert list(dapr.state) == [usage_key("gk-secret")]
-    assert usage_key("gk-secret").startswith(PREFIX) and "gk-secret" not in usage_key("gk-secret")
+    assert list(dapr.state) == [PREFIX + ACCOUNT] == [usage_key(ACCOUNT)]
     assert "gk-secret" not in str(dapr.state)
 
 
@@ -145,6 +147,8 @@ def _gateway(dapr: FakeDapr, tokens_per_day: int) -> Any:
 
 
 CHAT = {"model": "smollm2", "messages": [{"role": "user", "content": "Hi"}]}
+# What the gateway counts key "k"'s usage under (it has no project): its digest.
+K = key_digest("k")
 ANSWER = {
     "id": "c",
     "object": "chat.completion",
@@ -165,7 +169,7 @@ def test_a_key_over_its_quota_gets_a_429_whatever_it_sent_and_inference_sees_not
     body = CHAT if path.endswith("chat/completions") else {"model": "smollm2", "prompt": "Hi"}
 
     async def spend() -> None:
-        await UsageLedger(dapr.sidecar(), 5).spend("k", 5)
+        await UsageLedger(dapr.sidecar(), 5).spend(K, 5)
 
     asyncio.run(spend())
     for sent in ({"json": body}, {"content": b"{not json"}, {"json": {"messages": []}}):
@@ -174,10 +178,32 @@ def test_a_key_over_its_quota_gets_a_429_whatever_it_sent_and_inference_sees_not
         assert refused.headers["content-type"].startswith("application/problem+json")
         assert "quota" in refused.json()["detail"] and int(refused.headers["retry-after"]) > 0
     assert not [call for call in dapr.invocations if call.app_id == "inference"]
-    assert asyncio.run(UsageLedger(dapr.sidecar(), 5).read("k")).requests == 3  # each one counted
+    assert asyncio.run(UsageLedger(dapr.sidecar(), 5).read(K)).requests == 3  # each one counted
     # A route that spends no model tokens still answers: the key can read its own usage.
     usage = client.get("/v1/usage", headers=headers)
     assert usage.status_code == 200 and usage.json()["tokens_used"] == 5 and usage.json()["requests"] == 4
+
+
+def test_the_keys_of_a_project_share_its_usage_and_quota() -> None:
+    dapr = FakeDapr(app_id="gateway")
+    dapr.answer("guard", "v1/guard/input", {"allowed": True, "messages": CHAT["messages"]})
+    dapr.answer("guard", "v1/guard/output", {"direction": "output", "allowed": True, "text": "Hello."})
+    dapr.answer("inference", "v1/chat/completions", ANSWER)
+    client = _gateway(dapr, tokens_per_day=100)
+    dapr.secrets["gateway-api-keys"] = {"gateway-api-keys": "k,ka=chat project=acme,kb=chat project=acme"}
+    a, b = ({"Authorization": f"Bearer {key}"} for key in ("ka", "kb"))
+    assert client.post("/v1/chat/completions", headers=a, json=CHAT).status_code == 200
+    usage_a, usage_b = client.get("/v1/usage", headers=a).json(), client.get("/v1/usage", headers=b).json()
+    assert (
+        usage_a["project"] == usage_b["project"] == "acme" and usage_a["tokens_used"] == ANSWER["usage"]["total_tokens"]
+    )
+    assert usage_b["tokens_used"] == usage_a["tokens_used"] and usage_b["requests"] == usage_a["requests"] + 1 == 3
+    assert list(dapr.state) == [usage_key("acme")]  # one record, named by the project, not by a key
+    # One key spends the project's quota: the other is refused with it; a key apart is not.
+    asyncio.run(UsageLedger(dapr.sidecar(), 100).spend("acme", 100))
+    refused = client.post("/v1/chat/completions", headers=b, json=CHAT)
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "insufficient_quota"
+    assert client.post("/v1/chat/completions", headers={"Authorization": "Bearer k"}, json=CHAT).status_code == 200
 
 
 def test_a_chat_counts_once_and_a_request_the_rails_refuse_counts_too() -> None:
@@ -195,7 +221,7 @@ def test_a_chat_counts_once_and_a_request_the_rails_refuse_counts_too() -> None:
     headers = {"Authorization": "Bearer k"}
     assert client.post("/v1/chat/completions", headers=headers, json=CHAT).status_code == 200
     assert client.post("/v1/chat/completions", headers=headers, json=CHAT).status_code == 400
-    record = asyncio.run(UsageLedger(dapr.sidecar(), 1000).read("k"))
+    record = asyncio.run(UsageLedger(dapr.sidecar(), 1000).read(K))
     assert (record.requests, record.tokens) == (2, 5)
 
 
@@ -301,7 +327,7 @@ def test_the_trials_eight_concurrent_streams_stay_within_the_quota() -> None:
 
     async def scenario() -> tuple[list[httpx.Response], int]:
         gate.append(asyncio.Event())
-        await UsageLedger(dapr.sidecar(), 1000).spend("k", 500)
+        await UsageLedger(dapr.sidecar(), 1000).spend(K, 500)
         transport = httpx.ASGITransport(app=client.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
             body = {**CHAT, "stream": True, "max_tokens": 200}
@@ -314,7 +340,7 @@ def test_the_trials_eight_concurrent_streams_stay_within_the_quota() -> None:
                 if len(arrived) + sum(post.done() for post in posts) == 8:
                     break
                 await asyncio.sleep(0)
-            held = ledger.reserved("k")
+            held = ledger.reserved(K)
             gate[0].set()
             return await asyncio.gather(*posts), held
 
@@ -324,9 +350,9 @@ def test_the_trials_eight_concurrent_streams_stay_within_the_quota() -> None:
     for refused in (answer for answer in answers if answer.status_code == 429):
         assert refused.headers["content-type"].startswith("application/problem+json")
         assert int(refused.headers["retry-after"]) > 0 and "max_tokens" in refused.json()["detail"]
-    spent = asyncio.run(UsageLedger(dapr.sidecar(), 1000).read("k")).tokens
+    spent = asyncio.run(UsageLedger(dapr.sidecar(), 1000).read(K)).tokens
     assert spent == 500 + 2 * 141 and spent <= 1000 + 200  # within one request's max_tokens of the quota
-    assert ledger.reserved("k") == 0 and len(arrived) == 2
+    assert ledger.reserved(K) == 0 and len(arrived) == 2
 
 
 @pytest.mark.parametrize(
@@ -347,7 +373,7 @@ def test_every_way_a_generation_ends_releases_its_reservation_once(
     held_by_inference: list[int] = []
 
     def inference(_request: httpx.Request) -> httpx.Response | dict[str, Any]:
-        held_by_inference.append(client.app.state.usage.reserved("k"))
+        held_by_inference.append(client.app.state.usage.reserved(K))
         if case == "whole answer":
             return ANSWER
         if case == "the model fails mid-stream":
@@ -364,8 +390,8 @@ def test_every_way_a_generation_ends_releases_its_reservation_once(
         assert '"error"' in answer.text
     # Held while inference ran (max_tokens absent: GATEWAY_MAX_TOKENS), released once, whatever the end.
     assert held_by_inference == ([] if status in (400, 503) else [2048 + PROMPT_ESTIMATE])
-    assert client.app.state.usage.reserved("k") == 0
-    assert asyncio.run(UsageLedger(dapr.sidecar(), 10_000).read("k")).tokens == spent
+    assert client.app.state.usage.reserved(K) == 0
+    assert asyncio.run(UsageLedger(dapr.sidecar(), 10_000).read(K)).tokens == spent
 
 
 @pytest.mark.parametrize("leaves", ["after the first event", "before the headers"])
@@ -414,9 +440,9 @@ def test_a_client_leaving_a_stream_releases_its_reservation_and_is_charged(leave
 
     asyncio.run(scenario())
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200
-    assert client.app.state.usage.reserved("k") == 0
+    assert client.app.state.usage.reserved(K) == 0
     # What inference reported when the gateway stopped reading it is charged.
-    assert asyncio.run(UsageLedger(dapr.sidecar(), 10_000).read("k")).tokens > 0
+    assert asyncio.run(UsageLedger(dapr.sidecar(), 10_000).read(K)).tokens > 0
 
 
 def test_a_keys_last_answer_is_cut_to_the_tokens_left() -> None:
@@ -427,12 +453,12 @@ def test_a_keys_last_answer_is_cut_to_the_tokens_left() -> None:
     dapr.answer("guard", "v1/guard/output", {"direction": "output", "allowed": True, "text": "Hello."})
     dapr.answer("inference", "v1/chat/completions", ANSWER)
     client = _gateway(dapr, tokens_per_day=1000)
-    asyncio.run(UsageLedger(dapr.sidecar(), 1000).spend("k", 900))
+    asyncio.run(UsageLedger(dapr.sidecar(), 1000).spend(K, 900))
     headers = {"Authorization": "Bearer k"}
     for sent, field in ((CHAT, "max_tokens"), ({**CHAT, "max_completion_tokens": 500}, "max_completion_tokens")):
         assert client.post("/v1/chat/completions", headers=headers, json=sent).status_code == 200
         asked = [call.body for call in dapr.invocations if call.app_id == "inference"][-1]
-        left = 1000 - asyncio.run(UsageLedger(dapr.sidecar(), 1000).read("k")).tokens + 5  # before this answer's 5
+        left = 1000 - asyncio.run(UsageLedger(dapr.sidecar(), 1000).read(K)).tokens + 5  # before this answer's 5
         assert asked[field] == left - PROMPT_ESTIMATE
 
 
@@ -444,7 +470,7 @@ def test_a_text_completion_without_max_tokens_reserves_its_default_of_16() -> No
     dapr.answer("guard", "v1/guard/output", {"direction": "output", "allowed": True, "text": " there"})
     dapr.answer("inference", "v1/completions", text_completion)
     client = _gateway(dapr, tokens_per_day=1000)
-    asyncio.run(UsageLedger(dapr.sidecar(), 1000).spend("k", 960))  # 40 left: 16 and the prompt fit
+    asyncio.run(UsageLedger(dapr.sidecar(), 1000).spend(K, 960))  # 40 left: 16 and the prompt fit
     answer = client.post("/v1/completions", headers={"Authorization": "Bearer k"}, json={"model": "m", "prompt": "Hi"})
     assert answer.status_code == 200, answer.text
     [asked] = [call.body for call in dapr.invocations if call.app_id == "inference"]

@@ -243,7 +243,7 @@ def _relay(route: PublicRoute) -> Callable[..., Awaitable[Response]]:
     async def relay(request: Request, sidecar: SidecarDep, api_key: ApiKeyDep) -> Response:
         settings: GatewaySettings = request.app.state.settings
         limits = request.app.state.limits
-        limits.admit(api_key)
+        limits.admit(api_key.account)
         if errors := encoded_slashes(request) + invalid_path_parameters(request.path_params):
             raise invalid_request(errors)
         return await forward(
@@ -252,7 +252,9 @@ def _relay(route: PublicRoute) -> Callable[..., Awaitable[Response]]:
             route.app_id,
             route.upstream_path(encoded_path(request)),
             timeout=settings.generation_timeout_seconds if route.generates else settings.request_timeout_seconds,
-            on_usage=(lambda tokens: request.app.state.usage.spend(api_key, tokens)) if route.generates else None,
+            on_usage=(lambda tokens: request.app.state.usage.spend(api_key.account, tokens))
+            if route.generates
+            else None,
         )
 
     return relay
@@ -260,12 +262,12 @@ def _relay(route: PublicRoute) -> Callable[..., Awaitable[Response]]:
 
 async def _generation(
     request: Request,
-    api_key: str,
+    account: str,
     pipeline: ChatPipeline | CompletionPipeline,
     read_body: Callable[[], Awaitable[Any]],
 ) -> JSONResponse | StreamingResponse:
     """Read the request (`read_body`), run a generation pipeline (input rails first) and answer
-    whole or streamed, the tokens it used spent against the key's quota and each stage's time in
+    whole or streamed, the tokens it used spent against the quota of the key's usage `account` and each stage's time in
     `Server-Timing`. The request is counted against the key's quota while its body is read and
     its input rails run (`counted_alongside`), and before inference sees anything; then the
     tokens it may spend are reserved (`UsageLedger.reserve`: 429 when the quota cannot hold
@@ -274,7 +276,7 @@ async def _generation(
     settings: GatewaySettings = request.app.state.settings
     usage: UsageLedger = request.app.state.usage
     request_id = current_request_id.get() or ""
-    async with counted_alongside(request, api_key):
+    async with counted_alongside(request, account):
         plan = await pipeline.plan(await read_body(), request_id, timing)
     # The request's max_tokens as it goes to inference (a prompt version's may have filled it),
     # else inference's default: a chat's GATEWAY_MAX_TOKENS (the platform's one figure), a text
@@ -282,7 +284,7 @@ async def _generation(
     # last one longer when cut to the tokens left).
     default = COMPLETIONS_DEFAULT_MAX_TOKENS if isinstance(pipeline, CompletionPipeline) else settings.max_tokens
     max_tokens = plan.request.get("max_completion_tokens") or plan.request.get("max_tokens") or default
-    reservation = usage.reserve(api_key, max_tokens=max_tokens, prompt_tokens=prompt_tokens_estimate(plan.request))
+    reservation = usage.reserve(account, max_tokens=max_tokens, prompt_tokens=prompt_tokens_estimate(plan.request))
     if reservation.max_tokens is not None:
         # The key's last answer, cut to the tokens left: it ends with finish_reason "length".
         named = [name for name in ("max_tokens", "max_completion_tokens") if name in plan.request]
@@ -297,7 +299,7 @@ async def _generation(
         except BaseException:
             reservation.release()
             raise
-        await usage.spend(api_key, int((answer.get("usage") or {}).get("total_tokens") or 0), reservation)
+        await usage.spend(account, int((answer.get("usage") or {}).get("total_tokens") or 0), reservation)
         headers = {"Server-Timing": timing.header()} if settings.server_timing else {}
         return JSONResponse(answer, headers={**headers, **fallback})
 
@@ -334,7 +336,7 @@ async def _generation(
             used = int((plan.usage or {}).get("total_tokens") or 0) or meter.total_tokens
             with anyio.move_on_after(SPEND_TIMEOUT_S, shield=True):
                 # Releases the reservation once the count lands, or when it fails or runs out of time.
-                await usage.spend(api_key, used, reservation)
+                await usage.spend(account, used, reservation)
 
     body = events()
     # Started before the response is sent, so that closing it runs its `finally` (the tokens used
@@ -378,14 +380,14 @@ def public_router() -> APIRouter:
         responses={200: {"description": "The answer, whole or as server-sent events", "headers": SERVER_TIMING_HEADER}},
     )
     async def chat_completions(request: Request, api_key: ApiKeyDep) -> object:
-        request.app.state.limits.admit(api_key)
+        request.app.state.limits.admit(api_key.account)
         chat: ChatPipeline = request.app.state.chat
 
         async def read_body() -> Any:
             body = await json_body(request, "chat completion request")
             return validated_body(GatewayChatRequest, body, max_tokens=chat.settings.max_tokens)
 
-        return await _generation(request, api_key, chat, read_body)
+        return await _generation(request, api_key.account, chat, read_body)
 
     @router.post(
         "/v1/completions",
@@ -400,11 +402,11 @@ def public_router() -> APIRouter:
         },
     )
     async def completions(request: Request, api_key: ApiKeyDep) -> object:
-        request.app.state.limits.admit(api_key)
+        request.app.state.limits.admit(api_key.account)
         # Validated against the contract by the pipeline's first step (CompletionPipeline.plan).
         return await _generation(
             request,
-            api_key,
+            api_key.account,
             CompletionPipeline(request.app.state.chat),
             lambda: json_body(request, "text completion request"),
         )
@@ -420,7 +422,7 @@ def public_router() -> APIRouter:
     )
     async def platform_openapi(request: Request, api_key: ApiKeyDep) -> JSONResponse:
         """The merged document (see gateway.openapi); a partial one is never cached."""
-        request.app.state.limits.admit(api_key)
+        request.app.state.limits.admit(api_key.account)
         document = await request.app.state.openapi.document()
         # A partial document must not be kept by a cache: the next request may find every app.
         cache = "no-store" if document["info"]["x-missing-apps"] else "private, max-age=60"
@@ -434,7 +436,9 @@ def public_router() -> APIRouter:
     )
     async def get_usage(request: Request, api_key: ApiKeyDep) -> Usage:
         # Only the caller's own key: one key's holder learns nothing about the others.
-        return await usage_of(request.app.state.usage, api_key, request.app.state.limits.requests_per_minute)
+        return await usage_of(
+            request.app.state.usage, api_key.account, api_key.project, request.app.state.limits.requests_per_minute
+        )
 
     @router.get(
         "/v1/system/health",

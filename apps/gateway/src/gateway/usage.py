@@ -1,7 +1,9 @@
 """Each API key's use (requests, model tokens) in the Dapr state store, shared by every gateway replica.
 
-One state key per API key (`gateway-usage-<sha256 of the key>`: the key itself is never
-stored) holds `{requests, tokens, window_start}`. Every change is a read-modify-write under the
+One state key per usage account (`gateway-usage-<account>`: a key's project, or the SHA-256
+digest of a key without one, gateway.api_keys.ApiKey.account; the key itself is never stored)
+holds `{requests, tokens, window_start}`: the keys of a project, and a key and its rotated
+successor, count together. Every change is a read-modify-write under the
 record's ETag, retried with jitter when another write got there first: two replicas counting at
 once both land, one after re-reading, so no increment is lost and a restart loses nothing. The token quota is checked
 against this shared count, so it holds across replicas and restarts; the request *rate* limit
@@ -28,7 +30,6 @@ apps/gateway/README.md, "Token quota".
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import math
 import random
@@ -65,9 +66,10 @@ DEFAULT_SYSTEM_TURN_TOKENS = 22
 IN_FLIGHT_RETRY_S = 5
 
 
-def usage_key(api_key: str) -> str:
-    """The state key of an API key's record: a digest, so the store never holds a usable key."""
-    return PREFIX + hashlib.sha256(api_key.encode()).hexdigest()
+def usage_key(account: str) -> str:
+    """The state key of a usage account's record (`ApiKey.account`: a project, or a key's digest,
+    so the store never holds a usable key)."""
+    return PREFIX + account
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,9 @@ class Reservation:
     """Tokens a generation may still spend, held by this replica for its key until `release`
     (`UsageLedger.spend` releases it once the tokens used are counted). Releasing twice is a no-op."""
 
-    def __init__(self, ledger: UsageLedger, api_key: str, tokens: int, max_tokens: int | None = None) -> None:
+    def __init__(self, ledger: UsageLedger, account: str, tokens: int, max_tokens: int | None = None) -> None:
         self._ledger = ledger
-        self._api_key = api_key
+        self._account = account
         self.tokens = tokens
         # The most the generation may now ask for, when its own `max_tokens` would pass the quota
         # (the key's last answer, cut to the tokens left); None when its own fits.
@@ -104,7 +106,7 @@ class Reservation:
         """Give the tokens back to the key's quota (synchronous: safe in a cancelled task's `finally`)."""
         if not self.released:
             self.released = True
-            self._ledger._unhold(self._api_key, self.tokens)
+            self._ledger._unhold(self._account, self.tokens)
 
 
 def prompt_tokens_estimate(request: dict[str, Any]) -> int:
@@ -133,8 +135,8 @@ def prompt_tokens_estimate(request: dict[str, Any]) -> int:
 
 
 class UsageLedger:
-    """Per-key request counts and token quotas kept in the state store, and this replica's
-    reservations for the generations it runs (see the module docstring)."""
+    """Request counts and token quotas per usage account (`ApiKey.account`) kept in the state
+    store, and this replica's reservations for the generations it runs (see the module docstring)."""
 
     def __init__(
         self,
@@ -155,32 +157,32 @@ class UsageLedger:
         self._seen: dict[str, KeyUsage] = {}
         self._held: dict[str, int] = {}
 
-    async def _change(self, api_key: str, requests: int = 0, tokens: int = 0) -> KeyUsage:
+    async def _change(self, account: str, requests: int = 0, tokens: int = 0) -> KeyUsage:
         """Add to a key's record and return what was stored (or read it, adding nothing); changes
         made while this replica's write of the key is in flight go together in the next one."""
         if not requests and not tokens:
-            return self._note(api_key, await self._write(api_key, 0, 0))
-        writer = self._writers.get(api_key)
+            return self._note(account, await self._write(account, 0, 0))
+        writer = self._writers.get(account)
         if writer is None:
 
             async def send(changes: list[tuple[int, int]]) -> list[KeyUsage]:
-                record = await self._write(api_key, sum(r for r, _ in changes), sum(t for _, t in changes))
+                record = await self._write(account, sum(r for r, _ in changes), sum(t for _, t in changes))
                 return [record] * len(changes)
 
-            writer = self._writers[api_key] = Coalescer(send, max_items=1000)
-        return self._note(api_key, await writer.submit((requests, max(0, tokens))))
+            writer = self._writers[account] = Coalescer(send, max_items=1000)
+        return self._note(account, await writer.submit((requests, max(0, tokens))))
 
-    def _note(self, api_key: str, record: KeyUsage) -> KeyUsage:
+    def _note(self, account: str, record: KeyUsage) -> KeyUsage:
         """Keep `record` as the key's newest known one unless a newer was seen (a later window, or
         more tokens in the same one: within a window the count only grows)."""
-        seen = self._seen.get(api_key)
+        seen = self._seen.get(account)
         if seen is None or (record.window_start, record.tokens) >= (seen.window_start, seen.tokens):
-            self._seen[api_key] = record
+            self._seen[account] = record
         return record
 
-    async def _write(self, api_key: str, requests: int, tokens: int) -> KeyUsage:
+    async def _write(self, account: str, requests: int, tokens: int) -> KeyUsage:
         """Add to a key's record under its ETag, retrying lost races, and return what was stored."""
-        key = usage_key(api_key)
+        key = usage_key(account)
 
         async def attempt() -> KeyUsage:
             item = await self._sidecar.get_state(key)
@@ -207,20 +209,20 @@ class UsageLedger:
                 await asyncio.sleep(random.uniform(0, 0.002 * min(attempt_number + 1, 10)))
         raise ConcurrentUpdate("This key's usage kept changing under the update; try again.")
 
-    async def admit(self, api_key: str, *, spends_tokens: bool = True) -> None:
+    async def admit(self, account: str, *, spends_tokens: bool = True) -> None:
         """Count one request; raise 429 with Retry-After when it `spends_tokens` (a generation)
         and the key's token quota is used up, 503 when the state store cannot count it (a quota
         that cannot be checked is not waived). A request that spends no model tokens (reading
         `/v1/usage`, listing documents) is never refused by the token quota: a key over it could
         not even read its own usage (a new-user trial)."""
         try:
-            record = await self._change(api_key, requests=1)
+            record = await self._change(account, requests=1)
         except (DaprError, ConcurrentUpdate) as error:
             raise _store_unavailable() from error
         if spends_tokens and record.tokens >= self.tokens_per_day:
             raise self._over_quota(record, f"The daily quota of {self.tokens_per_day} tokens for this key is used up.")
 
-    def reserve(self, api_key: str, *, max_tokens: int, prompt_tokens: int) -> Reservation:
+    def reserve(self, account: str, *, max_tokens: int, prompt_tokens: int) -> Reservation:
         """Hold `max_tokens + prompt_tokens` of the key's quota for an admitted generation (after
         `admit`), or raise 429 (the quota's problem and Retry-After) when they cannot be held.
 
@@ -237,8 +239,8 @@ class UsageLedger:
         in the way (it is given back as those requests end).
         """
         tokens = max_tokens + prompt_tokens
-        record = self._seen.get(api_key, KeyUsage()).rolled(self._wall(), self._window)
-        held = self._held.get(api_key, 0)
+        record = self._seen.get(account, KeyUsage()).rolled(self._wall(), self._window)
+        held = self._held.get(account, 0)
         left = self.tokens_per_day - record.tokens
         if left <= 0:
             raise self._over_quota(record, f"The daily quota of {self.tokens_per_day} tokens for this key is used up.")
@@ -258,19 +260,19 @@ class UsageLedger:
         if tokens > left:  # alone: the key's last answer, cut to the tokens left
             cut = max(1, left - prompt_tokens)
             tokens = cut + prompt_tokens
-        self._held[api_key] = held + tokens
-        return Reservation(self, api_key, tokens, cut)
+        self._held[account] = held + tokens
+        return Reservation(self, account, tokens, cut)
 
-    def reserved(self, api_key: str) -> int:
-        """The tokens this replica's generations in flight hold for `api_key`."""
-        return self._held.get(api_key, 0)
+    def reserved(self, account: str) -> int:
+        """The tokens this replica's generations in flight hold for `account`."""
+        return self._held.get(account, 0)
 
-    def _unhold(self, api_key: str, tokens: int) -> None:
-        held = self._held.get(api_key, 0) - tokens
+    def _unhold(self, account: str, tokens: int) -> None:
+        held = self._held.get(account, 0) - tokens
         if held > 0:
-            self._held[api_key] = held
+            self._held[account] = held
         else:
-            self._held.pop(api_key, None)
+            self._held.pop(account, None)
 
     def _over_quota(self, record: KeyUsage, detail: str) -> Problem:
         """The quota's 429, with Retry-After at the end of `record`'s window (seconds, at least 1)."""
@@ -279,7 +281,7 @@ class UsageLedger:
         error = error_object(detail, "insufficient_quota", code="insufficient_quota")
         return Problem(429, detail, headers={"Retry-After": str(max(1, math.ceil(wait)))}, error=error)
 
-    async def spend(self, api_key: str, tokens: int, reservation: Reservation | None = None) -> None:
+    async def spend(self, account: str, tokens: int, reservation: Reservation | None = None) -> None:
         """Add the model tokens an answer used (prompt + completion, as inference reports them),
         then release the answer's `reservation`: the count lands before the hold goes, so this
         replica's checks never miss both. Released also when the write fails or is cancelled.
@@ -288,17 +290,17 @@ class UsageLedger:
         """
         try:
             if tokens > 0:
-                await self._change(api_key, tokens=tokens)
+                await self._change(account, tokens=tokens)
         except (DaprError, ConcurrentUpdate):
             log.warning("%d tokens could not be counted: the state store failed", tokens, exc_info=True)
         finally:
             if reservation is not None:
                 reservation.release()
 
-    async def read(self, api_key: str) -> KeyUsage:
+    async def read(self, account: str) -> KeyUsage:
         """The key's record as it stands, its window rolled if it is over; 503 when the store fails."""
         try:
-            return await self._change(api_key)
+            return await self._change(account)
         except (DaprError, ConcurrentUpdate) as error:
             raise _store_unavailable() from error
 
@@ -310,19 +312,26 @@ class UsageLedger:
 
 
 class Usage(BaseModel):
-    """One API key's use as `GET /v1/usage` answers it: counted by every replica together."""
+    """One API key's use as `GET /v1/usage` answers it: counted by every replica together, with
+    the other keys of its project (and the key it was rotated from)."""
 
-    requests: int = Field(description="Requests made with this key, refused ones too, by every gateway replica.")
+    project: str | None = Field(
+        description="The key's project, whose keys share this usage; null for a key counted on its own."
+    )
+    requests: int = Field(
+        description="Requests made with this key and its project's other keys, refused ones too, by every replica."
+    )
     requests_per_minute: int = Field(description="The key's request rate limit (per gateway replica).")
     tokens_used: int = Field(description="Model tokens spent in the current quota window.")
     tokens_per_day: int = Field(description="The key's token quota per window of one day.")
     window_resets_in_seconds: float = Field(description="Seconds until the quota window ends (0.1 s resolution).")
 
 
-async def usage_of(ledger: UsageLedger, api_key: str, requests_per_minute: int) -> Usage:
-    """The `GET /v1/usage` answer for `api_key`; 503 when the state store fails."""
-    record = await ledger.read(api_key)
+async def usage_of(ledger: UsageLedger, account: str, project: str | None, requests_per_minute: int) -> Usage:
+    """The `GET /v1/usage` answer for a key's usage `account` and `project`; 503 when the state store fails."""
+    record = await ledger.read(account)
     return Usage(
+        project=project,
         requests=record.requests,
         requests_per_minute=requests_per_minute,
         tokens_used=record.tokens,
