@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import Request
@@ -11,23 +10,27 @@ from pydantic import ValidationError
 
 from genai_platform.contracts.openai import MAX_COMPLETION_TOKENS, GenerationFields
 from genai_platform.errors import Problem, invalid_request, validation_errors
+from genai_platform.text import DETAIL, NOT_UNICODE, text_errors
 
 
 async def json_body(request: Request, what: str) -> Any:
     """The request's JSON body, parsed; `what` names the request in the error.
 
-    Raises `Problem` 422 for a body that is not JSON, nests deeper than Python's recursion limit
-    (json.loads raises RecursionError, not ValueError), or holds a lone UTF-16 surrogate (`"\\ud800"`
-    is valid JSON but not Unicode text: RFC 8259 section 8.2; it could not be sent on as UTF-8).
+    Raises `Problem` 422 for a body that is not JSON or nests deeper than Python's recursion limit
+    (json.loads raises RecursionError, not ValueError), and the platform's 422 naming each string
+    that is not Unicode text (a lone surrogate: genai_platform.text, whose middleware refuses one
+    before any route; checked here too, as the body goes on to the guard and a model).
     """
     try:
         body = await request.json()
-        json.dumps(body, ensure_ascii=False).encode("utf-8")
     except (ValueError, RecursionError) as error:
-        # UnicodeEncodeError is a ValueError: the lone surrogate case.
         raise Problem(
             422, f"The body must be a JSON {what} in Unicode text, nested at most a few hundred levels."
         ) from error
+    if found := list(text_errors(body, ("body",))):
+        raise invalid_request(
+            [{"location": ".".join(map(str, where)), "message": NOT_UNICODE} for where in found], DETAIL
+        )
     return body
 
 

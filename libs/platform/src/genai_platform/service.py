@@ -22,6 +22,7 @@ from genai_platform.requests import RequestIdMiddleware
 from genai_platform.security import OPEN_PATHS, AppTokenMiddleware
 from genai_platform.settings import ServiceSettings
 from genai_platform.telemetry import configure_tracing, instrument_app, instrument_client
+from genai_platform.text import UnicodeTextMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,9 @@ def create_service(
     for router in routers:
         app.include_router(router)
 
+    # Innermost: a request that passed the token and the edge (the gateway's size limits) is read
+    # for text that is not Unicode before any route sees it (genai_platform.text).
+    app.add_middleware(UnicodeTextMiddleware)
     if settings.app_api_token is not None:
         app.add_middleware(
             AppTokenMiddleware,
