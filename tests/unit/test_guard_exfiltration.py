@@ -70,7 +70,7 @@ def test_autolinks_and_raw_html_in_every_form_are_seen() -> None:
     assert stripped(f"Go <{DATA}> now") == "Go https://attacker.example/p now"
     assert stripped(f'<p>hi</p>\n<div><img alt="" src="{DATA}"></div>\n') == "<p>hi</p>\n<div></div>\n"
     assert stripped(f'a <img srcset="/a.png 1x, {DATA} 2x"> b') == "a  b"
-    assert stripped(f"<iframe src='{DATA}'></iframe>") == "<iframe></iframe>"
+    assert stripped(f"<iframe src='{DATA}'></iframe>") == "</iframe>"
     assert stripped(f'<a href="{DATA}">x</a>') == "<a>x</a>"
     assert stripped(f"[![x]({DATA})](https://docs.python.org/)") == "[[image: x]](https://docs.python.org/)"
 
@@ -110,11 +110,15 @@ def test_a_name_that_announces_data_with_more_than_a_switch_still_loses_the_url(
         assert stripped(f"[x](https://evil.example/?{query})") == "x", query
 
 
-def test_html_that_loses_its_url_keeps_balanced_tags() -> None:
-    # An element with an end tag keeps a bare start tag for it; a void element goes whole.
+def test_an_anchor_that_loses_its_url_keeps_a_bare_start_tag_and_nothing_else_does() -> None:
     text = f'See <A HREF="{DATA}">the <b>report</b></A> and <video poster="{DATA}"><track src="{DATA}"></video>.'
-    assert stripped(text) == "See <a>the <b>report</b></A> and <video></video>."
+    assert stripped(text) == "See <a>the <b>report</b></A> and </video>."
     assert stripped(f'<area href="{DATA}"><embed src="{DATA}">') == ""
+    # A review: a bare <script> would run the body its src kept dormant; a bare <iframe> would
+    # take the rest of the answer as its raw text.
+    script = f'<script src="{DATA}">alert(document.domain)</script>'
+    assert "<script" not in stripped(script).lower()
+    assert stripped(f"Here: <iframe src='{DATA}'> and the rest.") == "Here:  and the rest."
 
 
 def test_a_short_data_image_scores_as_data() -> None:

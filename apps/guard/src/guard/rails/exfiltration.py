@@ -4,8 +4,8 @@ A chat UI fetches a markdown image as soon as it shows it, so `![](https://evil.
 sends whatever an injected instruction put in the URL without a click. Images are kept only from
 allowed hosts; links keep their text but lose a URL that carries data (a long query, a value that
 is base64 or hex of readable text, a value under a name such as `ssn`, `token` or `data`, or
-personal data); raw HTML that fetches (`<img>`, `<iframe>`, `srcset`...) and data: URLs go too,
-an element with an end tag keeping its bare start tag (`<a>`, `<iframe>`) for that end tag.
+personal data); raw HTML that fetches (`<img>`, `<iframe>`, `<script>`, `srcset`...) and data: URLs
+go too, an anchor keeping its bare start tag (`<a>`) for its end tag.
 
 The text is read by a CommonMark parser (markdown-it-py), not by patterns, so every form a
 renderer understands is seen: inline, full reference (`![x][1]`), collapsed (`![x][]`) and
@@ -76,13 +76,6 @@ _NAME_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 # HTML attributes whose URL a browser fetches as soon as the element is shown (WHATWG HTML).
 _FETCHING_ATTRIBUTES = frozenset({"src", "srcset", "poster", "data", "background", "lowsrc", "dynsrc"})
 _LINKING_TAGS = frozenset({"a", "area"})
-# Elements without an end tag (WHATWG HTML, "void elements"; `image` is parsed as `img`). Any other
-# element that loses its URL is replaced by its bare start tag, so its end tag still has one to
-# close: `<a href="https://evil.example/?ssn=...">x</a>` becomes `<a>x</a>`, an anchor without a
-# link ("a placeholder for where a link might otherwise have been placed"), not `x</a>`.
-_VOID_ELEMENTS = frozenset(
-    {"area", "base", "br", "col", "embed", "hr", "image", "img", "input", "link", "meta", "source", "track", "wbr"}
-)
 
 
 def _host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
@@ -389,8 +382,13 @@ def _html_findings(item: _Seen, allowed: tuple[str, ...], locate: Any, findings:
             kind, score = "html_link", 0.9
         span = locate(raw, item.line) if unsafe and raw else None
         if span is not None:
-            bare = "" if tag in _VOID_ELEMENTS else f"<{tag}>"  # `/>` ends no HTML start tag
-            findings.append(Finding(kind, *span, score, replacement=bare))
+            # An anchor that loses its URL keeps a bare start tag, so its end tag still has one to
+            # close: `<a href="https://evil.example/?ssn=...">x</a>` becomes `<a>x</a>`, an anchor
+            # without a link (WHATWG HTML: "a placeholder for where a link might otherwise have
+            # been placed"), not `x</a>`. Any other element goes whole: a bare `<script>` would run
+            # the inline body its `src` kept dormant, and a bare `<iframe>` would take the rest of
+            # the answer as its raw text.
+            findings.append(Finding(kind, *span, score, replacement="<a>" if tag == "a" else ""))
 
 
 def unsettled(text: str) -> int:
