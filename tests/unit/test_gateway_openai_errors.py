@@ -19,7 +19,7 @@ from gateway.api_keys import ApiKeys, key_digest
 from gateway.app import create_app
 from gateway.chat import ChatPipeline, PipelineSettings
 from gateway.limits import Limits
-from gateway.openai_errors import with_error
+from gateway.openai_errors import MAX_PROBLEM_BYTES, OpenAIErrorMiddleware, with_error
 from gateway.settings import GatewaySettings
 from gateway.usage import UsageLedger
 from genai_platform.contracts.openai import error_of_problem, openai_param
@@ -113,7 +113,7 @@ def test_a_spent_quota_is_openais_insufficient_quota() -> None:
         ("body.messages.0.role", "messages[0].role"),
         ("body.input.1", "input[1]"),
         ("query.limit", "limit"),
-        ("body", "body"),
+        ("body", ""),  # the body as a whole: no parameter (error_of_problem gives null)
         ("", ""),
     ],
 )
@@ -146,3 +146,38 @@ def test_a_body_that_is_no_json_object_is_left_alone() -> None:
     assert with_error(b"[1]") == b"[1]"
     kept = json.dumps({"status": 400, "detail": "d", "error": {"message": "m"}}).encode()
     assert with_error(kept) == kept
+
+
+def _through_middleware(chunks: list[bytes], status: int, content_type: str, method: str = "GET") -> httpx.Response:
+    """An app answering `chunks` (more_body between them), behind OpenAIErrorMiddleware."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", content_type.encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        for i, chunk in enumerate(chunks):
+            await send({"type": "http.response.body", "body": chunk, "more_body": i < len(chunks) - 1})
+
+    return TestClient(OpenAIErrorMiddleware(app)).request(method, "/x")
+
+
+def test_a_problem_sent_in_pieces_is_read_whole_and_gets_its_error() -> None:
+    body = json.dumps({"status": 422, "detail": "bad", "errors": [{"location": "body", "message": "m"}]}).encode()
+    answer = _through_middleware([body[:10], body[10:25], body[25:]], 422, "application/problem+json")
+    error = {"message": "bad: m.", "type": "invalid_request_error", "param": None, "code": None}
+    assert answer.json()["error"] == error
+    assert int(answer.headers["content-length"]) == len(answer.content)
+
+
+def test_a_problem_past_the_limit_and_any_other_answer_pass_as_sent() -> None:
+    big = b'{"status": 400, "detail": "' + b"x" * MAX_PROBLEM_BYTES + b'"}'
+    pieces = [big[i : i + 4096] for i in range(0, len(big), 4096)]
+    assert _through_middleware(pieces, 400, "application/problem+json").content == big
+    events = [b"data: 1\n\n", b"data: 2\n\n"]
+    assert _through_middleware(events, 200, "text/event-stream").content == b"".join(events)
+    plain = _through_middleware([b'{"status": 404}'], 404, "application/json")
+    assert plain.json() == {"status": 404}  # not problem+json: not the gateway's to change
+
+
+def test_a_head_answer_is_left_alone() -> None:
+    answer = _through_middleware([b""], 404, "application/problem+json", method="HEAD")
+    assert answer.status_code == 404 and "error" not in answer.text

@@ -44,7 +44,8 @@ class OpenAIErrorMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI call (HTTP only), holding back a problem+json answer until it is whole."""
-        if scope["type"] != "http":
+        # A HEAD answer has no body to add to (its length is the GET's).
+        if scope["type"] != "http" or scope["method"] == "HEAD":
             await self.app(scope, receive, send)
             return
         start: Message | None = None
@@ -64,14 +65,16 @@ class OpenAIErrorMiddleware:
                     return
             elif message["type"] == "http.response.body" and start is not None:
                 held.extend(message.get("body", b""))
-                if message.get("more_body", False) and len(held) <= MAX_PROBLEM_BYTES:
+                more, small = message.get("more_body", False), len(held) <= MAX_PROBLEM_BYTES
+                if more and small:
                     return
-                body = with_error(bytes(held)) if not message.get("more_body", False) else bytes(held)
-                headers = [(k, v) for k, v in start.get("headers") or [] if k != b"content-length"]
-                if not message.get("more_body", False):
+                # Whole and small: rewritten. Past the limit: passed on as sent, unread.
+                body = with_error(bytes(held)) if small else bytes(held)
+                headers = [(k, v) for k, v in start.get("headers") or [] if k != b"content-length" or not small]
+                if small:
                     headers.append((b"content-length", str(len(body)).encode()))
                 await send({**start, "headers": headers})
-                await send({"type": "http.response.body", "body": body, "more_body": message.get("more_body", False)})
+                await send({"type": "http.response.body", "body": body, "more_body": more})
                 start = None  # the rest, if any, is passed on as it comes
                 return
             await send(message)

@@ -251,9 +251,10 @@ def error_object(
 
 
 def openai_param(location: str) -> str:
-    """A validation error's location (`body.messages.0.role`) as OpenAI's `param` (`messages[0].role`)."""
+    """A validation error's location (`body.messages.0.role`) as OpenAI's `param` (`messages[0].role`);
+    empty for the body (or query, path...) as a whole, which names no parameter."""
     parts = location.split(".")
-    if len(parts) > 1 and parts[0] in _REQUEST_PARTS:
+    if parts[0] in _REQUEST_PARTS:
         parts = parts[1:]
     param = ""
     for part in parts:
