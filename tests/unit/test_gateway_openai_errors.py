@@ -181,3 +181,21 @@ def test_a_problem_past_the_limit_and_any_other_answer_pass_as_sent() -> None:
 def test_a_head_answer_is_left_alone() -> None:
     answer = _through_middleware([b""], 404, "application/problem+json", method="HEAD")
     assert answer.status_code == 404 and "error" not in answer.text
+
+
+def test_a_forwarded_header_that_is_not_ascii_is_a_422_naming_it_and_the_request_id_goes_on_as_taken() -> None:
+    """A new-user trial: `Accept: caf\\xe9` or `X-Request-Id: a\\xffb` was a 500 on every relayed route
+    (the HTTP client refuses to send such a value); the id the gateway had replaced went on raw."""
+    client, dapr = _client()
+    # A fresh streamed answer each time: the gateway relays the app's body as it arrives.
+    dapr.answer("registry", "/v1/models", lambda _request: httpx.Response(200, stream=httpx.ByteStream(b"{}")))
+    key = {"Authorization": "Bearer k"}
+    refused = client.get("/v1/registry/models", headers={**key, "accept": b"caf\xe9"})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["location"] == "header.accept"
+    assert refused.json()["error"]["param"] == "accept"
+    relayed = client.get("/v1/registry/models", headers={**key, "x-request-id": b"a\xffb"})
+    assert relayed.status_code == 200
+    fresh = relayed.headers["x-request-id"]
+    assert fresh != "a\xffb" and dapr.requests[-1].headers["x-request-id"] == fresh
+    plain = client.get("/v1/registry/models", headers={**key, "x-request-id": "trial-1"})
+    assert plain.headers["x-request-id"] == "trial-1" == dapr.requests[-1].headers["x-request-id"]

@@ -17,11 +17,13 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from genai_platform.dapr import Sidecar
-from genai_platform.errors import PROBLEM_JSON, Problem
+from genai_platform.errors import PROBLEM_JSON, Problem, invalid_request
+from genai_platform.requests import current_request_id
 
 # What a caller may say about the body and what it accepts; the rest (its API key above all)
-# stays at the gateway. The trace context is added by the client's instrumentation.
-FORWARDED_REQUEST_HEADERS = ("content-type", "accept", "x-request-id")
+# stays at the gateway. The request id goes on as the gateway took it (`current_request_id`: the
+# caller's when it is plain, else a fresh one), the trace context by the client's instrumentation.
+FORWARDED_REQUEST_HEADERS = ("content-type", "accept")
 RELAYED_RESPONSE_HEADERS = ("content-type", "cache-control", "retry-after")
 
 
@@ -61,6 +63,27 @@ def for_caller(problem: bytes, path: str) -> bytes:
         return problem
     body["instance"] = path
     return json.dumps(body).encode()
+
+
+def forwarded_headers(request: Request) -> dict[str, str]:
+    """The caller's headers that go on to the app (`FORWARDED_REQUEST_HEADERS`) and the request id.
+
+    Raises a 422 naming a forwarded header whose value is not ASCII (RFC 9110 section 5.5: other
+    bytes are obsolete): the HTTP client refuses to send one, and a new-user trial found
+    `Accept: caf\xe9` a 500 on every relayed route.
+    """
+    headers, errors = {}, []
+    for name in FORWARDED_REQUEST_HEADERS:
+        value = request.headers.get(name)
+        if value and not value.isascii():
+            errors.append({"location": f"header.{name}", "message": "A header value must be ASCII text."})
+        elif value:
+            headers[name] = value
+    if errors:
+        raise invalid_request(errors)
+    if request_id := current_request_id.get():
+        headers["x-request-id"] = request_id
+    return headers
 
 
 class UsageMeter:
@@ -107,7 +130,7 @@ async def forward(
     """Send this request's method, query and body to `app_id` at `path` and stream the answer back;
     a problem+json answer comes back whole, its `instance` the caller's path (`for_caller`)."""
     query = request.url.query
-    headers = {name: value for name in FORWARDED_REQUEST_HEADERS if (value := request.headers.get(name))}
+    headers = forwarded_headers(request)
     stack = AsyncExitStack()
     try:
         upstream = await stack.enter_async_context(
