@@ -69,6 +69,10 @@ def test_a_stream_is_openai_shaped_and_ends_with_an_error_when_inference_dies(ge
     assert too_long.status_code == 400 and too_long.json()["blocked_by"] == ["length"], too_long.text
     assert (too_long.json()["limit"], too_long.json()["limit_value"]) == ("length.max_tokens", 8192)
     assert "limit 8192" in too_long.json()["detail"]
+    # OpenAI's code for it, as inference answers a prompt past the model's context (a new-user
+    # trial: clients that shorten their history on that code saw content_filter here).
+    assert too_long.json()["error"]["code"] == "context_length_exceeded"
+    assert too_long.json()["error"]["param"] == "messages"
 
     # A parameter only inference checks: the streamed request is inference's 400, as the whole one
     # is, not a 200 stream whose one event is the error (the OpenAI SDK could not tell it was a 400).

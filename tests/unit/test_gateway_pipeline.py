@@ -16,9 +16,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from fakes import FakeDapr
-from gateway.chat import BUILTIN_SYSTEM_PROMPT, ChatPipeline, PipelineSettings
+from gateway.chat import BUILTIN_SYSTEM_PROMPT, ChatPipeline, PipelineSettings, refused
 from gateway.completions import CompletionPipeline
 from gateway.usage import prompt_tokens_estimate
+from genai_platform.contracts.guard import RailFinding, RailResult
 from genai_platform.contracts.openai import UnsupportedField
 from genai_platform.errors import Problem
 from stream_guard import guard_stream_steps
@@ -648,3 +649,28 @@ def test_several_prompts_are_a_400_naming_prompt_before_any_sidecar() -> None:
 def test_a_token_id_prompt_reserves_its_id_count_against_the_quota() -> None:
     assert prompt_tokens_estimate({"prompt": [5, 6, 7]}) == 3
     assert prompt_tokens_estimate({"prompt": [[5, 6]]}) == 2
+
+
+def test_a_prompt_refused_only_by_the_length_limit_is_openais_context_length_exceeded() -> None:
+    """A new-user trial: "word " * 9000 was a 400 with code content_filter, where inference's own
+    context limit answers context_length_exceeded; a client shortening its history on that code
+    missed it. Refused by the length rail and another, it is the guard's content_filter still."""
+    over = RailFinding(
+        kind="tokens",
+        start=0,
+        end=1,
+        score=1.0,
+        detail="about 9000 tokens",
+        limit="length.max_tokens",
+        limit_value=8192,
+    )
+    length = RailResult(rail="length", verdict="fail", action="block", score=1.0, threshold=1.0, findings=[over])
+    injection = RailResult(rail="injection", verdict="fail", action="block", score=1.0, threshold=0.5)
+    alone = refused(["length"], [length], param="messages")
+    assert (
+        alone.extensions["error"]["code"] == "context_length_exceeded"
+        and alone.extensions["error"]["param"] == "messages"
+    )
+    assert (alone.extensions["limit"], alone.extensions["limit_value"]) == ("length.max_tokens", 8192)
+    both = refused(["injection", "length"], [injection, length], param="prompt")
+    assert both.extensions["error"]["code"] == "content_filter" and both.extensions["error"]["param"] is None

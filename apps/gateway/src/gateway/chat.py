@@ -158,7 +158,7 @@ class ChatPipeline:
                 verdict = await self.guard.check_input(sent, request_id, reference.variables if reference else None)
             if not verdict.allowed:
                 checked = (*verdict.checked, *verdict.checked_variables)
-                raise refused(verdict.blocked_by, [rail for text in checked for rail in text.rails])
+                raise refused(verdict.blocked_by, [rail for text in checked for rail in text.rails], param="messages")
             body["messages"] = verdict.messages
             plan = ChatPlan(request=body, collection=collection, timing=timing)
             question = _last_user_text(body["messages"])
@@ -355,14 +355,17 @@ def prompt_reference(value: Any) -> PromptReference | None:
     return reference
 
 
-def refused(blocked_by: list[str], results: Iterable[RailResult] = ()) -> Problem:
+def refused(blocked_by: list[str], results: Iterable[RailResult] = (), *, param: str | None = None) -> Problem:
     """The 400 problem for input the rails refused, naming the rails (`blocked_by`), with OpenAI's
     `error` object (`code` `content_filter`, Azure OpenAI's code for a filtered prompt) so OpenAI's
     SDKs show the message: without it they showed only "Error code: 400" (a new-user trial).
 
     When a blocking rail's finding is over a limit (the length rail's, among the rails' `results`),
     the problem names it as every limit of the platform is named: `limit` (the guard policy's
-    setting, e.g. `length.max_tokens`) and `limit_value`, and the detail says by how much.
+    setting, e.g. `length.max_tokens`) and `limit_value`, and the detail says by how much. When
+    that limit alone refused it, the code is OpenAI's `context_length_exceeded` with `param` (the
+    request's `messages` or `prompt`), as inference answers a prompt past the model's context: a
+    client that shortens its history on that code must see it whichever of the two caught it.
     """
     over = next(
         (f for r in results if r.verdict == "fail" and r.rail in blocked_by for f in r.findings if f.limit),
@@ -379,7 +382,9 @@ def refused(blocked_by: list[str], results: Iterable[RailResult] = ()) -> Proble
         title="Refused by the guard",
         type_="urn:genai-platform:guard:refused",
         blocked_by=blocked_by,
-        error=error_object(detail, code="content_filter"),
+        error=error_object(detail, param=param, code="context_length_exceeded")
+        if over is not None and len(blocked_by) == 1
+        else error_object(detail, code="content_filter"),
         **limit,
     )
 

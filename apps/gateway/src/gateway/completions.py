@@ -59,7 +59,7 @@ class CompletionPipeline:
                 text = str((await self.chat.inference.post(DETOKENIZE, asked))["text"])
             verdict = await self.chat.guard.check_text(text, request_id)
         if not verdict.allowed:
-            raise refused(verdict.blocked_by, verdict.rails)
+            raise refused(verdict.blocked_by, verdict.rails, param="prompt")
         if verdict.text == text and request.prompt_text() is None:
             return ChatPlan(request=body, collection=None, timing=timing)
         # The prompt as the rails let it through (a secret pasted in it is redacted).
