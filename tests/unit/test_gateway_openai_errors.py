@@ -114,6 +114,12 @@ def test_a_spent_quota_is_openais_insufficient_quota() -> None:
         ("body.input.1", "input[1]"),
         ("query.limit", "limit"),
         ("body", ""),  # the body as a whole: no parameter (error_of_problem gives null)
+        ("body.messages.0.content.str", "messages[0].content"),  # pydantic's union members left out
+        (
+            "body.messages.0.content.list[function-after[_text_parts_carry_text(), TextPart]].0.text",
+            "messages[0].content[0].text",
+        ),
+        ("body.stop.list[str]", "stop"),
         ("", ""),
     ],
 )

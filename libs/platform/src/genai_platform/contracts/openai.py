@@ -236,6 +236,9 @@ _CODES_BY_STATUS = {401: "invalid_api_key", 403: "insufficient_scope", 429: "rat
 # Where a validation error's field is (`body.messages.0.role`): OpenAI's `param` names it from the
 # body, query or path down (`messages[0].role`).
 _REQUEST_PARTS = frozenset({"body", "query", "path", "header", "cookie"})
+# The names pydantic puts in a location for the member of a union a value was tried as
+# (`messages.0.content.str`, `...content.list[function-after[...]]`): no field of the request.
+_UNION_MEMBERS = frozenset({"str", "int", "float", "bool", "list", "dict", "tuple", "set", "bytes", "none"})
 # At most this many field errors are spelled out in the message (all are in the problem's `errors`).
 _MESSAGE_ERRORS = 3
 
@@ -252,10 +255,13 @@ def error_object(
 
 def openai_param(location: str) -> str:
     """A validation error's location (`body.messages.0.role`) as OpenAI's `param` (`messages[0].role`);
-    empty for the body (or query, path...) as a whole, which names no parameter."""
+    empty for the body (or query, path...) as a whole, which names no parameter. The names of union
+    members pydantic adds (`content.str`, `stop.list[str]`) are left out: a new-user trial's
+    `param` read `messages[0].content.str`."""
     parts = location.split(".")
     if parts[0] in _REQUEST_PARTS:
         parts = parts[1:]
+    parts = [part for part in parts if part not in _UNION_MEMBERS and "[" not in part and "(" not in part]
     param = ""
     for part in parts:
         param += f"[{part}]" if part.isdigit() else f".{part}" if param else part
