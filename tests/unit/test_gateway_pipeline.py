@@ -674,3 +674,25 @@ def test_a_prompt_refused_only_by_the_length_limit_is_openais_context_length_exc
     assert (alone.extensions["limit"], alone.extensions["limit_value"]) == ("length.max_tokens", 8192)
     both = refused(["injection", "length"], [injection, length], param="prompt")
     assert both.extensions["error"]["code"] == "content_filter" and both.extensions["error"]["param"] is None
+
+
+def test_inferences_own_503_says_why_through_the_gateway_and_daprds_error_does_not_leak() -> None:
+    """A new-user trial: with the served alias deleted, inference answers a 503 naming it, and the
+    gateway answered only "The inference service cannot answer right now."."""
+    withdrawn = {"type": "about:blank", "title": "Service Unavailable", "status": 503}
+    withdrawn["detail"] = "No model version is served: alias 'production' of model 'm' was deleted."
+    dapr = platform()
+    problem_json = {"content-type": "application/problem+json", "retry-after": "7"}
+    dapr.answer(
+        "inference", "v1/chat/completions", lambda _r: httpx.Response(503, json=withdrawn, headers=problem_json)
+    )
+    with pytest.raises(Problem) as unavailable:
+        run(dapr, {"messages": [{"role": "user", "content": QUESTION}]})
+    assert unavailable.value.status == 503 and unavailable.value.headers["Retry-After"] == "7"
+    assert unavailable.value.detail == f"The inference service cannot answer right now: {withdrawn['detail']}"
+    # daprd's own error (no problem+json) says nothing of its internals.
+    daprd_error = {"errorCode": "ERR_DIRECT_INVOKE", "message": "fail to invoke, id: inference, err: internal detail"}
+    dapr.answer("inference", "v1/chat/completions", lambda _r: httpx.Response(503, json=daprd_error))
+    with pytest.raises(Problem) as unavailable:
+        run(dapr, {"messages": [{"role": "user", "content": QUESTION}]})
+    assert unavailable.value.detail == "The inference service cannot answer right now."

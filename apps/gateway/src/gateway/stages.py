@@ -35,7 +35,7 @@ from genai_platform.contracts.guard import (
 from genai_platform.contracts.prompts import RenderedPrompt
 from genai_platform.contracts.search import SearchResults
 from genai_platform.dapr import Sidecar
-from genai_platform.errors import Problem
+from genai_platform.errors import PROBLEM_JSON, Problem
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -198,7 +198,9 @@ class InferenceClient(Stage):
 
 
 async def upstream_problem(response: httpx.Response, app_id: str) -> Problem:
-    """A client error from an app is the client's to see; anything else is the platform's (503)."""
+    """A client error from an app is the client's to see; anything else is the platform's (503),
+    whose detail adds the app's own when the app answered a 503 problem itself (inference while no
+    version is served: "its alias was deleted"; a new-user trial saw only "cannot answer")."""
     await response.aread()
     try:
         body = response.json()
@@ -208,7 +210,13 @@ async def upstream_problem(response: httpx.Response, app_id: str) -> Problem:
         extensions = {k: v for k, v in body.items() if k not in ("type", "title", "status", "detail", "instance")}
         kind = body.get("type") if isinstance(body.get("type"), str) else "about:blank"
         return Problem(response.status_code, body["detail"], title=body.get("title"), type_=kind, **extensions)
-    return Problem(503, f"The {app_id} service cannot answer right now.", headers={"Retry-After": "5"})
+    detail = f"The {app_id} service cannot answer right now."
+    # The app's own problem, not daprd's error (`errorCode`, no problem+json): it is written for clients.
+    own = PROBLEM_JSON in response.headers.get("content-type", "") and isinstance(body, dict)
+    if response.status_code == 503 and own and isinstance(body.get("detail"), str):
+        detail = f"{detail[:-1]}: {body['detail']}"
+    retry = response.headers.get("retry-after", "5") if response.status_code == 503 else "5"
+    return Problem(503, detail, headers={"Retry-After": retry if retry.isdigit() else "5"})
 
 
 async def sse_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
