@@ -46,6 +46,11 @@ def test_the_merged_document_is_whole_and_sound(merged: dict[str, Any]) -> None:
 
 def test_every_public_route_declares_what_it_answers(merged: dict[str, Any]) -> None:
     assert undescribed_operations(merged) == set()
+    # A new-user trial: a scoped route listed no 403, and no problem schema declared OpenAI's `error`.
+    for method, path, operation in operations(merged):
+        assert {"401", "403"} <= set(operation["responses"]), (method, path)
+    problems = [schema for name, schema in merged["components"]["schemas"].items() if name.endswith("Problem")]
+    assert problems and all("error" in schema["properties"] for schema in problems)
 
 
 def test_every_declared_request_body_has_a_schema(merged: dict[str, Any]) -> None:

@@ -5,7 +5,7 @@ apps know the routes' parameters and request and response bodies. `merge_documen
 two together: each public operation is the serving app's operation (its parameters, bodies and
 responses, the app's components renamed `<app-id>.<Name>` so two apps' `Job` or
 `HTTPValidationError` cannot collide), under the gateway's summary, tags and security, with the
-answers the gateway itself gives (401, 413, 429, 431, 503 problem+json), and links from each
+answers the gateway itself gives (401, 403, 413, 429, 431, 503 problem+json), and links from each
 create operation's answer to the operations that take the id it returns (`LINKS`). Only
 components the public operations reach are kept: an app's internal routes and their schemas stay out.
 
@@ -37,6 +37,7 @@ PROBLEM_SCHEMA = f"{GATEWAY}.Problem"
 # What the gateway itself may answer on any public route, before or instead of the app.
 GATEWAY_RESPONSES = {
     "401": "No API key, or not a valid one.",
+    "403": "The API key lacks a scope this route needs; `missing_scopes` names them.",
     "413": "The request body is over the gateway's limit for this route; `limit_bytes` names it.",
     "429": "Over this key's request rate or token quota; see `Retry-After`.",
     "431": "The request's header fields are over the gateway's limit; `limit_bytes` names it.",

@@ -247,6 +247,13 @@ class ProblemDetails(BaseModel):
     status: int = Field(description="The HTTP status code.")
     detail: str = Field(description="What went wrong in this occurrence, for the client to act on.")
     instance: str | None = Field(None, description="The path of the request that failed.")
+    # A plain object here, not a model: a nested model's `$defs` would not resolve where the
+    # gateway files this schema in the merged document.
+    error: dict[str, Any] | None = Field(
+        None,
+        description="OpenAI's error object (`message`, `type`, `param`, `code`), which OpenAI's SDKs read: "
+        "on every error answer of the gateway, and on an app's OpenAI-compatible routes.",
+    )
 
 
 class FieldError(BaseModel):
