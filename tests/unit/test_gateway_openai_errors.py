@@ -136,6 +136,11 @@ def test_the_error_object_of_a_problem() -> None:
         "param": "f0",
         "code": None,
     }
+    # A detail that already quotes its error does not say it twice (a new-user trial: prompts' render 422).
+    quoted = {"status": 422, "detail": "lang: None is not of type 'string'.", "errors": [
+        {"location": "body.variables.lang", "message": "None is not of type 'string'"}]}  # fmt: skip
+    assert error_of_problem(quoted)["message"] == "lang: None is not of type 'string'."
+    assert error_of_problem(quoted)["param"] == "variables.lang"
     assert error_of_problem({"status": 503, "detail": "down"})["type"] == "server_error"
     assert error_of_problem({"status": 429, "detail": "slow"}) == {
         "message": "slow",

@@ -283,8 +283,11 @@ def error_of_problem(problem: dict[str, Any]) -> dict[str, Any]:
     if errors:
         fields = [(openai_param(str(e.get("location", ""))), str(e.get("message", ""))) for e in errors]
         param = param or fields[0][0] or None
-        spelled = "; ".join(f"{where}: {what}" if where else what for where, what in fields[:_MESSAGE_ERRORS])
-        message = f"{message.rstrip('.')}: {spelled}."
+        # An error the detail already says is not said twice (the prompts service's detail quotes its one).
+        untold = [(where, what) for where, what in fields if what not in message][:_MESSAGE_ERRORS]
+        if untold:
+            spelled = "; ".join(f"{where}: {what}" if where else what for where, what in untold)
+            message = f"{message.rstrip('.')}: {spelled}."
     code = problem.get("code") if isinstance(problem.get("code"), str) else _CODES_BY_STATUS.get(status)
     type_ = "server_error" if status >= 500 else "rate_limit_error" if status == 429 else "invalid_request_error"
     return error_object(message, type_, param=param, code=code)
