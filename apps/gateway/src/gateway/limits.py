@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from genai_platform.errors import PROBLEM_JSON, Problem
+from genai_platform.errors import PROBLEM_JSON, Problem, body_too_large
 
 
 @dataclass
@@ -101,16 +101,6 @@ class SizeLimits:
 
 class BodyTooLarge(Exception):
     """A request body went over its limit while it was being read (a chunked body has no length)."""
-
-
-def body_too_large(limit: int, route_class: str) -> Problem:
-    """The 413 for a body over `limit` bytes (RFC 9110 15.5.14), naming the limit."""
-    return Problem(
-        413,
-        f"The request body is larger than the limit of {limit} bytes for {route_class}.",
-        title="Content Too Large",
-        limit_bytes=limit,
-    )
 
 
 def headers_too_large(size: int, limit: int) -> Problem:

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from genai_platform.contracts.openai import MAX_COMPLETION_TOKENS, GenerationFields
 from genai_platform.errors import Problem, invalid_request, validation_errors
-from genai_platform.text import DETAIL, NOT_UNICODE, text_errors
+from genai_platform.text import text_errors, unicode_problem
 
 
 async def json_body(request: Request, what: str) -> Any:
@@ -18,8 +18,9 @@ async def json_body(request: Request, what: str) -> Any:
 
     Raises `Problem` 422 for a body that is not JSON or nests deeper than Python's recursion limit
     (json.loads raises RecursionError, not ValueError), and the platform's 422 naming each string
-    that is not Unicode text (a lone surrogate: genai_platform.text, whose middleware refuses one
-    before any route; checked here too, as the body goes on to the guard and a model).
+    that is not Unicode text (a lone surrogate). genai_platform.text's middleware refuses one before
+    any route in a body sent as JSON; this reads any body as JSON whatever its Content-Type says,
+    so a body sent as `text/plain` is checked here, the same way.
     """
     try:
         body = await request.json()
@@ -28,9 +29,7 @@ async def json_body(request: Request, what: str) -> Any:
             422, f"The body must be a JSON {what} in Unicode text, nested at most a few hundred levels."
         ) from error
     if found := list(text_errors(body, ("body",))):
-        raise invalid_request(
-            [{"location": ".".join(map(str, where)), "message": NOT_UNICODE} for where in found], DETAIL
-        )
+        raise unicode_problem(found)
     return body
 
 

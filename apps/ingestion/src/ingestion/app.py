@@ -5,6 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from genai_platform.contracts.documents import MULTIPART_FRAMING_BYTES
 from genai_platform.service import create_service
 from ingestion.chunking import Chunker, ChunkingPolicy, TokenCounter
 from ingestion.documents import DocumentStore
@@ -39,4 +40,7 @@ def create_app(settings: IngestionSettings) -> FastAPI:
         description=__doc__,
         routers=[documents, dapr_routes, subscriptions.router],
         lifespan=lifespan,
+        # The largest document and its framing, the figure create_document refuses "before reading":
+        # the body rule (genai_platform.text) reads a body before the route, so it refuses it first.
+        max_body_bytes=settings.max_document_bytes + MULTIPART_FRAMING_BYTES,
     )

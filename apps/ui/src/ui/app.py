@@ -13,9 +13,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from genai_platform.contracts.documents import MULTIPART_FRAMING_BYTES
 from genai_platform.service import create_service
 from ui.answers import AnswerRunner
-from ui.pages import CsrfRefused, SignInRequired, page, router, wants_json
+from ui.pages import UPLOAD_FILES, CsrfRefused, SignInRequired, page, router, wants_json
 from ui.platform_api import Gateway, PlatformError
 from ui.sessions import SessionStore
 from ui.settings import UiSettings
@@ -71,6 +72,10 @@ def create_app(settings: UiSettings) -> FastAPI:
         lifespan=lifespan,
         # Browsers call every page directly; sign-in sessions, not the sidecar's token, guard them.
         open_prefixes=("/",),
+        # No sidecar limits what a browser sends here, and the Documents page sends up to UPLOAD_FILES
+        # files of UI_MAX_UPLOAD_BYTES each in one form: that is the limit. Such a form is held on
+        # disk past 1 MiB (genai_platform.text), and a page's other forms in memory up to 16 MiB.
+        max_body_bytes=UPLOAD_FILES * (settings.max_upload_bytes + MULTIPART_FRAMING_BYTES),
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(SignInRequired, _sign_in_required)

@@ -41,6 +41,8 @@ LOGIN_CSRF_COOKIE = "ui_signin_csrf"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # The loss chart reads at most this many pages of 2,000 job events (40,000 steps and evaluations).
 LOSS_PAGES = 20
+# The most files one upload of the Documents page takes.
+UPLOAD_FILES = 50
 
 router = APIRouter()
 
@@ -328,7 +330,7 @@ def too_large(size: int, limit: int) -> str:
 @router.post("/documents/upload", summary="Upload one or more files into a collection")
 async def upload_documents(request: Request, session: WriteSessionDep) -> Response:
     settings: UiSettings = request.app.state.settings
-    form = await request.form(max_files=50)
+    form = await request.form(max_files=UPLOAD_FILES)
     collection = str(form.get("collection") or "default").strip() or "default"
     uploads = [f for f in form.getlist("files") if not isinstance(f, str) and f.filename]
     if not uploads:

@@ -199,6 +199,17 @@ def invalid_request(errors: list[dict[str, str]], detail: str = "The request is 
     return Problem(422, detail, title="Invalid request", errors=errors)
 
 
+def body_too_large(limit: int, what: str) -> Problem:
+    """The 413 for a body over `limit` bytes (RFC 9110 15.5.14), naming the limit (`limit_bytes`);
+    `what` names whose limit it is ("uploads", "this service")."""
+    return Problem(
+        413,
+        f"The request body is larger than the limit of {limit} bytes for {what}.",
+        title="Content Too Large",
+        limit_bytes=limit,
+    )
+
+
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     return problem_response(invalid_request(validation_errors(exc.errors())), request)

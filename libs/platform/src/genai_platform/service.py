@@ -22,7 +22,7 @@ from genai_platform.requests import RequestIdMiddleware
 from genai_platform.security import OPEN_PATHS, AppTokenMiddleware
 from genai_platform.settings import ServiceSettings
 from genai_platform.telemetry import configure_tracing, instrument_app, instrument_client
-from genai_platform.text import UnicodeTextMiddleware
+from genai_platform.text import MAX_BODY_BYTES, UnicodeTextMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ def create_service(
     readiness: Sequence[ReadinessCheck] = (),
     open_prefixes: tuple[str, ...] = (),
     edge_middleware: Sequence[tuple[type, dict[str, Any]]] = (),
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     """Build a service: health, readiness, metrics, errors, tracing, API docs and the app-token check.
 
@@ -73,7 +74,9 @@ def create_service(
     served to callers other than the sidecar (a gateway's public API), exempt from the app token.
     `edge_middleware` (class, keyword arguments), outermost first, runs before the app token and
     everything else, but inside the request metrics and tracing, so what it answers itself (the
-    gateway's 413 and 431) is counted, logged and traced with its real status.
+    gateway's 413 and 431) is counted, logged and traced with its real status. `max_body_bytes` is
+    the largest JSON or form body the app reads (a 413 past it, genai_platform.text): by default
+    daprd's own limit, for an app whose requests come through its sidecar.
     """
 
     @asynccontextmanager
@@ -116,7 +119,7 @@ def create_service(
 
     # Innermost: a request that passed the token and the edge (the gateway's size limits) is read
     # for text that is not Unicode before any route sees it (genai_platform.text).
-    app.add_middleware(UnicodeTextMiddleware)
+    app.add_middleware(UnicodeTextMiddleware, limit_bytes=max_body_bytes)
     if settings.app_api_token is not None:
         app.add_middleware(
             AppTokenMiddleware,

@@ -11,6 +11,10 @@ So every service refuses such input once, at its edge (`UnicodeTextMiddleware`, 
 `genai_platform.service.create_service`): a 422 in the platform's one shape, each error naming
 where the text is (`body.tags.0`, `query.collection`, `path.document_id`) with pydantic's own
 `string_unicode` message. Valid text is never touched.
+
+To see a body before its route does, the rule holds it, so it also bounds it: a body over the app's
+limit (`MAX_BODY_BYTES` unless the app sets its own) is a 413 naming `limit_bytes`, as the gateway's
+size limits answer; a multipart body past `SPOOL_BYTES` is held on disk, as Starlette holds a file.
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from tempfile import SpooledTemporaryFile
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+import anyio.to_thread
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from genai_platform.errors import PROBLEM_JSON, invalid_request
+from genai_platform.errors import PROBLEM_JSON, Problem, body_too_large, invalid_request
 
 # Pydantic's message for `string_unicode`, so an error reads the same whichever layer found it.
 NOT_UNICODE = "Input should be a valid string, unable to parse raw data as a unicode string"
@@ -32,6 +38,15 @@ DETAIL = "The request holds a string that is not Unicode text (a lone surrogate 
 # A JSON escape of a UTF-16 surrogate (high or low): the only way a JSON text that is UTF-8 can
 # hold one. Paired ones match too; parsing tells them apart.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+# The largest body an app takes, in bytes, unless it sets its own: daprd's max body size (dapr.yaml
+# `maxBodySize`, the clusters' `dapr.io/max-body-size`), since nothing larger reaches an app through
+# its sidecar; the gateway's own limits (GatewaySettings, at most this) answer before the rule reads.
+MAX_BODY_BYTES = 16 << 20
+# A multipart body past this many bytes is held on disk while the rule reads it (Starlette's own
+# threshold for an uploaded file), so a file costs the app no more memory than before the rule.
+SPOOL_BYTES = 1 << 20
+# A held multipart body goes on to the route in parts of this size.
+_REPLAY_CHUNK = 64 << 10
 
 
 def is_unicode_text(value: str) -> bool:
@@ -66,20 +81,41 @@ def text_errors(node: Any, where: tuple[str | int, ...] = ()) -> Iterator[tuple[
 
 
 def json_body_errors(body: bytes) -> list[tuple[str | int, ...]]:
-    """Where a JSON body holds text that is not Unicode: a lone surrogate escape, or bytes that are
-    not UTF-8 (read as surrogates, so they are found where they are). Empty for a body that is
-    Unicode throughout, and for one that is not JSON at all (the route answers that itself)."""
+    """Where a JSON body holds text that is not Unicode: a lone surrogate (escaped, or a code unit of
+    UTF-16 or UTF-32), or bytes that are not UTF-8 (read as surrogates, so they are found where they
+    are). Empty for a body that is Unicode throughout, and for one that is not JSON at all (the route
+    answers that itself).
+
+    The body is read as the route reads it. Starlette's `request.json()` (FastAPI's body parsing, the
+    gateway's `json_body`) is `json.loads(bytes)`, which takes UTF-16 and UTF-32 (detected from the
+    zero bytes, RFC 4627's rule) and a UTF-8 byte order mark. Refusing those outright (RFC 8259 8.1
+    asks for UTF-8) would be a second rule beside the routes' own, and would still have to know
+    which bodies they take; reading each as they do leaves one answer per body: Unicode text passes
+    in any encoding the route takes, and text that is not is located in every one.
+    """
+    encoding = json.detect_encoding(body)
+    utf8 = encoding in ("utf-8", "utf-8-sig")
+    if utf8:
+        try:
+            body.decode("utf-8")
+            if not _SURROGATE_ESCAPE.search(body):
+                return []
+        except UnicodeDecodeError:
+            pass
     try:
-        body.decode("utf-8")
-        if not _SURROGATE_ESCAPE.search(body):
-            return []
-    except UnicodeDecodeError:
-        pass
-    try:
-        parsed = json.loads(body.decode("utf-8", "surrogateescape"))
-    except (ValueError, RecursionError):
+        # UTF-8's invalid bytes become escapes to be located (json.loads would refuse them: the route's
+        # 422); UTF-16's and UTF-32's lone surrogate code units become the lone surrogates it reads.
+        text = body.decode(encoding, "surrogateescape" if utf8 else "surrogatepass")
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError: the route refuses it
         return []
     return list(text_errors(parsed, ("body",)))
+
+
+def unicode_problem(found: list[tuple[str | int, ...]]) -> Problem:
+    """The 422 naming each place in `found` (`("body", "tags", 0)`) that holds text that is not Unicode."""
+    errors = [{"location": ".".join(_shown(part) for part in where), "message": NOT_UNICODE} for where in found]
+    return invalid_request(errors, DETAIL)
 
 
 def _is_utf8(raw: bytes) -> bool:
@@ -131,54 +167,89 @@ def form_errors(content_type: bytes, body: bytes) -> list[tuple[str | int, ...]]
     media_type = content_type.split(b";")[0].strip().lower()
     if media_type == b"application/x-www-form-urlencoded":
         return [("body", *where[1:]) for where in query_errors(body)]
-    try:
-        from python_multipart.multipart import MultipartParser, parse_options_header
-    except ImportError:  # an app that takes no forms; Starlette cannot parse one either
+    if media_type != b"multipart/form-data":
         return []
-    boundary = parse_options_header(content_type)[1].get(b"boundary")
-    if media_type != b"multipart/form-data" or not boundary:
-        return []
-    parts: list[dict[str, Any]] = []
-    header: list[bytes] = []
+    reader = MultipartReader(content_type)
+    reader.write(body)
+    return reader.errors()
 
-    def on_part_begin() -> None:
-        parts.append({"headers": {}, "data": bytearray()})
 
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        header[:] = [data[start:end].lower(), b""]
+class MultipartReader:
+    """A multipart form read as it arrives (`write` each part of the body, then `errors`), keeping the
+    headers of each part and the data of its text fields only: a file's content is never held."""
 
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        header[1] += data[start:end]
+    def __init__(self, content_type: bytes) -> None:
+        self._parts: list[dict[str, Any]] = []
+        self._header: list[bytes] = []
+        self._parser: Any = None
+        self._failed = False
+        try:
+            from python_multipart.multipart import MultipartParser, parse_options_header
+        except ImportError:  # an app that takes no forms; Starlette cannot parse one either
+            return
+        self._options = parse_options_header
+        boundary = parse_options_header(content_type)[1].get(b"boundary")
+        if not boundary:
+            return
+        callbacks = {
+            "on_part_begin": self._on_part_begin, "on_header_field": self._on_header_field,
+            "on_header_value": self._on_header_value, "on_header_end": self._on_header_end,
+            "on_headers_finished": self._on_headers_finished, "on_part_data": self._on_part_data,
+        }  # fmt: skip
+        self._parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
 
-    def on_header_end() -> None:
-        parts[-1]["headers"][header[0]] = header[1]
+    def _on_part_begin(self) -> None:
+        self._parts.append({"headers": {}, "data": bytearray(), "file": False})
 
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        parts[-1]["data"] += data[start:end]
+    def _on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header[:] = [data[start:end].lower(), b""]
 
-    callbacks = {
-        "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
-        "on_header_end": on_header_end, "on_part_data": on_part_data,
-    }  # fmt: skip
-    try:
-        parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
-        parser.write(body)
-        parser.finalize()
-    except Exception:  # noqa: BLE001 - any parse failure is the route's to answer
-        return []
-    errors: list[tuple[str | int, ...]] = []
-    for part in parts:
-        options = parse_options_header(part["headers"].get(b"content-disposition", b""))[1]
-        name = options.get(b"name", b"")
-        shown = name.decode("utf-8", "replace")
-        if not _is_utf8(name):
-            errors.append(("body", shown))
-        elif b"filename" in options:
-            if not _is_utf8(options[b"filename"]):
-                errors.append(("body", shown, "filename"))
-        elif not _is_utf8(bytes(part["data"])):
-            errors.append(("body", shown))
-    return errors
+    def _on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header[1] += data[start:end]
+
+    def _on_header_end(self) -> None:
+        self._parts[-1]["headers"][self._header[0]] = self._header[1]
+
+    def _on_headers_finished(self) -> None:
+        part = self._parts[-1]
+        part["options"] = self._options(part["headers"].get(b"content-disposition", b""))[1]
+        part["file"] = b"filename" in part["options"]
+
+    def _on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if not self._parts[-1]["file"]:
+            self._parts[-1]["data"] += data[start:end]
+
+    def write(self, chunk: bytes) -> None:
+        """Read the next bytes of the body."""
+        if self._parser is None or self._failed:
+            return
+        try:
+            self._parser.write(chunk)
+        except Exception:  # noqa: BLE001 - any parse failure is the route's to answer
+            self._failed = True
+
+    def errors(self) -> list[tuple[str | int, ...]]:
+        """The form's text that is not UTF-8, once the whole body is written; empty for a form that
+        cannot be parsed."""
+        if self._parser is None or self._failed:
+            return []
+        try:
+            self._parser.finalize()
+        except Exception:  # noqa: BLE001 - any parse failure is the route's to answer
+            return []
+        errors: list[tuple[str | int, ...]] = []
+        for part in self._parts:
+            options = part.get("options", {})
+            name = options.get(b"name", b"")
+            shown = name.decode("utf-8", "replace")
+            if not _is_utf8(name):
+                errors.append(("body", shown))
+            elif part["file"]:
+                if not _is_utf8(options[b"filename"]):
+                    errors.append(("body", shown, "filename"))
+            elif not _is_utf8(bytes(part["data"])):
+                errors.append(("body", shown))
+        return errors
 
 
 def _media_type(scope: Scope) -> tuple[bytes, bytes]:
@@ -193,16 +264,79 @@ def _is_json(media_type: bytes) -> bool:
 _FORMS = (b"multipart/form-data", b"application/x-www-form-urlencoded")
 
 
+class _ClientLeft(Exception):  # noqa: N818 - a condition, not an error
+    def __init__(self, message: Message) -> None:
+        self.message = message
+
+
+class _TooLarge(Exception):  # noqa: N818 - a condition, not an error
+    pass
+
+
+class _HeldBody:
+    """A request body as read, held for the route: in memory, or (a multipart body past
+    `SPOOL_BYTES`) on disk."""
+
+    def __init__(self, spooled: bool) -> None:
+        self.size = 0
+        self._chunks: list[bytes] = []
+        self._file: Any = SpooledTemporaryFile(max_size=SPOOL_BYTES) if spooled else None  # noqa: SIM115 - closed by close()
+
+    async def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self._file is None:
+            self._chunks.append(chunk)
+        elif self.size > SPOOL_BYTES:  # on disk: written off the event loop, as Starlette writes a file
+            await anyio.to_thread.run_sync(self._write_on_disk, chunk)
+        else:
+            self._file.write(chunk)
+
+    def _write_on_disk(self, chunk: bytes) -> None:
+        self._file.rollover()  # first, so a large part is never copied into memory on its way to disk
+        self._file.write(chunk)
+
+    def whole(self) -> bytes:
+        return b"".join(self._chunks)
+
+    def receive(self, then: Receive) -> Receive:
+        """The body as the route receives it, part by part; after it, `then` (the server's)."""
+        if self._file is None:
+            return _replay([{"type": "http.request", "body": self.whole(), "more_body": False}], then)
+        self._file.seek(0)
+        left = self.size
+
+        async def replayed() -> Message:
+            nonlocal left
+            if left < 0:
+                return await then()
+            chunk = await anyio.to_thread.run_sync(self._file.read, _REPLAY_CHUNK)
+            left -= len(chunk)
+            more = left > 0
+            left = left if more else -1
+            return {"type": "http.request", "body": chunk, "more_body": more}
+
+        return replayed
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
 class UnicodeTextMiddleware:
     """ASGI middleware answering a 422 naming each place a request holds text that is not Unicode
     (its path, query string, JSON body or form) before any route reads it; other requests pass as sent.
 
     A JSON or form body is read whole (routes read it whole anyway) and handed on as it was; after
-    it, the route's `receive` is the server's, so a disconnect still reaches a streaming answer.
+    it, the route's `receive` is the server's, so a disconnect still reaches a streaming answer. A
+    body over `limit_bytes` is a 413 naming the limit: refused by its declared length before it is
+    read, else as soon as the bytes read pass it. A JSON or urlencoded body is held in memory, so it
+    is never held past `MAX_BODY_BYTES` whatever the app's limit; a multipart body past
+    `SPOOL_BYTES` is held on disk, and only its text fields' data is kept to be read.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, limit_bytes: int = MAX_BODY_BYTES) -> None:
         self.app = app
+        self.limit_bytes = limit_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI call, refusing text that is not Unicode (HTTP only)."""
@@ -211,27 +345,69 @@ class UnicodeTextMiddleware:
             return
         errors = [*path_errors(scope), *query_errors(scope.get("query_string", b""))]
         content_type, media_type = _media_type(scope)
-        if _is_json(media_type) or media_type in _FORMS:
-            chunks = []
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":  # the client left mid-body
-                    await self.app(scope, _replay([message], receive), send)
-                    return
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    break
-            body = b"".join(chunks)
-            errors += json_body_errors(body) if _is_json(media_type) else form_errors(content_type, body)
-            receive = _replay([{"type": "http.request", "body": body, "more_body": False}], receive)
-        if errors:
-            found = [{"location": ".".join(_shown(part) for part in where), "message": NOT_UNICODE} for where in errors]
-            problem = invalid_request(found, DETAIL)
-            body = problem.body(scope.get("path"))
-            response = JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON)
-            await response(scope, receive, send)
+        if not (_is_json(media_type) or media_type in _FORMS):
+            if errors:
+                await _answer(unicode_problem(errors), scope, receive, send)
+                return
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        multipart = media_type == b"multipart/form-data"
+        limit = self.limit_bytes if multipart else min(self.limit_bytes, MAX_BODY_BYTES)
+        declared = next((value for name, value in scope["headers"] if name == b"content-length"), b"")
+        if declared.isdigit() and int(declared) > limit:
+            await _answer(body_too_large(limit, "this service"), scope, _no_body, send, close=True)
+            return
+        held = _HeldBody(spooled=multipart)
+        try:
+            reader = MultipartReader(content_type) if multipart else None
+            try:
+                await _read(receive, held, limit, reader)
+            except _ClientLeft as left:
+                await self.app(scope, _replay([left.message], receive), send)
+                return
+            except _TooLarge:
+                await _answer(body_too_large(limit, "this service"), scope, _no_body, send, close=True)
+                return
+            if reader is not None:
+                errors += reader.errors()
+            elif _is_json(media_type):
+                errors += json_body_errors(held.whole())
+            else:
+                errors += form_errors(content_type, held.whole())
+            if errors:
+                await _answer(unicode_problem(errors), scope, receive, send)
+                return
+            await self.app(scope, held.receive(receive), send)
+        finally:
+            held.close()
+
+
+async def _read(receive: Receive, held: _HeldBody, limit: int, reader: MultipartReader | None) -> None:
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client left mid-body
+            raise _ClientLeft(message)
+        chunk = message.get("body", b"")
+        if held.size + len(chunk) > limit:
+            raise _TooLarge
+        await held.add(chunk)
+        if reader is not None:
+            reader.write(chunk)
+        if not message.get("more_body", False):
+            return
+
+
+async def _answer(problem: Problem, scope: Scope, receive: Receive, send: Send, *, close: bool = False) -> None:
+    # A body left unread (a 413) means the connection cannot carry the next request.
+    headers = {"Connection": "close"} if close else None
+    response = JSONResponse(
+        problem.body(scope.get("path")), status_code=problem.status, media_type=PROBLEM_JSON, headers=headers
+    )
+    await response(scope, receive, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.disconnect"}
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:
