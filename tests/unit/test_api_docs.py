@@ -1,7 +1,7 @@
 """Every app's /docs: Swagger UI from the app's own files, no URL of another host, no ReDoc.
 
 Each app is built in process (its lifespan never runs) and asked for its pages. The assets are
-the copies `scripts/ui-assets.sh` makes (`make setup`); the browser check is tests/ui/test_api_docs.py.
+the copies `scripts/ui-assets.sh` makes (`make setup`); the browser check is tests/ui/test_api_docs_in_chromium.py.
 """
 
 from __future__ import annotations
@@ -108,6 +108,28 @@ def test_an_internal_apps_docs_and_files_answer_its_sidecar_only(clients: dict[s
     registry = clients["registry"]
     for path in ("/docs", *ASSETS):
         assert registry.get(path).status_code == 401, path
+
+
+def test_the_uis_docs_and_openapi_document_answer_its_sidecar_only_while_its_pages_stay_open(
+    clients: dict[str, TestClient],
+) -> None:
+    # The ui is open to browsers at `/` (sign-in sessions guard its pages); its API docs are not
+    # for the public: they were, through that open prefix (a reviewer found the README said otherwise).
+    ui = clients["ui"]
+    for path in ("/docs", "/openapi.json", *ASSETS):
+        assert ui.get(path).status_code == 401, path
+        assert ui.get(path, headers=SIDECAR).status_code == 200, path
+    assert ui.get("/healthz").status_code == 200
+    assert ui.get("/", follow_redirects=False).status_code != 401
+
+
+def test_the_page_escapes_a_root_path_in_every_attribute() -> None:
+    root_path = '/p"><script>alert(1)</script><a x="'
+    page = api_docs.docs_page("A <b> & \"c\"", root_path, "/openapi.json")
+    assert "<script>alert" not in page and page.count("<script") == 2  # the page's own two
+    escaped = "/p&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;&lt;a x=&quot;"
+    assert set(URL_ATTRIBUTE.findall(page)) == {f"{escaped}{path}" for path in (*ASSETS, "/openapi.json")}
+    assert "<title>A &lt;b&gt; &amp; &quot;c&quot; - Swagger UI</title>" in page
 
 
 def test_docs_say_how_to_install_swagger_ui_when_its_files_are_missing(
