@@ -125,7 +125,7 @@ def test_the_uis_docs_and_openapi_document_answer_its_sidecar_only_while_its_pag
 
 def test_the_page_escapes_a_root_path_in_every_attribute() -> None:
     root_path = '/p"><script>alert(1)</script><a x="'
-    page = api_docs.docs_page("A <b> & \"c\"", root_path, "/openapi.json")
+    page = api_docs.docs_page('A <b> & "c"', root_path, "/openapi.json")
     assert "<script>alert" not in page and page.count("<script") == 2  # the page's own two
     escaped = "/p&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;&lt;a x=&quot;"
     assert set(URL_ATTRIBUTE.findall(page)) == {f"{escaped}{path}" for path in (*ASSETS, "/openapi.json")}

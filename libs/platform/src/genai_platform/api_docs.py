@@ -53,19 +53,23 @@ PAGE_HEADERS = {
 
 
 def docs_page(title: str, root_path: str, openapi_url: str) -> str:
-    """The HTML of the Swagger UI page: every URL in it is a path on this app."""
-    assets = f"{root_path}{ASSETS_PATH}"
+    """The HTML of the Swagger UI page: every URL in it is a path on this app.
+
+    `root_path` comes from the proxy in front of the app (ASGI's `root_path`): escaped, quotes
+    included, wherever it lands in an attribute, so it can never end one or start a tag.
+    """
+    assets = escape(f"{root_path}{ASSETS_PATH}", quote=True)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
-<title>{escape(title)} - Swagger UI</title>
+<title>{escape(title, quote=True)} - Swagger UI</title>
 <link rel="stylesheet" href="{assets}/vendor/swagger-ui.css">
 <link rel="icon" type="image/png" href="{assets}/vendor/favicon-32x32.png">
 </head>
 <body>
-<div id="swagger-ui" data-openapi-url="{escape(root_path + openapi_url)}"></div>
+<div id="swagger-ui" data-openapi-url="{escape(root_path + openapi_url, quote=True)}"></div>
 <script src="{assets}/vendor/swagger-ui-bundle.js"></script>
 <script src="{assets}/swagger-ui-init.js"></script>
 </body>
