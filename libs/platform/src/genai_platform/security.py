@@ -11,6 +11,10 @@ from genai_platform.errors import Problem, problem_response
 # Probes (kubelet, the CLI) and Prometheus scrapes come without the token.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 TOKEN_HEADER = "dapr-api-token"
+# The API docs (genai_platform.api_docs) and the OpenAPI document: open only where an app names them
+# among its open prefixes (the gateway, whose API is public). An app open to browsers at `/` (the
+# ui) keeps them to its sidecar: its JSON routes serve its own pages, not the public.
+API_DOCS_PREFIXES = ("/docs", "/openapi.json")
 
 
 def tokens_match(given: str | None, expected: str) -> bool:
@@ -44,4 +48,9 @@ class AppTokenMiddleware:
         await response(scope, receive, send)
 
     def _is_open(self, path: str) -> bool:
-        return path in self.open_paths or path.startswith(self.open_prefixes)
+        if path in self.open_paths:
+            return True
+        if path.startswith(API_DOCS_PREFIXES):
+            named = (prefix for prefix in self.open_prefixes if prefix.startswith(API_DOCS_PREFIXES))
+            return any(path.startswith(prefix) for prefix in named)
+        return path.startswith(self.open_prefixes)
