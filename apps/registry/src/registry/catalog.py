@@ -50,6 +50,11 @@ def part_key(name: str, version: int, filename: str, index: int) -> str:
     return f"upload:{name}:{version}:{filename}:{index}"
 
 
+def deletion_key(name: str, alias: str) -> str:
+    """An alias deletion whose `model.promoted` is not known to be published (registry README)."""
+    return f"unannounced:{name}:alias:{alias}"
+
+
 class Catalog:
     """Models, versions, aliases and uploads in Dapr state.
 
@@ -251,7 +256,21 @@ class Catalog:
             if alias not in model.aliases:
                 raise AliasNotFound(f"Model '{name}' has no alias '{alias}'.")
             previous = model.aliases.pop(alias)
+            # Recorded before the alias goes, so no deletion is ever left unannounced: the record
+            # stays until `announced_deletion` (after the publish), and a stale one (this write lost
+            # its race) only makes a later DELETE announce the deletion once more.
+            await self._sidecar.save_state(deletion_key(name, alias), {"previous_version": previous})
             await self._sidecar.save_state(model_key(name), model.model_dump(), etag=etag, concurrency="first-write")
             return model, previous
 
         return await with_etag_retries(remove)
+
+    async def unannounced_deletion(self, name: str, alias: str) -> int | None:
+        """The version a deleted `alias` pointed at when its `model.promoted` may not have been
+        published (the publish failed, or the registry stopped first); None otherwise."""
+        item = await self._sidecar.get_state(deletion_key(name, alias))
+        return int(item.value["previous_version"]) if item is not None else None
+
+    async def announced_deletion(self, name: str, alias: str) -> None:
+        """Forget the record of `alias`'s deletion: its `model.promoted` was published."""
+        await self._sidecar.delete_state(deletion_key(name, alias))
