@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from genai_platform.dapr import Sidecar
 from genai_platform.errors import Problem
 from genai_platform.events import CloudEvent, ModelPromoted, Topic
-from genai_platform.registry_client import RegistryClient, RegistryError, RegistryNotFound
+from genai_platform.registry_client import RegistryClient, RegistryError, RegistryNotFound, RegistryUnavailable
 from genai_platform.service import SidecarDep
 from genai_platform.subscriptions import Subscriptions
 from inference.model import ModelNotFound
@@ -70,15 +70,39 @@ async def serve_promotion(
     return await models.promote(str(folder), str(number))
 
 
-async def withdraw_deleted_alias(models: ModelService, removed: ModelPromoted) -> bool:
-    """Stop serving the version a deleted alias pointed at, when this instance follows that alias
-    and serves that version (a version promoted by hand through /admin/promote is kept). Every
-    replica then agrees with one that starts now, which cannot resolve the alias either."""
+async def withdraw_deleted_alias(models: ModelService, sidecar: Sidecar, removed: ModelPromoted) -> bool:
+    """Stop serving the version a deleted alias pointed at, when this instance follows that alias,
+    serves that version (a version promoted by hand through /admin/promote is kept) and the
+    registry says the alias is gone now; True when it stopped serving it. Every replica then
+    agrees with one that starts now, which cannot resolve the alias either.
+
+    Pub/sub does not keep order, and the registry may announce a deletion twice: a deletion that
+    arrives after the alias was set again is no reason to stop. So the registry is asked first
+    (a 404 means gone), and an alias that exists is followed as a promotion to where it points
+    (no change when that is the version served). A registry that cannot answer raises its
+    `RegistryUnavailable`: the subscription answers RETRY and Dapr redelivers the event later.
+    """
     registry = RegistryRef.parse(models.settings.model_source)
     if registry is None or not registry.follows(removed.model, removed.alias) or removed.previous_version is None:
         return False
-    reason = f"alias '{removed.alias}' of model '{removed.model}' was deleted; set it again to serve"
-    return await models.withdraw(str(removed.previous_version), reason)
+    client = RegistryClient(sidecar, models.settings.registry_app_id)
+    # The model's aliases, not GET .../versions/<alias>: that one reads `latest` as the newest version.
+    try:
+        pointed = (await client.get_model(registry.name)).aliases.get(registry.reference)
+    except RegistryNotFound:
+        pointed = None
+    if pointed is None:
+        reason = f"alias '{removed.alias}' of model '{removed.model}' was deleted; set it again to serve"
+        return await models.withdraw(str(removed.previous_version), reason)
+    if models.current is not None and models.current.version == str(pointed):
+        return False  # set again to the version served: keep serving it
+    log.info(
+        "a deleted alias is set again: following it",
+        extra={"alias": removed.alias, "model": removed.model, "version": pointed},
+    )
+    followed = PromotedModel(version=str(pointed), model=registry.name, alias=removed.alias)
+    await serve_promotion(models, sidecar, followed)
+    return False
 
 
 async def get_models(request: Request) -> ModelService:
@@ -97,12 +121,13 @@ ModelsDep = Annotated[ModelService, Depends(get_models)]
     # The path will not appear by retrying: dead-letter it rather than loop. Anything else
     # (a registry that is restarting, a download cut short) is retried.
     drop_on=(ModelNotFound,),
+    retry_on=(RegistryUnavailable,),
 )
 async def on_model_promoted(request: Request, event: CloudEvent, promoted: ModelPromoted) -> None:
     """Swap to the promoted version when this instance serves that model's alias (or path); stop
     serving it when that alias was deleted (`version` null)."""
     if promoted.deleted:
-        await withdraw_deleted_alias(request.app.state.models, promoted)
+        await withdraw_deleted_alias(request.app.state.models, request.app.state.sidecar, promoted)
         return
     # The engine is labelled with the version as text (a folder's version may be any label).
     wanted = PromotedModel(
