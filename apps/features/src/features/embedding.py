@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from genai_platform.accelerators import Dtype, resolved_dtype
+from genai_platform.contracts.openai import vocabulary_size
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,10 @@ class Embedder:
         self._model.to(getattr(torch, self.dtype))
         self.dimensions = int(self._model.get_embedding_dimension() or 0)
         self.max_tokens = int(self._model.max_seq_length)
-        # The ids its tokenizer makes (special and added tokens included): what a token-id input may hold.
-        self.vocab_size = len(self._model.tokenizer)
+        # What a token-id input may hold: the ids its tokenizer makes (added tokens included) that
+        # have a row in its embedding matrix (the platform's one rule, shared with inference).
+        rows = self._model[0].auto_model.get_input_embeddings().num_embeddings
+        self.vocab_size = vocabulary_size(len(self._model.tokenizer), int(rows))
         self.device = str(self._model.device)
         self.batch_size = batch_size or default_batch_size(self._model.device.type)
         self.threads = default_threads(self._model.device.type) if threads is None else threads

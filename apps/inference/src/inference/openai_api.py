@@ -19,6 +19,8 @@ from genai_platform.contracts.openai import (
     CompletionRequest,
     GenerationFields,
     error_object,
+    first_unknown_token,
+    vocabulary_size,
 )
 from genai_platform.errors import Problem, problem_responses
 from genai_platform.streaming import ClosingStreamingResponse, while_connected
@@ -118,10 +120,9 @@ class TextCompletion(CompletionAnswer):
 
 
 class DetokenizedPrompt(Answer):
-    """A token-id prompt's text, as the served model's tokenizer decodes it, and its token count."""
+    """A token-id prompt's text, as the served model's tokenizer decodes it."""
 
     text: str
-    tokens: int
 
 
 class ModelCard(Answer):
@@ -231,13 +232,15 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, models
 async def completions(body: CompletionRequest, request: Request, models: ModelsDep) -> Any:
     body.refuse_unsupported()
     _check_model(models, body.model)
-    decoded: list[str] = []  # the text of a token-id prompt, decoded by the model that serves it
+    decoded: list[str] = []  # the text of a token-id prompt, for `echo` only
 
     def prompt_tokens(loaded: LoadedModel) -> list[int]:
         ids = body.prompt_ids()
         if ids is None:
             return loaded.encode(body.prompt_text() or "")
-        decoded[:] = [decode_prompt(loaded, body)]
+        check_prompt_ids(loaded, body)
+        if body.echo:  # decoded by the model that serves the ids, and only when echoed
+            decoded.append(decode_ids(loaded, ids))
         return ids  # generated from as given, as vLLM does: no decode/re-encode round trip
 
     # OpenAI's default for this legacy endpoint is 16 tokens (the gateway reserves the same).
@@ -259,36 +262,37 @@ async def completions(body: CompletionRequest, request: Request, models: ModelsD
     responses={200: {"model": DetokenizedPrompt}, **problem_responses(400, 404, 503)},
 )
 async def detokenize(body: CompletionRequest, models: ModelsDep) -> dict[str, Any]:
-    """The text the served model's tokenizer reads in `body`'s prompt (token ids decoded, special
-    tokens kept; a text prompt as it is) and its token count: what the gateway's input rails check
-    before the ids reach the model. Only `prompt` and `model` are read; an id outside the vocabulary
-    is the 400 `/v1/completions` answers."""
+    """The text the served model's tokenizer reads in `body`'s token-id prompt (special tokens
+    kept): what the gateway's input rails check before the ids reach the model. Only `prompt` and
+    `model` are read; an id outside the vocabulary is the 400 `/v1/completions` answers, a text
+    prompt a 400 (it has no ids to decode)."""
     body.refuse_unsupported()
     _check_model(models, body.model)
+    ids = body.prompt_ids()
+    if ids is None:
+        raise _invalid("/v1/detokenize reads a prompt of token ids; this one is text.", "prompt")
     engine = models.current
     if engine is None or engine.loaded is None:
         raise _not_serving(models)
-    loaded = engine.loaded
-    if (ids := body.prompt_ids()) is None:
-        text = body.prompt_text() or ""
-        return {"text": text, "tokens": len(await asyncio.to_thread(loaded.encode, text))}
-    return {"text": await asyncio.to_thread(decode_prompt, loaded, body), "tokens": len(ids)}
+    check_prompt_ids(engine.loaded, body)
+    return {"text": await asyncio.to_thread(decode_ids, engine.loaded, ids)}
 
 
-def decode_prompt(loaded: LoadedModel, body: CompletionRequest) -> str:
-    """The text of `body`'s token-id prompt (special tokens kept: the model reads them too).
-
-    Raises a 400 naming the first id outside the model's vocabulary (`prompt[3]`), with `limit`
-    `vocab_size`: the ids the tokenizer can decode and the model can embed, 0 to `limit_value - 1`.
-    """
+def check_prompt_ids(loaded: LoadedModel, body: CompletionRequest) -> None:
+    """Raise a 400 naming the first id of `body`'s token-id prompt outside the model's vocabulary
+    (`prompt[3]`), with `limit` `vocab_size` and `limit_value` the platform's one rule
+    (genai_platform.contracts.openai.vocabulary_size): ids the tokenizer can decode and the model
+    can embed, 0 to `limit_value - 1`."""
     ids = body.prompt_ids() or []
-    vocabulary = min(len(loaded.tokenizer), int(loaded.model.config.vocab_size))
-    for j, token in enumerate(ids):
-        if not 0 <= token < vocabulary:
-            message = (
-                f"{body.element(j)} is token id {token}; {loaded.name}'s vocabulary holds ids 0 to {vocabulary - 1}."
-            )
-            raise _invalid(message, body.element(j), limit="vocab_size", limit_value=vocabulary)
+    vocabulary = vocabulary_size(len(loaded.tokenizer), int(loaded.model.config.vocab_size))
+    j = first_unknown_token(ids, vocabulary)
+    if j is not None:
+        message = f"{body.element(j)} is token id {ids[j]}; {loaded.name}'s vocabulary holds ids 0 to {vocabulary - 1}."
+        raise _invalid(message, body.element(j), limit="vocab_size", limit_value=vocabulary)
+
+
+def decode_ids(loaded: LoadedModel, ids: list[int]) -> str:
+    """The text of checked token ids (`check_prompt_ids`), special tokens kept: the model reads them too."""
     return loaded.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
 

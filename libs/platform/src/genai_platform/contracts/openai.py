@@ -26,6 +26,7 @@ else, the empty role included, is a 422.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -519,6 +520,28 @@ EmbeddingText = Annotated[StrictStr, Field(min_length=1)]
 # One input as token ids of the served model's vocabulary (checked against it by the features app).
 TokenIds = Annotated[list[StrictInt], Field(min_length=1)]
 _EMBEDDING_TEXT: TypeAdapter[str] = TypeAdapter(EmbeddingText)
+
+
+def vocabulary_size(tokenizer_size: int, embedding_rows: int) -> int:
+    """How many token ids a model reads, ids 0 to this minus one: the platform's one rule for
+    token-id inputs (embeddings' `input`, a text completion's `prompt`).
+
+    It is the smaller of the tokenizer's size (`len(tokenizer)`, added tokens included) and the
+    model's embedding rows (`config.vocab_size`): a tokenizer may hold more ids than the model has
+    rows (tokens added but never trained in), and an id past the rows would index past the
+    embedding matrix; a model may have more rows than the tokenizer has ids (rows padded to a
+    multiple of 64), and an id past the tokenizer has no text. The two sizes are given, so this
+    module needs no tokenizer library.
+    """
+    return min(tokenizer_size, embedding_rows)
+
+
+def first_unknown_token(ids: Sequence[int], vocabulary: int) -> int | None:
+    """The position in `ids` of the first id outside 0 to `vocabulary - 1` (`vocabulary_size`);
+    None when every id is in."""
+    return next((j for j, token in enumerate(ids) if not 0 <= token < vocabulary), None)
+
+
 _INPUT_SHAPES = "a string, an array of strings, an array of token ids or an array of token-id arrays"
 
 
