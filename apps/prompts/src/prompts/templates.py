@@ -23,9 +23,12 @@ import jinja2
 from jinja2 import meta
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jsonschema import Draft202012Validator, validators
+from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from referencing import Registry, Resource
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012
 
 from genai_platform.contracts.openai import MAX_COMPLETION_TOKENS
 from genai_platform.contracts.prompts import (
@@ -219,40 +222,213 @@ def check_label(label: str) -> str:
     return label
 
 
-def _fill_property_defaults(validator: Any, properties: Any, instance: Any, schema: Mapping[str, Any]) -> Iterator[Any]:
-    """jsonschema's `properties` keyword, setting each absent property's `default` (a copy) first.
+# No retrieval: a `$ref` to another document is never fetched (jsonschema's default registry
+# fetches http(s) URLs). validate_draft refuses such a reference; a version stored before it did
+# is a 422 at render.
+OFFLINE = Registry()
+# A variable nests at most this deep: validation recurses once per level (and per `$ref`), and
+# jsonschema's recursion must stay well inside the interpreter's limit.
+MAX_VARIABLE_DEPTH = 64
+# And a variable schema (its JSON: `properties` then a property are two levels): the metaschema's
+# check recurses several calls per level.
+MAX_SCHEMA_DEPTH = 64
+# Defaults a single fill may set: a schema whose defaults refer to one another can multiply them
+# without end (each filled default fills the others below it); past this it is a 422.
+MAX_DEFAULT_FILLS = 1_000
+# Keywords that apply a subschema to the same value: a cycle through these (and `$ref`s) never ends.
+_IN_PLACE_LISTS = ("allOf", "anyOf", "oneOf")
+_IN_PLACE_ONE = ("not", "if", "then", "else")
+_REFERENCES = ("$ref", "$dynamicRef")
 
-    jsonschema validates and never fills defaults; its FAQ's answer is this hook on `properties`.
+
+class DefaultsOverLimit(ValueError):
+    """Filling a schema's defaults set more than MAX_DEFAULT_FILLS of them."""
+
+
+def _resource(schema: Any) -> Resource[Any]:
+    return DRAFT202012.create_resource(schema)
+
+
+class DefaultFiller:
+    """Fills in the `default` of every property a value lacks, at the top level and in nested
+    objects reached through `properties` and `$ref` (JSON Schema's `default` keyword; Langfuse's and
+    MLflow's prompt registries fill them the same way); it checks nothing. Defaults under `anyOf`,
+    `oneOf`, `if`, ... are not filled: which branch applies is only known once the values are complete.
+
+    It ends on any schema: a property's default is not filled again inside a value filled from that
+    same default (`{"a": {"$ref": "#", "default": {}}}` fills `{"a": {}}`), a `$ref` already applied
+    to a value is not applied to it again, and past MAX_DEFAULT_FILLS it raises DefaultsOverLimit.
+    References resolve inside the schema only (OFFLINE); one that does not raises Unresolvable.
     """
-    if not validator.is_type(instance, "object") or not isinstance(properties, Mapping):
-        return
-    for name, subschema in properties.items():
-        if name not in instance and isinstance(subschema, Mapping) and "default" in subschema:
-            instance[name] = copy.deepcopy(subschema["default"])
-        if name in instance:
-            yield from validator.descend(instance[name], subschema, path=name, schema_path=name)
+
+    def __init__(self, schema: Mapping[str, Any]) -> None:
+        self.schema = schema
+        self._root = OFFLINE.resolver_with_root(_resource(schema))
+
+    def fill(self, values: Any, schema: Any = None) -> Any:
+        """A copy of `values` with the defaults filled in; given values always win. `schema`: a
+        subschema of the filler's, for a value inside it."""
+        filled = copy.deepcopy(values)
+        # The count lives in this call: one filler serves concurrent renders (the render cache).
+        fills = [0]
+        self._walk(filled, self.schema if schema is None else schema, self._root, fills, frozenset(), frozenset())
+        return filled
+
+    def _walk(
+        self,
+        value: Any,
+        schema: Any,
+        resolver: Any,
+        fills: list[int],
+        filled_from: frozenset[int],
+        applied: frozenset[int],
+    ) -> None:
+        if not isinstance(schema, Mapping) or id(schema) in applied:
+            return
+        applied |= {id(schema)}
+        resolver = resolver.in_subresource(_resource(schema))  # a `$id` moves the base, as in jsonschema
+        for keyword, argument in schema.items():
+            if keyword == "$ref" and isinstance(argument, str):
+                resolved = resolver.lookup(argument)
+                self._walk(value, resolved.contents, resolved.resolver, fills, filled_from, applied)
+            elif keyword == "properties" and isinstance(value, dict) and isinstance(argument, Mapping):
+                for name, subschema in argument.items():
+                    if not isinstance(subschema, Mapping):
+                        continue
+                    inside = filled_from
+                    if name not in value and "default" in subschema and id(subschema) not in filled_from:
+                        fills[0] += 1
+                        if fills[0] > MAX_DEFAULT_FILLS:
+                            many = f"the schema's defaults fill more than {MAX_DEFAULT_FILLS} values"
+                            raise DefaultsOverLimit(f"{many}: they refer to one another")
+                        value[name] = copy.deepcopy(subschema["default"])
+                        inside = filled_from | {id(subschema)}
+                    if name in value:
+                        self._walk(value[name], subschema, resolver, fills, inside, frozenset())
 
 
-# A validator class that knows only `properties` (and `$ref`, to follow `#/$defs/...`): running it
-# fills defaults down nested objects and checks nothing. Defaults under `anyOf`, `oneOf`, `if`, ...
-# are not filled: which branch applies is only known once the values are complete.
-DefaultFiller = validators.create(
-    meta_schema=Draft202012Validator.META_SCHEMA,
-    validators={"properties": _fill_property_defaults, "$ref": Draft202012Validator.VALIDATORS["$ref"]},
-    type_checker=Draft202012Validator.TYPE_CHECKER,
+def fill_defaults(filler: DefaultFiller, values: Any, schema: Mapping[str, Any] | None = None) -> Any:
+    """A copy of `values` with the `default` of every property it lacks filled in (DefaultFiller)."""
+    return filler.fill(values, schema)
+
+
+def _reference_problems(schema: Mapping[str, Any]) -> list[dict[str, str]]:
+    """A 422 entry for each `$ref` (or `$dynamicRef`) that does not resolve inside the schema (it is
+    never fetched), and for one through which the schema applies itself to the same value without
+    end (`{"$ref": "#"}`, or `allOf`/`not`/... leading back): validating any value would never end.
+
+    Walks every subschema JSON Schema knows and every reference's target (which may lie under a
+    keyword it does not), as jsonschema's validator resolves them.
+    """
+    problems: list[dict[str, str]] = []
+    root = _resource(schema)
+    start = (schema, OFFLINE.resolver_with_root(root))
+    nodes: dict[int, tuple[Any, Any]] = {}
+    # Edges that keep the value where it is, each with the reference it goes through (or None).
+    in_place: dict[int, list[tuple[int, str | None]]] = {}
+    dynamic_anchors: dict[str, list[int]] = {}
+    dynamic_refs: list[tuple[int, str]] = []
+    pending = [start]
+    while pending:
+        node, resolver = pending.pop()
+        if id(node) in nodes:
+            continue
+        nodes[id(node)] = (node, resolver)
+        edges = in_place.setdefault(id(node), [])
+        if not isinstance(node, Mapping):
+            continue
+        resource = _resource(node)
+        try:
+            resolver = resolver.in_subresource(resource)
+        except ValueError as error:
+            problems.append({"location": "variables", "message": f"`$id` {node.get('$id')!r} is not a URI: {error}"})
+            continue
+        for keyword in _REFERENCES:
+            reference = node.get(keyword)
+            if not isinstance(reference, str):
+                continue
+            try:
+                resolved = resolver.lookup(reference)
+            except (Unresolvable, ValueError, TypeError):  # TypeError: a pointer into `true` (referencing)
+                problems.append(
+                    {
+                        "location": "variables",
+                        "message": f"`{keyword}` {reference!r} does not resolve inside the schema: only references "
+                        "inside the variable schema (`#/$defs/...`, or under its `$id`) are followed, never fetched",
+                    }
+                )
+                continue
+            edges.append((id(resolved.contents), f"`{keyword}` {reference!r}"))
+            pending.append((resolved.contents, resolved.resolver))
+            if keyword == "$dynamicRef" and "#" in reference:
+                dynamic_refs.append((id(node), reference))
+        if isinstance(node.get("$dynamicAnchor"), str):
+            dynamic_anchors.setdefault(node["$dynamicAnchor"], []).append(id(node))
+        same_value = [node.get(keyword) for keyword in _IN_PLACE_ONE]
+        for keyword in _IN_PLACE_LISTS:
+            if isinstance(node.get(keyword), list):
+                same_value.extend(node[keyword])
+        if isinstance(node.get("dependentSchemas"), Mapping):
+            same_value.extend(node["dependentSchemas"].values())
+        for child in same_value:
+            if isinstance(child, (Mapping, bool)):
+                edges.append((id(child), None))
+        for child in resource.subresources():
+            pending.append((child.contents, resolver))
+        pending.extend((child, resolver) for child in same_value if isinstance(child, (Mapping, bool)))
+    # A `$dynamicRef` may land on any `$dynamicAnchor` of its name in scope: count every one.
+    for source, reference in dynamic_refs:
+        for target in dynamic_anchors.get(reference.rsplit("#", 1)[1], []):
+            in_place[source].append((target, f"`$dynamicRef` {reference!r}"))
+    cycle = _cycle(in_place)
+    if cycle is not None:
+        through = next((reference for reference in cycle if reference is not None), "a reference")
+        problems.append(
+            {
+                "location": "variables",
+                "message": f"the schema applies itself to the same value without end through {through}: "
+                "a reference back must go through a property or an item (`properties`, `items`, ...)",
+            }
+        )
+    return problems
+
+
+def _cycle(edges: Mapping[int, list[tuple[int, str | None]]]) -> list[str | None] | None:
+    """The references along one cycle of `edges`, or None when there is none (iterative DFS)."""
+    done: set[int] = set()
+    for start in edges:
+        if start in done:
+            continue
+        on_path: dict[int, int] = {start: 0}
+        trail: list[str | None] = []
+        stack = [(start, iter(edges.get(start, ())))]
+        while stack:
+            node, successors = stack[-1]
+            step = next(successors, None)
+            if step is None:
+                stack.pop()
+                on_path.pop(node)
+                done.add(node)
+                if trail:
+                    trail.pop()
+                continue
+            target, reference = step
+            if target in on_path:
+                return [*trail[on_path[target] :], reference]
+            if target in done:
+                continue
+            on_path[target] = len(trail) + 1
+            trail.append(reference)
+            stack.append((target, iter(edges.get(target, ()))))
+    return None
+
+
+# The answer when a schema's references cannot be followed to an end (a version stored before
+# validate_draft refused them) or a value nests deeper than validation can follow.
+_UNCHECKABLE = (
+    "the variable schema cannot be checked: a reference in it does not resolve inside it or never ends, "
+    "or the value nests too deep"
 )
-
-
-def fill_defaults(filler: Any, values: Any, schema: Mapping[str, Any] | None = None) -> Any:
-    """A copy of `values` with the `default` of every property it lacks filled in, at the top level
-    and in nested objects reached through `properties` (JSON Schema's `default` keyword; Langfuse's
-    and MLflow's prompt registries fill them the same way). Given values always win. `schema`: a
-    subschema of the filler's, for a value inside it."""
-    filled = copy.deepcopy(values)
-    errors = filler.iter_errors(filled) if schema is None else filler.descend(filled, schema)
-    for _ in errors:  # the filler checks nothing; running it is what fills
-        pass
-    return filled
 
 
 def _declared_defaults(schema: Mapping[str, Any], location: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
@@ -272,11 +448,20 @@ def _declared_defaults(schema: Mapping[str, Any], location: str) -> Iterator[tup
 def _default_problems(schema: Mapping[str, Any]) -> list[dict[str, str]]:
     """A 422 entry for each declared `default` its property's schema refuses (with its own nested
     defaults filled in, as a render would): such a default could only ever fail at render time."""
-    checker, filler = Draft202012Validator(schema), DefaultFiller(schema)
+    checker, filler = Draft202012Validator(schema, registry=OFFLINE), DefaultFiller(schema)
     problems = []
     for where, subschema in _declared_defaults(schema, "variables"):
-        value = fill_defaults(filler, subschema["default"], subschema)
-        error = next(iter(sorted(checker.descend(value, subschema), key=lambda e: list(e.absolute_path))), None)
+        try:
+            value = fill_defaults(filler, subschema["default"], subschema)
+            errors = sorted(checker.descend(value, subschema), key=lambda e: list(e.absolute_path))
+        except DefaultsOverLimit as over:
+            problems.append({"location": where, "message": str(over)})
+            continue
+        except (RecursionError, Unresolvable, ValueError, TypeError):
+            # What _reference_problems misses (a `$schema` of another draft in a subschema, ...).
+            problems.append({"location": where, "message": _UNCHECKABLE})
+            continue
+        error = next(iter(errors), None)
         if error is not None:
             inside = ".".join(map(str, error.absolute_path))
             problem = (
@@ -311,18 +496,28 @@ def check_limits(draft: VersionDraft, at: str = "config") -> None:
         raise OverLimit(f"{at}.max_tokens", message, limit="max_tokens", limit_value=MAX_COMPLETION_TOKENS)
 
 
+def _schema_problems(schema: Mapping[str, Any]) -> list[dict[str, str]]:
+    """A 422 entry for a schema the metaschema refuses, else for each reference and default of it
+    that could never work."""
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as error:
+        return [{"location": "variables", "message": f"not a valid JSON Schema: {error.message}"}]
+    # Defaults are filled (and checked) only in a schema whose references are known to end.
+    return _reference_problems(schema) or _default_problems(schema)
+
+
 def validate_draft(draft: VersionDraft) -> None:
     """Refuse a version that could never render: bad syntax, a bad schema, undeclared variables."""
     errors: list[dict[str, str]] = []
     schema = draft.variables
     if schema.get("type", "object") != "object":
         errors.append({"location": "variables", "message": "the variable schema must have type object"})
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as error:
-        errors.append({"location": "variables", "message": f"not a valid JSON Schema: {error.message}"})
+    if _depth(schema) > MAX_SCHEMA_DEPTH:
+        # Checking it against the metaschema would recurse past the interpreter's limit (a 500).
+        errors.append({"location": "variables", "message": f"the schema nests deeper than {MAX_SCHEMA_DEPTH} levels"})
     else:
-        errors.extend(_default_problems(schema))
+        errors.extend(_schema_problems(schema))
     declared = set(schema.get("properties", {}))
     for name in sorted(declared):
         if (problem := variable_name_problem(name)) is not None:
@@ -349,9 +544,12 @@ class CompiledVersion:
     templates: tuple[jinja2.Template, ...]
     validator: Draft202012Validator
     # Fills in the schema's `default`s (fill_defaults).
-    defaults: Any
+    defaults: DefaultFiller
     # The variables the version declares (its schema's `properties`): the only names a caller may give.
     declared: frozenset[str]
+    # The schema's references do not resolve inside it or never end (a version stored before
+    # validate_draft refused that): no value is checked against it, every render is a 422.
+    uncheckable: bool = False
 
 
 def compile_version(version: Mapping[str, Any]) -> CompiledVersion:
@@ -362,9 +560,10 @@ def compile_version(version: Mapping[str, Any]) -> CompiledVersion:
         type=PromptType(version["type"]),
         roles=roles,
         templates=tuple(env.from_string(source) for _, source in sources),
-        validator=Draft202012Validator(version["variables"]),
+        validator=Draft202012Validator(version["variables"], registry=OFFLINE),
         defaults=DefaultFiller(version["variables"]),
         declared=frozenset(version["variables"].get("properties", {})),
+        uncheckable=bool(_reference_problems(version["variables"])),
     )
 
 
@@ -390,8 +589,23 @@ def check_variables(
     if errors:
         raise VariablesError(errors)
     offered = {name: value for name, value in (platform_variables or {}).items() if name in compiled.declared}
-    variables = fill_defaults(compiled.defaults, {**offered, **variables})
-    for error in sorted(compiled.validator.iter_errors(variables), key=lambda e: list(e.absolute_path)):
+    for name, value in {**offered, **variables}.items():
+        if _depth(value) > MAX_VARIABLE_DEPTH:
+            errors.append({"variable": shown_name(name), "message": f"nests deeper than {MAX_VARIABLE_DEPTH} levels"})
+    if compiled.uncheckable:
+        errors.append({"variable": "(variables)", "message": _UNCHECKABLE})
+    if errors:
+        raise VariablesError(errors)
+    try:
+        variables = fill_defaults(compiled.defaults, {**offered, **variables})
+        found = sorted(compiled.validator.iter_errors(variables), key=lambda e: list(e.absolute_path))
+    except DefaultsOverLimit as over:
+        raise VariablesError([{"variable": "(variables)", "message": str(over)}]) from None
+    except (RecursionError, Unresolvable, ValueError, TypeError):
+        # A version stored before validate_draft refused such schemas, or a value nested past the
+        # interpreter's recursion limit.
+        raise VariablesError([{"variable": "(variables)", "message": _UNCHECKABLE}]) from None
+    for error in found:
         path = ".".join(str(part) for part in error.absolute_path)
         if error.validator == "required":
             # jsonschema reports a missing key at the parent: name the variable itself.
@@ -403,6 +617,18 @@ def check_variables(
     if errors:
         raise VariablesError(errors)
     return variables
+
+
+def _depth(value: Any) -> int:
+    """How many arrays and objects deep `value` nests (0 for a scalar), without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        node, level = pending.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is not None:
+            deepest = max(deepest, level)
+            pending.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def render(
