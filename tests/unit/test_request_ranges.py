@@ -21,7 +21,8 @@ APPS = ("gateway", "ingestion", "features", "registry", "inference", "prompts", 
 # Upper bounds that are a setting of the serving app or a property of its model, not a constant of
 # the schema: a value over it is a 400 naming the field (inference's LimitExceeded for max_tokens
 # over INFERENCE_MAX_TOKENS; features' UnsupportedField for dimensions other than the model's, and
-# its InputOverLimit, `limit: vocab_size`, for a token id outside the model's vocabulary).
+# its InputOverLimit, `limit: vocab_size`, for a token id outside the model's vocabulary, as
+# inference answers a text completion's token-id prompt).
 SETTING_BOUNDS = {
     "POST /v1/chat/completions body.max_tokens",
     "POST /v1/chat/completions body.max_completion_tokens",
@@ -29,6 +30,8 @@ SETTING_BOUNDS = {
     "POST /v1/embeddings body.dimensions",
     "POST /v1/embeddings body.input[]",
     "POST /v1/embeddings body.input[][]",
+    "POST /v1/completions body.prompt[]",
+    "POST /v1/completions body.prompt[][]",
 }
 
 
