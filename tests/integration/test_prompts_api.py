@@ -159,6 +159,25 @@ def test_a_variable_left_out_takes_its_declared_default_and_a_given_value_wins(p
         assert dapr.get(f"{BASE}/{name}").json()["latest"] == 1
 
 
+def test_a_schema_referring_to_itself_or_elsewhere_is_a_422_or_renders_never_a_500(prompts) -> None:
+    name = unique()
+    text = {"type": "text", "template": "{{ a }}"}
+    with prompts.sidecar.client() as dapr:
+        for variables in (
+            {"type": "object", "properties": {"a": {"$ref": "https://example.com/s.json", "default": {}}}},
+            {"type": "object", "properties": {"a": {"$ref": "#/$defs/x"}}, "$defs": {"x": {"$ref": "#/$defs/x"}}},
+        ):
+            refused = dapr.post(BASE, json={"name": name, **text, "variables": variables})
+            assert refused.status_code == 422, refused.text
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert [e["location"] for e in refused.json()["errors"]] == ["variables"]
+        itself = {"type": "object", "properties": {"a": {"$ref": "#", "default": {}}}}
+        assert dapr.post(BASE, json={"name": name, **text, "variables": itself}).status_code == 201
+        rendered = dapr.post(f"{BASE}/{name}/render", json={"version": 1})
+        assert rendered.status_code == 200, rendered.text
+        assert rendered.json()["text"] == "{}"
+
+
 def test_bad_input_is_refused_and_nothing_is_written(prompts) -> None:
     name = unique()
     with prompts.sidecar.client() as dapr:
