@@ -355,7 +355,7 @@ class UnicodeTextMiddleware:
         limit = self.limit_bytes if multipart else min(self.limit_bytes, MAX_BODY_BYTES)
         declared = next((value for name, value in scope["headers"] if name == b"content-length"), b"")
         if declared.isdigit() and int(declared) > limit:
-            await _answer(body_too_large(limit, "this service"), scope, _no_body, send, close=True)
+            await _answer(body_too_large(limit, "this service"), scope, _no_body, send)
             return
         held = _HeldBody(spooled=multipart)
         try:
@@ -366,7 +366,7 @@ class UnicodeTextMiddleware:
                 await self.app(scope, _replay([left.message], receive), send)
                 return
             except _TooLarge:
-                await _answer(body_too_large(limit, "this service"), scope, _no_body, send, close=True)
+                await _answer(body_too_large(limit, "this service"), scope, _no_body, send)
                 return
             if reader is not None:
                 errors += reader.errors()
@@ -397,12 +397,11 @@ async def _read(receive: Receive, held: _HeldBody, limit: int, reader: Multipart
             return
 
 
-async def _answer(problem: Problem, scope: Scope, receive: Receive, send: Send, *, close: bool = False) -> None:
-    # A body left unread (a 413) means the connection cannot carry the next request.
-    headers = {"Connection": "close"} if close else None
-    response = JSONResponse(
-        problem.body(scope.get("path")), status_code=problem.status, media_type=PROBLEM_JSON, headers=headers
-    )
+async def _answer(problem: Problem, scope: Scope, receive: Receive, send: Send) -> None:
+    # No `Connection: close` for a body left unread (a 413): the server reads and drops the rest,
+    # so the sender gets the answer. Closed at once, daprd relaying a 12 MiB upload to ingestion
+    # failed writing it and answered its own 500 (ERR_DIRECT_INVOKE) instead of the app's 413.
+    response = JSONResponse(problem.body(scope.get("path")), status_code=problem.status, media_type=PROBLEM_JSON)
     await response(scope, receive, send)
 
 
