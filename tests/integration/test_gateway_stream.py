@@ -54,7 +54,9 @@ def test_a_stream_is_openai_shaped_and_ends_with_an_error_when_inference_dies(ge
 
     # A client that drops a whole (non-streamed) answer cancels its generation, as a stream's does.
     cancelled = metric(inference, "inference_requests_finished_total", reason="cancelled")
-    long = {**body, "stream": False, "max_tokens": 1500, "ignore_eos": True}
+    # stream_options goes with the stream: without one it is a 400, as OpenAI answers.
+    unstreamed = {key: value for key, value in body.items() if key != "stream_options"} | {"stream": False}
+    long = {**unstreamed, "max_tokens": 1500, "ignore_eos": True}
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(url, json=long, headers=bearer(secrets), timeout=httpx.Timeout(30, read=1.0))
     wait_until(
@@ -77,7 +79,8 @@ def test_a_stream_is_openai_shaped_and_ends_with_an_error_when_inference_dies(ge
     # A parameter only inference checks: the streamed request is inference's 400, as the whole one
     # is, not a 200 stream whose one event is the error (the OpenAI SDK could not tell it was a 400).
     past_vocabulary = {**body, "max_tokens": 5, "logit_bias": {"999999999": 100}}
-    whole = httpx.post(url, json={**past_vocabulary, "stream": False}, headers=bearer(secrets), timeout=120)
+    unstreamed_past = {**past_vocabulary, "stream": False, "stream_options": None}
+    whole = httpx.post(url, json=unstreamed_past, headers=bearer(secrets), timeout=120)
     streamed = httpx.post(url, json=past_vocabulary, headers=bearer(secrets), timeout=120)
     assert whole.status_code == streamed.status_code == 400, streamed.text
     assert streamed.headers["content-type"].startswith("application/problem+json")
