@@ -47,3 +47,22 @@ def tiny_llama_folder(tiny_llama: tuple[Any, Any], tmp_path_factory: pytest.Temp
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture
+def prompts_client() -> Any:
+    """The prompts app over the fake sidecar, with what its lifespan sets up (the client is not
+    entered: no lifespan runs, nothing is seeded)."""
+    from fastapi.testclient import TestClient
+
+    from fakes import FakeDapr
+    from prompts.app import create_app
+    from prompts.cache import RenderCache
+    from prompts.settings import PromptsSettings
+    from prompts.store import PromptStore
+
+    app = create_app(PromptsSettings.model_validate({"APP_ID": "prompts", "APP_PORT": "1", "PROMPTS_RAG_PROMPT": ""}))
+    app.state.sidecar = FakeDapr().sidecar("prompts")
+    app.state.store = PromptStore(app.state.sidecar)
+    app.state.render_cache = RenderCache()
+    return TestClient(app)

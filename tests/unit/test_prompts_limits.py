@@ -9,22 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from fakes import FakeDapr
 from genai_platform.contracts.openai import MAX_COMPLETION_TOKENS
-from prompts.app import create_app
-from prompts.cache import RenderCache
-from prompts.settings import PromptsSettings
-from prompts.store import PromptStore
-
-
-@pytest.fixture
-def client() -> TestClient:
-    app = create_app(PromptsSettings.model_validate({"APP_ID": "prompts", "APP_PORT": "1", "PROMPTS_RAG_PROMPT": ""}))
-    # What the lifespan sets up, over the fake sidecar (the client is not entered: no lifespan runs).
-    app.state.sidecar = FakeDapr().sidecar("prompts")
-    app.state.store = PromptStore(app.state.sidecar)
-    app.state.render_cache = RenderCache()
-    return TestClient(app)
 
 
 def prompt(max_tokens: Any, name: str = "answer") -> dict[str, Any]:
@@ -48,32 +33,32 @@ def assert_over_limit(answer: Any, requested: int) -> None:
     assert body["title"] == "Invalid request" and body["detail"] == body["errors"][0]["message"]
 
 
-def test_a_new_prompt_over_the_limit_is_refused_and_not_stored(client: TestClient) -> None:
-    assert_over_limit(client.post("/v1/prompts", json=prompt(1_000_000)), 1_000_000)  # the trial's value
-    assert_over_limit(client.post("/v1/prompts", json=prompt(MAX_COMPLETION_TOKENS + 1)), 2049)
-    assert client.get("/v1/prompts/answer").status_code == 404
+def test_a_new_prompt_over_the_limit_is_refused_and_not_stored(prompts_client: TestClient) -> None:
+    assert_over_limit(prompts_client.post("/v1/prompts", json=prompt(1_000_000)), 1_000_000)  # the trial's value
+    assert_over_limit(prompts_client.post("/v1/prompts", json=prompt(MAX_COMPLETION_TOKENS + 1)), 2049)
+    assert prompts_client.get("/v1/prompts/answer").status_code == 404
 
 
-def test_a_new_version_over_the_limit_is_refused(client: TestClient) -> None:
-    assert client.post("/v1/prompts", json=prompt(256)).status_code == 201
+def test_a_new_version_over_the_limit_is_refused(prompts_client: TestClient) -> None:
+    assert prompts_client.post("/v1/prompts", json=prompt(256)).status_code == 201
     draft = {key: value for key, value in prompt(4096).items() if key != "name"}
-    assert_over_limit(client.post("/v1/prompts/answer/versions", json=draft), 4096)
-    assert [v["version"] for v in client.get("/v1/prompts/answer/versions").json()] == [1]
+    assert_over_limit(prompts_client.post("/v1/prompts/answer/versions", json=draft), 4096)
+    assert [v["version"] for v in prompts_client.get("/v1/prompts/answer/versions").json()] == [1]
 
 
-def test_the_limit_itself_is_taken(client: TestClient) -> None:
-    created = client.post("/v1/prompts", json=prompt(MAX_COMPLETION_TOKENS))
+def test_the_limit_itself_is_taken(prompts_client: TestClient) -> None:
+    created = prompts_client.post("/v1/prompts", json=prompt(MAX_COMPLETION_TOKENS))
     assert created.status_code == 201, created.text
     assert created.json()["version"]["config"]["max_tokens"] == 2048
-    rendered = client.post("/v1/prompts/answer/render", json={"version": 1, "variables": {"question": "Why?"}})
+    rendered = prompts_client.post("/v1/prompts/answer/render", json={"version": 1, "variables": {"question": "Why?"}})
     assert rendered.json()["config"] == {"temperature": 0.2, "max_tokens": 2048}
 
 
 @pytest.mark.parametrize("config", [{"max_tokens": "100"}, {"temperature": "0.5"}, {"max_tokens": 100.0}])
-def test_a_setting_of_another_type_is_refused_not_converted(client: TestClient, config: dict[str, Any]) -> None:
+def test_a_setting_of_another_type_is_refused_not_converted(prompts_client: TestClient, config: dict[str, Any]) -> None:
     """A new-user trial: `"max_tokens": "100"` was stored as 100; the README says a wrong type is a 422."""
     body = {**prompt(None), "config": config}
-    answer = client.post("/v1/prompts", json=body)
+    answer = prompts_client.post("/v1/prompts", json=body)
     assert answer.status_code == 422, answer.text
     assert [e["location"] for e in answer.json()["errors"]] == [f"body.config.{next(iter(config))}"]
-    assert client.get("/v1/prompts/answer").status_code == 404  # nothing stored
+    assert prompts_client.get("/v1/prompts/answer").status_code == 404  # nothing stored

@@ -20,10 +20,6 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from fakes import FakeDapr
-from prompts.app import create_app
-from prompts.cache import RenderCache
-from prompts.settings import PromptsSettings
 from prompts.store import PromptStore
 from prompts.templates import (
     MAX_DEFAULT_FILLS,
@@ -218,37 +214,30 @@ def test_a_schema_nested_past_the_limit_is_refused_before_the_metaschema_recurse
 # --- the routes: create and render answer 422 problem+json ---------------------------------------
 
 
-@pytest.fixture
-def client() -> TestClient:
-    app = create_app(PromptsSettings.model_validate({"APP_ID": "prompts", "APP_PORT": "1", "PROMPTS_RAG_PROMPT": ""}))
-    app.state.sidecar = FakeDapr().sidecar("prompts")
-    app.state.store = PromptStore(app.state.sidecar)
-    app.state.render_cache = RenderCache()
-    return TestClient(app)
-
-
-def test_create_answers_422_naming_variables_for_a_remote_or_endless_ref(client: TestClient) -> None:
+def test_create_answers_422_naming_variables_for_a_remote_or_endless_ref(prompts_client: TestClient) -> None:
     for schema in (
         {"$ref": REMOTE},
         {"type": "object", "properties": {"a": {"$ref": "#/$defs/x"}}, "$defs": {"x": {"$ref": "#/$defs/x"}}},
     ):
-        answer = client.post("/v1/prompts", json={"name": "p", "type": "text", "template": "-", "variables": schema})
+        answer = prompts_client.post(
+            "/v1/prompts", json={"name": "p", "type": "text", "template": "-", "variables": schema}
+        )
         assert answer.status_code == 422, answer.text
         assert answer.headers["content-type"] == "application/problem+json"
         assert [e["location"] for e in answer.json()["errors"]] == ["variables"]
-    assert client.get("/v1/prompts/p").status_code == 404
+    assert prompts_client.get("/v1/prompts/p").status_code == 404
 
 
-def test_create_and_render_of_a_self_referring_default_answer_without_a_5xx(client: TestClient) -> None:
+def test_create_and_render_of_a_self_referring_default_answer_without_a_5xx(prompts_client: TestClient) -> None:
     body = {"name": "p", "type": "text", "template": "{{ a }}", "variables": SELF_WITH_DEFAULT}
-    assert client.post("/v1/prompts", json=body).status_code == 201
-    answer = client.post("/v1/prompts/p/render", json={"version": 1})
+    assert prompts_client.post("/v1/prompts", json=body).status_code == 201
+    answer = prompts_client.post("/v1/prompts/p/render", json={"version": 1})
     assert answer.status_code == 200, answer.text
     assert answer.json()["text"] == "{}"
 
 
-def test_a_version_stored_before_these_checks_renders_a_422_not_a_500(client: TestClient) -> None:
-    store: PromptStore = client.app.state.store
+def test_a_version_stored_before_these_checks_renders_a_422_not_a_500(prompts_client: TestClient) -> None:
+    store: PromptStore = prompts_client.app.state.store
     for name, schema in (
         ("remote", {"type": "object", "properties": {"a": {"$ref": REMOTE}}}),
         (
@@ -258,7 +247,7 @@ def test_a_version_stored_before_these_checks_renders_a_422_not_a_500(client: Te
     ):
         # Stored as an older service would have: the checks at create are what is being bypassed.
         anyio.run(store.create_prompt, name, "", draft(schema))
-        answer = client.post(f"/v1/prompts/{name}/render", json={"version": 1, "variables": {"a": 1}})
+        answer = prompts_client.post(f"/v1/prompts/{name}/render", json={"version": 1, "variables": {"a": 1}})
         assert answer.status_code == 422, answer.text
         assert answer.headers["content-type"] == "application/problem+json"
 
