@@ -47,7 +47,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(kind)
     # The whole platform (the `platform` fixture, fixed ports and app-ids as `make up` runs it) starts once
     # for the tests that use it, and they run last, so no other test meets its apps on the shared broker.
-    items.sort(key=lambda item: "platform" in getattr(item, "fixturenames", ()))
+    # The session's browser (tests/ui's `browser`, Playwright's sync API) runs an event loop in this
+    # thread from its first use to the session's end, where every later `asyncio.run` fails: its
+    # tests run last too (a browser test without the platform ran mid-session and failed 300 others).
+    items.sort(key=lambda item: bool({"platform", "browser"} & set(getattr(item, "fixturenames", ()))))
 
 
 # The kinds of test that start nothing on the servers `make up` uses: they may run beside it.
